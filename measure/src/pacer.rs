@@ -1,0 +1,239 @@
+//! Sender side: turns a [`StreamProfile`] into a schedule of frames, and frames into packets.
+//!
+//! The pacer never sleeps: the caller asks [`Pacer::poll_timeout`] when the next frame is due,
+//! waits however it likes, then drains [`Pacer::poll_frame`] with the current time.
+
+use std::time::Duration;
+
+use stallwatch_proto::media::{FrameKind, MEDIA_HEADER_LEN, MediaHeader};
+
+use crate::profile::StreamProfile;
+use crate::time::Time;
+
+/// One frame (or audio packet) the sender must emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduledFrame {
+    pub kind: FrameKind,
+    /// Video frame number or audio packet number, counted from 0 per medium.
+    pub frame: u32,
+    /// The video GOP this frame belongs to (audio: the GOP being sent at the time).
+    pub gop: u32,
+    /// When the frame is due, i.e. its capture time.
+    pub due: Time,
+    /// Frame size in bytes, before fragmentation.
+    pub size: u32,
+}
+
+/// Schedules the frames of one stream from a start time.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    profile: StreamProfile,
+    start: Time,
+    next_video: u64,
+    next_audio: u64,
+}
+
+impl Pacer {
+    /// A pacer whose first frame (a keyframe) is due at `start`.
+    pub fn new(profile: StreamProfile, start: Time) -> Self {
+        Pacer { profile, start, next_video: 0, next_audio: 0 }
+    }
+
+    /// The profile being paced.
+    pub fn profile(&self) -> &StreamProfile {
+        &self.profile
+    }
+
+    fn video_due(&self, n: u64) -> Option<Time> {
+        let fps = u64::from(self.profile.fps);
+        (fps > 0).then(|| self.start + Duration::from_nanos(n * 1_000_000_000 / fps))
+    }
+
+    fn audio_due(&self, n: u64) -> Option<Time> {
+        let pps = u64::from(self.profile.audio_pps);
+        (pps > 0).then(|| self.start + Duration::from_nanos(n * 1_000_000_000 / pps))
+    }
+
+    /// When the next frame is due; `None` for an empty profile.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match (self.video_due(self.next_video), self.audio_due(self.next_audio)) {
+            (Some(v), Some(a)) => Some(v.min(a)),
+            (v, a) => v.or(a),
+        }
+    }
+
+    /// The next frame due at or before `now`, in due order (video first on a tie).
+    pub fn poll_frame(&mut self, now: Time) -> Option<ScheduledFrame> {
+        let video = self.video_due(self.next_video).filter(|&t| t <= now);
+        let audio = self.audio_due(self.next_audio).filter(|&t| t <= now);
+        let gop_frames = u64::from(self.profile.gop_frames.max(1));
+        let current_gop = |video_frame: u64| (video_frame / gop_frames) as u32;
+        match (video, audio) {
+            (Some(v), a) if a.is_none_or(|a| v <= a) => {
+                let n = self.next_video;
+                self.next_video += 1;
+                let key = n.is_multiple_of(gop_frames);
+                Some(ScheduledFrame {
+                    kind: if key { FrameKind::Key } else { FrameKind::Predicted },
+                    frame: n as u32,
+                    gop: current_gop(n),
+                    due: v,
+                    size: if key {
+                        self.profile.key_frame_bytes()
+                    } else {
+                        self.profile.predicted_frame_bytes()
+                    },
+                })
+            }
+            (_, Some(a)) => {
+                let n = self.next_audio;
+                self.next_audio += 1;
+                Some(ScheduledFrame {
+                    kind: FrameKind::Audio,
+                    frame: n as u32,
+                    gop: current_gop(self.next_video.saturating_sub(1)),
+                    due: a,
+                    size: self.profile.audio_packet_bytes(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Splits a frame of `size` bytes into fragments whose payload is at most `max_payload`
+/// bytes. Returns the payload length of each fragment; every fragment but the last is full.
+///
+/// A zero-byte frame is one empty fragment. `max_payload` below 1 is treated as 1, and the
+/// count is capped at `u16::MAX` by growing the fragment size, so the header always fits.
+pub fn fragment_sizes(size: u32, max_payload: usize) -> impl Iterator<Item = u32> {
+    let size = size as usize;
+    let mut chunk = max_payload.max(1);
+    if size.div_ceil(chunk) > usize::from(u16::MAX) {
+        chunk = size.div_ceil(usize::from(u16::MAX));
+    }
+    let count = size.div_ceil(chunk).max(1);
+    (0..count).map(move |i| (size - i * chunk).min(chunk) as u32)
+}
+
+/// Largest payload that fits in a datagram of `max_datagram` bytes after the media header.
+pub fn max_payload(max_datagram: usize) -> usize {
+    max_datagram.saturating_sub(MEDIA_HEADER_LEN).max(1)
+}
+
+/// Numbers the packets of one stream: turns scheduled frames into media headers.
+#[derive(Debug, Clone)]
+pub struct Packetizer {
+    stream_id: u32,
+    next_seq: u64,
+}
+
+impl Packetizer {
+    pub fn new(stream_id: u32) -> Self {
+        Packetizer { stream_id, next_seq: 0 }
+    }
+
+    /// Sequence number the next packet will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Headers for every fragment of `frame`, with consecutive sequence numbers.
+    ///
+    /// `capture_ns` is the sender's wall-clock time for `frame.due`. `send_ns` is left equal to
+    /// it; the transport overwrites it with the real send time just before each packet leaves.
+    pub fn packetize(
+        &mut self,
+        frame: &ScheduledFrame,
+        capture_ns: u64,
+        max_payload: usize,
+    ) -> Vec<MediaHeader> {
+        let sizes: Vec<u32> = fragment_sizes(frame.size, max_payload).collect();
+        let count = sizes.len() as u16;
+        sizes
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload_len)| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                MediaHeader {
+                    kind: frame.kind,
+                    frag_index: i as u16,
+                    frag_count: count,
+                    stream_id: self.stream_id,
+                    payload_len,
+                    seq,
+                    frame: frame.frame,
+                    gop: frame.gop,
+                    capture_ns,
+                    send_ns: capture_ns,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(pacer: &mut Pacer, until: Time) -> Vec<ScheduledFrame> {
+        std::iter::from_fn(|| pacer.poll_frame(until)).collect()
+    }
+
+    #[test]
+    fn one_second_of_720p30_has_30_frames_50_audio_packets_and_one_keyframe() {
+        let mut pacer = Pacer::new("720p30".parse().unwrap(), Time::ZERO);
+        let frames = drain(&mut pacer, Time::from_nanos(999_999_999));
+        let video: Vec<_> = frames.iter().filter(|f| f.kind.is_video()).collect();
+        assert_eq!(video.len(), 30);
+        assert_eq!(frames.len() - video.len(), 50);
+        assert_eq!(video.iter().filter(|f| f.kind == FrameKind::Key).count(), 1);
+        assert_eq!(video[1].due, Time::from_nanos(33_333_333));
+        // Frames come out in due order.
+        assert!(frames.windows(2).all(|w| w[0].due <= w[1].due));
+        assert_eq!(pacer.poll_timeout(), Some(Time::from_nanos(1_000_000_000)));
+    }
+
+    #[test]
+    fn keyframes_start_every_gop() {
+        let mut pacer = Pacer::new("360p15".parse().unwrap(), Time::ZERO);
+        let frames = drain(&mut pacer, Time::from_millis(6_000));
+        let keys: Vec<u32> =
+            frames.iter().filter(|f| f.kind == FrameKind::Key).map(|f| f.frame).collect();
+        assert_eq!(keys, vec![0, 30, 60, 90]);
+        assert!(frames.iter().filter(|f| f.kind.is_video()).all(|f| f.gop == f.frame / 30));
+    }
+
+    #[test]
+    fn nothing_is_due_before_its_time() {
+        let mut pacer = Pacer::new("audio".parse().unwrap(), Time::from_millis(100));
+        assert_eq!(pacer.poll_frame(Time::from_millis(99)), None);
+        assert_eq!(pacer.poll_frame(Time::from_millis(100)).unwrap().kind, FrameKind::Audio);
+        assert_eq!(pacer.poll_frame(Time::from_millis(119)), None);
+    }
+
+    #[test]
+    fn fragments_fill_the_payload_and_sum_to_the_frame() {
+        let sizes: Vec<u32> = fragment_sizes(2500, 1000).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        assert_eq!(fragment_sizes(0, 1000).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(fragment_sizes(1000, 1000).count(), 1);
+        let huge: Vec<u32> = fragment_sizes(u32::MAX, 1).collect();
+        assert!(huge.len() <= usize::from(u16::MAX));
+        assert_eq!(huge.iter().map(|&s| u64::from(s)).sum::<u64>(), u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn packetizer_numbers_fragments_consecutively() {
+        let mut pk = Packetizer::new(7);
+        let frame =
+            ScheduledFrame { kind: FrameKind::Key, frame: 0, gop: 0, due: Time::ZERO, size: 3000 };
+        let headers = pk.packetize(&frame, 5, max_payload(1248));
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers.iter().map(|h| h.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(headers.iter().all(|h| h.frag_count == 3 && h.stream_id == 7));
+        assert_eq!(headers.iter().map(|h| h.payload_len).sum::<u32>(), 3000);
+        assert_eq!(pk.next_seq(), 3);
+    }
+}

@@ -1,0 +1,467 @@
+//! Receiver side: feed it every media packet with its arrival time; take per-window results.
+//!
+//! Shape follows `quinn-proto`: [`Receiver::on_packet`] and [`Receiver::handle_timeout`] take
+//! `now`, [`Receiver::poll_timeout`] says when to call again, nothing here reads a clock.
+//! Definitions of every figure are in `docs/metrics.md`.
+
+use std::time::Duration;
+
+use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
+
+use crate::player::{Medium, Player, PlayerCounters};
+use crate::recorder::Recorder;
+use crate::sequence::{Arrival, LossCounters, SeqTracker};
+use crate::time::Time;
+
+/// Receiver settings.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// The virtual player's playout delay (its fixed jitter buffer).
+    pub playout_delay: Duration,
+    /// RFC 7680 wait time: a missing packet is lost this long after its gap is seen.
+    pub loss_wait: Duration,
+    /// The medium that drives the virtual player.
+    pub medium: Medium,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            playout_delay: Duration::from_millis(300),
+            loss_wait: Duration::from_secs(2),
+            medium: Medium::Video,
+        }
+    }
+}
+
+/// Phases of a viewer's first frame, in the order they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Transport connection set up (QUIC handshake done, or UDP relay handshake answered).
+    Connect,
+    /// TLS handshake done, when it is separate from `Connect`.
+    Handshake,
+    /// The relay accepted the subscription.
+    Subscribe,
+    /// The first media byte arrived.
+    FirstByte,
+    /// The first keyframe was complete.
+    FirstKeyframe,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Connect,
+        Phase::Handshake,
+        Phase::Subscribe,
+        Phase::FirstByte,
+        Phase::FirstKeyframe,
+    ];
+
+    /// Label value used in reports and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Handshake => "handshake",
+            Phase::Subscribe => "subscribe",
+            Phase::FirstByte => "first_byte",
+            Phase::FirstKeyframe => "first_keyframe",
+        }
+    }
+}
+
+/// A complete first-frame measurement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstFrame {
+    /// Each phase that was marked, with its duration from the end of the previous marked phase
+    /// (or from the attempt start). They add up to `total`.
+    pub phases: Vec<(Phase, Duration)>,
+    /// Attempt start to the first complete keyframe.
+    pub total: Duration,
+}
+
+/// Everything measured in one window.
+#[derive(Debug, Clone, Default)]
+pub struct WindowMetrics {
+    pub start: Time,
+    pub end: Time,
+    /// Set in the window in which the first keyframe became complete.
+    pub first_frame: Option<FirstFrame>,
+    /// Packets that arrived (including duplicates) and their bytes on the wire, headers included.
+    pub packets: u64,
+    pub bytes: u64,
+    pub loss: LossCounters,
+    pub player: PlayerCounters,
+    /// RFC 3550 interarrival jitter, sampled at every packet, µs.
+    pub jitter: Recorder,
+    /// RFC 3550 jitter at the end of the window, ns.
+    pub jitter_now_ns: u64,
+    /// RFC 5481 PDV: one-way delay minus the window's minimum, per packet, µs.
+    pub pdv: Recorder,
+    /// RFC 5481 IPDV magnitude between consecutive sequence numbers, µs.
+    pub ipdv: Recorder,
+    /// For reordered packets, NextExp minus the sequence number, packets.
+    pub reorder_distance: Recorder,
+    /// RFC 3611 burst lengths, packets.
+    pub burst_length: Recorder,
+    /// Stall durations, µs.
+    pub stall_duration: Recorder,
+}
+
+/// Measures one received stream.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    attempt_start: Time,
+    phases: [Option<Time>; 5],
+    first_frame_reported: bool,
+    window_start: Time,
+    packets: u64,
+    bytes: u64,
+    sequence: SeqTracker,
+    player: Player,
+    /// RFC 3550 state: last transit time and J, both in ns.
+    last_transit: Option<i64>,
+    jitter_ns: f64,
+    jitter: Recorder,
+    pdv: DelayVariation,
+    last_in_sequence: Option<(u64, i64)>,
+    ipdv: Recorder,
+}
+
+impl Receiver {
+    /// A receiver for a viewing attempt that started at `attempt_start` (before any DNS,
+    /// connect or handshake, so first-frame time covers them).
+    pub fn new(config: ReceiverConfig, attempt_start: Time) -> Self {
+        Receiver {
+            attempt_start,
+            phases: [None; 5],
+            first_frame_reported: false,
+            window_start: attempt_start,
+            packets: 0,
+            bytes: 0,
+            sequence: SeqTracker::new(config.loss_wait),
+            player: Player::new(config.medium, config.playout_delay),
+            last_transit: None,
+            jitter_ns: 0.0,
+            jitter: Recorder::new(),
+            pdv: DelayVariation::default(),
+            last_in_sequence: None,
+            ipdv: Recorder::new(),
+        }
+    }
+
+    /// Records that a first-frame phase ended at `now`. Only the first mark of a phase counts.
+    pub fn mark_phase(&mut self, phase: Phase, now: Time) {
+        let slot = &mut self.phases[phase as usize];
+        if slot.is_none() {
+            *slot = Some(now);
+        }
+    }
+
+    /// When a phase ended, if it has.
+    pub fn phase(&self, phase: Phase) -> Option<Time> {
+        self.phases[phase as usize]
+    }
+
+    /// Feeds one media packet that arrived at `now` (receiver's monotonic clock). The sender
+    /// timestamps in `header` are on the sender's clock; only their differences are used,
+    /// unless the clock offset is known.
+    pub fn on_packet(&mut self, now: Time, header: &MediaHeader) {
+        self.packets += 1;
+        self.bytes += (MEDIA_HEADER_LEN as u64).saturating_add(u64::from(header.payload_len));
+        self.mark_phase(Phase::FirstByte, now);
+        let arrival = self.sequence.on_packet(now, header.seq);
+        if !matches!(arrival, Arrival::New { .. }) {
+            self.handle_timeout(now);
+            return;
+        }
+        let transit = transit_ns(now, header.send_ns);
+        // RFC 3550 section 6.4.1, in arrival order: D = (Rj - Ri) - (Sj - Si); J += (|D| - J) / 16.
+        if let Some(last) = self.last_transit {
+            let d = transit.saturating_sub(last).unsigned_abs() as f64;
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+            self.jitter.record_nanos_as_micros(self.jitter_ns as u64);
+        }
+        self.last_transit = Some(transit);
+        self.pdv.record(transit);
+        // RFC 5481 IPDV between consecutive sequence numbers.
+        match self.last_in_sequence {
+            Some((seq, last)) if header.seq == seq + 1 => {
+                self.ipdv.record_nanos_as_micros(transit.saturating_sub(last).unsigned_abs());
+            }
+            _ => {}
+        }
+        if self.last_in_sequence.is_none_or(|(seq, _)| header.seq > seq) {
+            self.last_in_sequence = Some((header.seq, transit));
+        }
+        self.player.on_fragment(now, header);
+        if let Some(t) = self.player.first_keyframe() {
+            self.mark_phase(Phase::FirstKeyframe, t);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Advances loss decisions and playback to `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.sequence.handle_timeout(now);
+        self.player.handle_timeout(now);
+    }
+
+    /// When [`Receiver::handle_timeout`] next has work to do, if ever without new packets.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match (self.sequence.poll_timeout(), self.player.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The first-frame measurement, once the first keyframe is complete.
+    pub fn first_frame(&self) -> Option<FirstFrame> {
+        let end = self.phase(Phase::FirstKeyframe)?;
+        let mut previous = self.attempt_start;
+        let mut phases = Vec::new();
+        for phase in Phase::ALL {
+            if let Some(t) = self.phase(phase) {
+                // A phase marked out of order (e.g. first byte before subscribe-ok) counts as zero.
+                let t = t.max(previous);
+                phases.push((phase, t.saturating_since(previous)));
+                previous = t;
+            }
+        }
+        Some(FirstFrame { phases, total: end.saturating_since(self.attempt_start) })
+    }
+
+    /// Closes the window at `now` and returns its results; the next window starts at `now`.
+    pub fn take_window(&mut self, now: Time) -> WindowMetrics {
+        self.handle_timeout(now);
+        let first_frame = if self.first_frame_reported {
+            None
+        } else {
+            let ff = self.first_frame();
+            self.first_frame_reported = ff.is_some();
+            ff
+        };
+        let (loss, reorder_distance, burst_length) = self.sequence.take_window();
+        let (player, stall_duration) = self.player.take_window(now);
+        let start = std::mem::replace(&mut self.window_start, now);
+        WindowMetrics {
+            start,
+            end: now,
+            first_frame,
+            packets: std::mem::take(&mut self.packets),
+            bytes: std::mem::take(&mut self.bytes),
+            loss,
+            player,
+            jitter: self.jitter.take(),
+            jitter_now_ns: self.jitter_ns as u64,
+            pdv: self.pdv.take_window(),
+            ipdv: self.ipdv.take(),
+            reorder_distance,
+            burst_length,
+            stall_duration,
+        }
+    }
+
+    /// Ends the stream at `now`: pending gaps are declared lost, and the last window returned.
+    /// A viewer that stops at `now` counts a stall if nothing rendered in the last 500 ms, so
+    /// after a normal end of stream, finish once the last frame's deadline has passed
+    /// ([`Receiver::poll_timeout`] returns `None` then).
+    pub fn finish(&mut self, now: Time) -> WindowMetrics {
+        self.handle_timeout(now);
+        self.sequence.finish();
+        self.take_window(now)
+    }
+}
+
+/// Receiver clock minus sender clock for one packet, ns. Clocks differ by an unknown offset;
+/// every use below takes differences, which cancel it.
+fn transit_ns(now: Time, send_ns: u64) -> i64 {
+    let t = i128::from(now.as_nanos()) - i128::from(send_ns);
+    t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// RFC 5481 PDV over a window without keeping every packet's delay: delays are recorded
+/// relative to the window's first packet (small values, so HDR keeps them precise) into two
+/// histograms by sign, then shifted by the exact window minimum when the window closes.
+#[derive(Debug, Clone, Default)]
+struct DelayVariation {
+    anchor: Option<i64>,
+    min: i64,
+    above: Recorder,
+    below: Recorder,
+    /// Exact sum of (delay - anchor), ns.
+    sum_from_anchor: i128,
+}
+
+impl DelayVariation {
+    fn record(&mut self, delay: i64) {
+        let anchor = *self.anchor.get_or_insert(delay);
+        if self.above.count() + self.below.count() == 0 || delay < self.min {
+            self.min = delay;
+        }
+        let d = i128::from(delay) - i128::from(anchor);
+        self.sum_from_anchor += d;
+        let micros = (d.unsigned_abs() + 500) / 1_000;
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+        if d >= 0 { self.above.record(micros) } else { self.below.record(micros) }
+    }
+
+    fn take_window(&mut self) -> Recorder {
+        let mut pdv = Recorder::new();
+        let Some(anchor) = self.anchor.take() else { return pdv };
+        let shift = i128::from(anchor) - i128::from(self.min); // >= 0
+        let shift_us = (shift + 500) / 1_000;
+        for v in self.above.histogram().iter_recorded() {
+            let value = i128::from(self.above.histogram().median_equivalent(v.value_iterated_to()));
+            pdv.record_n(clamp_u64(value + shift_us), v.count_at_value());
+        }
+        for v in self.below.histogram().iter_recorded() {
+            let value = i128::from(self.below.histogram().median_equivalent(v.value_iterated_to()));
+            pdv.record_n(clamp_u64(shift_us - value), v.count_at_value());
+        }
+        // The sum stays exact: sum(delay - min) = sum(delay - anchor) + n * (anchor - min).
+        let n = i128::from(pdv.count());
+        pdv.set_sum(clamp_u64((self.sum_from_anchor + n * shift + 500) / 1_000));
+        self.above.reset();
+        self.below.reset();
+        pdv
+    }
+}
+
+fn clamp_u64(v: i128) -> u64 {
+    v.clamp(0, i128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use stallwatch_proto::media::FrameKind;
+
+    use super::*;
+
+    fn packet(
+        seq: u64,
+        frame: u32,
+        kind: FrameKind,
+        frag: (u16, u16),
+        send_ms: u64,
+    ) -> MediaHeader {
+        MediaHeader {
+            kind,
+            frag_index: frag.0,
+            frag_count: frag.1,
+            stream_id: 1,
+            payload_len: 1000,
+            seq,
+            frame,
+            gop: 0,
+            capture_ns: u64::from(frame) * 33_333_333,
+            send_ns: send_ms * 1_000_000,
+        }
+    }
+
+    fn audio(seq: u64, send_ms: u64) -> MediaHeader {
+        packet(seq, seq as u32, FrameKind::Audio, (0, 1), send_ms)
+    }
+
+    #[test]
+    fn rfc3550_jitter_matches_an_independent_computation() {
+        // Sent every 20 ms; arrivals with irregular delays (ms). Sender clock is 1000 s ahead.
+        let delays = [30u64, 34, 29, 45, 31, 30, 52, 33, 30, 31];
+        let mut rx = Receiver::new(ReceiverConfig::default(), Time::ZERO);
+        for (i, d) in delays.iter().enumerate() {
+            let send = 1_000_000 + 20 * i as u64;
+            rx.on_packet(Time::from_millis(20 * i as u64 + d), &audio(i as u64, send));
+        }
+        // Independently: D_i = delay_i - delay_{i-1}; J_i = J_{i-1} + (|D_i| - J_{i-1}) / 16.
+        let mut j = 0.0f64;
+        let mut expected_samples = Vec::new();
+        for w in delays.windows(2) {
+            let d = (w[1] as f64 - w[0] as f64).abs() * 1e6;
+            j += (d - j) / 16.0;
+            expected_samples.push((j / 1_000.0).round() as u64);
+        }
+        let window = rx.take_window(Time::from_millis(1_000));
+        assert_eq!(window.jitter_now_ns, j as u64);
+        assert_eq!(window.jitter.count(), 9);
+        assert_eq!(window.jitter.sum(), expected_samples.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn scripted_arrivals_give_exact_loss_reorder_duplicate_and_pdv() {
+        let mut rx = Receiver::new(ReceiverConfig::default(), Time::ZERO);
+        // seq: 0 1 3 2 3 5 ... (4 lost, 3 duplicated, 2 reordered), one-way delay 10 ms except
+        // seq 3 (first copy) at 25 ms.
+        let script =
+            [(0, 0, 10), (1, 20, 30), (3, 60, 85), (2, 40, 86), (3, 60, 87), (5, 100, 110)];
+        for (seq, send, arrive) in script {
+            rx.on_packet(Time::from_millis(arrive), &audio(seq, send));
+        }
+        let w = rx.finish(Time::from_millis(3_000));
+        assert_eq!(w.packets, 6);
+        assert_eq!(w.loss.expected, 6);
+        assert_eq!(w.loss.received, 5);
+        assert_eq!(w.loss.lost, 1);
+        assert_eq!(w.loss.duplicates, 1);
+        assert_eq!(w.loss.reordered, 1);
+        // PDV: delays 10, 10, 25, 46, 10 ms -> minus min 10 ms: 0, 0, 15, 36, 0 ms.
+        assert_eq!(w.pdv.count(), 5);
+        assert_eq!(w.pdv.sum(), 51_000);
+        assert_eq!(w.pdv.histogram().max(), w.pdv.histogram().highest_equivalent(36_000));
+        // IPDV between consecutive sequence numbers as they arrive: (0,1) = 0 ms, (2 after 3)
+        // is not consecutive with 3, (1,2) is not the last in-sequence pair either.
+        assert_eq!(w.ipdv.count(), 1);
+    }
+
+    #[test]
+    fn first_frame_time_is_the_arrival_of_the_last_fragment_of_the_first_keyframe() {
+        let start = Time::from_millis(1_000);
+        let mut rx = Receiver::new(ReceiverConfig::default(), start);
+        rx.mark_phase(Phase::Connect, Time::from_millis(1_040));
+        rx.mark_phase(Phase::Subscribe, Time::from_millis(1_080));
+        // A P frame of an earlier GOP, then a 3-fragment keyframe whose fragments arrive out of order.
+        rx.on_packet(Time::from_millis(1_100), &packet(10, 59, FrameKind::Predicted, (0, 1), 0));
+        rx.on_packet(Time::from_millis(1_120), &packet(11, 60, FrameKind::Key, (0, 3), 0));
+        rx.on_packet(Time::from_millis(1_150), &packet(13, 60, FrameKind::Key, (2, 3), 0));
+        assert_eq!(rx.first_frame(), None);
+        rx.on_packet(Time::from_millis(1_163), &packet(12, 60, FrameKind::Key, (1, 3), 0));
+        let ff = rx.first_frame().unwrap();
+        assert_eq!(ff.total, Duration::from_millis(163));
+        assert_eq!(
+            ff.phases,
+            vec![
+                (Phase::Connect, Duration::from_millis(40)),
+                (Phase::Subscribe, Duration::from_millis(40)),
+                (Phase::FirstByte, Duration::from_millis(20)),
+                (Phase::FirstKeyframe, Duration::from_millis(63)),
+            ]
+        );
+        // Reported once, in the window where it happened.
+        assert!(rx.take_window(Time::from_millis(2_000)).first_frame.is_some());
+        assert!(rx.take_window(Time::from_millis(3_000)).first_frame.is_none());
+    }
+
+    #[test]
+    fn a_scripted_gap_gives_a_stall_of_known_length() {
+        // Audio-driven player, 20 ms packets, fixed 5 ms delay; packets 50..=79 never arrive, so
+        // nothing renders from packet 49 (t = 980 ms) until packet 80 (t = 1600 ms): 620 ms.
+        let config = ReceiverConfig { medium: Medium::Audio, ..ReceiverConfig::default() };
+        let mut rx = Receiver::new(config, Time::ZERO);
+        for seq in (0..150u64).filter(|s| !(50..80).contains(s)) {
+            let mut p = audio(seq, seq * 20);
+            p.capture_ns = p.send_ns;
+            rx.on_packet(Time::from_millis(seq * 20 + 5), &p);
+        }
+        // Finish as the last packet (149, captured at 2980 ms) renders: 5 ms delay + 300 ms playout.
+        let w = rx.finish(Time::from_millis(2_980 + 305));
+        assert_eq!(w.player.stalls, 1);
+        assert_eq!(w.player.stalls_600ms, 1);
+        assert_eq!(w.player.stall_time_ns, 620_000_000);
+        assert_eq!(w.player.frames_missing, 30);
+        assert_eq!(w.player.frames_rendered, 120);
+        assert_eq!(w.stall_duration.sum(), 620_000);
+        assert_eq!(w.player.play_time_ns, (49 + 69) * 20_000_000);
+        assert_eq!(w.loss.lost, 30);
+        assert_eq!(w.loss.bursts, 1);
+        assert_eq!(w.burst_length.sum(), 30);
+    }
+}
