@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use stallwatch_proto::media::MediaHeader;
+use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 
 use crate::link::{Fate, Link, LinkConfig, LinkStats};
 use crate::pacer::{Pacer, Packetizer, max_payload};
@@ -80,58 +80,116 @@ impl Ord for Delivery {
     }
 }
 
+/// The packets of one simulated stream, in arrival order, with their arrival times: the
+/// publisher's pacer and packetizer feeding a [`Link`]. Memory stays bounded: only packets in
+/// flight are held.
+pub struct Arrivals {
+    pacer: Pacer,
+    packetizer: Packetizer,
+    link: Link,
+    in_flight: BinaryHeap<Delivery>,
+    send_end: Time,
+    payload: usize,
+    max_datagram: usize,
+    order: u64,
+    packets_sent: u64,
+}
+
+impl Arrivals {
+    /// The stream of `config`, starting at time zero.
+    pub fn new(config: &SimConfig) -> Self {
+        Arrivals {
+            pacer: Pacer::new(config.profile.clone(), Time::ZERO),
+            packetizer: Packetizer::new(1),
+            link: Link::new(config.link.clone(), config.seed),
+            in_flight: BinaryHeap::new(),
+            send_end: Time::ZERO + config.duration,
+            payload: max_payload(config.max_datagram),
+            max_datagram: config.max_datagram,
+            order: 0,
+            packets_sent: 0,
+        }
+    }
+
+    /// Packets the publisher has sent so far.
+    pub fn packets_sent(&self) -> u64 {
+        self.packets_sent
+    }
+
+    /// What the link has done so far.
+    pub fn link_stats(&self) -> &LinkStats {
+        self.link.stats()
+    }
+
+    fn send_due(&mut self, now: Time) {
+        while let Some(frame) = self.pacer.poll_frame(now) {
+            for mut header in self.packetizer.packetize(&frame, frame.due.as_nanos(), self.payload)
+            {
+                header.send_ns = now.as_nanos();
+                self.packets_sent += 1;
+                let size = self.max_datagram.min(MEDIA_HEADER_LEN + header.payload_len as usize);
+                if let Fate::Deliver(at) = self.link.send(now, size) {
+                    self.in_flight.push(Delivery { at, order: self.order, header });
+                    self.order += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = (Time, MediaHeader);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let send_at = self.pacer.poll_timeout().filter(|&t| t < self.send_end);
+            match (self.in_flight.peek().map(|d| d.at), send_at) {
+                (Some(deliver), send) if send.is_none_or(|s| deliver < s) => {
+                    let d = self.in_flight.pop()?;
+                    return Some((d.at, d.header));
+                }
+                (_, Some(send)) => self.send_due(send),
+                (_, None) => return None,
+            }
+        }
+    }
+}
+
 /// Runs one probe to completion: sends for `duration`, then lets every packet land and the
 /// loss wait and playout delay run out before finishing the receiver.
 pub fn run(config: &SimConfig) -> SimResult {
-    let start = Time::ZERO;
-    let send_end = start + config.duration;
-    let mut pacer = Pacer::new(config.profile.clone(), start);
-    let mut packetizer = Packetizer::new(1);
-    let mut link = Link::new(config.link.clone(), config.seed);
-    let mut receiver = Receiver::new(config.receiver.clone(), start);
-    let mut in_flight = BinaryHeap::new();
+    let mut arrivals = Arrivals::new(config);
+    let mut receiver = Receiver::new(config.receiver.clone(), Time::ZERO);
     let mut windows = Vec::new();
-    let mut next_window = start + config.window;
-    let payload = max_payload(config.max_datagram);
-    let mut packets_sent = 0u64;
-    let mut order = 0u64;
-    let mut last_event = start;
-
-    loop {
-        let send_at = pacer.poll_timeout().filter(|&t| t < send_end);
-        let deliver_at = in_flight.peek().map(|d: &Delivery| d.at);
-        let timer_at = receiver.poll_timeout();
-        let Some(now) = [send_at, deliver_at, timer_at].into_iter().flatten().min() else {
-            break;
-        };
+    let mut next_window = Time::ZERO + config.window;
+    let mut now = Time::ZERO;
+    let mut advance_to = |receiver: &mut Receiver, now: Time, windows: &mut Vec<WindowMetrics>| {
         while next_window <= now {
             windows.push(receiver.take_window(next_window));
             next_window += config.window;
         }
-        last_event = now;
-        if send_at == Some(now) {
-            while let Some(frame) = pacer.poll_frame(now) {
-                for mut header in packetizer.packetize(&frame, frame.due.as_nanos(), payload) {
-                    header.send_ns = now.as_nanos();
-                    packets_sent += 1;
-                    let size = config.max_datagram.min(48 + header.payload_len as usize);
-                    if let Fate::Deliver(at) = link.send(now, size) {
-                        in_flight.push(Delivery { at, order, header });
-                        order += 1;
-                    }
-                }
-            }
-        }
-        while let Some(d) = in_flight.peek().filter(|d| d.at <= now) {
-            let header = d.header;
-            in_flight.pop();
-            receiver.on_packet(now, &header);
-        }
         receiver.handle_timeout(now);
+    };
+    for (at, header) in arrivals.by_ref() {
+        while let Some(timer) = receiver.poll_timeout().filter(|&t| t < at) {
+            advance_to(&mut receiver, timer, &mut windows);
+        }
+        advance_to(&mut receiver, at, &mut windows);
+        receiver.on_packet(at, &header);
+        now = at;
     }
-    let end = last_event;
-    windows.push(receiver.finish(end));
-    SimResult { windows, link: link.stats().clone(), packets_sent, end }
+    while let Some(timer) = receiver.poll_timeout() {
+        advance_to(&mut receiver, timer, &mut windows);
+        now = timer;
+    }
+    advance_to(&mut receiver, now, &mut windows);
+    windows.push(receiver.finish(now));
+    SimResult {
+        windows,
+        link: arrivals.link_stats().clone(),
+        packets_sent: arrivals.packets_sent(),
+        end: now,
+    }
 }
 
 /// Adds up the windows of a run (counters summed, histograms merged).
