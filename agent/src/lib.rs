@@ -1,1 +1,6 @@
-// placeholder
+//! The stallwatch agent: publishes and views synthetic live streams and measures what a viewer
+//! would feel. The measurement itself lives in the sans-IO `stallwatch-measure` crate; this
+//! crate adds the network, the CLI and the output around it.
+
+pub mod simulate;
+pub mod summary;

@@ -1,1 +1,129 @@
-fn main() {}
+//! `stallwatch-agent`: thin CLI over the agent library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use stallwatch_agent::simulate::{SimulateArgs, simulate};
+use stallwatch_measure::StreamProfile;
+use stallwatch_proto::duration::parse_duration;
+
+/// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
+const EXIT_NOT_BUILT: u8 = 69;
+/// Exit code for bad input (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "stallwatch-agent",
+    version,
+    about = "Publishes and views synthetic live streams and measures what a viewer feels: \
+             first-frame time, jitter, loss and stalls.",
+    after_help = "Examples:\n  \
+        stallwatch-agent simulate --profile 720p30 --emulate 3g --duration 5m\n  \
+        stallwatch-agent simulate --emulate \"delay=120ms,jitter=30ms,loss=2%\" --json"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate a stream over an emulated network in virtual time (no network, instant).
+    ///
+    /// Runs the same measurement core the probes use: a publisher paced to the profile, the
+    /// emulated link, and a viewer with a virtual player. Prints first-frame time, loss,
+    /// bursts, jitter, stalls and stall ratio.
+    Simulate {
+        /// Stream profile: 360p15, 360p30, 720p30, 1080p30 or audio.
+        #[arg(long, default_value = "720p30", env = "STALLWATCH_PROFILE")]
+        profile: String,
+        /// Network to emulate: a preset (4g, 3.5g, 3g, edge, chrome-fast-4g, chrome-slow-4g,
+        /// chrome-slow-3g; the downlink is used), `none`, or custom settings such as
+        /// "delay=100ms,jitter=20ms,loss=1%,ge=0.01/0.3,rate=2mbit,queue=300ms,reorder=0.5%/20ms".
+        #[arg(long, default_value = "none", env = "STALLWATCH_EMULATE")]
+        emulate: String,
+        /// How long the publisher streams (e.g. 30s, 10m, 1h).
+        #[arg(long, default_value = "60s", value_parser = duration_arg)]
+        duration: Duration,
+        /// The virtual player's playout delay (its jitter buffer).
+        #[arg(long, default_value = "300ms", value_parser = duration_arg)]
+        playout_delay: Duration,
+        /// Seed for the emulator's random choices; the same seed gives the same result.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe a relay once: publish a stream and view it back, then print a summary. [not built yet]
+    Probe(NotBuilt),
+    /// Run a relay that accepts publishers and viewers over QUIC and UDP. [not built yet]
+    Relay(NotBuilt),
+    /// A UDP impairment proxy: send any UDP or QUIC flow through emulated conditions. [not built yet]
+    Impair(NotBuilt),
+    /// Run continuously: fetch the plan from the collector, probe, and report. [not built yet]
+    Run(NotBuilt),
+    /// Check an agent configuration file and report the line and field of any error. [not built yet]
+    CheckConfig(NotBuilt),
+}
+
+/// Arguments of a command that is not built yet; accepted and ignored.
+#[derive(clap::Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn not_built(what: &str, issue: u32) -> ExitCode {
+    eprintln!(
+        "stallwatch-agent {what}: not built yet (tracked in issue {issue}); \
+         `stallwatch-agent simulate` runs the same measurements over an emulated link today"
+    );
+    ExitCode::from(EXIT_NOT_BUILT)
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Simulate { profile, emulate, duration, playout_delay, seed, json } => {
+            let profile: StreamProfile = match profile.parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: --profile: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let args = SimulateArgs { profile, emulate, duration, playout_delay, seed };
+            match simulate(&args) {
+                Ok(summary) if json => {
+                    println!("{}", serde_json::to_string_pretty(&summary).expect("serializable"));
+                    ExitCode::SUCCESS
+                }
+                Ok(summary) => {
+                    println!(
+                        "simulated {} of {} over {:?} (seed {})\n{summary}",
+                        stallwatch_proto::duration::format_duration(args.duration),
+                        args.profile,
+                        args.emulate,
+                        args.seed
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Probe(_) => not_built("probe", 3),
+        Command::Relay(_) => not_built("relay", 3),
+        Command::Impair(_) => not_built("impair", 3),
+        Command::Run(_) => not_built("run", 4),
+        Command::CheckConfig(_) => not_built("check-config", 4),
+    }
+}

@@ -1,1 +1,50 @@
-fn main() {}
+//! `stallwatch-collector`: thin CLI over the collector library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
+const EXIT_NOT_BUILT: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "stallwatch-collector",
+    version,
+    about = "Takes stallwatch agents' reports over mutual TLS, exports Prometheus metrics, \
+             raises P0/P1/P2 alerts and writes regional reports."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector: ingest, /metrics, fleet view, plans. [not built yet]
+    Run(NotBuilt),
+    /// Check a collector configuration file and name the line and field of any error. [not built yet]
+    Validate(NotBuilt),
+    /// Fleet PKI: init a CA, issue agent and collector certificates, revoke agents. [not built yet]
+    Ca(NotBuilt),
+    /// Start a collector, a relay and agents on loopback and show live results. [not built yet]
+    Demo(NotBuilt),
+}
+
+/// Arguments of a command that is not built yet; accepted and ignored.
+#[derive(clap::Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let what = match Cli::parse().command {
+        Command::Run(_) => "run",
+        Command::Validate(_) => "validate",
+        Command::Ca(_) => "ca",
+        Command::Demo(_) => "demo",
+    };
+    eprintln!("stallwatch-collector {what}: not built yet (tracked in issue 4)");
+    ExitCode::from(EXIT_NOT_BUILT)
+}
