@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use stallwatch_measure::StreamProfile;
 use stallwatch_measure::link::{self, LinkConfig};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::sim::{self, SimConfig};
-use stallwatch_measure::StreamProfile;
 
 use crate::summary::Summary;
 

@@ -114,7 +114,10 @@ impl Summary {
 
 fn quantiles(q: &Option<Quantiles>) -> String {
     match q {
-        Some(q) => format!("p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms", q.p50, q.p95, q.p99, q.max),
+        Some(q) => format!(
+            "p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            q.p50, q.p95, q.p99, q.max
+        ),
         None => "no samples".to_string(),
     }
 }

@@ -17,6 +17,7 @@ pub mod player;
 pub mod profile;
 pub mod receiver;
 pub mod recorder;
+pub mod report;
 pub mod sequence;
 pub mod sim;
 pub mod time;

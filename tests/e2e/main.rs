@@ -1,1 +1,4 @@
+//! End-to-end and architecture tests: one test binary, a module per area (ripgrep's layout).
 
+mod architecture;
+mod cli;

@@ -1,4 +1,5 @@
-//! Receiver throughput and memory. Run: `cargo bench -p stallwatch-measure --bench receiver`
+//! Receiver throughput and memory (of the sans-IO core, benchmarked here because the core
+//! itself never reads a clock). Run: `cargo bench -p stallwatch-agent --bench receiver`
 //!
 //! Feeds a pre-generated 720p30 stream (1 % random loss, ±5 ms jitter so some packets
 //! reorder) through one `Receiver` on one core and reports packets per second, then shows

@@ -1,0 +1,167 @@
+//! Turns a window's results into a report series (`stallwatch-proto`'s schema).
+//!
+//! Names are the contract with the collector, which maps them to Prometheus metrics; they are
+//! defined once here. Counters are increments over the window; histograms carry their exact
+//! sum and count. Definitions: `docs/metrics.md`.
+
+use std::collections::BTreeMap;
+
+use stallwatch_proto::report::{HistogramData, Series};
+
+use crate::receiver::{Phase, WindowMetrics};
+use crate::recorder::Recorder;
+
+/// Histogram names (values in µs unless the name says otherwise).
+pub mod histograms {
+    /// Attempt start to first complete keyframe.
+    pub const FIRST_FRAME: &str = "first_frame_us";
+    /// Prefix of the per-phase first-frame histograms: `first_frame_<phase>_us`.
+    pub const FIRST_FRAME_PHASE_PREFIX: &str = "first_frame_";
+    pub const JITTER: &str = "jitter_us";
+    pub const PDV: &str = "pdv_us";
+    pub const IPDV: &str = "ipdv_us";
+    pub const STALL_DURATION: &str = "stall_duration_us";
+    pub const REORDER_DISTANCE: &str = "reorder_distance_packets";
+    pub const BURST_LENGTH: &str = "burst_length_packets";
+}
+
+/// The name of a first-frame phase's histogram, e.g. `first_frame_connect_us`.
+pub fn phase_histogram(phase: Phase) -> String {
+    format!("{}{}_us", histograms::FIRST_FRAME_PHASE_PREFIX, phase.name())
+}
+
+fn histogram(r: &Recorder) -> HistogramData {
+    HistogramData::from_histogram(r.histogram(), r.sum())
+}
+
+impl WindowMetrics {
+    /// This window as a report series with the given labels. Empty histograms are left out.
+    pub fn to_series(&self, labels: BTreeMap<String, String>) -> Series {
+        let l = &self.loss;
+        let p = &self.player;
+        let us = |ns: u64| ns / 1_000;
+        let counters: BTreeMap<String, u64> = [
+            ("packets", self.packets),
+            ("bytes", self.bytes),
+            ("packets_expected", l.expected),
+            ("packets_received", l.received),
+            ("packets_lost", l.lost),
+            ("packets_duplicate", l.duplicates),
+            ("packets_reordered", l.reordered),
+            ("packets_late_after_wait", l.late_after_wait),
+            ("packets_stale", l.stale),
+            ("sequence_discontinuities", l.discontinuities),
+            ("loss_wait_cut_short", l.wait_cut_short),
+            ("loss_bursts", l.bursts),
+            ("loss_burst_lost", l.burst_lost),
+            ("loss_burst_packets", l.burst_packets),
+            ("loss_gap_lost", l.gap_lost),
+            ("loss_received_then_received", l.received_then_received),
+            ("loss_received_then_lost", l.received_then_lost),
+            ("loss_lost_then_received", l.lost_then_received),
+            ("loss_lost_then_lost", l.lost_then_lost),
+            ("frames_rendered", p.frames_rendered),
+            ("frames_missing", p.frames_missing),
+            ("frames_undecodable", p.frames_undecodable),
+            ("frames_late", p.frames_late),
+            ("fragments_out_of_window", p.fragments_out_of_window),
+            ("stalls", p.stalls),
+            ("stalls_600ms", p.stalls_600ms),
+            ("freezes", p.freezes),
+            ("stall_time_us", us(p.stall_time_ns)),
+            ("play_time_us", us(p.play_time_ns)),
+            ("freeze_time_us", us(p.freeze_time_ns)),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+
+        let mut hists = BTreeMap::new();
+        for (name, r) in [
+            (histograms::JITTER, &self.jitter),
+            (histograms::PDV, &self.pdv),
+            (histograms::IPDV, &self.ipdv),
+            (histograms::STALL_DURATION, &self.stall_duration),
+            (histograms::REORDER_DISTANCE, &self.reorder_distance),
+            (histograms::BURST_LENGTH, &self.burst_length),
+        ] {
+            if r.count() > 0 {
+                hists.insert(name.to_string(), histogram(r));
+            }
+        }
+        if let Some(ff) = &self.first_frame {
+            let one = |d: std::time::Duration| {
+                let mut r = Recorder::new();
+                r.record_nanos_as_micros(d.as_nanos() as u64);
+                histogram(&r)
+            };
+            hists.insert(histograms::FIRST_FRAME.to_string(), one(ff.total));
+            for (phase, d) in &ff.phases {
+                hists.insert(phase_histogram(*phase), one(*d));
+            }
+        }
+        Series { labels, counters, histograms: hists }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stallwatch_proto::report::{
+        REPORT_SCHEMA_VERSION, Report, ReportLimits, decode_report, encode_report,
+    };
+
+    use super::*;
+    use crate::link::LinkConfig;
+    use crate::sim::{self, SimConfig};
+
+    #[test]
+    fn a_window_survives_the_wire_with_exact_sums_and_counts() {
+        let link = LinkConfig {
+            loss: 0.02,
+            delay: Duration::from_millis(30),
+            jitter: Duration::from_millis(10),
+            ..LinkConfig::default()
+        };
+        let run = sim::run(&SimConfig::new(link, Duration::from_secs(20)));
+        let window = &run.windows[0];
+        let labels = BTreeMap::from([("transport".to_string(), "udp".to_string())]);
+        let series = window.to_series(labels);
+        let report = Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            agent: "sea-1".into(),
+            agent_version: "0.1.0".into(),
+            seq: 1,
+            window_start_ms: 0,
+            window_end_ms: 10_000,
+            plan_revision: 0,
+            spool_depth: 0,
+            series: vec![series],
+        };
+        let decoded = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
+        let s = &decoded.report.series[0];
+        assert_eq!(s.counters["packets_lost"], window.loss.lost);
+        assert_eq!(s.counters["frames_rendered"], window.player.frames_rendered);
+        let jitter = &decoded.histograms[0][histograms::JITTER];
+        assert_eq!(jitter.len(), window.jitter.count());
+        assert_eq!(s.histograms[histograms::JITTER].sum, window.jitter.sum());
+        assert_eq!(jitter.value_at_quantile(0.99), window.jitter.quantile(0.99));
+        let ff = window.first_frame.as_ref().unwrap();
+        let ff_hist = &decoded.histograms[0][histograms::FIRST_FRAME];
+        assert_eq!(ff_hist.len(), 1);
+        assert_eq!(
+            s.histograms[histograms::FIRST_FRAME].sum,
+            (ff.total.as_nanos() as u64 + 500) / 1_000
+        );
+        assert!(s.histograms.contains_key("first_frame_first_keyframe_us"));
+        // A later window has no first frame and stays small on the wire.
+        assert!(
+            !run.windows[1]
+                .to_series(BTreeMap::new())
+                .histograms
+                .contains_key(histograms::FIRST_FRAME)
+        );
+        assert!(encode_report(&report).len() < 16 * 1024);
+    }
+}
