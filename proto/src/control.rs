@@ -1,1 +1,724 @@
-//! (being written)
+//! Relay control messages: hello/challenge, publish, subscribe, errors, ping/pong, goodbye.
+//!
+//! Frame, integers big-endian:
+//!
+//! ```text
+//!  0  type      u8   (0x80..=0x88, see below)
+//!  1  body_len  u16  (at most MAX_CONTROL_BODY)
+//!  3  body
+//! ```
+//!
+//! On plain UDP, control frames and media packets share one socket: media packets start with
+//! their version byte (1) and control types start at 0x80, so [`is_control`] tells them apart
+//! from the first byte.
+//!
+//! Bodies (`str8` is a u8 length then UTF-8 bytes, `str16` a u16 length then UTF-8 bytes):
+//!
+//! ```text
+//! 0x80 Hello      version u8, role u8 (0 publisher, 1 viewer), has_token u8 (0|1),
+//!                 token [16] (zeros when has_token = 0)
+//! 0x81 Challenge  token [16]
+//! 0x82 Publish    stream str8
+//! 0x83 Subscribe  stream str8, start u8 (0 cached GOP, 1 live)
+//! 0x84 Ok         stream_id u32
+//! 0x85 Error      code u16, message str16
+//! 0x86 Ping       id u64, send_ns u64
+//! 0x87 Pong       id u64, echo_send_ns u64, relay_recv_ns u64, relay_send_ns u64
+//! 0x88 Goodbye    (empty)
+//! ```
+//!
+//! Hello always carries the 16 token bytes, so a first hello (22 bytes) is never smaller than
+//! the challenge it draws (19 bytes): the relay cannot be used to amplify traffic towards a
+//! spoofed address.
+
+use thiserror::Error;
+
+/// Control protocol version carried in [`Control::Hello`].
+pub const CONTROL_VERSION: u8 = 1;
+/// Largest control body in bytes.
+pub const MAX_CONTROL_BODY: usize = 1024;
+/// Size of the frame header (type and body length).
+pub const CONTROL_HEADER_LEN: usize = 3;
+/// Longest stream name in bytes.
+pub const MAX_STREAM_NAME_LEN: usize = 64;
+/// Longest [`Control::Error`] message in bytes.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+/// First bytes of control frames; media packets start with a version byte below this range.
+pub const CONTROL_FIRST_BYTE_RANGE: std::ops::RangeInclusive<u8> = 0x80..=0xff;
+
+const TYPE_HELLO: u8 = 0x80;
+const TYPE_CHALLENGE: u8 = 0x81;
+const TYPE_PUBLISH: u8 = 0x82;
+const TYPE_SUBSCRIBE: u8 = 0x83;
+const TYPE_OK: u8 = 0x84;
+const TYPE_ERROR: u8 = 0x85;
+const TYPE_PING: u8 = 0x86;
+const TYPE_PONG: u8 = 0x87;
+const TYPE_GOODBYE: u8 = 0x88;
+
+/// Whether a datagram whose first byte is `first_byte` is a control frame (not media).
+pub fn is_control(first_byte: u8) -> bool {
+    CONTROL_FIRST_BYTE_RANGE.contains(&first_byte)
+}
+
+/// What a client wants to do on the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Pushes a stream to the relay.
+    Publisher,
+    /// Pulls a stream from the relay.
+    Viewer,
+}
+
+/// Where a new viewer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartAt {
+    /// From the start of the relay's cached GOP (fast first frame, like most live servers).
+    CachedGop,
+    /// From the next frame the publisher sends (waits for the next keyframe).
+    Live,
+}
+
+/// Why the relay refused or ended something. A `u16` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request was malformed or out of order.
+    BadRequest,
+    /// The client speaks another control version.
+    VersionMismatch,
+    /// Missing or wrong handshake token.
+    Unauthorized,
+    /// No publisher for the requested stream.
+    StreamNotFound,
+    /// Another publisher already holds the stream name.
+    StreamExists,
+    /// The relay's stream limit is reached.
+    TooManyStreams,
+    /// The stream's viewer limit is reached.
+    TooManyViewers,
+    /// The client sent too many requests.
+    RateLimited,
+    /// The relay failed internally.
+    Internal,
+    /// A code this build does not know. Known codes wrapped here encode as themselves and
+    /// decode as their named variant.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 1,
+            ErrorCode::VersionMismatch => 2,
+            ErrorCode::Unauthorized => 3,
+            ErrorCode::StreamNotFound => 4,
+            ErrorCode::StreamExists => 5,
+            ErrorCode::TooManyStreams => 6,
+            ErrorCode::TooManyViewers => 7,
+            ErrorCode::RateLimited => 8,
+            ErrorCode::Internal => 9,
+            ErrorCode::Other(code) => code,
+        }
+    }
+
+    /// The code for a wire value; unknown values become [`ErrorCode::Other`].
+    pub fn from_u16(code: u16) -> Self {
+        match code {
+            1 => ErrorCode::BadRequest,
+            2 => ErrorCode::VersionMismatch,
+            3 => ErrorCode::Unauthorized,
+            4 => ErrorCode::StreamNotFound,
+            5 => ErrorCode::StreamExists,
+            6 => ErrorCode::TooManyStreams,
+            7 => ErrorCode::TooManyViewers,
+            8 => ErrorCode::RateLimited,
+            9 => ErrorCode::Internal,
+            other => ErrorCode::Other(other),
+        }
+    }
+}
+
+/// One relay control message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Control {
+    /// Client greeting. On UDP the first hello has no token; the relay answers
+    /// [`Control::Challenge`] and the client repeats the hello with that token, proving it
+    /// receives at its source address (like irtt).
+    Hello {
+        /// Control protocol version ([`CONTROL_VERSION`]).
+        version: u8,
+        /// What the client will do.
+        role: Role,
+        /// The token from the relay's challenge, if any.
+        token: Option<[u8; 16]>,
+    },
+    /// Relay's answer to a hello without a valid token.
+    Challenge {
+        /// Token the client must echo in its next hello.
+        token: [u8; 16],
+    },
+    /// Publisher asks to push a stream.
+    Publish {
+        /// Stream name (see [`validate_stream_name`]).
+        stream: String,
+    },
+    /// Viewer asks to pull a stream.
+    Subscribe {
+        /// Stream name (see [`validate_stream_name`]).
+        stream: String,
+        /// Where to start.
+        start: StartAt,
+    },
+    /// Relay accepted a publish or subscribe.
+    Ok {
+        /// Id media packets of this stream carry.
+        stream_id: u32,
+    },
+    /// Relay refused a request or is ending the session.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable detail, at most [`MAX_ERROR_MESSAGE_LEN`] bytes (longer ones are
+        /// cut at a character boundary when encoded).
+        message: String,
+    },
+    /// Client clock probe, answered by [`Control::Pong`].
+    Ping {
+        /// Matches the pong to the ping.
+        id: u64,
+        /// Client wall clock at send, ns since the Unix epoch.
+        send_ns: u64,
+    },
+    /// Relay's answer to a ping: with the client's receive time this gives the RTT and the
+    /// clock offset, NTP-style.
+    Pong {
+        /// The ping's id.
+        id: u64,
+        /// The ping's `send_ns`, echoed.
+        echo_send_ns: u64,
+        /// Relay wall clock when the ping arrived, ns since the Unix epoch.
+        relay_recv_ns: u64,
+        /// Relay wall clock when this pong was sent, ns since the Unix epoch.
+        relay_send_ns: u64,
+    },
+    /// Either side is closing the session.
+    Goodbye,
+}
+
+/// Errors decoding a control frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ControlError {
+    /// The first byte is not a known control type.
+    #[error("unknown control message type {0:#04x}")]
+    UnknownType(u8),
+    /// The body length is over [`MAX_CONTROL_BODY`].
+    #[error("control body of {len} bytes exceeds the {MAX_CONTROL_BODY}-byte limit")]
+    BodyTooLarge {
+        /// Declared body length.
+        len: usize,
+    },
+    /// A datagram ended before its frame did.
+    #[error("control frame truncated: needs {needed} bytes, {len} present")]
+    Truncated {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes present.
+        len: usize,
+    },
+    /// A datagram held bytes after its one frame.
+    #[error("{extra} bytes after the control frame in a datagram")]
+    TrailingDatagram {
+        /// Extra bytes.
+        extra: usize,
+    },
+    /// A body ended before all its fields.
+    #[error("{kind} body ends early: {len} bytes")]
+    BodyTruncated {
+        /// Message kind.
+        kind: &'static str,
+        /// Body length.
+        len: usize,
+    },
+    /// A body held bytes after its last field.
+    #[error("{extra} trailing bytes inside a {kind} body")]
+    TrailingBytes {
+        /// Message kind.
+        kind: &'static str,
+        /// Extra bytes.
+        extra: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("{kind} carries invalid utf-8")]
+    BadUtf8 {
+        /// Message kind.
+        kind: &'static str,
+    },
+    /// A stream name breaks [`validate_stream_name`].
+    #[error("bad stream name {name:?}: {reason}")]
+    BadStreamName {
+        /// The name (lossily decoded).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An error message longer than [`MAX_ERROR_MESSAGE_LEN`].
+    #[error("error message of {len} bytes exceeds the {MAX_ERROR_MESSAGE_LEN}-byte limit")]
+    MessageTooLong {
+        /// Message length.
+        len: usize,
+    },
+    /// A hello without a token has non-zero token bytes.
+    #[error("hello without a token carries non-zero token bytes")]
+    StrayToken,
+    /// An enum field (role, start, token flag) has an unknown value.
+    #[error("bad {field} value {value} in a {kind} body")]
+    BadValue {
+        /// Message kind.
+        kind: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// Value found.
+        value: u8,
+    },
+}
+
+/// Checks a stream name: 1 to [`MAX_STREAM_NAME_LEN`] bytes of `[A-Za-z0-9._-]`.
+pub fn validate_stream_name(name: &str) -> Result<(), ControlError> {
+    let bad = |reason| ControlError::BadStreamName { name: name.to_owned(), reason };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > MAX_STREAM_NAME_LEN {
+        return Err(bad("longer than 64 bytes"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(bad("only A-Z, a-z, 0-9, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+impl Control {
+    /// Short name of the message kind, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Control::Hello { .. } => "hello",
+            Control::Challenge { .. } => "challenge",
+            Control::Publish { .. } => "publish",
+            Control::Subscribe { .. } => "subscribe",
+            Control::Ok { .. } => "ok",
+            Control::Error { .. } => "error",
+            Control::Ping { .. } => "ping",
+            Control::Pong { .. } => "pong",
+            Control::Goodbye => "goodbye",
+        }
+    }
+
+    /// Checks what [`Control::encode`] cannot fix for the caller: stream names and the error
+    /// message length. Frames of messages that pass always decode.
+    pub fn validate(&self) -> Result<(), ControlError> {
+        match self {
+            Control::Publish { stream } | Control::Subscribe { stream, .. } => {
+                validate_stream_name(stream)
+            }
+            Control::Error { message, .. } if message.len() > MAX_ERROR_MESSAGE_LEN => {
+                Err(ControlError::MessageTooLong { len: message.len() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Encodes the message as one frame.
+    ///
+    /// Error messages over [`MAX_ERROR_MESSAGE_LEN`] bytes are cut at a character boundary.
+    /// Stream names are not checked here (see [`Control::validate`]); an invalid one makes a
+    /// frame the peer rejects.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(32);
+        let ty = match self {
+            Control::Hello { version, role, token } => {
+                body.push(*version);
+                body.push(match role {
+                    Role::Publisher => 0,
+                    Role::Viewer => 1,
+                });
+                body.push(u8::from(token.is_some()));
+                body.extend_from_slice(&token.unwrap_or_default());
+                TYPE_HELLO
+            }
+            Control::Challenge { token } => {
+                body.extend_from_slice(token);
+                TYPE_CHALLENGE
+            }
+            Control::Publish { stream } => {
+                put_str8(&mut body, stream);
+                TYPE_PUBLISH
+            }
+            Control::Subscribe { stream, start } => {
+                put_str8(&mut body, stream);
+                body.push(match start {
+                    StartAt::CachedGop => 0,
+                    StartAt::Live => 1,
+                });
+                TYPE_SUBSCRIBE
+            }
+            Control::Ok { stream_id } => {
+                body.extend_from_slice(&stream_id.to_be_bytes());
+                TYPE_OK
+            }
+            Control::Error { code, message } => {
+                body.extend_from_slice(&code.to_u16().to_be_bytes());
+                let message = truncate_at_char(message, MAX_ERROR_MESSAGE_LEN);
+                // At most 256 bytes, so the length fits in u16.
+                body.extend_from_slice(&(message.len() as u16).to_be_bytes());
+                body.extend_from_slice(message.as_bytes());
+                TYPE_ERROR
+            }
+            Control::Ping { id, send_ns } => {
+                body.extend_from_slice(&id.to_be_bytes());
+                body.extend_from_slice(&send_ns.to_be_bytes());
+                TYPE_PING
+            }
+            Control::Pong { id, echo_send_ns, relay_recv_ns, relay_send_ns } => {
+                for v in [id, echo_send_ns, relay_recv_ns, relay_send_ns] {
+                    body.extend_from_slice(&v.to_be_bytes());
+                }
+                TYPE_PONG
+            }
+            Control::Goodbye => TYPE_GOODBYE,
+        };
+        let mut out = Vec::with_capacity(CONTROL_HEADER_LEN + body.len());
+        out.push(ty);
+        // Every body above is at most 2 + 2 + 256 bytes, far below u16::MAX.
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes the frame at the start of a byte stream.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only part of a frame (read more and retry), or the
+    /// message and the bytes it used. Unknown types and oversize bodies are errors as soon as
+    /// the header shows them, so a reader never waits for a frame it will reject.
+    pub fn decode_frame(buf: &[u8]) -> Result<Option<(Control, usize)>, ControlError> {
+        let Some(&ty) = buf.first() else {
+            return Ok(None);
+        };
+        let kind = kind_of(ty).ok_or(ControlError::UnknownType(ty))?;
+        let (Some(&hi), Some(&lo)) = (buf.get(1), buf.get(2)) else {
+            return Ok(None);
+        };
+        let body_len = usize::from(u16::from_be_bytes([hi, lo]));
+        if body_len > MAX_CONTROL_BODY {
+            return Err(ControlError::BodyTooLarge { len: body_len });
+        }
+        let frame_len = CONTROL_HEADER_LEN + body_len;
+        let Some(body) = buf.get(CONTROL_HEADER_LEN..frame_len) else {
+            return Ok(None);
+        };
+        let msg = decode_body(ty, kind, body)?;
+        Ok(Some((msg, frame_len)))
+    }
+
+    /// Decodes a datagram that must hold exactly one whole frame.
+    pub fn decode_datagram(buf: &[u8]) -> Result<Control, ControlError> {
+        match Self::decode_frame(buf)? {
+            Some((msg, used)) if used == buf.len() => Ok(msg),
+            Some((_, used)) => Err(ControlError::TrailingDatagram { extra: buf.len() - used }),
+            None => {
+                let needed = match (buf.get(1), buf.get(2)) {
+                    (Some(&hi), Some(&lo)) => {
+                        CONTROL_HEADER_LEN + usize::from(u16::from_be_bytes([hi, lo]))
+                    }
+                    _ => CONTROL_HEADER_LEN,
+                };
+                Err(ControlError::Truncated { needed, len: buf.len() })
+            }
+        }
+    }
+}
+
+fn kind_of(ty: u8) -> Option<&'static str> {
+    Some(match ty {
+        TYPE_HELLO => "hello",
+        TYPE_CHALLENGE => "challenge",
+        TYPE_PUBLISH => "publish",
+        TYPE_SUBSCRIBE => "subscribe",
+        TYPE_OK => "ok",
+        TYPE_ERROR => "error",
+        TYPE_PING => "ping",
+        TYPE_PONG => "pong",
+        TYPE_GOODBYE => "goodbye",
+        _ => return None,
+    })
+}
+
+fn decode_body(ty: u8, kind: &'static str, body: &[u8]) -> Result<Control, ControlError> {
+    let mut r = Reader { kind, body, pos: 0 };
+    let msg = match ty {
+        TYPE_HELLO => {
+            let version = r.u8()?;
+            let role = match r.u8()? {
+                0 => Role::Publisher,
+                1 => Role::Viewer,
+                value => return Err(r.bad_value("role", value)),
+            };
+            let has_token = r.u8()?;
+            let token = r.array16()?;
+            let token = match has_token {
+                0 if token == [0; 16] => None,
+                0 => return Err(ControlError::StrayToken),
+                1 => Some(token),
+                value => return Err(r.bad_value("has_token", value)),
+            };
+            Control::Hello { version, role, token }
+        }
+        TYPE_CHALLENGE => Control::Challenge { token: r.array16()? },
+        TYPE_PUBLISH => Control::Publish { stream: r.stream_name()? },
+        TYPE_SUBSCRIBE => {
+            let stream = r.stream_name()?;
+            let start = match r.u8()? {
+                0 => StartAt::CachedGop,
+                1 => StartAt::Live,
+                value => return Err(r.bad_value("start", value)),
+            };
+            Control::Subscribe { stream, start }
+        }
+        TYPE_OK => Control::Ok { stream_id: r.u32()? },
+        TYPE_ERROR => {
+            let code = ErrorCode::from_u16(r.u16()?);
+            let len = usize::from(r.u16()?);
+            if len > MAX_ERROR_MESSAGE_LEN {
+                return Err(ControlError::MessageTooLong { len });
+            }
+            let message = r.utf8(len)?.to_owned();
+            Control::Error { code, message }
+        }
+        TYPE_PING => Control::Ping { id: r.u64()?, send_ns: r.u64()? },
+        TYPE_PONG => Control::Pong {
+            id: r.u64()?,
+            echo_send_ns: r.u64()?,
+            relay_recv_ns: r.u64()?,
+            relay_send_ns: r.u64()?,
+        },
+        TYPE_GOODBYE => Control::Goodbye,
+        _ => return Err(ControlError::UnknownType(ty)),
+    };
+    r.finish()?;
+    Ok(msg)
+}
+
+/// Bounds-checked cursor over one body.
+struct Reader<'a> {
+    kind: &'static str,
+    body: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ControlError> {
+        let end = self.pos.checked_add(n);
+        let bytes = end
+            .and_then(|end| self.body.get(self.pos..end))
+            .ok_or(ControlError::BodyTruncated { kind: self.kind, len: self.body.len() })?;
+        self.pos += n;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ControlError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, ControlError> {
+        Ok(u8::from_be_bytes(self.array()?))
+    }
+
+    fn u16(&mut self) -> Result<u16, ControlError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, ControlError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, ControlError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn array16(&mut self) -> Result<[u8; 16], ControlError> {
+        self.array()
+    }
+
+    fn utf8(&mut self, len: usize) -> Result<&'a str, ControlError> {
+        let kind = self.kind;
+        std::str::from_utf8(self.take(len)?).map_err(|_| ControlError::BadUtf8 { kind })
+    }
+
+    fn stream_name(&mut self) -> Result<String, ControlError> {
+        let len = usize::from(self.u8()?);
+        let name = self.utf8(len)?;
+        validate_stream_name(name)?;
+        Ok(name.to_owned())
+    }
+
+    fn bad_value(&self, field: &'static str, value: u8) -> ControlError {
+        ControlError::BadValue { kind: self.kind, field, value }
+    }
+
+    fn finish(self) -> Result<(), ControlError> {
+        match self.body.len() - self.pos {
+            0 => Ok(()),
+            extra => Err(ControlError::TrailingBytes { kind: self.kind, extra }),
+        }
+    }
+}
+
+fn put_str8(body: &mut Vec<u8>, s: &str) {
+    // Valid names are at most 64 bytes; longer ones are cut so the frame stays well-formed
+    // and the peer rejects the name rather than misparsing the frame.
+    let s = truncate_at_char(s, usize::from(u8::MAX));
+    body.push(s.len() as u8);
+    body.extend_from_slice(s.as_bytes());
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_variants() -> Vec<Control> {
+        vec![
+            Control::Hello { version: CONTROL_VERSION, role: Role::Publisher, token: None },
+            Control::Hello { version: 7, role: Role::Viewer, token: Some([9; 16]) },
+            Control::Challenge { token: [0xab; 16] },
+            Control::Publish { stream: "probe-1.720p_30".into() },
+            Control::Subscribe { stream: "a".into(), start: StartAt::CachedGop },
+            Control::Subscribe { stream: "x".repeat(64), start: StartAt::Live },
+            Control::Ok { stream_id: 0xdead_beef },
+            Control::Error { code: ErrorCode::StreamNotFound, message: "no such stream".into() },
+            Control::Error { code: ErrorCode::Other(999), message: String::new() },
+            Control::Ping { id: 1, send_ns: u64::MAX },
+            Control::Pong { id: 1, echo_send_ns: 2, relay_recv_ns: 3, relay_send_ns: 4 },
+            Control::Goodbye,
+        ]
+    }
+
+    #[test]
+    fn round_trips_every_variant() {
+        for msg in all_variants() {
+            let bytes = msg.encode();
+            assert!(is_control(bytes[0]));
+            assert_eq!(Control::decode_datagram(&bytes), Ok(msg.clone()));
+            assert_eq!(Control::decode_frame(&bytes), Ok(Some((msg, bytes.len()))));
+        }
+    }
+
+    #[test]
+    fn stream_framing_waits_for_whole_frames() {
+        let mut stream = Vec::new();
+        for msg in all_variants() {
+            stream.extend_from_slice(&msg.encode());
+        }
+        let mut got = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            // Every strict prefix of the next frame asks for more bytes.
+            let (msg, used) = Control::decode_frame(rest).unwrap().unwrap();
+            for cut in 0..used {
+                assert_eq!(Control::decode_frame(&rest[..cut]), Ok(None), "cut {cut}");
+            }
+            got.push(msg);
+            rest = &rest[used..];
+        }
+        assert_eq!(got, all_variants());
+    }
+
+    #[test]
+    fn hello_is_never_smaller_than_its_challenge() {
+        let hello = Control::Hello { version: 1, role: Role::Viewer, token: None }.encode();
+        let challenge = Control::Challenge { token: [1; 16] }.encode();
+        assert!(hello.len() >= challenge.len());
+    }
+
+    #[test]
+    fn media_first_byte_is_not_control() {
+        assert!(!is_control(crate::media::MEDIA_VERSION));
+        assert!(is_control(0x80));
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        assert_eq!(Control::decode_frame(&[0x01]), Err(ControlError::UnknownType(1)));
+        assert_eq!(Control::decode_frame(&[0x99, 0, 0]), Err(ControlError::UnknownType(0x99)));
+        assert_eq!(
+            Control::decode_frame(&[TYPE_PING, 0x04, 0x01]),
+            Err(ControlError::BodyTooLarge { len: 1025 })
+        );
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_OK, 0, 4, 0]),
+            Err(ControlError::Truncated { needed: 7, len: 4 })
+        );
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_GOODBYE, 0, 1, 0]),
+            Err(ControlError::TrailingBytes { kind: "goodbye", extra: 1 })
+        );
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_GOODBYE, 0, 0, 0]),
+            Err(ControlError::TrailingDatagram { extra: 1 })
+        );
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_OK, 0, 2, 0, 0]),
+            Err(ControlError::BodyTruncated { kind: "ok", len: 2 })
+        );
+        assert!(matches!(
+            Control::decode_datagram(&[TYPE_PUBLISH, 0, 3, 2, b'a', b' ']),
+            Err(ControlError::BadStreamName { .. })
+        ));
+        assert!(matches!(
+            Control::decode_datagram(&[TYPE_PUBLISH, 0, 1, 0]),
+            Err(ControlError::BadStreamName { reason: "empty", .. })
+        ));
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_ERROR, 0, 5, 0, 1, 0, 1, 0xff]),
+            Err(ControlError::BadUtf8 { kind: "error" })
+        );
+        let mut hello = Control::Hello { version: 1, role: Role::Viewer, token: None }.encode();
+        hello[4] = 2;
+        assert!(matches!(
+            Control::decode_datagram(&hello),
+            Err(ControlError::BadValue { field: "role", value: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_at_a_char_boundary() {
+        let msg = Control::Error { code: ErrorCode::Internal, message: "é".repeat(200) };
+        assert!(msg.validate().is_err());
+        let Control::Error { message, .. } = Control::decode_datagram(&msg.encode()).unwrap()
+        else {
+            panic!("not an error");
+        };
+        assert_eq!(message, "é".repeat(128));
+    }
+
+    #[test]
+    fn error_codes_map_both_ways() {
+        for code in 0..=20u16 {
+            assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
+        }
+        assert_eq!(ErrorCode::from_u16(4), ErrorCode::StreamNotFound);
+        assert_eq!(ErrorCode::from_u16(4000), ErrorCode::Other(4000));
+    }
+}

@@ -6,9 +6,18 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod duration;
 pub mod hdr;
 pub mod media;
 pub mod plan;
 pub mod report;
 
-pub use media::{FrameKind, MediaHeader, MediaError};
+pub use control::{Control, ControlError, ErrorCode, Role, StartAt, is_control};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use hdr::{HdrError, HdrLimits};
+pub use media::{FrameKind, MediaError, MediaHeader};
+pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Transport};
+pub use report::{
+    DecodedReport, HistogramData, Report, ReportError, ReportLimits, Series, decode_report,
+    encode_report,
+};

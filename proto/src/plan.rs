@@ -1,1 +1,452 @@
-//! (being written)
+//! The plan an agent fetches from the collector: which probes to run, where and how often,
+//! and whether to run a relay. JSON on the wire; durations are human strings (`"10s"`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::control::validate_stream_name;
+use crate::duration::format_duration;
+
+/// Default report interval when the plan leaves it out.
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How a probe carries media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// MoQ-like: a QUIC stream per GOP, an object per frame.
+    QuicStream,
+    /// RFC 9221 QUIC datagrams, frames split to the current max datagram size.
+    QuicDatagram,
+    /// RTP-like packets on a plain UDP socket, behind a handshake token.
+    Udp,
+}
+
+impl Transport {
+    /// Every transport, in a stable order.
+    pub const ALL: [Transport; 3] =
+        [Transport::QuicStream, Transport::QuicDatagram, Transport::Udp];
+
+    /// The name used in plans, labels and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::QuicStream => "quic-stream",
+            Transport::QuicDatagram => "quic-datagram",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transport name that is not one of [`Transport::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown transport {0:?} (expected quic-stream, quic-datagram or udp)")]
+pub struct ParseTransportError(pub String);
+
+impl FromStr for Transport {
+    type Err = ParseTransportError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| ParseTransportError(s.to_owned()))
+    }
+}
+
+/// Everything one agent should do until the next plan revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Plan revision; agents echo it in their reports.
+    pub revision: u64,
+    /// How often the agent sends an interval report.
+    #[serde(with = "crate::duration::serde_human", default = "default_report_interval")]
+    pub report_interval: Duration,
+    /// Run a relay on this agent, if set.
+    #[serde(default)]
+    pub relay: Option<RelayPlan>,
+    /// Probes to run.
+    #[serde(default)]
+    pub probes: Vec<ProbePlan>,
+}
+
+fn default_report_interval() -> Duration {
+    DEFAULT_REPORT_INTERVAL
+}
+
+/// A relay the agent runs for other agents' probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayPlan {
+    /// Listen address, `host:port` (UDP and QUIC share the port number).
+    pub listen: String,
+    /// Keep the last GOP per stream so new viewers start at once, as real live servers do.
+    #[serde(default = "default_true")]
+    pub gop_cache: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One recurring probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbePlan {
+    /// Probe name, unique within the plan; a label on its metrics.
+    pub name: String,
+    /// Label of the relay probed (e.g. its region), a label on the metrics.
+    pub target: String,
+    /// Relay address, `host:port`.
+    pub address: String,
+    /// How media is carried.
+    pub transport: Transport,
+    /// Stream profile, e.g. `"720p30"`.
+    pub profile: String,
+    /// Publish, view, or both.
+    pub mode: ProbeMode,
+    /// Start an attempt this often.
+    #[serde(with = "crate::duration::serde_human")]
+    pub every: Duration,
+    /// Length of each attempt; at most `every`.
+    #[serde(with = "crate::duration::serde_human")]
+    pub duration: Duration,
+    /// Delay of the first attempt within each `every` period, to spread probes out.
+    #[serde(with = "crate::duration::serde_human", default)]
+    pub start_offset: Duration,
+    /// Network emulation profile name applied to this probe, if any.
+    #[serde(default)]
+    pub emulate: Option<String>,
+}
+
+/// What a probe does on the relay.
+///
+/// JSON: `{"kind": "loopback"}`, `{"kind": "publish", "stream": "s"}` or
+/// `{"kind": "view", "stream": "s"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ModeRepr", into = "ModeRepr")]
+pub enum ProbeMode {
+    /// Publish a stream and view it back through the same relay.
+    Loopback,
+    /// Publish a stream that other agents view.
+    Publish {
+        /// Stream name (control stream name rules).
+        stream: String,
+    },
+    /// View a stream another agent publishes.
+    View {
+        /// Stream name (control stream name rules).
+        stream: String,
+    },
+}
+
+/// Wire form of [`ProbeMode`]. serde's internally tagged enums ignore unknown fields on unit
+/// variants (`{"kind": "loopback", "strem": "x"}` would pass), so the tag is parsed by hand.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeRepr {
+    kind: ModeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ModeKind {
+    Loopback,
+    Publish,
+    View,
+}
+
+impl TryFrom<ModeRepr> for ProbeMode {
+    type Error = &'static str;
+
+    fn try_from(r: ModeRepr) -> Result<Self, Self::Error> {
+        match (r.kind, r.stream) {
+            (ModeKind::Loopback, None) => Ok(ProbeMode::Loopback),
+            (ModeKind::Loopback, Some(_)) => Err("mode \"loopback\" takes no stream"),
+            (ModeKind::Publish, Some(stream)) => Ok(ProbeMode::Publish { stream }),
+            (ModeKind::View, Some(stream)) => Ok(ProbeMode::View { stream }),
+            (ModeKind::Publish | ModeKind::View, None) => Err("mode needs a stream"),
+        }
+    }
+}
+
+impl From<ProbeMode> for ModeRepr {
+    fn from(m: ProbeMode) -> Self {
+        match m {
+            ProbeMode::Loopback => ModeRepr { kind: ModeKind::Loopback, stream: None },
+            ProbeMode::Publish { stream } => {
+                ModeRepr { kind: ModeKind::Publish, stream: Some(stream) }
+            }
+            ProbeMode::View { stream } => ModeRepr { kind: ModeKind::View, stream: Some(stream) },
+        }
+    }
+}
+
+/// Why a plan was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PlanError {
+    /// The encoded plan is over the size cap.
+    #[error("plan is {len} bytes, over the {max}-byte cap")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not valid JSON, or not the plan schema.
+    #[error("malformed plan json: {detail}")]
+    MalformedJson {
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// serde_json's message, with the line and column.
+        detail: String,
+    },
+    /// A report interval of zero.
+    #[error("report_interval must be greater than 0s")]
+    ZeroReportInterval,
+    /// A probe with an empty name.
+    #[error("probe {index} has an empty name")]
+    EmptyName {
+        /// Index of the probe.
+        index: usize,
+    },
+    /// Two probes with one name.
+    #[error("probe name {0:?} is used more than once")]
+    DuplicateName(String),
+    /// A probe with a zero duration.
+    #[error("probe {probe:?}: duration must be greater than 0s")]
+    ZeroDuration {
+        /// Probe name.
+        probe: String,
+    },
+    /// A probe whose attempts would overlap.
+    #[error("probe {probe:?}: every ({every}) must be at least duration ({duration})")]
+    EveryShorterThanDuration {
+        /// Probe name.
+        probe: String,
+        /// `every`, formatted.
+        every: String,
+        /// `duration`, formatted.
+        duration: String,
+    },
+    /// A start offset that does not fall inside the period.
+    #[error("probe {probe:?}: start_offset ({start_offset}) must be less than every ({every})")]
+    StartOffset {
+        /// Probe name.
+        probe: String,
+        /// `start_offset`, formatted.
+        start_offset: String,
+        /// `every`, formatted.
+        every: String,
+    },
+    /// A publish or view stream name the relay would reject.
+    #[error("probe {probe:?}: {source}")]
+    StreamName {
+        /// Probe name.
+        probe: String,
+        /// Why the name is bad.
+        source: crate::control::ControlError,
+    },
+}
+
+impl Plan {
+    /// Checks what the schema cannot: positive durations, `every >= duration`,
+    /// `start_offset < every`, unique probe names, valid stream names.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if self.report_interval.is_zero() {
+            return Err(PlanError::ZeroReportInterval);
+        }
+        let mut names = HashSet::new();
+        for (index, p) in self.probes.iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(PlanError::EmptyName { index });
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(PlanError::DuplicateName(p.name.clone()));
+            }
+            if p.duration.is_zero() {
+                return Err(PlanError::ZeroDuration { probe: p.name.clone() });
+            }
+            if p.every < p.duration {
+                return Err(PlanError::EveryShorterThanDuration {
+                    probe: p.name.clone(),
+                    every: format_duration(p.every),
+                    duration: format_duration(p.duration),
+                });
+            }
+            if p.start_offset >= p.every {
+                return Err(PlanError::StartOffset {
+                    probe: p.name.clone(),
+                    start_offset: format_duration(p.start_offset),
+                    every: format_duration(p.every),
+                });
+            }
+            if let ProbeMode::Publish { stream } | ProbeMode::View { stream } = &p.mode {
+                validate_stream_name(stream)
+                    .map_err(|source| PlanError::StreamName { probe: p.name.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a plan as pretty JSON (plans are small and people read them).
+pub fn encode_plan(plan: &Plan) -> Vec<u8> {
+    // Every field serializes infallibly.
+    serde_json::to_vec_pretty(plan).expect("plans always serialize")
+}
+
+/// Decodes a plan of at most `max_bytes` and [validates](Plan::validate) it.
+pub fn decode_plan(bytes: &[u8], max_bytes: usize) -> Result<Plan, PlanError> {
+    if bytes.len() > max_bytes {
+        return Err(PlanError::TooLarge { len: bytes.len(), max: max_bytes });
+    }
+    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| PlanError::MalformedJson {
+        line: e.line(),
+        column: e.column(),
+        detail: e.to_string(),
+    })?;
+    plan.validate()?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64 * 1024;
+
+    fn probe(name: &str) -> ProbePlan {
+        ProbePlan {
+            name: name.into(),
+            target: "fra".into(),
+            address: "relay.fra.example:4433".into(),
+            transport: Transport::QuicDatagram,
+            profile: "720p30".into(),
+            mode: ProbeMode::View { stream: "fra-720p30".into() },
+            every: Duration::from_secs(60),
+            duration: Duration::from_secs(20),
+            start_offset: Duration::from_secs(5),
+            emulate: Some("lte".into()),
+        }
+    }
+
+    fn sample() -> Plan {
+        Plan {
+            revision: 7,
+            report_interval: Duration::from_secs(10),
+            relay: Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: false }),
+            probes: vec![probe("a"), ProbePlan { mode: ProbeMode::Loopback, ..probe("b") }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        let bytes = encode_plan(&p);
+        let json = std::str::from_utf8(&bytes).unwrap();
+        assert!(json.contains("\"every\": \"1m\""), "{json}");
+        assert!(json.contains("\"kind\": \"view\""), "{json}");
+        assert!(json.contains("\"transport\": \"quic-datagram\""), "{json}");
+        assert_eq!(decode_plan(&bytes, MAX), Ok(p));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let json = br#"{"revision": 1, "relay": {"listen": ":4433"}, "probes": [{
+            "name": "p", "target": "t", "address": "h:1", "transport": "udp",
+            "profile": "audio", "mode": {"kind": "loopback"}, "every": "30s", "duration": "10s"}]}"#;
+        let p = decode_plan(json, MAX).unwrap();
+        assert_eq!(p.report_interval, DEFAULT_REPORT_INTERVAL);
+        assert!(p.relay.unwrap().gop_cache);
+        assert_eq!(p.probes[0].start_offset, Duration::ZERO);
+        assert_eq!(p.probes[0].emulate, None);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        for json in [
+            r#"{"revision": 1, "extra": 1}"#,
+            r#"{"revision": 1, "relay": {"listen": ":1", "cache": true}}"#,
+            r#"{"revision": 1, "probes": [{"name": "p", "target": "t", "address": "h:1",
+                "transport": "udp", "profile": "x", "mode": {"kind": "view", "stream": "s",
+                "x": 1}, "every": "1s", "duration": "1s"}]}"#,
+            r#"{"revision": 1, "probes": [{"name": "p", "target": "t", "address": "h:1",
+                "transport": "udp", "profile": "x", "mode": {"kind": "loopback", "x": 1},
+                "every": "1s", "duration": "1s"}]}"#,
+            r#"{"revision": 1, "probes": [{"name": "p", "target": "t", "address": "h:1",
+                "transport": "udp", "profile": "x", "mode": {"kind": "loopback", "stream": "s"},
+                "every": "1s", "duration": "1s"}]}"#,
+            r#"{"revision": 1, "probes": [{"name": "p", "target": "t", "address": "h:1",
+                "transport": "udp", "profile": "x", "mode": {"kind": "view"},
+                "every": "1s", "duration": "1s"}]}"#,
+            r#"{"revision": 1, "probes": [{"name": "p", "target": "t", "address": "h:1",
+                "transport": "tcp", "profile": "x", "mode": {"kind": "loopback"},
+                "every": "1s", "duration": "1s"}]}"#,
+        ] {
+            let e = decode_plan(json.as_bytes(), MAX).unwrap_err();
+            assert!(matches!(e, PlanError::MalformedJson { .. }), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_name_the_field_position() {
+        let json = br#"{"revision": 1, "report_interval": "10 parsecs"}"#;
+        let e = decode_plan(json, MAX).unwrap_err();
+        assert!(e.to_string().contains("10 parsecs") && e.to_string().contains("column"), "{e}");
+    }
+
+    #[test]
+    fn validate_rejects_inconsistent_probes() {
+        let check = |f: &dyn Fn(&mut Plan)| {
+            let mut p = sample();
+            f(&mut p);
+            p.validate().unwrap_err()
+        };
+        assert_eq!(check(&|p| p.report_interval = Duration::ZERO), PlanError::ZeroReportInterval);
+        assert_eq!(check(&|p| p.probes[1].name = "a".into()), PlanError::DuplicateName("a".into()));
+        assert!(matches!(
+            check(&|p| p.probes[0].duration = Duration::ZERO),
+            PlanError::ZeroDuration { .. }
+        ));
+        let e = check(&|p| p.probes[0].duration = Duration::from_secs(61));
+        assert_eq!(e.to_string(), "probe \"a\": every (1m) must be at least duration (1m1s)");
+        assert!(matches!(
+            check(&|p| p.probes[0].start_offset = Duration::from_secs(60)),
+            PlanError::StartOffset { .. }
+        ));
+        assert!(matches!(
+            check(&|p| p.probes[0].mode = ProbeMode::Publish { stream: "has space".into() }),
+            PlanError::StreamName { .. }
+        ));
+        assert_eq!(check(&|p| p.probes[0].name.clear()), PlanError::EmptyName { index: 0 });
+        assert_eq!(
+            decode_plan(&encode_plan(&sample()), 10),
+            Err(PlanError::TooLarge { len: encode_plan(&sample()).len(), max: 10 })
+        );
+    }
+
+    #[test]
+    fn transport_names() {
+        for t in Transport::ALL {
+            assert_eq!(t.to_string().parse::<Transport>(), Ok(t));
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        assert_eq!("tcp".parse::<Transport>(), Err(ParseTransportError("tcp".into())));
+    }
+}
