@@ -273,15 +273,22 @@ impl Player {
             let index = (frame % FRAME_SLOTS as u64) as usize;
             let slot = self.slots[index];
             let rendered = match slot.state {
-                SlotState::Complete(_) if slot.key || self.gop_ok => {
+                SlotState::Complete(at) if at <= deadline && (slot.key || self.gop_ok) => {
                     self.render(deadline);
                     if slot.key {
                         self.gop_ok = true;
                     }
                     true
                 }
-                SlotState::Complete(_) => {
+                SlotState::Complete(at) if at <= deadline => {
                     self.counters.frames_undecodable += 1;
+                    false
+                }
+                SlotState::Complete(_) => {
+                    // Completed after its deadline (seen only now): late, and so missing.
+                    self.counters.frames_late += 1;
+                    self.counters.frames_missing += 1;
+                    self.gop_ok = false;
                     false
                 }
                 _ => {
@@ -359,6 +366,17 @@ impl Player {
             self.counters.stalls_600ms += 1;
             self.open_stall_600_counted = true;
         }
+    }
+
+    /// Ends playback at `now`: plays what is due and counts a stall in progress, recording its
+    /// duration so far. Returns the last window like [`Player::take_window`].
+    pub fn finish(&mut self, now: Time) -> (PlayerCounters, Recorder) {
+        self.handle_timeout(now);
+        self.account_open_stall(now);
+        if let Some(reported) = self.open_stall_reported_ns.take() {
+            self.stall_durations.record_nanos_as_micros(reported);
+        }
+        (std::mem::take(&mut self.counters), self.stall_durations.take())
     }
 
     /// Counters so far in this window.
@@ -473,6 +491,27 @@ mod tests {
         assert_eq!(c.stall_time_ns, 60 * FRAME_NS - 1_000_000_000);
         assert_eq!(stalls.count(), 1);
         assert_eq!(c.stalls_600ms, 0, "the 600 ms variant was counted in the first window");
+    }
+
+    #[test]
+    fn a_frame_completing_after_its_deadline_is_late_not_rendered() {
+        // Frames arrive in order but 1 s late from frame 50 on, with a 100 ms playout delay:
+        // each completes before the player looks at it, yet after its deadline.
+        let mut p = Player::new(Medium::Video, Duration::from_millis(100));
+        for f in 0..200u32 {
+            let delay = if f < 50 { 10_000_000 } else { 1_010_000_000 };
+            let now = Time::from_nanos(u64::from(f) * FRAME_NS + delay);
+            let kind = if f % 60 == 0 { FrameKind::Key } else { FrameKind::Predicted };
+            p.on_fragment(now, &frame(f, kind, 1, 0));
+            p.handle_timeout(now);
+        }
+        let (c, _) = p.finish(Time::from_nanos(200 * FRAME_NS + 1_200_000_000));
+        assert_eq!(c.frames_rendered, 50);
+        assert_eq!(c.frames_late, 150);
+        assert_eq!(c.frames_missing, 150);
+        // Nothing rendered after frame 49: one stall, open at the end, recorded by finish.
+        assert_eq!(c.stalls, 1);
+        assert!(c.stall_time_ns > 6_000_000_000);
     }
 
     #[test]

@@ -167,6 +167,8 @@ impl Receiver {
     /// timestamps in `header` are on the sender's clock; only their differences are used,
     /// unless the clock offset is known.
     pub fn on_packet(&mut self, now: Time, header: &MediaHeader) {
+        // Time passes first: what was due before this packet arrived happens without it.
+        self.handle_timeout(now);
         self.packets += 1;
         self.bytes += (MEDIA_HEADER_LEN as u64).saturating_add(u64::from(header.payload_len));
         self.mark_phase(Phase::FirstByte, now);
@@ -233,6 +235,14 @@ impl Receiver {
 
     /// Closes the window at `now` and returns its results; the next window starts at `now`.
     pub fn take_window(&mut self, now: Time) -> WindowMetrics {
+        self.take_window_with(now, Player::take_window)
+    }
+
+    fn take_window_with(
+        &mut self,
+        now: Time,
+        close_player: fn(&mut Player, Time) -> (PlayerCounters, Recorder),
+    ) -> WindowMetrics {
         self.handle_timeout(now);
         let first_frame = if self.first_frame_reported {
             None
@@ -242,7 +252,7 @@ impl Receiver {
             ff
         };
         let (loss, reorder_distance, burst_length) = self.sequence.take_window();
-        let (player, stall_duration) = self.player.take_window(now);
+        let (player, stall_duration) = close_player(&mut self.player, now);
         let start = std::mem::replace(&mut self.window_start, now);
         WindowMetrics {
             start,
@@ -269,7 +279,7 @@ impl Receiver {
     pub fn finish(&mut self, now: Time) -> WindowMetrics {
         self.handle_timeout(now);
         self.sequence.finish();
-        self.take_window(now)
+        self.take_window_with(now, Player::finish)
     }
 }
 

@@ -39,7 +39,6 @@ impl WindowMetrics {
     pub fn to_series(&self, labels: BTreeMap<String, String>) -> Series {
         let l = &self.loss;
         let p = &self.player;
-        let us = |ns: u64| ns / 1_000;
         let counters: BTreeMap<String, u64> = [
             ("packets", self.packets),
             ("bytes", self.bytes),
@@ -68,9 +67,9 @@ impl WindowMetrics {
             ("stalls", p.stalls),
             ("stalls_600ms", p.stalls_600ms),
             ("freezes", p.freezes),
-            ("stall_time_us", us(p.stall_time_ns)),
-            ("play_time_us", us(p.play_time_ns)),
-            ("freeze_time_us", us(p.freeze_time_ns)),
+            ("stall_time_ns", p.stall_time_ns),
+            ("play_time_ns", p.play_time_ns),
+            ("freeze_time_ns", p.freeze_time_ns),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
