@@ -158,6 +158,7 @@ impl Packetizer {
                 self.next_seq += 1;
                 MediaHeader {
                     kind: frame.kind,
+                    flags: 0,
                     frag_index: i as u16,
                     frag_count: count,
                     stream_id: self.stream_id,

@@ -402,6 +402,7 @@ mod tests {
     fn frame(n: u32, kind: FrameKind, frags: u16, index: u16) -> MediaHeader {
         MediaHeader {
             kind,
+            flags: 0,
             frag_index: index,
             frag_count: frags,
             stream_id: 1,

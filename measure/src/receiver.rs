@@ -22,6 +22,9 @@ pub struct ReceiverConfig {
     pub loss_wait: Duration,
     /// The medium that drives the virtual player.
     pub medium: Medium,
+    /// Sender clock minus receiver clock in ns, when known (0 when one process both publishes
+    /// and views on one clock). Only then is one-way latency recorded.
+    pub sender_clock_offset_ns: Option<i64>,
 }
 
 impl Default for ReceiverConfig {
@@ -30,6 +33,7 @@ impl Default for ReceiverConfig {
             playout_delay: Duration::from_millis(300),
             loss_wait: Duration::from_secs(2),
             medium: Medium::Video,
+            sender_clock_offset_ns: None,
         }
     }
 }
@@ -100,6 +104,10 @@ pub struct WindowMetrics {
     pub pdv: Recorder,
     /// RFC 5481 IPDV magnitude between consecutive sequence numbers, µs.
     pub ipdv: Recorder,
+    /// One-way latency, sender to receiver, µs; only with a known clock offset.
+    pub latency: Recorder,
+    /// Packets a relay replayed from its GOP cache (not used for jitter, PDV, IPDV, latency).
+    pub packets_from_cache: u64,
     /// For reordered packets, NextExp minus the sequence number, packets.
     pub reorder_distance: Recorder,
     /// RFC 3611 burst lengths, packets.
@@ -126,6 +134,9 @@ pub struct Receiver {
     pdv: DelayVariation,
     last_in_sequence: Option<(u64, i64)>,
     ipdv: Recorder,
+    clock_offset_ns: Option<i64>,
+    latency: Recorder,
+    packets_from_cache: u64,
 }
 
 impl Receiver {
@@ -147,6 +158,9 @@ impl Receiver {
             pdv: DelayVariation::default(),
             last_in_sequence: None,
             ipdv: Recorder::new(),
+            clock_offset_ns: config.sender_clock_offset_ns,
+            latency: Recorder::new(),
+            packets_from_cache: 0,
         }
     }
 
@@ -177,7 +191,27 @@ impl Receiver {
             self.handle_timeout(now);
             return;
         }
+        if header.from_cache() {
+            // Sent long before this viewer joined: it says nothing about the path's delay.
+            self.packets_from_cache += 1;
+        } else {
+            self.on_path_timing(now, header);
+        }
+        self.player.on_fragment(now, header);
+        if let Some(t) = self.player.first_keyframe() {
+            self.mark_phase(Phase::FirstKeyframe, t);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Jitter, delay variation and latency of one packet that crossed the path just now.
+    fn on_path_timing(&mut self, now: Time, header: &MediaHeader) {
         let transit = transit_ns(now, header.send_ns);
+        if let Some(offset) = self.clock_offset_ns {
+            // transit = receive - send on two clocks; add back sender minus receiver.
+            let latency = i128::from(transit) + i128::from(offset);
+            self.latency.record_nanos_as_micros(clamp_u64(latency));
+        }
         // RFC 3550 section 6.4.1, in arrival order: D = (Rj - Ri) - (Sj - Si); J += (|D| - J) / 16.
         if let Some(last) = self.last_transit {
             let d = transit.saturating_sub(last).unsigned_abs() as f64;
@@ -196,11 +230,6 @@ impl Receiver {
         if self.last_in_sequence.is_none_or(|(seq, _)| header.seq > seq) {
             self.last_in_sequence = Some((header.seq, transit));
         }
-        self.player.on_fragment(now, header);
-        if let Some(t) = self.player.first_keyframe() {
-            self.mark_phase(Phase::FirstKeyframe, t);
-        }
-        self.handle_timeout(now);
     }
 
     /// Advances loss decisions and playback to `now`.
@@ -266,6 +295,8 @@ impl Receiver {
             jitter_now_ns: self.jitter_ns as u64,
             pdv: self.pdv.take_window(),
             ipdv: self.ipdv.take(),
+            latency: self.latency.take(),
+            packets_from_cache: std::mem::take(&mut self.packets_from_cache),
             reorder_distance,
             burst_length,
             stall_duration,
@@ -357,6 +388,7 @@ mod tests {
     ) -> MediaHeader {
         MediaHeader {
             kind,
+            flags: 0,
             frag_index: frag.0,
             frag_count: frag.1,
             stream_id: 1,
@@ -420,6 +452,28 @@ mod tests {
         // IPDV between consecutive sequence numbers as they arrive: (0,1) = 0 ms, (2 after 3)
         // is not consecutive with 3, (1,2) is not the last in-sequence pair either.
         assert_eq!(w.ipdv.count(), 1);
+    }
+
+    #[test]
+    fn cached_packets_count_for_frames_but_not_for_timing_and_latency_needs_the_offset() {
+        let config = ReceiverConfig { sender_clock_offset_ns: Some(0), ..Default::default() };
+        let mut rx = Receiver::new(config, Time::ZERO);
+        let mut cached = packet(0, 0, FrameKind::Key, (0, 1), 0);
+        cached.flags = stallwatch_proto::media::FLAG_FROM_CACHE;
+        rx.on_packet(Time::from_millis(900), &cached);
+        rx.on_packet(Time::from_millis(925), &packet(1, 1, FrameKind::Predicted, (0, 1), 905));
+        rx.on_packet(Time::from_millis(950), &packet(2, 2, FrameKind::Predicted, (0, 1), 930));
+        let w = rx.take_window(Time::from_millis(2_000));
+        assert_eq!(w.packets_from_cache, 1);
+        assert_eq!(w.loss.received, 3);
+        assert_eq!(w.player.frames_rendered, 3);
+        assert_eq!(w.pdv.count(), 2);
+        assert_eq!(w.jitter.count(), 1);
+        assert_eq!((w.latency.count(), w.latency.sum()), (2, 40_000));
+        // Without a known offset, no latency.
+        let mut rx = Receiver::new(ReceiverConfig::default(), Time::ZERO);
+        rx.on_packet(Time::from_millis(925), &packet(1, 1, FrameKind::Key, (0, 1), 905));
+        assert_eq!(rx.take_window(Time::from_millis(2_000)).latency.count(), 0);
     }
 
     #[test]

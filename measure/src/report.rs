@@ -20,6 +20,8 @@ pub mod histograms {
     pub const JITTER: &str = "jitter_us";
     pub const PDV: &str = "pdv_us";
     pub const IPDV: &str = "ipdv_us";
+    /// One-way latency; only when the sender's clock offset is known.
+    pub const LATENCY: &str = "latency_us";
     pub const STALL_DURATION: &str = "stall_duration_us";
     pub const REORDER_DISTANCE: &str = "reorder_distance_packets";
     pub const BURST_LENGTH: &str = "burst_length_packets";
@@ -42,6 +44,7 @@ impl WindowMetrics {
         let counters: BTreeMap<String, u64> = [
             ("packets", self.packets),
             ("bytes", self.bytes),
+            ("packets_from_cache", self.packets_from_cache),
             ("packets_expected", l.expected),
             ("packets_received", l.received),
             ("packets_lost", l.lost),
@@ -80,6 +83,7 @@ impl WindowMetrics {
             (histograms::JITTER, &self.jitter),
             (histograms::PDV, &self.pdv),
             (histograms::IPDV, &self.ipdv),
+            (histograms::LATENCY, &self.latency),
             (histograms::STALL_DURATION, &self.stall_duration),
             (histograms::REORDER_DISTANCE, &self.reorder_distance),
             (histograms::BURST_LENGTH, &self.burst_length),

@@ -204,6 +204,8 @@ pub fn total(windows: &[WindowMetrics]) -> WindowMetrics {
         t.jitter.merge(&w.jitter);
         t.pdv.merge(&w.pdv);
         t.ipdv.merge(&w.ipdv);
+        t.latency.merge(&w.latency);
+        t.packets_from_cache += w.packets_from_cache;
         t.reorder_distance.merge(&w.reorder_distance);
         t.burst_length.merge(&w.burst_length);
         t.stall_duration.merge(&w.stall_duration);

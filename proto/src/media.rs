@@ -7,7 +7,8 @@
 //!  1  kind         u8   (0 = I frame, 1 = P frame, 2 = audio)
 //!  2  frag_index   u16  (0-based fragment of the frame)
 //!  4  frag_count   u16  (>= 1)
-//!  6  flags        u16  (reserved, sent as 0, ignored)
+//!  6  flags        u16  (bit 0: FROM_CACHE, set by a relay replaying its GOP cache;
+//!                         other bits reserved: sent as 0, ignored)
 //!  8  stream_id    u32
 //! 12  payload_len  u32  (bytes of synthetic payload after the header)
 //! 16  seq          u64  (per stream, over all packets and media, starting at 0)
@@ -25,6 +26,10 @@ use thiserror::Error;
 pub const MEDIA_VERSION: u8 = 1;
 /// Encoded size of [`MediaHeader`].
 pub const MEDIA_HEADER_LEN: usize = 48;
+
+/// `flags` bit: the relay replayed this packet from its GOP cache to a joining viewer, long
+/// after it was sent, so it says nothing about the path's jitter or delay.
+pub const FLAG_FROM_CACHE: u16 = 1;
 
 /// Kind of media a packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +84,10 @@ pub enum MediaError {
 /// The header of one media packet or object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MediaHeader {
+    /// Video keyframe, predicted frame, or audio.
     pub kind: FrameKind,
+    /// Flag bits, see [`FLAG_FROM_CACHE`].
+    pub flags: u16,
     pub frag_index: u16,
     pub frag_count: u16,
     pub stream_id: u32,
@@ -92,6 +100,11 @@ pub struct MediaHeader {
 }
 
 impl MediaHeader {
+    /// Whether a relay replayed this packet from its GOP cache.
+    pub fn from_cache(&self) -> bool {
+        self.flags & FLAG_FROM_CACHE != 0
+    }
+
     /// Writes the 48-byte header into the start of `out`.
     ///
     /// # Panics
@@ -102,7 +115,7 @@ impl MediaHeader {
         out[1] = self.kind.to_byte();
         out[2..4].copy_from_slice(&self.frag_index.to_be_bytes());
         out[4..6].copy_from_slice(&self.frag_count.to_be_bytes());
-        out[6..8].copy_from_slice(&0u16.to_be_bytes());
+        out[6..8].copy_from_slice(&self.flags.to_be_bytes());
         out[8..12].copy_from_slice(&self.stream_id.to_be_bytes());
         out[12..16].copy_from_slice(&self.payload_len.to_be_bytes());
         out[16..24].copy_from_slice(&self.seq.to_be_bytes());
@@ -143,6 +156,7 @@ impl MediaHeader {
         }
         Ok(MediaHeader {
             kind,
+            flags: u16_at(6),
             frag_index,
             frag_count,
             stream_id: u32_at(8),

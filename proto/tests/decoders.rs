@@ -174,6 +174,7 @@ fn seeds() -> &'static Seeds {
         let mut all = Vec::new();
         let media = MediaHeader {
             kind: FrameKind::Key,
+            flags: 0,
             frag_index: 1,
             frag_count: 3,
             stream_id: 9,
@@ -567,6 +568,7 @@ mod round_trips {
         ) {
             let h = MediaHeader {
                 kind, frag_index, frag_count, stream_id, payload_len, seq, frame, gop, capture_ns, send_ns,
+                flags: 0,
             };
             let mut packet = h.to_bytes().to_vec();
             prop_assert_eq!(MediaHeader::decode(&packet), Ok(h));
