@@ -2,5 +2,9 @@
 //! would feel. The measurement itself lives in the sans-IO `stallwatch-measure` crate; this
 //! crate adds the network, the CLI and the output around it.
 
+pub mod clock;
+pub mod impair;
+pub mod relay;
 pub mod simulate;
 pub mod summary;
+pub mod tls;

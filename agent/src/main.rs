@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use stallwatch_agent::simulate::{SimulateArgs, simulate};
+use stallwatch_agent::{impair, relay};
 use stallwatch_measure::StreamProfile;
 use stallwatch_proto::duration::parse_duration;
 
@@ -59,10 +60,16 @@ enum Command {
     },
     /// Probe a relay once: publish a stream and view it back, then print a summary. [not built yet]
     Probe(NotBuilt),
-    /// Run a relay that accepts publishers and viewers over QUIC and UDP. [not built yet]
-    Relay(NotBuilt),
-    /// A UDP impairment proxy: send any UDP or QUIC flow through emulated conditions. [not built yet]
-    Impair(NotBuilt),
+    /// Run a relay that accepts publishers and viewers over QUIC and UDP.
+    ///
+    /// Keeps a GOP cache per stream and fans out to viewers. Without --cert it makes a
+    /// self-signed certificate and prints the SHA-256 fingerprint to pass to `probe --pin`.
+    Relay(relay::RelayArgs),
+    /// A UDP impairment proxy: send any UDP or QUIC flow through emulated network conditions.
+    ///
+    /// Clients send to --listen; packets are forwarded to --to and back, each direction through
+    /// the emulated link (delay, jitter, loss, bursts, rate limit, reordering, outages).
+    Impair(impair::ImpairArgs),
     /// Run continuously: fetch the plan from the collector, probe, and report. [not built yet]
     Run(NotBuilt),
     /// Check an agent configuration file and report the line and field of any error. [not built yet]
@@ -86,6 +93,33 @@ fn not_built(what: &str, issue: u32) -> ExitCode {
          `stallwatch-agent simulate` runs the same measurements over an emulated link today"
     );
     ExitCode::from(EXIT_NOT_BUILT)
+}
+
+/// Runs a long-lived async command on a multi-threaded runtime; errors print with their causes.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn main() -> ExitCode {
@@ -121,8 +155,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Probe(_) => not_built("probe", 3),
-        Command::Relay(_) => not_built("relay", 3),
-        Command::Impair(_) => not_built("impair", 3),
+        Command::Relay(args) => run_async(relay::main(args)),
+        Command::Impair(args) => run_async(impair::main(args)),
         Command::Run(_) => not_built("run", 4),
         Command::CheckConfig(_) => not_built("check-config", 4),
     }

@@ -1,0 +1,68 @@
+//! The agent's one clock module: the only place that reads `Instant::now`/`SystemTime::now`
+//! (clippy.toml bans them elsewhere). Everything else takes a [`Time`] from here.
+#![allow(clippy::disallowed_methods, reason = "this module is where the clock is read")]
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use stallwatch_measure::Time;
+
+/// Wall-clock-aligned monotonic time: nanoseconds since the Unix epoch as of process start,
+/// advanced by the monotonic clock. Sender timestamps and arrival times both come from here, so
+/// a process that publishes and views a stream measures one-way latency on one clock, and a
+/// wall-clock step (NTP) never makes time jump.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+    origin_wall_ns: u64,
+}
+
+impl Clock {
+    /// The process-wide clock.
+    pub fn global() -> Clock {
+        static CLOCK: OnceLock<Clock> = OnceLock::new();
+        *CLOCK.get_or_init(|| {
+            let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            Clock { origin: Instant::now(), origin_wall_ns: wall.as_nanos() as u64 }
+        })
+    }
+
+    /// Now, as a [`Time`] (ns since the Unix epoch).
+    pub fn now(&self) -> Time {
+        Time::from_nanos(self.origin_wall_ns + self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// The `Instant` at which this clock reads `t` (for timers).
+    pub fn instant_at(&self, t: Time) -> Instant {
+        self.origin + Duration::from_nanos(t.as_nanos().saturating_sub(self.origin_wall_ns))
+    }
+
+    /// Now as an `Instant`, for timers and elapsed times.
+    pub fn instant(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// The current wall-clock time in Unix milliseconds (for reports).
+    pub fn unix_ms(&self) -> u64 {
+        self.now().as_nanos() / 1_000_000
+    }
+}
+
+/// Sleeps the current thread until `deadline` with sub-millisecond accuracy: the kernel timer
+/// for all but the last 200 µs, then yield-spin. tokio's timer wheel has 1 ms granularity,
+/// too coarse for pacing media (see BENCHMARKS.md for the measured error).
+pub fn sleep_until_precise(deadline: Instant) {
+    const SPIN: Duration = Duration::from_micros(200);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        let left = deadline - now;
+        if left > SPIN {
+            std::thread::sleep(left - SPIN);
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! TLS for the relay's QUIC endpoint and the probes that connect to it: rustls with the ring
+//! provider only, TLS 1.3 only. A relay presents a fleet-CA certificate or a self-signed one
+//! whose SHA-256 fingerprint it prints; a client verifies one or the other and never skips
+//! verification.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// ALPN of the `quic-stream` transport.
+pub const ALPN_STREAM: &[u8] = b"stallwatch-stream/1";
+/// ALPN of the `quic-datagram` transport.
+pub const ALPN_DATAGRAM: &[u8] = b"stallwatch-dgram/1";
+
+/// The one crypto provider: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A relay's certificate chain and key.
+#[derive(Debug)]
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity { certs: self.certs.clone(), key: self.key.clone_key() }
+    }
+}
+
+impl Identity {
+    /// A fresh self-signed certificate for `names` (DNS names or IP addresses).
+    pub fn self_signed(names: &[String]) -> Result<Self> {
+        let cert = rcgen::generate_simple_self_signed(names.to_vec())
+            .context("generating a self-signed certificate")?;
+        Ok(Identity {
+            certs: vec![cert.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        })
+    }
+
+    /// A certificate chain and key from PEM files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("reading certificates from {}", cert.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing certificates in {}", cert.display()))?;
+        if certs.is_empty() {
+            bail!("no certificate in {}", cert.display());
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading the private key from {}", key.display()))?;
+        Ok(Identity { certs, key })
+    }
+
+    /// SHA-256 fingerprint of the leaf certificate, as `--pin` takes it.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.certs[0])
+    }
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parses a `--pin`: 64 hex digits, optionally with colons, optionally prefixed `sha256:`.
+pub fn parse_pin(pin: &str) -> Result<[u8; 32]> {
+    let hex: String = pin
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "a pin is the relay certificate's SHA-256 fingerprint: 64 hex digits (colons allowed), got {pin:?}"
+        );
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    Ok(out)
+}
+
+/// How a client verifies a relay.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The relay's leaf certificate must have this SHA-256 fingerprint.
+    Pin([u8; 32]),
+    /// The relay's chain must verify to one of these CA certificates (the fleet CA).
+    Ca(Vec<CertificateDer<'static>>),
+}
+
+impl Trust {
+    /// CA certificates from a PEM file.
+    pub fn ca_file(path: &Path) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA certificates from {}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing CA certificates in {}", path.display()))?;
+        if certs.is_empty() {
+            bail!("no CA certificate in {}", path.display());
+        }
+        Ok(Trust::Ca(certs))
+    }
+}
+
+/// QUIC transport settings shared by relays and clients.
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(Duration::from_secs(15).try_into().expect("valid idle timeout")));
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    // A GOP stream per medium every 2 s, with slack for slow viewers' unfinished ones.
+    t.max_concurrent_uni_streams(256u32.into());
+    // Room for a 1080p keyframe burst per connection in either direction.
+    t.datagram_receive_buffer_size(Some(4 * 1024 * 1024));
+    t.datagram_send_buffer_size(4 * 1024 * 1024);
+    t.stream_receive_window((8u32 * 1024 * 1024).into());
+    t.receive_window((16u32 * 1024 * 1024).into());
+    t.send_window(16 * 1024 * 1024);
+    t
+}
+
+/// The relay's QUIC server configuration: TLS 1.3, both stallwatch ALPNs.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("configuring TLS 1.3")?
+        .with_no_client_auth()
+        .with_single_cert(identity.certs.clone(), identity.key.clone_key())
+        .context("the relay certificate and key do not match or are unsupported")?;
+    tls.alpn_protocols = vec![ALPN_STREAM.to_vec(), ALPN_DATAGRAM.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .context("building the QUIC TLS configuration")?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// A client configuration for one transport's ALPN, verifying the relay by `trust`.
+pub fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("configuring TLS 1.3")?;
+    let mut tls = match trust {
+        Trust::Pin(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                pin: *pin,
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+        Trust::Ca(cas) => {
+            let mut roots = RootCertStore::empty();
+            for ca in cas {
+                roots.add(ca.clone()).context("adding a CA certificate")?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .context("building the QUIC TLS configuration")?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Accepts exactly the certificate with a pinned SHA-256 fingerprint, and still checks the
+/// handshake signature, so the relay must hold the certificate's key.
+#[derive(Debug)]
+struct PinVerifier {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+        if digest.as_ref() == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "relay certificate fingerprint {} does not match the pinned one",
+                fingerprint(end_entity)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not allowed".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_parse_in_the_forms_people_paste() {
+        let id = Identity::self_signed(&["localhost".into()]).unwrap();
+        let fp = id.fingerprint();
+        assert_eq!(fp.len(), 64);
+        let with_colons: String = fp
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap().to_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(parse_pin(&fp).unwrap(), parse_pin(&with_colons).unwrap());
+        assert_eq!(parse_pin(&format!("sha256:{fp}")).unwrap(), parse_pin(&fp).unwrap());
+        let err = parse_pin("abc").unwrap_err().to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+}
