@@ -116,6 +116,31 @@ pub struct WindowMetrics {
     pub stall_duration: Recorder,
 }
 
+impl WindowMetrics {
+    /// Adds a later window into this one: counters summed, histograms merged, the span widened.
+    pub fn merge(&mut self, w: &WindowMetrics) {
+        if self.end == Time::ZERO {
+            // Nothing merged yet.
+            self.start = w.start;
+        }
+        self.first_frame = self.first_frame.take().or_else(|| w.first_frame.clone());
+        self.packets += w.packets;
+        self.bytes += w.bytes;
+        self.packets_from_cache += w.packets_from_cache;
+        self.loss += &w.loss;
+        self.player += &w.player;
+        self.jitter.merge(&w.jitter);
+        self.pdv.merge(&w.pdv);
+        self.ipdv.merge(&w.ipdv);
+        self.latency.merge(&w.latency);
+        self.reorder_distance.merge(&w.reorder_distance);
+        self.burst_length.merge(&w.burst_length);
+        self.stall_duration.merge(&w.stall_duration);
+        self.jitter_now_ns = w.jitter_now_ns;
+        self.end = w.end;
+    }
+}
+
 /// Measures one received stream.
 #[derive(Debug, Clone)]
 pub struct Receiver {

@@ -196,22 +196,7 @@ pub fn run(config: &SimConfig) -> SimResult {
 pub fn total(windows: &[WindowMetrics]) -> WindowMetrics {
     let mut t = WindowMetrics::default();
     for w in windows {
-        t.first_frame = t.first_frame.take().or_else(|| w.first_frame.clone());
-        t.packets += w.packets;
-        t.bytes += w.bytes;
-        t.loss += &w.loss;
-        t.player += &w.player;
-        t.jitter.merge(&w.jitter);
-        t.pdv.merge(&w.pdv);
-        t.ipdv.merge(&w.ipdv);
-        t.latency.merge(&w.latency);
-        t.packets_from_cache += w.packets_from_cache;
-        t.reorder_distance.merge(&w.reorder_distance);
-        t.burst_length.merge(&w.burst_length);
-        t.stall_duration.merge(&w.stall_duration);
-        t.jitter_now_ns = w.jitter_now_ns;
-        t.end = w.end;
+        t.merge(w);
     }
-    t.start = windows.first().map(|w| w.start).unwrap_or_default();
     t
 }
