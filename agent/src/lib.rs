@@ -4,7 +4,9 @@
 
 pub mod clock;
 pub mod impair;
+pub mod probe;
 pub mod relay;
 pub mod simulate;
 pub mod summary;
 pub mod tls;
+pub mod transport;

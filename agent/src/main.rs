@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use stallwatch_agent::simulate::{SimulateArgs, simulate};
-use stallwatch_agent::{impair, relay};
+use stallwatch_agent::{impair, probe, relay};
 use stallwatch_measure::StreamProfile;
 use stallwatch_proto::duration::parse_duration;
 
@@ -58,8 +58,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Probe a relay once: publish a stream and view it back, then print a summary. [not built yet]
-    Probe(NotBuilt),
+    /// Probe a relay once: publish a stream and view it back, then print what a viewer felt.
+    ///
+    /// Shows progress while it runs, then first frame and its phases, jitter, loss, bursts,
+    /// reordering, stalls and stall ratio, RTT and the send-timer error, or JSON with --json.
+    Probe(probe::ProbeArgs),
     /// Run a relay that accepts publishers and viewers over QUIC and UDP.
     ///
     /// Keeps a GOP cache per stream and fans out to viewers. Without --cert it makes a
@@ -154,7 +157,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Probe(_) => not_built("probe", 3),
+        Command::Probe(args) => run_async(probe::main(args)),
         Command::Relay(args) => run_async(relay::main(args)),
         Command::Impair(args) => run_async(impair::main(args)),
         Command::Run(_) => not_built("run", 4),

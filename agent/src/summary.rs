@@ -52,6 +52,10 @@ pub struct Summary {
     pub jitter_ms: Option<Quantiles>,
     pub pdv_ms: Option<Quantiles>,
     pub ipdv_ms: Option<Quantiles>,
+    /// One-way latency, when the sender's clock is known (a loopback probe).
+    pub latency_ms: Option<Quantiles>,
+    /// Packets the relay replayed from its GOP cache.
+    pub packets_from_cache: u64,
     pub frames_rendered: u64,
     pub frames_missing: u64,
     pub frames_undecodable: u64,
@@ -94,6 +98,8 @@ impl Summary {
             jitter_ms: Quantiles::from_micros(&total.jitter),
             pdv_ms: Quantiles::from_micros(&total.pdv),
             ipdv_ms: Quantiles::from_micros(&total.ipdv),
+            latency_ms: Quantiles::from_micros(&total.latency),
+            packets_from_cache: total.packets_from_cache,
             frames_rendered: player.frames_rendered,
             frames_missing: player.frames_missing,
             frames_undecodable: player.frames_undecodable,
@@ -151,6 +157,9 @@ impl fmt::Display for Summary {
         )?;
         writeln!(out, "jitter        {}", quantiles(&self.jitter_ms))?;
         writeln!(out, "delay var.    {}", quantiles(&self.pdv_ms))?;
+        if self.latency_ms.is_some() {
+            writeln!(out, "latency       {}", quantiles(&self.latency_ms))?;
+        }
         writeln!(
             out,
             "frames        {} rendered, {} missing, {} undecodable, {} late",

@@ -31,7 +31,7 @@ fn both_binaries_print_help_and_version() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    let out = agent().args(["probe", "relay.example:4433", "--transport", "udp"]).output().unwrap();
+    let out = agent().args(["run", "--collector", "https://c.example"]).output().unwrap();
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
     let out = collector().args(["run", "--config", "c.toml"]).output().unwrap();

@@ -1,4 +1,6 @@
 //! Helpers for the end-to-end tests in `e2e/`: find (building if needed) the real binaries.
+// Test harness code times the processes it runs; the sans-IO rule is for the product crates.
+#![allow(clippy::disallowed_methods, reason = "test harness deadlines read the clock")]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,4 +27,123 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// A relay started as a real `stallwatch-agent relay` process on loopback; killed on drop.
+pub struct RelayProcess {
+    child: std::process::Child,
+    /// QUIC address.
+    pub quic: std::net::SocketAddr,
+    /// Plain UDP address.
+    pub udp: std::net::SocketAddr,
+    /// SHA-256 fingerprint of its self-signed certificate.
+    pub fingerprint: String,
+}
+
+impl RelayProcess {
+    /// Starts a relay on ephemeral loopback ports with `extra` flags and waits until it is ready.
+    pub fn start(extra: &[&str]) -> RelayProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("stallwatch-agent"))
+            .args(["relay", "--listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("relay starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (mut quic, mut udp, mut fingerprint) = (None, None, None);
+        for line in lines.by_ref() {
+            let line = line.expect("relay stdout");
+            match line.split_once(' ') {
+                Some(("quic", a)) => quic = a.trim().parse().ok(),
+                Some(("udp", a)) => udp = a.trim().parse().ok(),
+                Some(("fingerprint", f)) => fingerprint = Some(f.trim().to_string()),
+                _ if line.trim() == "ready" => break,
+                _ => {}
+            }
+        }
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        RelayProcess {
+            child,
+            quic: quic.expect("relay printed its QUIC address"),
+            udp: udp.expect("relay printed its UDP address"),
+            fingerprint: fingerprint.expect("relay printed its fingerprint"),
+        }
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `probe` flags that point at this relay.
+    pub fn probe_args(&self) -> Vec<String> {
+        vec![
+            "probe".into(),
+            self.quic.to_string(),
+            "--pin".into(),
+            self.fingerprint.clone(),
+            "--udp-port".into(),
+            self.udp.port().to_string(),
+        ]
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `stallwatch-agent` with `args` and returns (exit code, stdout, stderr), killing it if it
+/// runs past `limit`.
+pub fn run_agent(args: &[String], limit: std::time::Duration) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(binary("stallwatch-agent"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    // Drain both pipes while it runs: a large output must never block the child.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (
+        status.and_then(|s| s.code()),
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+/// Runs a probe with `--json --quiet` and parses its result, failing the test on error.
+pub fn probe_json(args: &[String], limit: std::time::Duration) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["--json".into(), "--quiet".into()]);
+    let (code, stdout, stderr) = run_agent(&args, limit);
+    assert_eq!(code, Some(0), "probe {args:?} failed:\n{stderr}\n{stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"))
 }

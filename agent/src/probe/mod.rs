@@ -1,0 +1,135 @@
+//! `stallwatch-agent probe`: publish a synthetic stream to a relay and view it back (or view
+//! an existing stream, or only publish), then print what a viewer felt.
+
+mod output;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use stallwatch_proto::duration::parse_duration;
+
+pub use output::{ProbeResult, PublisherSummary, ViewerResult};
+pub use run::{probe, resolve_target};
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Which transports to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// QUIC, an object per frame, a stream per GOP (MoQ-like).
+    QuicStream,
+    /// QUIC datagrams (RFC 9221), a fragment per datagram.
+    QuicDatagram,
+    /// Plain UDP, RTP-like packets.
+    Udp,
+    /// All three side by side on the same path, in one table.
+    All,
+}
+
+/// Where the viewer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartChoice {
+    /// From the relay's cached GOP (how live servers start viewers fast).
+    CachedGop,
+    /// From the next live packet (wait for the next keyframe).
+    Live,
+}
+
+/// `stallwatch-agent probe` flags.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Examples:\n  \
+    stallwatch-agent relay --listen 0.0.0.0:4433            # on the relay host; prints its fingerprint\n  \
+    stallwatch-agent probe relay.example:4433 --pin FINGERPRINT --transport all --duration 30s\n  \
+    stallwatch-agent probe 127.0.0.1:4433 --pin FP --emulate 3g --json\n  \
+    stallwatch-agent probe 127.0.0.1:4433 --pin FP --view live-1 --viewers 20")]
+pub struct ProbeArgs {
+    /// The relay: HOST:PORT of its QUIC listener. Its plain UDP listener is PORT + 1 unless
+    /// --udp-port says otherwise.
+    pub relay: String,
+    /// Transport to probe over.
+    #[arg(long, value_enum, default_value = "quic-stream", env = "STALLWATCH_TRANSPORT")]
+    pub transport: TransportChoice,
+    /// Stream profile: 360p15, 360p30, 720p30, 1080p30 or audio.
+    #[arg(long, default_value = "720p30", env = "STALLWATCH_PROFILE")]
+    pub profile: String,
+    /// How long to publish (and view), e.g. 30s, 5m.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    pub duration: Duration,
+    /// Emulate a network on this probe's own traffic: a preset (4g, 3.5g, 3g, edge,
+    /// chrome-fast-4g, chrome-slow-4g, chrome-slow-3g; up and down as published) or custom
+    /// settings for both directions, e.g. "delay=100ms,jitter=20ms,loss=2%,outage=10s/300ms".
+    #[arg(long, env = "STALLWATCH_EMULATE")]
+    pub emulate: Option<String>,
+    /// Seed for the emulator's random choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// View an existing stream instead of publishing one.
+    #[arg(long, value_name = "STREAM", conflicts_with = "publish")]
+    pub view: Option<String>,
+    /// Only publish a stream under this name (for other agents to view).
+    #[arg(long, value_name = "STREAM")]
+    pub publish: Option<String>,
+    /// Concurrent viewers (each its own connection).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub viewers: u32,
+    /// Concurrent streams per transport, each published and viewed back on its own
+    /// connections (load testing; not with --view or --publish).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000),
+          conflicts_with_all = ["view", "publish"])]
+    pub streams: u32,
+    /// The relay certificate's SHA-256 fingerprint, as the relay printed it at start.
+    #[arg(long, env = "STALLWATCH_PIN", conflicts_with = "ca")]
+    pub pin: Option<String>,
+    /// Verify the relay's certificate with this CA (PEM), e.g. the fleet CA.
+    #[arg(long, env = "STALLWATCH_CA")]
+    pub ca: Option<PathBuf>,
+    /// Name to verify in the relay's certificate [default: the host in RELAY].
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// The relay's plain UDP port [default: QUIC port + 1].
+    #[arg(long)]
+    pub udp_port: Option<u16>,
+    /// The virtual player's playout delay (its jitter buffer).
+    #[arg(long, default_value = "300ms", value_parser = duration_arg)]
+    pub playout_delay: Duration,
+    /// When publishing and viewing back, the viewer joins this long after publishing starts
+    /// (mid-GOP, as a real viewer would).
+    #[arg(long, default_value = "1s", value_parser = duration_arg)]
+    pub view_delay: Duration,
+    /// Where the viewer starts.
+    #[arg(long, value_enum, default_value = "cached-gop")]
+    pub start: StartChoice,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs the probe and prints the result; errors explain what failed.
+pub async fn main(args: ProbeArgs) -> Result<()> {
+    let results = probe(&args).await?;
+    if args.json {
+        let json = if results.len() == 1 {
+            serde_json::to_string_pretty(&results[0])
+        } else {
+            serde_json::to_string_pretty(&results)
+        };
+        println!("{}", json.expect("results serialize"));
+    } else if results.len() == 1 {
+        println!("{}", results[0]);
+    } else {
+        println!("{}", output::table(&results));
+    }
+    let failed: Vec<&str> =
+        results.iter().flat_map(|r| r.errors.iter().map(String::as_str)).collect();
+    if !failed.is_empty() && results.iter().all(|r| r.viewers.is_empty() && r.publisher.is_none()) {
+        anyhow::bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The plain UDP side: one socket for control frames and media packets, told apart by the
+//! first byte. An address is verified once it sends a `Hello` with a valid token
+//! ([`super::token`]); until then the relay keeps no state for it and sends it nothing but
+//! challenges no larger than the hellos that drew them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt, is_control};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use super::hub::{Feed, Hub, Publication, ViewerGuard, decode_media};
+use super::quic::{pong, until_shutdown, version_mismatch};
+use super::stats::{Counters, Malformed, bump};
+use super::token::Tokens;
+use super::{Limits, Transport};
+use crate::clock::Clock;
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_536;
+/// Challenges per second the relay sends in all (a spoofed-hello flood costs this, no more).
+const CHALLENGES_PER_SEC: f64 = 2000.0;
+/// Burst of the viewer pacer: packets beyond it leave at the rate limit (cache replays).
+const PACE_BURST: f64 = 64.0 * 1024.0;
+
+/// A token bucket over bytes (or any unit).
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// `rate` units per second, at most `burst` saved up; starts full.
+    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> TokenBucket {
+        TokenBucket { rate, burst, tokens: burst, last: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes `n` if there are that many.
+    pub(crate) fn take(&mut self, n: f64, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `n`, going into debt if need be; returns how long to wait until out of debt.
+    pub(crate) fn pace(&mut self, n: f64, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        self.tokens -= n;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+/// A verified address.
+struct Peer {
+    role: Role,
+    session: PeerSession,
+    last_seen: Instant,
+    /// Received bytes; `None` when the limit is off.
+    bucket: Option<TokenBucket>,
+    /// Bytes the bucket has dropped.
+    dropped_bytes: u64,
+}
+
+enum PeerSession {
+    /// Said hello; no stream yet.
+    Greeted,
+    Publishing(Publication),
+    Viewing(UdpViewer),
+}
+
+/// A UDP viewer's writer task and its place on the stream.
+struct UdpViewer {
+    stream_id: u32,
+    task: JoinHandle<()>,
+    guard: ViewerGuard,
+}
+
+impl Drop for UdpViewer {
+    fn drop(&mut self) {
+        // Before `guard` unsubscribes, so the task never mistakes it for the stream ending.
+        self.task.abort();
+    }
+}
+
+/// The UDP relay loop's state; only its own task touches it.
+pub(crate) struct UdpRelay {
+    socket: Arc<UdpSocket>,
+    hub: Arc<Hub>,
+    counters: Arc<Counters>,
+    limits: Limits,
+    tokens: Tokens,
+    peers: HashMap<SocketAddr, Peer>,
+    max_peers: usize,
+    challenges: TokenBucket,
+}
+
+impl UdpRelay {
+    pub(crate) fn new(
+        socket: Arc<UdpSocket>,
+        hub: Arc<Hub>,
+        counters: Arc<Counters>,
+        limits: Limits,
+        tokens: Tokens,
+    ) -> UdpRelay {
+        let max_peers =
+            limits.max_streams.saturating_mul(limits.max_viewers_per_stream.saturating_add(1));
+        let now = Clock::global().instant();
+        UdpRelay {
+            socket,
+            hub,
+            counters,
+            limits,
+            tokens,
+            peers: HashMap::new(),
+            max_peers,
+            challenges: TokenBucket::new(CHALLENGES_PER_SEC, CHALLENGES_PER_SEC, now),
+        }
+    }
+
+    /// Serves until shutdown, then says goodbye to every verified peer.
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let socket = self.socket.clone();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let sweep_every = (self.limits.udp_peer_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.on_datagram(&buf[..len], from).await,
+                    // e.g. an ICMP error surfaced on the socket; nothing to do about it.
+                    Err(e) => debug!(error = %e, "UDP receive error"),
+                },
+                _ = sweep.tick() => self.sweep(),
+                _ = until_shutdown(&mut shutdown) => break,
+            }
+        }
+        self.goodbye_all().await;
+    }
+
+    async fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(&first) = data.first() else {
+            self.counters.malformed(Malformed::Empty);
+            return;
+        };
+        let now = Clock::global().instant();
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.last_seen = now;
+            if let Some(bucket) = &mut peer.bucket
+                && !bucket.take(data.len() as f64, now)
+            {
+                bump(&self.counters.rate_limited_drops);
+                peer.dropped_bytes += data.len() as u64;
+                // One second's worth dropped: a publisher that persistently overdrives.
+                let persistent = peer.dropped_bytes as f64 > bucket.burst;
+                if persistent && matches!(peer.session, PeerSession::Publishing(_)) {
+                    info!(peer = %from, "UDP publisher over its rate limit; dropping it");
+                    let error = Control::Error {
+                        code: ErrorCode::RateLimited,
+                        message: format!(
+                            "over the relay's limit of {} bit/s per peer",
+                            self.limits.udp_rate_limit_bps
+                        ),
+                    };
+                    self.send(&error, from).await;
+                    self.forget(from);
+                }
+                return;
+            }
+        }
+        if is_control(first) {
+            self.on_control(data, from, now).await;
+        } else {
+            self.on_media(data, from);
+        }
+    }
+
+    fn on_media(&self, data: &[u8], from: SocketAddr) {
+        let Some(peer) = self.peers.get(&from) else {
+            self.counters.malformed(Malformed::Unverified);
+            return;
+        };
+        let PeerSession::Publishing(publication) = &peer.session else {
+            self.counters.malformed(Malformed::NotPublisher);
+            return;
+        };
+        match decode_media(data, publication.stream_id()) {
+            Ok(header) => {
+                self.counters.media_in(Transport::Udp, data.len());
+                publication.on_packet(&header);
+            }
+            Err(reason) => {
+                self.counters.malformed(reason);
+                debug!(peer = %from, reason = reason.name(), "bad media packet");
+            }
+        }
+    }
+
+    async fn on_control(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
+        let msg = match Control::decode_datagram(data) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.counters.malformed(Malformed::ControlFrame);
+                debug!(peer = %from, error = %e, "bad control frame");
+                return;
+            }
+        };
+        if let Control::Hello { version, role, token } = msg {
+            return self.on_hello(from, version, role, token, now).await;
+        }
+        if !self.peers.contains_key(&from) {
+            if msg == Control::Goodbye {
+                // Clients send goodbye more than once; the first one made the relay forget.
+                return;
+            }
+            self.counters.malformed(Malformed::Unverified);
+            debug!(peer = %from, ?msg, "control from an unverified address");
+            return;
+        }
+        let recv_ns = Clock::global().now().as_nanos();
+        let reply = match msg {
+            Control::Publish { stream } => Some(self.on_publish(from, &stream)),
+            Control::Subscribe { stream, start } => self.on_subscribe(from, &stream, start).await,
+            Control::Ping { id, send_ns } => Some(pong(id, send_ns, recv_ns)),
+            Control::Goodbye => {
+                debug!(peer = %from, "UDP peer said goodbye");
+                self.forget(from);
+                None
+            }
+            other => {
+                self.counters.malformed(Malformed::UnexpectedControl);
+                debug!(peer = %from, msg = ?other, "ignoring a control message only relays send");
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            self.send(&reply, from).await;
+        }
+    }
+
+    async fn on_hello(
+        &mut self,
+        from: SocketAddr,
+        version: u8,
+        role: Role,
+        token: Option<[u8; 16]>,
+        now: Instant,
+    ) {
+        let now_ns = Clock::global().now().as_nanos();
+        let Some(token) = token else {
+            return self.challenge(from, now_ns, now).await;
+        };
+        if !self.tokens.check(from, &token, now_ns) {
+            self.counters.malformed(Malformed::BadToken);
+            debug!(peer = %from, "hello with a wrong or expired token; challenging again");
+            return self.challenge(from, now_ns, now).await;
+        }
+        // Verified from here on: answers may be sent.
+        if version != CONTROL_VERSION {
+            return self.send(&version_mismatch(version), from).await;
+        }
+        if let Some(known) = self.peers.get(&from).map(|p| p.role) {
+            if known != role {
+                debug!(peer = %from, ?role, "new session from a known address");
+                let peer = self.new_peer(role, now);
+                self.peers.insert(from, peer);
+            }
+            // Otherwise a resent hello: nothing to do.
+            return;
+        }
+        if self.peers.len() >= self.max_peers {
+            let code = match role {
+                Role::Publisher => ErrorCode::TooManyStreams,
+                Role::Viewer => ErrorCode::TooManyViewers,
+            };
+            let message = format!("the relay serves its limit of {} UDP peers", self.max_peers);
+            return self.send(&Control::Error { code, message }, from).await;
+        }
+        debug!(peer = %from, ?role, "UDP peer verified");
+        let peer = self.new_peer(role, now);
+        self.peers.insert(from, peer);
+        self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
+    }
+
+    fn new_peer(&self, role: Role, now: Instant) -> Peer {
+        let bytes_per_sec = self.limits.udp_rate_limit_bps as f64 / 8.0;
+        Peer {
+            role,
+            session: PeerSession::Greeted,
+            last_seen: now,
+            bucket: (bytes_per_sec > 0.0)
+                .then(|| TokenBucket::new(bytes_per_sec, bytes_per_sec, now)),
+            dropped_bytes: 0,
+        }
+    }
+
+    async fn challenge(&mut self, to: SocketAddr, now_ns: u64, now: Instant) {
+        if !self.challenges.take(1.0, now) {
+            bump(&self.counters.rate_limited_drops);
+            return;
+        }
+        // 19 bytes, answering a 22-byte hello: never an amplifier.
+        let challenge = Control::Challenge { token: self.tokens.mint(to, now_ns) };
+        self.send(&challenge, to).await;
+        bump(&self.counters.challenges_sent);
+    }
+
+    fn on_publish(&mut self, from: SocketAddr, stream: &str) -> Control {
+        let peer = self.peers.get_mut(&from).expect("checked by the caller");
+        match &peer.session {
+            _ if peer.role != Role::Publisher => {
+                self.counters.malformed(Malformed::UnexpectedControl);
+                bad_request("hello said viewer: publish is not allowed")
+            }
+            PeerSession::Publishing(p) if p.name() == stream => {
+                Control::Ok { stream_id: p.stream_id() }
+            }
+            PeerSession::Publishing(p) => {
+                bad_request(&format!("this address already publishes {:?}", p.name()))
+            }
+            _ => match self.hub.publish(stream, Transport::Udp) {
+                Ok(publication) => {
+                    info!(
+                        peer = %from,
+                        stream,
+                        stream_id = publication.stream_id(),
+                        transport = "udp",
+                        "publisher started"
+                    );
+                    let ok = Control::Ok { stream_id: publication.stream_id() };
+                    peer.session = PeerSession::Publishing(publication);
+                    ok
+                }
+                Err(refusal) => {
+                    debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+                    refusal.to_control()
+                }
+            },
+        }
+    }
+
+    /// `None` when the reply has been sent already (an `Ok` must precede the media).
+    async fn on_subscribe(
+        &mut self,
+        from: SocketAddr,
+        stream: &str,
+        start: StartAt,
+    ) -> Option<Control> {
+        let peer = self.peers.get_mut(&from).expect("checked by the caller");
+        if peer.role != Role::Viewer {
+            self.counters.malformed(Malformed::UnexpectedControl);
+            return Some(bad_request("hello said publisher: subscribe is not allowed"));
+        }
+        if let PeerSession::Viewing(viewer) = &peer.session
+            && !viewer.guard.stream_ended()
+        {
+            return Some(if viewer.guard.stream_name() == stream {
+                Control::Ok { stream_id: viewer.stream_id }
+            } else {
+                bad_request(&format!("this address already views {:?}", viewer.guard.stream_name()))
+            });
+        }
+        let subscription = match self.hub.subscribe(stream, Transport::Udp, start) {
+            Ok(subscription) => subscription,
+            Err(refusal) => {
+                debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+                return Some(refusal.to_control());
+            }
+        };
+        let stream_id = subscription.stream_id;
+        self.send(&Control::Ok { stream_id }, from).await;
+        let task = tokio::spawn(deliver(
+            self.socket.clone(),
+            from,
+            subscription.feed,
+            self.counters.clone(),
+            self.limits.udp_rate_limit_bps,
+        ));
+        let viewer = UdpViewer { stream_id, task, guard: subscription.guard };
+        debug!(peer = %from, stream, "UDP viewer subscribed");
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.session = PeerSession::Viewing(viewer);
+        }
+        None
+    }
+
+    /// Forgets peers silent for longer than the timeout (a publisher's stream ends).
+    fn sweep(&mut self) {
+        let now = Clock::global().instant();
+        let timeout = self.limits.udp_peer_timeout;
+        let before = self.peers.len();
+        self.peers.retain(|addr, peer| {
+            let alive = now.saturating_duration_since(peer.last_seen) < timeout;
+            if !alive {
+                debug!(peer = %addr, "UDP peer timed out");
+            }
+            alive
+        });
+        if self.peers.len() != before {
+            self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn forget(&mut self, addr: SocketAddr) {
+        if self.peers.remove(&addr).is_some() {
+            self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
+        }
+    }
+
+    async fn goodbye_all(&mut self) {
+        // Stop the viewer tasks first so that no ended stream sends its own goodbye too.
+        for peer in self.peers.values() {
+            if let PeerSession::Viewing(viewer) = &peer.session {
+                viewer.task.abort();
+            }
+        }
+        let peers: Vec<SocketAddr> = self.peers.drain().map(|(addr, _)| addr).collect();
+        self.counters.udp_peers.store(0, Ordering::Relaxed);
+        let goodbye = Control::Goodbye.encode();
+        for addr in peers {
+            if let Err(e) = self.socket.send_to(&goodbye, addr).await {
+                debug!(peer = %addr, error = %e, "goodbye not sent");
+            }
+        }
+    }
+
+    async fn send(&self, msg: &Control, to: SocketAddr) {
+        if let Err(e) = self.socket.send_to(&msg.encode(), to).await {
+            debug!(peer = %to, error = %e, "UDP send failed");
+        }
+    }
+}
+
+fn bad_request(message: &str) -> Control {
+    Control::Error { code: ErrorCode::BadRequest, message: message.to_owned() }
+}
+
+/// Sends a UDP viewer its queue, paced at the per-peer rate limit beyond a small burst (a
+/// cache replay would otherwise overrun the viewer's socket buffer), then a goodbye when the
+/// stream ends.
+async fn deliver(
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
+    mut feed: Feed,
+    counters: Arc<Counters>,
+    rate_bps: u64,
+) {
+    let bytes_per_sec = rate_bps as f64 / 8.0;
+    let mut pacer = (bytes_per_sec > 0.0)
+        .then(|| TokenBucket::new(bytes_per_sec, PACE_BURST, Clock::global().instant()));
+    while let Some(delivery) = feed.rx.recv().await {
+        let len = delivery.wire.len();
+        if let Some(wait) =
+            pacer.as_mut().and_then(|p| p.pace(len as f64, Clock::global().instant()))
+        {
+            tokio::time::sleep(wait).await;
+        }
+        match socket.send_to(&delivery.wire, to).await {
+            Ok(_) => counters.media_out(Transport::Udp, len),
+            Err(e) => debug!(peer = %to, error = %e, "UDP send failed"),
+        }
+    }
+    // The stream ended (the relay aborts this task when it drops the viewer itself).
+    if let Err(e) = socket.send_to(&Control::Goodbye.encode(), to).await {
+        debug!(peer = %to, error = %e, "goodbye not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_limits_and_refills() {
+        let t0 = Clock::global().instant();
+        let mut b = TokenBucket::new(1000.0, 1000.0, t0);
+        assert!(b.take(600.0, t0));
+        assert!(!b.take(600.0, t0));
+        assert!(b.take(600.0, t0 + Duration::from_millis(200)));
+        // Never more than the burst saved up.
+        assert!(!b.take(1001.0, t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn a_pacer_says_how_long_to_wait() {
+        let t0 = Clock::global().instant();
+        let mut p = TokenBucket::new(1000.0, 100.0, t0);
+        assert_eq!(p.pace(100.0, t0), None);
+        let wait = p.pace(50.0, t0).unwrap();
+        assert_eq!(wait, Duration::from_millis(50));
+        assert_eq!(p.pace(10.0, t0 + Duration::from_millis(100)), None);
+    }
+}

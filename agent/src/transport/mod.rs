@@ -1,0 +1,156 @@
+//! Publisher and viewer drivers for the three transports. They own sockets and the clock and
+//! feed the sans-IO core (`stallwatch-measure`): the pacer on the way out, the receiver on the
+//! way in. Wire usage is specified in docs/protocol.md.
+
+pub mod pacing;
+pub mod quic;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
+use stallwatch_proto::control::{ErrorCode, StartAt};
+pub use stallwatch_proto::plan::Transport;
+
+use crate::tls::Trust;
+
+/// How long a client waits for the relay to answer before calling it unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a relay is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct RelayTarget {
+    /// The relay's QUIC address (quic-stream, quic-datagram).
+    pub quic: SocketAddr,
+    /// The relay's plain UDP address.
+    pub udp: SocketAddr,
+    /// Name to verify in the relay's certificate (with a CA) and to send as SNI.
+    pub server_name: String,
+    /// How to verify the relay's certificate; QUIC refuses to connect without it.
+    pub trust: Option<Trust>,
+}
+
+/// What a publisher does.
+#[derive(Debug, Clone)]
+pub struct PublishSpec {
+    pub target: RelayTarget,
+    pub transport: Transport,
+    pub stream: String,
+    pub profile: StreamProfile,
+    pub duration: Duration,
+    /// Notified once the relay has accepted the stream (a loopback viewer waits for it).
+    pub accepted: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+/// QUIC path statistics from quinn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct QuicPath {
+    pub rtt_ms: f64,
+    pub cwnd_bytes: u64,
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+    pub congestion_events: u64,
+}
+
+impl QuicPath {
+    pub fn of(conn: &quinn::Connection) -> Self {
+        let path = conn.stats().path;
+        QuicPath {
+            rtt_ms: path.rtt.as_secs_f64() * 1e3,
+            cwnd_bytes: path.cwnd,
+            sent_packets: path.sent_packets,
+            lost_packets: path.lost_packets,
+            congestion_events: path.congestion_events,
+        }
+    }
+}
+
+/// What a publisher measured.
+#[derive(Debug, Clone, Default)]
+pub struct PublishStats {
+    /// Attempt start to the relay accepting the stream.
+    pub publish_time: Option<Duration>,
+    pub frames: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Frames whose send started more than one frame interval after they were due (the
+    /// transport was blocked by congestion or flow control).
+    pub frames_late: u64,
+    /// Datagrams the transport refused (too large, or the connection lost).
+    pub send_errors: u64,
+    /// How late the pacing timer woke, µs (irtt's "send call" error).
+    pub timer_error: Recorder,
+    pub quic: Option<QuicPath>,
+}
+
+/// What a viewer does.
+#[derive(Debug, Clone)]
+pub struct ViewSpec {
+    pub target: RelayTarget,
+    pub transport: Transport,
+    pub stream: String,
+    pub start: StartAt,
+    /// Give up after this long even if the stream goes on.
+    pub max_duration: Duration,
+    pub receiver: ReceiverConfig,
+    /// Start of the attempt (before any connect), for first-frame time.
+    pub attempt_start: Time,
+}
+
+/// Why a viewer stopped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewEnd {
+    /// The publisher ended the stream.
+    StreamEnded,
+    /// `max_duration` passed.
+    Duration,
+    /// The connection to the relay was lost.
+    ConnectionLost(String),
+}
+
+/// What a viewer measured.
+#[derive(Debug, Clone)]
+pub struct ViewOutcome {
+    pub total: WindowMetrics,
+    /// Round-trip samples to the relay, µs (QUIC: quinn's RTT each second; UDP: ping).
+    pub rtt: Recorder,
+    pub quic: Option<QuicPath>,
+    pub end: ViewEnd,
+}
+
+/// Explains a relay's refusal in a user's words.
+pub fn refusal(code: ErrorCode, message: &str) -> anyhow::Error {
+    let what = match code {
+        ErrorCode::StreamNotFound => "stream not found",
+        ErrorCode::StreamExists => "a stream with that name is already being published",
+        ErrorCode::TooManyStreams => "the relay is at its stream limit",
+        ErrorCode::TooManyViewers => "the stream is at its viewer limit",
+        ErrorCode::RateLimited => "rate limited by the relay",
+        ErrorCode::VersionMismatch => "the relay speaks another protocol version",
+        ErrorCode::Unauthorized => "not authorized by the relay",
+        ErrorCode::BadRequest => "the relay rejected the request",
+        ErrorCode::Internal | ErrorCode::Other(_) => "the relay failed",
+    };
+    anyhow::anyhow!("{what}: {message}")
+}
+
+/// Live figures for a progress line, updated about once a second.
+#[derive(Debug, Default)]
+pub struct Progress {
+    inner: Mutex<WindowMetrics>,
+}
+
+impl Progress {
+    /// Adds a window of results.
+    pub fn add(&self, window: &WindowMetrics) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).merge(window);
+    }
+
+    /// The results so far.
+    pub fn snapshot(&self) -> WindowMetrics {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

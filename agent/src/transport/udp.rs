@@ -1,0 +1,367 @@
+//! The plain UDP transport: a stateless-token handshake with the relay (docs/protocol.md), a
+//! publisher paced on its own thread with a blocking socket, and a viewer.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use stallwatch_measure::pacer::max_payload;
+use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, is_control};
+use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
+use tokio::net::UdpSocket;
+
+use super::pacing::{self, FrameSink, frame_interval};
+use super::{Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec};
+use crate::clock::Clock;
+
+/// Largest datagram the UDP transport sends.
+pub const MAX_DATAGRAM: usize = 1200;
+/// How long to wait for an answer before resending a control frame.
+const RESEND_AFTER: Duration = Duration::from_millis(250);
+/// Resends before giving up.
+const TRIES: u32 = 8;
+/// How often a client pings the relay (keepalive and RTT).
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+async fn send_control(socket: &UdpSocket, relay: SocketAddr, msg: &Control) -> Result<()> {
+    socket.send_to(&msg.encode(), relay).await.context("sending to the relay over UDP")?;
+    Ok(())
+}
+
+/// Waits up to `wait` for a control frame from the relay, skipping anything else.
+async fn recv_control(socket: &UdpSocket, relay: SocketAddr, wait: Duration) -> Option<Control> {
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (len, from) =
+            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await.ok()?.ok()?;
+        if from != relay || len == 0 || !is_control(buf[0]) {
+            continue;
+        }
+        if let Ok(msg) = Control::decode_datagram(&buf[..len]) {
+            return Some(msg);
+        }
+    }
+}
+
+/// Result of the UDP handshake.
+struct Session {
+    stream_id: u32,
+    /// When the relay's challenge arrived (the path answers).
+    challenged: stallwatch_measure::Time,
+    /// When the relay accepted the publish or subscribe.
+    accepted: stallwatch_measure::Time,
+}
+
+fn unblocked_error(relay: SocketAddr) -> anyhow::Error {
+    anyhow!(
+        "no answer from the relay at {relay} over UDP after {TRIES} tries: UDP may be blocked on \
+         this path, or no relay listens on that port (a relay's UDP port is its QUIC port + 1 \
+         unless set with --udp-listen)"
+    )
+}
+
+/// Hello, challenge, tokened hello + request, until `Ok` or `Error`.
+async fn handshake(
+    socket: &UdpSocket,
+    relay: SocketAddr,
+    role: Role,
+    request: Control,
+) -> Result<Session> {
+    let clock = Clock::global();
+    let hello = Control::Hello { version: CONTROL_VERSION, role, token: None };
+    let mut token = None;
+    for _ in 0..TRIES {
+        send_control(socket, relay, &hello).await?;
+        if let Some(Control::Challenge { token: t }) =
+            recv_control(socket, relay, RESEND_AFTER).await
+        {
+            token = Some(t);
+            break;
+        }
+    }
+    let token = token.ok_or_else(|| unblocked_error(relay))?;
+    let challenged = clock.now();
+    let hello = Control::Hello { version: CONTROL_VERSION, role, token: Some(token) };
+    for _ in 0..TRIES {
+        send_control(socket, relay, &hello).await?;
+        send_control(socket, relay, &request).await?;
+        let deadline = tokio::time::Instant::now() + RESEND_AFTER;
+        while let Some(msg) = recv_control(
+            socket,
+            relay,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await
+        {
+            match msg {
+                Control::Ok { stream_id } => {
+                    return Ok(Session { stream_id, challenged, accepted: clock.now() });
+                }
+                Control::Error { code, message } => {
+                    return Err(super::refusal(code, &message));
+                }
+                // A stale challenge (our token expired): use the new one next time.
+                Control::Challenge { .. } => {}
+                _ => {}
+            }
+        }
+    }
+    Err(unblocked_error(relay))
+}
+
+async fn bind_for(relay: SocketAddr) -> Result<UdpSocket> {
+    let socket = UdpSocket::bind(unspecified_for(relay)).await.context("binding a UDP socket")?;
+    // A keyframe or a cached GOP arrives as a burst; the default buffer (about 200 KiB) can
+    // overflow while the process is busy, which would show as loss that the path never had.
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+        let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+    }
+    Ok(socket)
+}
+
+/// Socket buffer size asked for on client UDP sockets.
+const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Sends frames as UDP datagrams from the pacing thread, with a blocking socket.
+struct UdpSink {
+    socket: std::net::UdpSocket,
+    relay: SocketAddr,
+    packetizer: Packetizer,
+    buf: Vec<u8>,
+    interval: Duration,
+    stats: PublishStats,
+}
+
+impl FrameSink for UdpSink {
+    fn send_frame(&mut self, frame: &ScheduledFrame) -> Result<()> {
+        let clock = Clock::global();
+        if clock.now().saturating_since(frame.due) > self.interval {
+            self.stats.frames_late += 1;
+        }
+        let headers =
+            self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(MAX_DATAGRAM));
+        for mut header in headers {
+            header.send_ns = clock.now().as_nanos();
+            header.encode_into(&mut self.buf);
+            let len = MEDIA_HEADER_LEN + header.payload_len as usize;
+            // The payload is the buffer's zeros: only the header is ever written into it.
+            if send_retrying(&self.socket, &self.buf[..len], self.relay) {
+                self.stats.packets += 1;
+                self.stats.bytes += len as u64;
+            } else {
+                self.stats.send_errors += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends one datagram on a non-blocking socket (it is shared with the async side, and the
+/// blocking flag is per file description), retrying briefly while the send buffer is full.
+fn send_retrying(socket: &std::net::UdpSocket, datagram: &[u8], to: SocketAddr) -> bool {
+    for _ in 0..1_000 {
+        match socket.send_to(datagram, to) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Publishes `spec.stream` over UDP for `spec.duration`, or until `stop` is set.
+pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<PublishStats> {
+    let clock = Clock::global();
+    let relay = spec.target.udp;
+    let attempt = clock.now();
+    let socket = bind_for(relay).await?;
+    let session = handshake(
+        &socket,
+        relay,
+        Role::Publisher,
+        Control::Publish { stream: spec.stream.clone() },
+    )
+    .await
+    .with_context(|| format!("publishing {:?} over UDP", spec.stream))?;
+    let publish_time = session.accepted.saturating_since(attempt);
+    if let Some(accepted) = &spec.accepted {
+        accepted.notify_one();
+    }
+
+    let std_socket = socket.into_std().context("UDP socket")?;
+    let send_socket = std_socket.try_clone().context("UDP socket")?;
+    let socket = UdpSocket::from_std(std_socket).context("UDP socket")?;
+
+    let mut sink = UdpSink {
+        socket: send_socket,
+        relay,
+        packetizer: Packetizer::new(session.stream_id),
+        buf: vec![0u8; MAX_DATAGRAM],
+        interval: frame_interval(&spec.profile),
+        stats: PublishStats { publish_time: Some(publish_time), ..Default::default() },
+    };
+    let profile = spec.profile.clone();
+    let duration = spec.duration;
+    let thread_stop = stop.clone();
+    let start = clock.now();
+    let pacer = std::thread::Builder::new()
+        .name("udp-pacer".into())
+        .spawn(move || {
+            let (pace, result) = pacing::run(profile, start, duration, &mut sink, &thread_stop);
+            (sink.stats, pace, result)
+        })
+        .context("starting the pacing thread")?;
+
+    // Keep the session alive and listen for the relay while the thread paces.
+    let mut ping_id = 0u64;
+    let mut refused = None;
+    while !pacer.is_finished() {
+        ping_id += 1;
+        send_control(
+            &socket,
+            relay,
+            &Control::Ping { id: ping_id, send_ns: clock.now().as_nanos() },
+        )
+        .await?;
+        if let Some(msg) = recv_control(&socket, relay, PING_EVERY.min(duration)).await {
+            match msg {
+                Control::Error { code, message } => {
+                    refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Control::Goodbye => {
+                    refused = Some(anyhow!("the relay ended the session"));
+                    stop.store(true, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+    let (mut stats, pace, result) =
+        pacer.join().map_err(|_| anyhow!("the pacing thread panicked"))?;
+    // Goodbye twice: it is one datagram and its loss would leave viewers waiting.
+    for _ in 0..2 {
+        let _ = send_control(&socket, relay, &Control::Goodbye).await;
+    }
+    result?;
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    stats.frames = pace.frames;
+    stats.timer_error = pace.timer_error;
+    Ok(stats)
+}
+
+/// Views `spec.stream` over UDP until the stream ends or `spec.max_duration` passes.
+pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
+    let clock = Clock::global();
+    let relay = spec.target.udp;
+    let mut receiver = Receiver::new(spec.receiver.clone(), spec.attempt_start);
+    let socket = bind_for(relay).await?;
+    let session = handshake(
+        &socket,
+        relay,
+        Role::Viewer,
+        Control::Subscribe { stream: spec.stream.clone(), start: spec.start },
+    )
+    .await
+    .with_context(|| format!("viewing {:?} over UDP", spec.stream))?;
+    receiver.mark_phase(Phase::Connect, session.challenged);
+    receiver.mark_phase(Phase::Subscribe, session.accepted);
+
+    let give_up = spec.attempt_start + spec.max_duration;
+    let mut rtt = Recorder::new();
+    let mut total = stallwatch_measure::WindowMetrics::default();
+    let mut next_window = clock.now() + Duration::from_secs(1);
+    let mut next_ping = clock.now();
+    let mut ping_id = 0u64;
+    let mut buf = vec![0u8; 65_536];
+    let mut drain_until = None;
+    // When the last frame would have played; the viewer does not count time after it.
+    let mut stream_end = None;
+    let end = loop {
+        let now = clock.now();
+        if now >= give_up {
+            break ViewEnd::Duration;
+        }
+        if let Some(until) = drain_until {
+            // The stream has ended: play out what is buffered, then stop.
+            if now >= until || receiver.poll_timeout().is_none() {
+                break ViewEnd::StreamEnded;
+            }
+        }
+        if now >= next_window {
+            let w = receiver.take_window(now);
+            progress.add(&w);
+            total.merge(&w);
+            next_window = now + Duration::from_secs(1);
+        }
+        if now >= next_ping && drain_until.is_none() {
+            ping_id += 1;
+            send_control(&socket, relay, &Control::Ping { id: ping_id, send_ns: now.as_nanos() })
+                .await?;
+            next_ping = now + PING_EVERY;
+        }
+        let wake = [receiver.poll_timeout(), Some(next_window), Some(next_ping), Some(give_up)]
+            .into_iter()
+            .flatten()
+            .chain(drain_until)
+            .min()
+            .expect("at least one deadline");
+        let sleep = tokio::time::sleep_until(clock.instant_at(wake).into());
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let (len, from) = match received {
+                    Ok(r) => r,
+                    Err(e) => break ViewEnd::ConnectionLost(e.to_string()),
+                };
+                let now = clock.now();
+                if from != relay || len == 0 {
+                    continue;
+                }
+                if is_control(buf[0]) {
+                    match Control::decode_datagram(&buf[..len]) {
+                        Ok(Control::Pong { echo_send_ns, .. }) => {
+                            rtt.record_nanos_as_micros(now.as_nanos().saturating_sub(echo_send_ns));
+                        }
+                        Ok(Control::Goodbye) if drain_until.is_none() => {
+                            stream_end = Some(now + spec.receiver.playout_delay);
+                            drain_until = Some(now + spec.receiver.playout_delay + Duration::from_secs(1));
+                        }
+                        Ok(Control::Error { code, message }) => {
+                            break ViewEnd::ConnectionLost(format!("the relay said: {message} ({code:?})"));
+                        }
+                        _ => {}
+                    }
+                } else if let Ok(header) = MediaHeader::decode_packet(&buf[..len])
+                    && header.stream_id == session.stream_id
+                {
+                    receiver.on_packet(now, &header);
+                }
+            }
+            _ = sleep => receiver.handle_timeout(clock.now()),
+        }
+    };
+    let _ = send_control(&socket, relay, &Control::Goodbye).await;
+    let now = clock.now();
+    let last =
+        receiver.finish(stream_end.map_or(now, |end: stallwatch_measure::Time| end.min(now)));
+    progress.add(&last);
+    total.merge(&last);
+    Ok(ViewOutcome { total, rtt, quic: None, end })
+}

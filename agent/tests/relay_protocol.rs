@@ -1,0 +1,17 @@
+//! The relay as the probes see it: in-process relays on loopback, driven by a minimal client
+//! that speaks docs/protocol.md with quinn and a plain UDP socket.
+
+#[path = "relay_protocol/support.rs"]
+mod support;
+
+#[path = "relay_protocol/quic.rs"]
+mod quic;
+
+#[path = "relay_protocol/udp.rs"]
+mod udp;
+
+#[path = "relay_protocol/binary.rs"]
+mod binary;
+
+#[path = "relay_protocol/load.rs"]
+mod load;

@@ -1,0 +1,114 @@
+//! Agent and relay cost on this machine. Run: `cargo bench -p stallwatch-tests --bench agent`
+//!
+//! Starts a real relay and real probes (release build) on loopback and reads their CPU time and
+//! peak memory from /proc: agent CPU per 2 Mbps stream (publisher + viewer in one process),
+//! relay CPU per forwarded Mbit/s, agent peak RSS with 1 and 20 concurrent streams, and the
+//! publisher's send-timer error distribution.
+#![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stallwatch_tests::{RelayProcess, binary};
+
+fn clock_ticks() -> f64 {
+    // USER_HZ is 100 on Linux x86_64 and aarch64.
+    100.0
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the ')' the state is field 0; utime and stime are fields 11 and 12.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Peak resident memory of a process, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn spawn_probe(relay: &RelayProcess, extra: &[&str]) -> Child {
+    Command::new(binary("stallwatch-agent"))
+        .args(relay.probe_args())
+        .args(extra)
+        .args(["--quiet", "--json"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("probe starts")
+}
+
+/// Runs a probe to completion, sampling its CPU and peak RSS just before it exits.
+fn measure(relay: &RelayProcess, extra: &[&str], seconds: u64) -> (f64, f64, serde_json::Value) {
+    let relay_pid = relay.pid();
+    let relay_cpu_before = cpu_seconds(relay_pid);
+    let started = Instant::now();
+    let mut child = spawn_probe(relay, extra);
+    let pid = child.id();
+    let (mut cpu, mut rss) = (0.0, 0.0);
+    while child.try_wait().unwrap().is_none() {
+        cpu = cpu_seconds(pid);
+        rss = peak_rss_mib(pid);
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(seconds + 60) {
+            let _ = child.kill();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let wall = started.elapsed().as_secs_f64();
+    let relay_cpu = cpu_seconds(relay_pid) - relay_cpu_before;
+    println!(
+        "  probe {extra:?}: {wall:.1} s wall, agent CPU {cpu:.2} s ({:.2} % of one core), peak RSS {rss:.1} MiB, relay CPU {relay_cpu:.2} s",
+        100.0 * cpu / wall
+    );
+    (cpu / wall, rss, json)
+}
+
+fn main() {
+    let relay = RelayProcess::start(&[]);
+    let seconds = 20u64;
+    let secs = format!("{seconds}s");
+    println!(
+        "agent and relay cost, 720p30 (2 Mbit/s video + 64 kbit/s audio), {seconds} s per run"
+    );
+    for transport in ["quic-stream", "quic-datagram", "udp"] {
+        let relay_before = cpu_seconds(relay.pid());
+        let (cpu, rss, json) = measure(
+            &relay,
+            &["--transport", transport, "--duration", &secs, "--view-delay", "0s"],
+            seconds,
+        );
+        let relay_cpu = cpu_seconds(relay.pid()) - relay_before;
+        // The relay receives one stream and forwards it once: 2.064 Mbit/s each way.
+        let forwarded_mbit = 2.064 * seconds as f64;
+        let timer = &json["publisher"]["timer_error_ms"];
+        println!(
+            "{transport:>14}: agent {:.2} % of a core per stream (publisher + viewer), RSS {rss:.1} MiB; relay {:.3} % of a core per forwarded Mbit/s; send-timer error p50 {} p95 {} p99 {} max {} ms",
+            cpu * 100.0,
+            100.0 * relay_cpu / seconds as f64 / (forwarded_mbit / seconds as f64),
+            timer["p50"],
+            timer["p95"],
+            timer["p99"],
+            timer["max"],
+        );
+    }
+    let (_, rss1, _) = measure(&relay, &["--duration", "10s", "--view-delay", "0s"], 10);
+    let (cpu20, rss20, _) =
+        measure(&relay, &["--duration", "10s", "--view-delay", "0s", "--streams", "20"], 10);
+    println!(
+        "agent peak RSS: {rss1:.1} MiB with 1 stream, {rss20:.1} MiB with 20 concurrent streams (CPU {:.1} % of a core)",
+        cpu20 * 100.0
+    );
+}

@@ -1,0 +1,317 @@
+//! Issue 3: a real relay process and real probes on loopback, for every transport.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stallwatch_measure::Time;
+use stallwatch_measure::link::{LinkConfig, Outage};
+use stallwatch_measure::sim::{self, SimConfig};
+use stallwatch_tests::{RelayProcess, probe_json, run_agent};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn args(relay: &RelayProcess, extra: &[&str]) -> Vec<String> {
+    let mut a = relay.probe_args();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn viewer(result: &Value) -> &Value {
+    let viewers = result["viewers"].as_array().expect("viewers");
+    assert_eq!(viewers.len(), 1, "{result:#}");
+    &viewers[0]
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+#[test]
+fn a_clean_path_has_no_loss_no_stalls_and_a_fast_first_frame_on_every_transport() {
+    let relay = RelayProcess::start(&[]);
+    let results = probe_json(&args(&relay, &["--transport", "all", "--duration", "6s"]), LIMIT);
+    let results = results.as_array().expect("one result per transport");
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let t = r["transport"].as_str().unwrap();
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{t}: {r:#}");
+        let v = viewer(r);
+        assert_eq!(u(&v["packets_lost"]), 0, "{t}");
+        // quic-stream sends a frame per object, the others about 270 packets a second.
+        assert!(u(&v["frames_rendered"]) > 5 * 30, "{t}");
+        assert_eq!(u(&v["stalls"]), 0, "{t}");
+        assert_eq!(u(&v["frames_missing"]) + u(&v["frames_undecodable"]), 0, "{t}");
+        // The GOP cache hands the joining viewer a keyframe at once.
+        let ff = f(&v["first_frame_ms"]);
+        assert!(ff < 100.0, "{t}: first frame {ff} ms");
+        assert!(u(&v["packets_from_cache"]) > 0, "{t}: nothing came from the cache");
+        let p = &r["publisher"];
+        assert!(f(&p["publish_time_ms"]) < 1_000.0);
+        assert!(u(&p["frames"]) >= 6 * 30);
+        assert!(p["timer_error_ms"]["p50"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn without_the_gop_cache_first_frame_waits_for_the_next_keyframe() {
+    let relay = RelayProcess::start(&["--no-gop-cache"]);
+    // The viewer joins 1 s into a 2 s GOP: the next keyframe is about 1 s away.
+    for transport in ["quic-stream", "quic-datagram", "udp"] {
+        let r = probe_json(
+            &args(&relay, &["--transport", transport, "--duration", "4s", "--view-delay", "1s"]),
+            LIMIT,
+        );
+        let v = viewer(&r);
+        let ff = f(&v["first_frame_ms"]);
+        assert!((600.0..1_400.0).contains(&ff), "{transport}: first frame {ff} ms");
+        assert_eq!(u(&v["packets_from_cache"]), 0, "{transport}");
+    }
+}
+
+#[test]
+fn emulated_two_percent_loss_is_measured_against_the_emulators_drops() {
+    let relay = RelayProcess::start(&[]);
+    // udp: every media packet crosses the emulator twice (publisher up, viewer down); the viewer
+    // sees exactly the media drops, but for runs of drops before its first or after its last
+    // received packet, which it cannot see.
+    let r = probe_json(
+        &args(
+            &relay,
+            &[
+                "--transport",
+                "udp",
+                "--duration",
+                "20s",
+                "--view-delay",
+                "0s",
+                "--emulate",
+                "loss=2%",
+            ],
+        ),
+        LIMIT,
+    );
+    let v = viewer(&r);
+    let e = &r["emulator"];
+    let realised = u(&e["up"]["media_dropped"]) + u(&e["down"]["media_dropped"]);
+    let lost = u(&v["packets_lost"]);
+    let n = u(&v["packets_expected"]) as f64;
+    let sigma = (n * 0.04 * 0.96).sqrt();
+    assert!(
+        lost <= realised && realised - lost <= 5,
+        "measured {lost}, emulator dropped {realised}"
+    );
+    assert!((lost as f64 - realised as f64).abs() <= 3.0 * sigma);
+
+    // quic-datagram: datagrams are not retransmitted; each crosses two 2 % links, so about
+    // 1 - 0.98^2 = 3.96 % of them are lost, within 3 binomial standard deviations.
+    let r = probe_json(
+        &args(
+            &relay,
+            &[
+                "--transport",
+                "quic-datagram",
+                "--duration",
+                "20s",
+                "--view-delay",
+                "0s",
+                "--emulate",
+                "loss=2%",
+            ],
+        ),
+        LIMIT,
+    );
+    let v = viewer(&r);
+    let n = u(&v["packets_expected"]) as f64;
+    let p = 1.0 - 0.98f64 * 0.98;
+    let lost = u(&v["packets_lost"]) as f64;
+    assert!((lost - n * p).abs() <= 3.0 * (n * p * (1.0 - p)).sqrt(), "lost {lost} of {n}");
+    let dropped = u(&r["emulator"]["up"]["dropped"]) + u(&r["emulator"]["down"]["dropped"]);
+    assert!(lost <= dropped as f64, "lost {lost} but the emulator dropped only {dropped}");
+
+    // quic-stream: QUIC retransmits, so the media is whole and QUIC saw the losses.
+    let r = probe_json(
+        &args(&relay, &["--transport", "quic-stream", "--duration", "10s", "--emulate", "loss=2%"]),
+        LIMIT,
+    );
+    assert_eq!(u(&viewer(&r)["packets_lost"]), 0);
+    assert!(u(&r["publisher"]["quic"]["lost_packets"]) > 0, "{r:#}");
+}
+
+/// What the virtual player predicts for a 720p30 stream whose path goes dark for
+/// [start, start + 300 ms): one stall from the last frame before it to the next keyframe.
+fn predicted_blackout(start: Duration) -> (u64, u64) {
+    let link = LinkConfig {
+        outages: vec![Outage { start: Time::ZERO + start, duration: Duration::from_millis(300) }],
+        ..LinkConfig::default()
+    };
+    let total = sim::total(&sim::run(&SimConfig::new(link, Duration::from_secs(10))).windows);
+    (total.player.stalls, total.player.stall_time_ns / 1_000_000)
+}
+
+#[test]
+fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
+    let relay = RelayProcess::start(&[]);
+    // The emulator's clock starts a few ms before the publisher's first frame, so the outage
+    // lands at about 4.5 s of stream: mid-GOP, 1.5 s before the keyframe at 6 s.
+    let (stalls, stall_ms) = predicted_blackout(Duration::from_millis(4_500));
+    assert_eq!(stalls, 1);
+    for transport in ["udp", "quic-datagram"] {
+        let r = probe_json(
+            &args(
+                &relay,
+                &[
+                    "--transport",
+                    transport,
+                    "--duration",
+                    "10s",
+                    "--view-delay",
+                    "0s",
+                    "--emulate",
+                    "outage=4500ms/300ms",
+                ],
+            ),
+            LIMIT,
+        );
+        let v = viewer(&r);
+        assert_eq!(u(&v["stalls"]), stalls, "{transport}: {v:#}");
+        let measured = f(&v["stall_time_ms"]);
+        assert!(
+            (measured - stall_ms as f64).abs() <= 150.0,
+            "{transport}: stall {measured} ms, predicted {stall_ms} ms"
+        );
+    }
+    // quic-stream retransmits after the blackout, too late for a 300 ms playout buffer.
+    let r = probe_json(
+        &args(
+            &relay,
+            &[
+                "--transport",
+                "quic-stream",
+                "--duration",
+                "10s",
+                "--view-delay",
+                "0s",
+                "--emulate",
+                "outage=4500ms/300ms",
+            ],
+        ),
+        LIMIT,
+    );
+    let v = viewer(&r);
+    assert!(u(&v["stalls"]) >= 1, "{v:#}");
+    assert!(f(&v["stall_time_ms"]) >= 300.0, "{v:#}");
+}
+
+#[test]
+fn one_relay_serves_fifty_viewers_of_a_2mbps_stream_without_loss() {
+    let relay = RelayProcess::start(&[]);
+    // QUIC streams (reliable, so loss would mean the relay dropped GOPs for slow viewers) and
+    // plain UDP (where any socket overrun shows as loss).
+    for transport in ["quic-stream", "udp"] {
+        let stream = format!("fifty-{transport}");
+        let mut publish = args(
+            &relay,
+            &["--transport", transport, "--publish", &stream, "--duration", "14s", "--quiet"],
+        );
+        publish.push("--json".into());
+        let publisher = std::thread::spawn(move || run_agent(&publish, LIMIT));
+        std::thread::sleep(Duration::from_millis(1_500));
+        let r = probe_json(
+            &args(
+                &relay,
+                &[
+                    "--transport",
+                    transport,
+                    "--view",
+                    &stream,
+                    "--viewers",
+                    "50",
+                    "--duration",
+                    "8s",
+                ],
+            ),
+            LIMIT,
+        );
+        let viewers = r["viewers"].as_array().unwrap();
+        assert_eq!(viewers.len(), 50, "{transport}: {:?}", r["errors"]);
+        for v in viewers {
+            assert_eq!(u(&v["packets_lost"]), 0, "{transport}: {v:#}");
+            assert!(u(&v["frames_rendered"]) > 6 * 30, "{transport}: {v:#}");
+        }
+        let (code, _, stderr) = publisher.join().unwrap();
+        assert_eq!(code, Some(0), "{transport}: {stderr}");
+    }
+}
+
+#[test]
+fn failures_get_clear_errors() {
+    let relay = RelayProcess::start(&[]);
+    let run = |extra: &[&str]| run_agent(&args(&relay, extra), LIMIT);
+
+    let (code, _, err) = run(&["--view", "no-such-stream", "--duration", "2s", "--quiet"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not found") && err.contains("no-such-stream"), "{err}");
+
+    let wrong_pin = "00".repeat(32);
+    let (code, _, err) = run_agent(
+        &[
+            "probe".into(),
+            relay.quic.to_string(),
+            "--pin".into(),
+            wrong_pin,
+            "--duration".into(),
+            "2s".into(),
+        ],
+        LIMIT,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("fingerprint") && err.contains("this probe"), "{err}");
+
+    let (code, _, err) = run_agent(
+        &["probe".into(), relay.quic.to_string(), "--duration".into(), "2s".into()],
+        LIMIT,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--pin"), "{err}");
+
+    // Nothing listens on these ports.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (code, _, err) = run_agent(
+        &[
+            "probe".into(),
+            dead_addr.to_string(),
+            "--pin".into(),
+            relay.fingerprint.clone(),
+            "--duration".into(),
+            "2s".into(),
+        ],
+        LIMIT,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("unreachable"), "{err}");
+
+    let (code, _, err) = run_agent(
+        &[
+            "probe".into(),
+            relay.quic.to_string(),
+            "--transport".into(),
+            "udp".into(),
+            "--udp-port".into(),
+            dead_addr.port().to_string(),
+            "--duration".into(),
+            "2s".into(),
+        ],
+        LIMIT,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("UDP may be blocked"), "{err}");
+
+    let (code, _, err) = run(&["--transport", "carrier-pigeon"]);
+    assert_eq!(code, Some(2), "{err}");
+}
