@@ -48,19 +48,19 @@ impl Clock {
     }
 }
 
-/// Sleeps the current thread until `deadline` with sub-millisecond accuracy: the kernel timer
-/// for all but the last 200 µs, then yield-spin. tokio's timer wheel has 1 ms granularity,
-/// too coarse for pacing media (see BENCHMARKS.md for the measured error).
-pub fn sleep_until_precise(deadline: Instant) {
-    const SPIN: Duration = Duration::from_micros(200);
+/// Sleeps the current thread until `deadline`: the kernel timer until `spin` before it, then
+/// yield-spinning. tokio's timer wheel has 1 ms granularity, too coarse for pacing media. A
+/// longer `spin` buys accuracy where wake-ups are slow (virtual machines) at the cost of CPU
+/// (see BENCHMARKS.md for both, measured).
+pub fn sleep_until_precise(deadline: Instant, spin: Duration) {
     loop {
         let now = Instant::now();
         if now >= deadline {
             return;
         }
         let left = deadline - now;
-        if left > SPIN {
-            std::thread::sleep(left - SPIN);
+        if left > spin {
+            std::thread::sleep(left - spin);
         } else {
             std::thread::yield_now();
         }

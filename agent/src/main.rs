@@ -100,8 +100,20 @@ fn not_built(what: &str, issue: u32) -> ExitCode {
 
 /// Runs a long-lived async command on a multi-threaded runtime; errors print with their causes.
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    run_async_with(None, fut)
+}
+
+/// Like [`run_async`] with a fixed number of worker threads (`None`: one per core).
+fn run_async_with(
+    workers: Option<usize>,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -157,7 +169,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Probe(args) => run_async(probe::main(args)),
+        Command::Probe(args) => {
+            // A few streams run cheaper on one worker (no cross-thread wake-ups: a third less
+            // CPU, see BENCHMARKS.md); many viewers or streams get a worker per core.
+            let connections = args.viewers as usize * args.streams as usize * 3;
+            let workers = (connections <= 9).then_some(1);
+            run_async_with(workers, probe::main(args))
+        }
         Command::Relay(args) => run_async(relay::main(args)),
         Command::Impair(args) => run_async(impair::main(args)),
         Command::Run(_) => not_built("run", 4),

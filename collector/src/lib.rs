@@ -1,5 +1,11 @@
 //! The stallwatch collector: takes agents' interval reports over mutual TLS, merges them into
 //! per-cohort series, exports Prometheus metrics, raises alerts and writes regional reports.
 //!
-//! Only the report and plan wire formats exist so far (in `stallwatch-proto`); the collector's
-//! services are tracked in issue 4.
+//! Built so far: the fleet PKI (`pki`), the configuration file (`config`), per-cohort series
+//! and their exposition (`series`) and the history store (`store`). Ingest, plans, alerts and
+//! reports are tracked in the issues.
+
+pub mod config;
+pub mod pki;
+pub mod series;
+pub mod store;

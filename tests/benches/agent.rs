@@ -49,10 +49,14 @@ fn spawn_probe(relay: &RelayProcess, extra: &[&str]) -> Child {
         .expect("probe starts")
 }
 
-/// Runs a probe to completion, sampling its CPU and peak RSS just before it exits.
-fn measure(relay: &RelayProcess, extra: &[&str], seconds: u64) -> (f64, f64, serde_json::Value) {
-    let relay_pid = relay.pid();
-    let relay_cpu_before = cpu_seconds(relay_pid);
+/// Runs a probe to completion; returns its CPU share of one core, peak RSS (MiB), the relay's
+/// CPU seconds meanwhile, and the probe's JSON.
+fn measure(
+    relay: &RelayProcess,
+    extra: &[&str],
+    seconds: u64,
+) -> (f64, f64, f64, serde_json::Value) {
+    let relay_cpu_before = cpu_seconds(relay.pid());
     let started = Instant::now();
     let mut child = spawn_probe(relay, extra);
     let pid = child.id();
@@ -68,12 +72,12 @@ fn measure(relay: &RelayProcess, extra: &[&str], seconds: u64) -> (f64, f64, ser
     let out = child.wait_with_output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let wall = started.elapsed().as_secs_f64();
-    let relay_cpu = cpu_seconds(relay_pid) - relay_cpu_before;
-    println!(
-        "  probe {extra:?}: {wall:.1} s wall, agent CPU {cpu:.2} s ({:.2} % of one core), peak RSS {rss:.1} MiB, relay CPU {relay_cpu:.2} s",
-        100.0 * cpu / wall
-    );
-    (cpu / wall, rss, json)
+    (cpu / wall, rss, cpu_seconds(relay.pid()) - relay_cpu_before, json)
+}
+
+fn timer(json: &serde_json::Value) -> String {
+    let t = &json["publisher"]["timer_error_ms"];
+    format!("p50 {} p95 {} p99 {} max {} ms", t["p50"], t["p95"], t["p99"], t["max"])
 }
 
 fn main() {
@@ -81,34 +85,38 @@ fn main() {
     let seconds = 20u64;
     let secs = format!("{seconds}s");
     println!(
-        "agent and relay cost, 720p30 (2 Mbit/s video + 64 kbit/s audio), {seconds} s per run"
+        "720p30 (2 Mbit/s video + 64 kbit/s audio), {seconds} s per run, publisher and viewer in one agent process"
     );
     for transport in ["quic-stream", "quic-datagram", "udp"] {
-        let relay_before = cpu_seconds(relay.pid());
-        let (cpu, rss, json) = measure(
-            &relay,
-            &["--transport", transport, "--duration", &secs, "--view-delay", "0s"],
-            seconds,
-        );
-        let relay_cpu = cpu_seconds(relay.pid()) - relay_before;
-        // The relay receives one stream and forwards it once: 2.064 Mbit/s each way.
-        let forwarded_mbit = 2.064 * seconds as f64;
-        let timer = &json["publisher"]["timer_error_ms"];
-        println!(
-            "{transport:>14}: agent {:.2} % of a core per stream (publisher + viewer), RSS {rss:.1} MiB; relay {:.3} % of a core per forwarded Mbit/s; send-timer error p50 {} p95 {} p99 {} max {} ms",
-            cpu * 100.0,
-            100.0 * relay_cpu / seconds as f64 / (forwarded_mbit / seconds as f64),
-            timer["p50"],
-            timer["p95"],
-            timer["p99"],
-            timer["max"],
-        );
+        for spin in ["200us", "1ms"] {
+            let (cpu, rss, relay_cpu, json) = measure(
+                &relay,
+                &[
+                    "--transport",
+                    transport,
+                    "--duration",
+                    &secs,
+                    "--view-delay",
+                    "0s",
+                    "--pacing-spin",
+                    spin,
+                ],
+                seconds,
+            );
+            // The relay receives the stream once and forwards it once: 2.064 Mbit/s.
+            let relay_per_mbit = 100.0 * relay_cpu / seconds as f64 / 2.064;
+            println!(
+                "{transport:>14} spin {spin:>5}: agent {:.2} % of a core, peak RSS {rss:.1} MiB; relay {relay_per_mbit:.2} % of a core per forwarded Mbit/s; send timer {}",
+                cpu * 100.0,
+                timer(&json)
+            );
+        }
     }
-    let (_, rss1, _) = measure(&relay, &["--duration", "10s", "--view-delay", "0s"], 10);
-    let (cpu20, rss20, _) =
+    let (_, rss1, _, _) = measure(&relay, &["--duration", "10s", "--view-delay", "0s"], 10);
+    let (cpu20, rss20, _, _) =
         measure(&relay, &["--duration", "10s", "--view-delay", "0s", "--streams", "20"], 10);
     println!(
-        "agent peak RSS: {rss1:.1} MiB with 1 stream, {rss20:.1} MiB with 20 concurrent streams (CPU {:.1} % of a core)",
+        "agent peak RSS (quic-stream): {rss1:.1} MiB with 1 stream, {rss20:.1} MiB with 20 concurrent streams ({:.1} % of a core)",
         cpu20 * 100.0
     );
 }

@@ -156,6 +156,7 @@ async fn run_transport(
             stream: stream.clone(),
             profile: profile.clone(),
             duration: args.duration,
+            pacing_spin: args.pacing_spin,
             accepted: Some(accepted.clone()),
         };
         let stop = stop.clone();

@@ -40,6 +40,8 @@ pub struct PublishSpec {
     pub stream: String,
     pub profile: StreamProfile,
     pub duration: Duration,
+    /// How early the pacing thread wakes before each frame to spin (accuracy vs CPU).
+    pub pacing_spin: Duration,
     /// Notified once the relay has accepted the stream (a loopback viewer waits for it).
     pub accepted: Option<std::sync::Arc<tokio::sync::Notify>>,
 }

@@ -24,12 +24,14 @@ pub struct PaceStats {
     pub timer_error: Recorder,
 }
 
-/// Paces `profile` from `start` for `duration`, handing each frame to `sink` when due. Stops
-/// early when `stop` is set or the sink fails (the error is returned).
+/// Paces `profile` from `start` for `duration`, handing each frame to `sink` when due (waking
+/// `spin` early and spinning, see `clock::sleep_until_precise`). Stops early when `stop` is
+/// set or the sink fails (the error is returned).
 pub fn run(
     profile: StreamProfile,
     start: Time,
     duration: Duration,
+    spin: Duration,
     sink: &mut dyn FrameSink,
     stop: &Arc<AtomicBool>,
 ) -> (PaceStats, Result<()>) {
@@ -41,7 +43,7 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        sleep_until_precise(clock.instant_at(due));
+        sleep_until_precise(clock.instant_at(due), spin);
         let woke = clock.now();
         stats.timer_error.record_nanos_as_micros(woke.saturating_since(due).as_nanos() as u64);
         while let Some(frame) = pacer.poll_frame(woke) {

@@ -290,6 +290,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let interval = frame_interval(&spec.profile);
     let profile = spec.profile.clone();
     let duration = spec.duration;
+    let spin = spec.pacing_spin;
     let start = clock.now();
     let thread_stop = stop.clone();
 
@@ -304,7 +305,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 stats: PublishStats::default(),
             };
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
-                let (pace, result) = pacing::run(profile, start, duration, &mut sink, &thread_stop);
+                let (pace, result) =
+                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
                 (sink.stats, pace, result)
             });
             (None, pacer)
@@ -315,7 +317,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 tokio::spawn(write_objects(session.conn.clone(), session.stream_id, interval, rx));
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
                 let mut sink = ChannelSink(tx);
-                let (pace, result) = pacing::run(profile, start, duration, &mut sink, &thread_stop);
+                let (pace, result) =
+                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
                 (PublishStats::default(), pace, result)
             });
             (Some(writer), pacer)

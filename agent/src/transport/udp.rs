@@ -217,39 +217,43 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     };
     let profile = spec.profile.clone();
     let duration = spec.duration;
+    let spin = spec.pacing_spin;
     let thread_stop = stop.clone();
     let start = clock.now();
     let pacer = std::thread::Builder::new()
         .name("udp-pacer".into())
         .spawn(move || {
-            let (pace, result) = pacing::run(profile, start, duration, &mut sink, &thread_stop);
+            let (pace, result) =
+                pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
             (sink.stats, pace, result)
         })
         .context("starting the pacing thread")?;
 
-    // Keep the session alive and listen for the relay while the thread paces.
+    // Keep the session alive (a ping a second) and listen for the relay while the thread paces.
     let mut ping_id = 0u64;
     let mut refused = None;
+    let mut next_ping = tokio::time::Instant::now();
     while !pacer.is_finished() {
-        ping_id += 1;
-        send_control(
-            &socket,
-            relay,
-            &Control::Ping { id: ping_id, send_ns: clock.now().as_nanos() },
-        )
-        .await?;
-        if let Some(msg) = recv_control(&socket, relay, PING_EVERY.min(duration)).await {
-            match msg {
-                Control::Error { code, message } => {
-                    refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Control::Goodbye => {
-                    refused = Some(anyhow!("the relay ended the session"));
-                    stop.store(true, Ordering::Relaxed);
-                }
-                _ => {}
+        if tokio::time::Instant::now() >= next_ping {
+            ping_id += 1;
+            let ping = Control::Ping { id: ping_id, send_ns: clock.now().as_nanos() };
+            send_control(&socket, relay, &ping).await?;
+            next_ping += PING_EVERY;
+        }
+        // Wake at least every 100 ms to notice the end of pacing promptly.
+        let wait = next_ping
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_millis(100));
+        match recv_control(&socket, relay, wait).await {
+            Some(Control::Error { code, message }) => {
+                refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
+                stop.store(true, Ordering::Relaxed);
             }
+            Some(Control::Goodbye) => {
+                refused = Some(anyhow!("the relay ended the session"));
+                stop.store(true, Ordering::Relaxed);
+            }
+            _ => {}
         }
     }
     let (mut stats, pace, result) =
@@ -317,7 +321,8 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                 .await?;
             next_ping = now + PING_EVERY;
         }
-        let wake = [receiver.poll_timeout(), Some(next_window), Some(next_ping), Some(give_up)]
+        let ping_due = drain_until.is_none().then_some(next_ping);
+        let wake = [receiver.poll_timeout(), Some(next_window), ping_due, Some(give_up)]
             .into_iter()
             .flatten()
             .chain(drain_until)

@@ -1,0 +1,1 @@
+//! The collector's configuration file. (Being built.)

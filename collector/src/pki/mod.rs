@@ -1,0 +1,1 @@
+//! Fleet PKI: a CA, agent and collector certificates, revocation. (Being built.)

@@ -1,0 +1,1 @@
+//! Per-cohort cumulative series and their Prometheus exposition. (Being built.)
