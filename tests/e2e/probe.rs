@@ -6,7 +6,7 @@ use serde_json::Value;
 use stallwatch_measure::Time;
 use stallwatch_measure::link::{LinkConfig, Outage};
 use stallwatch_measure::sim::{self, SimConfig};
-use stallwatch_tests::{RelayProcess, probe_json, run_agent};
+use stallwatch_tests::{RelayProcess, heavy, probe_json, run_agent};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -32,6 +32,7 @@ fn u(v: &Value) -> u64 {
 
 #[test]
 fn a_clean_path_has_no_loss_no_stalls_and_a_fast_first_frame_on_every_transport() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&[]);
     let results = probe_json(&args(&relay, &["--transport", "all", "--duration", "6s"]), LIMIT);
     let results = results.as_array().expect("one result per transport");
@@ -58,6 +59,7 @@ fn a_clean_path_has_no_loss_no_stalls_and_a_fast_first_frame_on_every_transport(
 
 #[test]
 fn without_the_gop_cache_first_frame_waits_for_the_next_keyframe() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&["--no-gop-cache"]);
     // The viewer joins 1 s into a 2 s GOP: the next keyframe is about 1 s away.
     for transport in ["quic-stream", "quic-datagram", "udp"] {
@@ -74,6 +76,7 @@ fn without_the_gop_cache_first_frame_waits_for_the_next_keyframe() {
 
 #[test]
 fn emulated_two_percent_loss_is_measured_against_the_emulators_drops() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&[]);
     // udp: every media packet crosses the emulator twice (publisher up, viewer down); the viewer
     // sees exactly the media drops, but for runs of drops before its first or after its last
@@ -154,6 +157,7 @@ fn predicted_blackout(start: Duration) -> (u64, u64) {
 
 #[test]
 fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&[]);
     // The emulator's clock starts a few ms before the publisher's first frame, so the outage
     // lands at about 4.5 s of stream: mid-GOP, 1.5 s before the keyframe at 6 s.
@@ -208,6 +212,7 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
 
 #[test]
 fn one_relay_serves_fifty_viewers_of_a_2mbps_stream_without_loss() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&[]);
     // QUIC streams (reliable, so loss would mean the relay dropped GOPs for slow viewers) and
     // plain UDP (where any socket overrun shows as loss).
@@ -249,6 +254,7 @@ fn one_relay_serves_fifty_viewers_of_a_2mbps_stream_without_loss() {
 
 #[test]
 fn failures_get_clear_errors() {
+    let _serial = heavy();
     let relay = RelayProcess::start(&[]);
     let run = |extra: &[&str]| run_agent(&args(&relay, extra), LIMIT);
 

@@ -29,6 +29,13 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Serializes the heavy end-to-end tests (real relays and probes, timing-sensitive): on a
+/// 2-core machine two of them at once would measure each other's load, not the path.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A relay started as a real `stallwatch-agent relay` process on loopback; killed on drop.
 pub struct RelayProcess {
     child: std::process::Child,

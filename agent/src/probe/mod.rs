@@ -64,6 +64,14 @@ pub struct ProbeArgs {
     /// settings for both directions, e.g. "delay=100ms,jitter=20ms,loss=2%,outage=10s/300ms".
     #[arg(long, env = "STALLWATCH_EMULATE")]
     pub emulate: Option<String>,
+    /// Override the emulated up direction (this probe to the relay): custom settings, or a
+    /// preset whose up side is used.
+    #[arg(long, value_name = "SETTINGS")]
+    pub emulate_up: Option<String>,
+    /// Override the emulated down direction (relay to this probe): custom settings, or a
+    /// preset whose down side is used.
+    #[arg(long, value_name = "SETTINGS")]
+    pub emulate_down: Option<String>,
     /// Seed for the emulator's random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -78,9 +78,21 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
     }
     // The emulator sits in front of the relay; both addresses the probe uses go through it.
     let mut proxies = Vec::new();
-    if let Some(spec) = &args.emulate {
-        let crate::impair::Profile { up, down, .. } =
-            spec.parse().with_context(|| format!("--emulate {spec:?}"))?;
+    let emulated =
+        args.emulate.is_some() || args.emulate_up.is_some() || args.emulate_down.is_some();
+    if emulated {
+        let parse = |flag: &str, spec: &str| -> Result<crate::impair::Profile> {
+            spec.parse().with_context(|| format!("{flag} {spec:?}"))
+        };
+        let base = parse("--emulate", args.emulate.as_deref().unwrap_or("none"))?;
+        let up = match &args.emulate_up {
+            Some(spec) => parse("--emulate-up", spec)?.up,
+            None => base.up,
+        };
+        let down = match &args.emulate_down {
+            Some(spec) => parse("--emulate-down", spec)?.down,
+            None => base.down,
+        };
         for (i, addr) in [target.quic, target.udp].into_iter().enumerate() {
             let listen: SocketAddr = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }
                 .parse()
@@ -113,11 +125,17 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
     for task in tasks {
         results.push(task.await.map_err(|e| anyhow!("a probe task failed: {e}"))?);
     }
-    if let Some(spec) = &args.emulate {
+    if emulated {
+        let spec =
+            [("", &args.emulate), ("up: ", &args.emulate_up), ("down: ", &args.emulate_down)]
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}{v}")))
+                .collect::<Vec<_>>()
+                .join("; ");
         let stats: Vec<_> = proxies.iter().map(|p| p.stats()).collect();
         for r in &mut results {
             let i = usize::from(r.transport == Transport::Udp);
-            r.emulator = Some(EmulatorSummary::new(spec, &stats[i]));
+            r.emulator = Some(EmulatorSummary::new(&spec, &stats[i]));
         }
     }
     for proxy in proxies {
