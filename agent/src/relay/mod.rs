@@ -40,48 +40,23 @@ const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// How long [`Relay::shutdown`] waits for sessions to say goodbye and the endpoint to go idle.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
-/// A transport a stream is published and viewed over (docs/protocol.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// MoQ-like: an object per frame, a unidirectional QUIC stream per GOP.
-    QuicStream,
-    /// RFC 9221 QUIC datagrams, one fragment each.
-    QuicDatagram,
-    /// RTP-like packets on plain UDP with a handshake token.
-    Udp,
-}
+pub use stallwatch_proto::plan::Transport;
 
-impl Transport {
-    /// All transports, in the order [`Transport::index`] numbers them.
-    pub const ALL: [Transport; 3] =
-        [Transport::QuicStream, Transport::QuicDatagram, Transport::Udp];
-
-    /// The name used on the command line and in docs: `quic-stream`, `quic-datagram`, `udp`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::QuicStream => "quic-stream",
-            Transport::QuicDatagram => "quic-datagram",
-            Transport::Udp => "udp",
-        }
-    }
-
-    /// The QUIC transport an ALPN selects.
-    pub fn from_alpn(alpn: &[u8]) -> Option<Transport> {
-        match alpn {
-            tls::ALPN_STREAM => Some(Transport::QuicStream),
-            tls::ALPN_DATAGRAM => Some(Transport::QuicDatagram),
-            _ => None,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
+/// The QUIC transport an ALPN selects.
+pub fn transport_from_alpn(alpn: &[u8]) -> Option<Transport> {
+    match alpn {
+        tls::ALPN_STREAM => Some(Transport::QuicStream),
+        tls::ALPN_DATAGRAM => Some(Transport::QuicDatagram),
+        _ => None,
     }
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// A transport's slot in per-transport counters, in [`Transport::ALL`] order.
+pub(crate) fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::QuicStream => 0,
+        Transport::QuicDatagram => 1,
+        Transport::Udp => 2,
     }
 }
 

@@ -22,6 +22,7 @@ use super::hub::{
     decode_media, zeros,
 };
 use super::stats::{Counters, Malformed, bump};
+use super::transport_from_alpn;
 use crate::clock::Clock;
 
 /// Application close code: a clean end (goodbye, stream over, relay shutting down).
@@ -99,7 +100,7 @@ async fn serve(incoming: Incoming, ctx: Context) {
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol);
-    let Some(transport) = alpn.as_deref().and_then(Transport::from_alpn) else {
+    let Some(transport) = alpn.as_deref().and_then(transport_from_alpn) else {
         debug!(%remote, "QUIC connection without a stallwatch ALPN");
         conn.close(CLOSE_PROTOCOL.into(), b"no stallwatch ALPN");
         return;

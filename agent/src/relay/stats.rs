@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::Transport;
+use super::transport_index;
 
 /// Why an input was dropped. Every reason has a stable snake_case name (the key in
 /// [`RelayStats::malformed`]).
@@ -165,13 +166,13 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn media_in(&self, transport: Transport, bytes: usize) {
-        self.packets_in[transport.index()].fetch_add(1, Relaxed);
-        self.bytes_in[transport.index()].fetch_add(bytes as u64, Relaxed);
+        self.packets_in[transport_index(transport)].fetch_add(1, Relaxed);
+        self.bytes_in[transport_index(transport)].fetch_add(bytes as u64, Relaxed);
     }
 
     pub(crate) fn media_out(&self, transport: Transport, bytes: usize) {
-        self.packets_out[transport.index()].fetch_add(1, Relaxed);
-        self.bytes_out[transport.index()].fetch_add(bytes as u64, Relaxed);
+        self.packets_out[transport_index(transport)].fetch_add(1, Relaxed);
+        self.bytes_out[transport_index(transport)].fetch_add(bytes as u64, Relaxed);
     }
 
     pub(crate) fn malformed(&self, reason: Malformed) {
@@ -180,10 +181,10 @@ impl Counters {
 
     pub(crate) fn snapshot(&self, streams: usize) -> RelayStats {
         let transport = |t: Transport| TransportStats {
-            packets_in: self.packets_in[t.index()].load(Relaxed),
-            bytes_in: self.bytes_in[t.index()].load(Relaxed),
-            packets_out: self.packets_out[t.index()].load(Relaxed),
-            bytes_out: self.bytes_out[t.index()].load(Relaxed),
+            packets_in: self.packets_in[transport_index(t)].load(Relaxed),
+            bytes_in: self.bytes_in[transport_index(t)].load(Relaxed),
+            packets_out: self.packets_out[transport_index(t)].load(Relaxed),
+            bytes_out: self.bytes_out[transport_index(t)].load(Relaxed),
         };
         let malformed = Malformed::ALL
             .iter()
