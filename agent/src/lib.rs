@@ -6,6 +6,7 @@ pub mod clock;
 pub mod impair;
 pub mod probe;
 pub mod relay;
+pub mod report;
 pub mod simulate;
 pub mod summary;
 pub mod tls;

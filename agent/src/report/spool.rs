@@ -1,0 +1,443 @@
+//! A bounded on-disk queue of encoded reports, one file per report, named by sequence number.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use stallwatch_proto::report::{Report, encode_report};
+use thiserror::Error;
+use tracing::{debug, warn};
+
+/// Default spool directory (`--spool-dir`).
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/stallwatch/spool";
+/// Default cap on the spool's total size: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Default cap on the number of spooled reports: one day at the default 10 s interval.
+pub const DEFAULT_MAX_REPORTS: usize = 24 * 60 * 6;
+/// Most files kept in `corrupt/`; further corrupt files are deleted (still counted and logged),
+/// so repeated corruption cannot fill the disk.
+pub const MAX_QUARANTINED: usize = 16;
+
+/// Subdirectory that corrupt report files are moved to.
+pub(super) const QUARANTINE_DIR: &str = "corrupt";
+const REPORT_EXT: &str = ".json";
+const TEMP_EXT: &str = ".json.tmp";
+/// Digits of the zero-padded sequence number in a file name (`u64::MAX` has 20).
+const SEQ_DIGITS: usize = 20;
+
+/// What the collector said about one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored by the collector (2xx): deleted from the spool.
+    Accepted,
+    /// The collector already had this `(agent, seq)`: deleted from the spool like `Accepted`.
+    Duplicate,
+    /// The collector refused the report for good (4xx), with its reason: deleted and counted,
+    /// so a malformed report cannot block the queue forever.
+    Rejected(String),
+    /// The collector failed (5xx) or could not be reached: kept, and draining stops.
+    RetryLater,
+}
+
+/// Counters since the spool was opened (process lifetime, like any Prometheus counter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Reports pushed.
+    pub spooled: u64,
+    /// Reports acknowledged by the collector (accepted or duplicate) and deleted.
+    pub sent: u64,
+    /// Reports the collector rejected (4xx) and that were deleted.
+    pub rejected: u64,
+    /// Reports deleted unsent to keep the spool within its limits.
+    pub dropped_oldest: u64,
+    /// Report files that were unreadable or did not parse (quarantined or deleted), or that
+    /// vanished from the directory.
+    pub corrupt: u64,
+}
+
+/// What one [`Spool::drain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Reports the collector accepted.
+    pub accepted: u64,
+    /// Reports the collector already had.
+    pub duplicates: u64,
+    /// Reports the collector rejected (deleted).
+    pub rejected: u64,
+    /// Draining stopped on [`SendOutcome::RetryLater`] with reports left.
+    pub retry_later: bool,
+}
+
+/// Why a spool operation failed.
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. `"writing"`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// One encoded report is larger than the whole spool.
+    #[error("report {seq} is {len} bytes, over the spool's {max}-byte cap")]
+    TooLarge {
+        /// The report's sequence number.
+        seq: u64,
+        /// Its encoded size.
+        len: u64,
+        /// The spool's `max_bytes`.
+        max: u64,
+    },
+    /// `max_bytes` or `max_reports` is zero.
+    #[error("spool limits must be above zero (max_bytes {max_bytes}, max_reports {max_reports})")]
+    Limits {
+        /// The configured byte cap.
+        max_bytes: u64,
+        /// The configured report cap.
+        max_reports: usize,
+    },
+}
+
+pub(super) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+    let path = path.to_owned();
+    move |source| SpoolError::Io { action, path, source }
+}
+
+/// A bounded queue of encoded reports in a directory, oldest (lowest `seq`) first.
+///
+/// One file per report, `<seq:020>.json`, holding exactly the bytes to send. Only the index
+/// (sequence number and size of each file) is in memory; files are read when sent. One agent
+/// process per directory.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    max_reports: usize,
+    /// seq -> encoded size.
+    index: BTreeMap<u64, u64>,
+    bytes: u64,
+    stats: SpoolStats,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir`, holding at most `max_bytes` of reports
+    /// and at most `max_reports` of them.
+    ///
+    /// Recovers what a previous run left: temporary files of an interrupted write are deleted;
+    /// report files that are unreadable, over `max_bytes`, not a report, or whose `seq` differs
+    /// from their name are moved to `corrupt/` and counted in [`SpoolStats::corrupt`]; the rest
+    /// are queued in sequence order, dropping the oldest if they exceed the limits. Other files
+    /// are left alone.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        max_bytes: u64,
+        max_reports: usize,
+    ) -> Result<Spool, SpoolError> {
+        let dir = dir.into();
+        if max_bytes == 0 || max_reports == 0 {
+            return Err(SpoolError::Limits { max_bytes, max_reports });
+        }
+        fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
+        let mut spool = Spool {
+            dir,
+            max_bytes,
+            max_reports,
+            index: BTreeMap::new(),
+            bytes: 0,
+            stats: SpoolStats::default(),
+        };
+        spool.recover()?;
+        Ok(spool)
+    }
+
+    fn recover(&mut self) -> Result<(), SpoolError> {
+        let mut found = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(io_error("listing", &self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_error("listing", &self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(TEMP_EXT)
+                && is_seq(stem)
+            {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(io_error("removing", &path))?;
+                debug!(path = %path.display(), "removed a temporary report file left by a crash");
+            } else if let Some(stem) = name.strip_suffix(REPORT_EXT)
+                && is_seq(stem)
+            {
+                found.push((stem.parse::<u64>().ok(), entry.path()));
+            }
+        }
+        for (seq, path) in found {
+            let checked = match seq {
+                Some(seq) => self.check_file(seq, &path).map(|len| (seq, len)),
+                None => Err("sequence number out of range".to_string()),
+            };
+            match checked {
+                Ok((seq, len)) => {
+                    self.index.insert(seq, len);
+                    self.bytes += len;
+                }
+                Err(problem) => self.quarantine(&path, &problem)?,
+            }
+        }
+        self.make_room(0, 0)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Checks that a spooled file is a complete report with the sequence number of its name;
+    /// returns its size.
+    fn check_file(&self, seq: u64, path: &Path) -> Result<u64, String> {
+        let bytes = read_capped(path, self.max_bytes).map_err(|e| e.to_string())?;
+        let len = bytes.len() as u64;
+        if len > self.max_bytes {
+            return Err(format!("over the spool's {}-byte cap", self.max_bytes));
+        }
+        let report: Report = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if report.seq != seq {
+            return Err(format!("holds report {} instead", report.seq));
+        }
+        Ok(len)
+    }
+
+    /// Moves a corrupt file to `corrupt/` (or deletes it when that is full) and counts it.
+    fn quarantine(&mut self, path: &Path, problem: &str) -> Result<(), SpoolError> {
+        self.stats.corrupt += 1;
+        let qdir = self.dir.join(QUARANTINE_DIR);
+        fs::create_dir_all(&qdir).map_err(io_error("creating", &qdir))?;
+        let kept = fs::read_dir(&qdir).map_err(io_error("listing", &qdir))?.count();
+        let name = path.file_name().unwrap_or_default();
+        if kept < MAX_QUARANTINED {
+            let to = qdir.join(name);
+            fs::rename(path, &to).map_err(io_error("quarantining", path))?;
+            warn!(path = %path.display(), to = %to.display(), problem, "corrupt spooled report moved aside");
+        } else {
+            fs::remove_file(path).map_err(io_error("removing", path))?;
+            warn!(path = %path.display(), problem, "corrupt spooled report deleted (quarantine full)");
+        }
+        Ok(())
+    }
+
+    /// Queues a report, durably: when this returns `Ok`, the report survives a crash.
+    ///
+    /// Makes room first by deleting the oldest reports (counted in
+    /// [`SpoolStats::dropped_oldest`]), never the new one. A report with a `seq` already
+    /// spooled replaces it. Fails without dropping anything if the report alone is over
+    /// `max_bytes`.
+    pub fn push(&mut self, report: &Report) -> Result<(), SpoolError> {
+        let seq = report.seq;
+        let encoded = encode_report(report);
+        let len = encoded.len() as u64;
+        if len > self.max_bytes {
+            return Err(SpoolError::TooLarge { seq, len, max: self.max_bytes });
+        }
+        if let Some(old) = self.index.remove(&seq) {
+            self.bytes -= old;
+        }
+        self.make_room(len, 1)?;
+        let name = report_name(seq);
+        write_durably(&self.dir, &name, &format!("{name}.tmp"), &encoded)?;
+        self.index.insert(seq, len);
+        self.bytes += len;
+        self.stats.spooled += 1;
+        Ok(())
+    }
+
+    /// Drops the oldest reports until `reports` more totalling `bytes` fit.
+    fn make_room(&mut self, bytes: u64, reports: usize) -> Result<(), SpoolError> {
+        while self.index.len() + reports > self.max_reports || self.bytes + bytes > self.max_bytes {
+            let Some((seq, len)) = self.index.pop_first() else { break };
+            self.bytes -= len;
+            self.stats.dropped_oldest += 1;
+            self.remove_file(seq)?;
+            warn!(seq, "spool full: dropped the oldest report");
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, seq: u64) -> Result<(), SpoolError> {
+        let path = self.dir.join(report_name(seq));
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("removing", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The oldest report and its bytes, read from disk, or `None` when the spool is empty.
+    ///
+    /// A file that vanished from the directory is forgotten, and one whose size changed since
+    /// it was spooled is quarantined; both are counted as corrupt. Any other read error is
+    /// returned and the report stays queued.
+    pub fn peek_oldest(&mut self) -> Result<Option<(u64, Vec<u8>)>, SpoolError> {
+        while let Some((&seq, &len)) = self.index.first_key_value() {
+            let path = self.dir.join(report_name(seq));
+            match read_capped(&path, self.max_bytes) {
+                Ok(bytes) if bytes.len() as u64 == len => return Ok(Some((seq, bytes))),
+                Ok(bytes) => {
+                    self.forget(seq);
+                    let problem = format!("size changed from {len} to {} bytes", bytes.len());
+                    self.quarantine(&path, &problem)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.forget(seq);
+                    self.stats.corrupt += 1;
+                    warn!(seq, path = %path.display(), "spooled report vanished");
+                }
+                Err(e) => return Err(io_error("reading", &path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn forget(&mut self, seq: u64) -> bool {
+        match self.index.remove(&seq) {
+            Some(len) => {
+                self.bytes -= len;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes a report the collector acknowledged. Returns whether it was spooled.
+    ///
+    /// The directory is not synced: if a crash undoes the deletion, the report is sent again
+    /// and the collector answers `Duplicate`.
+    pub fn ack(&mut self, seq: u64) -> Result<bool, SpoolError> {
+        if !self.forget(seq) {
+            return Ok(false);
+        }
+        self.stats.sent += 1;
+        self.remove_file(seq)?;
+        Ok(true)
+    }
+
+    /// Applies the collector's answer for report `seq`: deletes it unless the outcome is
+    /// `RetryLater`, and counts it. Returns whether to go on sending. For callers that send
+    /// asynchronously (`peek_oldest`, send, `settle`, repeat); [`Spool::drain`] is that loop
+    /// for a blocking sender.
+    pub fn settle(&mut self, seq: u64, outcome: &SendOutcome) -> Result<bool, SpoolError> {
+        match outcome {
+            SendOutcome::Accepted | SendOutcome::Duplicate => {
+                self.ack(seq)?;
+                Ok(true)
+            }
+            SendOutcome::Rejected(reason) => {
+                if self.forget(seq) {
+                    self.stats.rejected += 1;
+                    self.remove_file(seq)?;
+                    warn!(seq, reason = %reason, "collector rejected a spooled report; dropped");
+                }
+                Ok(true)
+            }
+            SendOutcome::RetryLater => Ok(false),
+        }
+    }
+
+    /// Sends spooled reports oldest first until the spool is empty or `send` answers
+    /// [`SendOutcome::RetryLater`] or fails (the report stays queued either way; a failure is
+    /// returned with its `seq`).
+    pub fn drain(
+        &mut self,
+        mut send: impl FnMut(&[u8]) -> anyhow::Result<SendOutcome>,
+    ) -> anyhow::Result<Drained> {
+        let mut drained = Drained::default();
+        while let Some((seq, bytes)) = self.peek_oldest()? {
+            let outcome = send(&bytes).with_context(|| format!("sending spooled report {seq}"))?;
+            match &outcome {
+                SendOutcome::Accepted => drained.accepted += 1,
+                SendOutcome::Duplicate => drained.duplicates += 1,
+                SendOutcome::Rejected(_) => drained.rejected += 1,
+                SendOutcome::RetryLater => drained.retry_later = true,
+            }
+            if !self.settle(seq, &outcome)? {
+                break;
+            }
+        }
+        Ok(drained)
+    }
+
+    /// Reports queued.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no report is queued.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Total size of the queued reports' files.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Counters since the spool was opened.
+    pub fn stats(&self) -> SpoolStats {
+        self.stats
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// `<seq:020>.json`.
+pub(super) fn report_name(seq: u64) -> String {
+    format!("{seq:0width$}{REPORT_EXT}", width = SEQ_DIGITS)
+}
+
+/// The sequence number in a report file name (spooled, temporary or quarantined), if any.
+pub(super) fn seq_of_name(name: &str) -> Option<u64> {
+    let (stem, rest) = name.split_at_checked(SEQ_DIGITS)?;
+    if is_seq(stem) && rest.starts_with(REPORT_EXT) { stem.parse().ok() } else { None }
+}
+
+fn is_seq(stem: &str) -> bool {
+    stem.len() == SEQ_DIGITS && stem.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Reads at most `cap + 1` bytes, so a file that grew cannot cost unbounded memory; the caller
+/// treats more than `cap` as too large.
+pub(super) fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `dir/name` so that a crash leaves either the old file or the new one,
+/// complete: write `dir/temp`, sync it, rename it over `name`, sync the directory.
+pub(super) fn write_durably(
+    dir: &Path,
+    name: &str,
+    temp: &str,
+    bytes: &[u8],
+) -> Result<(), SpoolError> {
+    let temp_path = dir.join(temp);
+    let path = dir.join(name);
+    let written = (|| {
+        let mut file = File::create(&temp_path).map_err(io_error("creating", &temp_path))?;
+        file.write_all(bytes).map_err(io_error("writing", &temp_path))?;
+        file.sync_all().map_err(io_error("syncing", &temp_path))?;
+        fs::rename(&temp_path, &path).map_err(io_error("renaming", &temp_path))
+    })();
+    if written.is_err() {
+        // Best effort: a leftover is also removed on the next open.
+        let _ = fs::remove_file(&temp_path);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+/// Makes renames and deletions in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error("syncing", dir))
+}

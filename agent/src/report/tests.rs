@@ -1,0 +1,484 @@
+//! Spool and builder tests, each in its own directory under the system temp dir.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use stallwatch_measure::WindowMetrics;
+use stallwatch_measure::link::LinkConfig;
+use stallwatch_measure::sim::{self, SimConfig};
+use stallwatch_proto::plan::Transport;
+use stallwatch_proto::report::{
+    REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report, encode_report,
+};
+
+use super::*;
+
+/// A directory removed when the test ends (pass or fail).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir()
+            .join(format!("stallwatch-report-{}-{name}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const BIG: u64 = 1 << 30;
+
+fn report(seq: u64) -> Report {
+    Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        agent: "edge-1".into(),
+        agent_version: "0.1.0".into(),
+        seq,
+        window_start_ms: 1_700_000_000_000,
+        window_end_ms: 1_700_000_010_000,
+        plan_revision: 1,
+        spool_depth: 0,
+        series: vec![Series {
+            labels: BTreeMap::from([("probe".into(), "p".into())]),
+            counters: BTreeMap::from([("packets".into(), 1000)]),
+            histograms: BTreeMap::new(),
+        }],
+    }
+}
+
+fn seq_of(bytes: &[u8]) -> u64 {
+    serde_json::from_slice::<Report>(bytes).unwrap().seq
+}
+
+/// The seqs queued, from the files on disk, checked against the index and `peek_oldest`.
+fn spooled(spool: &mut Spool) -> Vec<u64> {
+    let mut seqs: Vec<u64> = fs::read_dir(spool.dir())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json").and_then(|s| s.parse().ok())
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs.len(), spool.len(), "files on disk match the index");
+    let oldest = spool.peek_oldest().unwrap();
+    assert_eq!(
+        oldest.as_ref().map(|(seq, _)| *seq),
+        seqs.first().copied(),
+        "peek gives the oldest"
+    );
+    if let Some((seq, bytes)) = oldest {
+        assert_eq!(seq_of(&bytes), seq);
+    }
+    seqs
+}
+
+#[test]
+fn push_peek_ack_in_seq_order() {
+    let dir = TempDir::new("order");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    assert!(spool.is_empty());
+    assert_eq!(spool.peek_oldest().unwrap(), None);
+    for seq in [3, 1, 2] {
+        spool.push(&report(seq)).unwrap();
+    }
+    assert_eq!(spool.len(), 3);
+    let total: u64 = [1, 2, 3].map(|s| encode_report(&report(s)).len() as u64).iter().sum();
+    assert_eq!(spool.bytes(), total);
+    for expected in 1..=3 {
+        let (seq, bytes) = spool.peek_oldest().unwrap().unwrap();
+        assert_eq!(seq, expected);
+        assert_eq!(bytes, encode_report(&report(expected)), "exactly the encoded report");
+        // Peeking again gives the same report until it is acked.
+        assert_eq!(spool.peek_oldest().unwrap().unwrap().0, expected);
+        assert!(spool.ack(seq).unwrap());
+    }
+    assert!(!spool.ack(2).unwrap(), "acking twice is a no-op");
+    assert!(spool.is_empty());
+    assert_eq!(spool.bytes(), 0);
+    assert_eq!(spool.stats(), SpoolStats { spooled: 3, sent: 3, ..Default::default() });
+    assert_eq!(spooled(&mut spool), Vec::<u64>::new());
+}
+
+#[test]
+fn pushing_a_seq_again_replaces_it() {
+    let dir = TempDir::new("replace");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(7)).unwrap();
+    let mut again = report(7);
+    again.plan_revision = 99;
+    spool.push(&again).unwrap();
+    assert_eq!(spool.len(), 1);
+    assert_eq!(spool.bytes(), encode_report(&again).len() as u64);
+    assert_eq!(spool.peek_oldest().unwrap().unwrap().1, encode_report(&again));
+}
+
+#[test]
+fn full_by_count_drops_the_oldest_and_counts_exactly() {
+    let dir = TempDir::new("count");
+    let mut spool = Spool::open(dir.path(), BIG, 3).unwrap();
+    for seq in 1..=10 {
+        spool.push(&report(seq)).unwrap();
+        assert!(spool.len() <= 3);
+    }
+    assert_eq!(spooled(&mut spool), vec![8, 9, 10], "the newest are kept");
+    assert_eq!(spool.stats().dropped_oldest, 7);
+    assert_eq!(spool.stats().spooled, 10);
+}
+
+#[test]
+fn full_by_bytes_drops_the_oldest_and_counts_exactly() {
+    let dir = TempDir::new("bytes");
+    // Three-digit seqs: every report encodes to the same size.
+    let size = encode_report(&report(100)).len() as u64;
+    let mut spool = Spool::open(dir.path(), size * 5 / 2, 1000).unwrap();
+    for seq in 100..110 {
+        spool.push(&report(seq)).unwrap();
+        assert!(spool.bytes() <= size * 5 / 2);
+    }
+    assert_eq!(spool.len(), 2);
+    assert_eq!(spool.bytes(), 2 * size);
+    assert_eq!(spooled(&mut spool), vec![108, 109]);
+    assert_eq!(spool.stats().dropped_oldest, 8);
+}
+
+#[test]
+fn a_report_larger_than_the_spool_is_refused_without_dropping_anything() {
+    let dir = TempDir::new("too-large");
+    let size = encode_report(&report(100)).len() as u64;
+    let mut spool = Spool::open(dir.path(), size, 10).unwrap();
+    spool.push(&report(100)).unwrap();
+    let mut big = report(101);
+    big.agent_version = "x".repeat(100);
+    let e = spool.push(&big).unwrap_err();
+    assert!(matches!(e, SpoolError::TooLarge { seq: 101, .. }), "{e}");
+    assert_eq!(spooled(&mut spool), vec![100]);
+    assert_eq!(spool.stats().dropped_oldest, 0);
+    assert!(matches!(Spool::open(dir.path(), 0, 10), Err(SpoolError::Limits { .. })));
+}
+
+#[test]
+fn reopen_recovers_after_a_crash() {
+    let dir = TempDir::new("crash");
+    {
+        let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+        for seq in [10, 11, 13] {
+            spool.push(&report(seq)).unwrap();
+        }
+    }
+    let p = |name: &str| dir.path().join(name);
+    // A write interrupted before its rename.
+    fs::write(p("00000000000000000014.json.tmp"), b"{\"schema_ver").unwrap();
+    // A visible file that is truncated (disk corruption), and one whose body is another seq.
+    let full = encode_report(&report(12));
+    fs::write(p("00000000000000000012.json"), &full[..full.len() / 2]).unwrap();
+    fs::write(p("00000000000000000015.json"), encode_report(&report(99))).unwrap();
+    // Somebody else's file is left alone.
+    fs::write(p("notes.txt"), b"hello").unwrap();
+
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    assert!(!p("00000000000000000014.json.tmp").exists(), "temp file removed");
+    assert_eq!(spool.stats().corrupt, 2);
+    assert!(p("corrupt/00000000000000000012.json").exists(), "moved aside");
+    assert!(p("corrupt/00000000000000000015.json").exists());
+    assert!(!p("00000000000000000012.json").exists());
+    assert!(p("notes.txt").exists());
+    assert_eq!(spool.len(), 3);
+    let mut sent = Vec::new();
+    let drained = spool
+        .drain(|bytes| {
+            sent.push(seq_of(bytes));
+            Ok(SendOutcome::Accepted)
+        })
+        .unwrap();
+    assert_eq!(sent, vec![10, 11, 13], "good reports kept, in seq order");
+    assert_eq!(drained, Drained { accepted: 3, ..Default::default() });
+}
+
+#[test]
+fn reopen_with_smaller_limits_drops_the_oldest() {
+    let dir = TempDir::new("shrink");
+    {
+        let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+        for seq in 1..=5 {
+            spool.push(&report(seq)).unwrap();
+        }
+    }
+    let mut spool = Spool::open(dir.path(), BIG, 2).unwrap();
+    assert_eq!(spool.stats().dropped_oldest, 3);
+    assert_eq!(spooled(&mut spool), vec![4, 5]);
+}
+
+#[test]
+fn quarantine_is_bounded() {
+    let dir = TempDir::new("quarantine");
+    fs::create_dir_all(dir.path()).unwrap();
+    let n = MAX_QUARANTINED as u64 + 4;
+    for seq in 1..=n {
+        fs::write(dir.path().join(format!("{seq:020}.json")), b"{").unwrap();
+    }
+    let spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    assert_eq!(spool.stats().corrupt, n);
+    assert!(spool.is_empty());
+    assert_eq!(fs::read_dir(dir.path().join("corrupt")).unwrap().count(), MAX_QUARANTINED);
+}
+
+#[test]
+fn a_vanished_file_is_skipped_and_counted() {
+    let dir = TempDir::new("vanished");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(1)).unwrap();
+    spool.push(&report(2)).unwrap();
+    fs::remove_file(dir.path().join("00000000000000000001.json")).unwrap();
+    assert_eq!(spool.peek_oldest().unwrap().unwrap().0, 2);
+    assert_eq!(spool.stats().corrupt, 1);
+    assert_eq!(spool.len(), 1);
+}
+
+#[test]
+fn a_file_changed_after_it_was_spooled_is_quarantined() {
+    let dir = TempDir::new("changed");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(1)).unwrap();
+    spool.push(&report(2)).unwrap();
+    let path = dir.path().join("00000000000000000001.json");
+    let full = fs::read(&path).unwrap();
+    fs::write(&path, &full[..full.len() - 3]).unwrap();
+    assert_eq!(spool.peek_oldest().unwrap().unwrap().0, 2);
+    assert_eq!(spool.stats().corrupt, 1);
+    assert!(dir.path().join("corrupt/00000000000000000001.json").exists());
+    assert_eq!(spool.bytes(), full.len() as u64);
+}
+
+#[test]
+fn drain_stops_on_retry_later_and_resumes_in_order() {
+    let dir = TempDir::new("drain");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    for seq in 1..=5 {
+        spool.push(&report(seq)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let drained = spool
+        .drain(|bytes| {
+            let seq = seq_of(bytes);
+            seen.push(seq);
+            Ok(match seq {
+                1 => SendOutcome::Accepted,
+                2 => SendOutcome::Duplicate,
+                _ => SendOutcome::RetryLater,
+            })
+        })
+        .unwrap();
+    assert_eq!(seen, vec![1, 2, 3], "stops at the first RetryLater");
+    assert_eq!(drained, Drained { accepted: 1, duplicates: 1, rejected: 0, retry_later: true });
+    assert_eq!(spool.len(), 3);
+    // The collector is back; a new report was queued meanwhile.
+    spool.push(&report(6)).unwrap();
+    let drained = spool
+        .drain(|bytes| {
+            seen.push(seq_of(bytes));
+            Ok(SendOutcome::Accepted)
+        })
+        .unwrap();
+    assert_eq!(seen, vec![1, 2, 3, 3, 4, 5, 6], "backfill in seq order");
+    assert_eq!(drained, Drained { accepted: 4, ..Default::default() });
+    assert!(spool.is_empty());
+    assert_eq!(spool.stats().sent, 6);
+}
+
+#[test]
+fn a_send_error_stops_the_drain_and_keeps_the_report() {
+    let dir = TempDir::new("send-error");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(1)).unwrap();
+    spool.push(&report(2)).unwrap();
+    let e = spool.drain(|_| anyhow::bail!("connection refused")).unwrap_err();
+    assert_eq!(format!("{e:#}"), "sending spooled report 1: connection refused");
+    assert_eq!(spool.len(), 2);
+    assert_eq!(spool.stats().sent, 0);
+}
+
+#[test]
+fn rejected_reports_are_dropped_and_counted() {
+    let dir = TempDir::new("rejected");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    for seq in 1..=3 {
+        spool.push(&report(seq)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let drained = spool
+        .drain(|bytes| {
+            let seq = seq_of(bytes);
+            seen.push(seq);
+            Ok(if seq == 2 {
+                SendOutcome::Rejected("bad_name".into())
+            } else {
+                SendOutcome::Accepted
+            })
+        })
+        .unwrap();
+    assert_eq!(seen, vec![1, 2, 3], "a rejected report does not block the queue");
+    assert_eq!(drained, Drained { accepted: 2, rejected: 1, ..Default::default() });
+    assert!(spool.is_empty());
+    assert_eq!(
+        spool.stats(),
+        SpoolStats { spooled: 3, sent: 2, rejected: 1, ..Default::default() }
+    );
+}
+
+fn key(probe: &str, transport: Transport, role: Role) -> SeriesKey {
+    SeriesKey { probe: probe.into(), transport, target: "fra".into(), role }
+}
+
+/// Two 10 s windows of a lossy 720p30 stream (simulated once per test binary).
+fn windows() -> &'static [WindowMetrics] {
+    static WINDOWS: OnceLock<Vec<WindowMetrics>> = OnceLock::new();
+    WINDOWS.get_or_init(|| {
+        let link = LinkConfig {
+            loss: 0.02,
+            delay: Duration::from_millis(30),
+            jitter: Duration::from_millis(5),
+            ..LinkConfig::default()
+        };
+        sim::run(&SimConfig::new(link, Duration::from_secs(20))).windows
+    })
+}
+
+#[test]
+fn builder_report_round_trips_through_decode_report() {
+    let dir = TempDir::new("builder");
+    let t0 = 1_700_000_000_000;
+    let mut builder = ReportBuilder::open(dir.path(), t0).unwrap();
+    let w = windows();
+    let udp = key("p1", Transport::Udp, Role::Viewer);
+    let quic = key("p1", Transport::QuicStream, Role::Viewer);
+    assert!(builder.add(&udp, &w[0]));
+    assert!(builder.add(&udp, &w[1]));
+    assert!(builder.add(&quic, &w[1]));
+    assert_eq!(builder.series_len(), 2);
+
+    let report = builder.take(t0 + 10_000, "edge-fra-1", 7).unwrap();
+    assert_eq!(report.seq, t0, "a fresh spool numbers from the clock");
+    assert_eq!((report.window_start_ms, report.window_end_ms), (t0, t0 + 10_000));
+    assert_eq!(report.agent_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(report.plan_revision, 7);
+    let decoded = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
+    assert_eq!(decoded.report, report);
+    assert_eq!(decoded.report.series.len(), 2);
+
+    // Series are in label order; the udp one merges both windows exactly.
+    let s = &decoded.report.series[1];
+    assert_eq!(s.labels, udp.labels());
+    assert_eq!(s.labels["transport"], "udp");
+    assert_eq!(s.labels["role"], "viewer");
+    assert_eq!(s.labels["target"], "fra");
+    let mut merged = w[0].clone();
+    merged.merge(&w[1]);
+    assert_eq!(s.counters["packets_lost"], merged.loss.lost);
+    assert_eq!(s.counters["packets"], w[0].packets + w[1].packets);
+    assert_eq!(decoded.histograms[1]["jitter_us"].len(), merged.jitter.count());
+    assert_eq!(s.histograms["jitter_us"].sum, merged.jitter.sum());
+    assert_eq!(decoded.report.series[0], w[1].to_series(quic.labels()));
+    assert_eq!(builder.series_len(), 0, "take starts a new interval");
+}
+
+#[test]
+fn empty_intervals_still_report_with_contiguous_windows() {
+    let dir = TempDir::new("empty");
+    let mut builder = ReportBuilder::open(dir.path(), 5_000).unwrap();
+    let a = builder.take(15_000, "a", 0).unwrap();
+    let b = builder.take(25_000, "a", 0).unwrap();
+    assert!(a.series.is_empty() && b.series.is_empty());
+    assert_eq!(b.seq, a.seq + 1);
+    assert_eq!((a.window_start_ms, a.window_end_ms), (5_000, 15_000));
+    assert_eq!((b.window_start_ms, b.window_end_ms), (15_000, 25_000));
+    decode_report(&encode_report(&a), &ReportLimits::default()).unwrap();
+    // A clock that went back gives an empty window, never one that ends before it starts.
+    let c = builder.take(20_000, "a", 0).unwrap();
+    assert_eq!((c.window_start_ms, c.window_end_ms), (25_000, 25_000));
+}
+
+#[test]
+fn seq_persists_across_reopen_even_after_everything_was_acked() {
+    let dir = TempDir::new("seq");
+    let mut last = 0;
+    {
+        let mut builder = ReportBuilder::open(dir.path(), 1_000).unwrap();
+        let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+        for i in 0..3 {
+            let r = builder.take(2_000 + i, "a", 0).unwrap();
+            assert!(r.seq > last);
+            last = r.seq;
+            spool.push(&r).unwrap();
+        }
+        spool.drain(|_| Ok(SendOutcome::Accepted)).unwrap();
+        assert!(spool.is_empty());
+    }
+    // Restarted with a clock far behind the numbers issued: the stored number wins.
+    let mut builder = ReportBuilder::open(dir.path(), 1).unwrap();
+    assert_eq!(builder.next_seq(), last + 1);
+    assert_eq!(builder.take(3_000, "a", 0).unwrap().seq, last + 1);
+    // The spool's recovery leaves the sequence file alone.
+    drop(Spool::open(dir.path(), BIG, 100).unwrap());
+    assert_eq!(ReportBuilder::open(dir.path(), 1).unwrap().next_seq(), last + 2);
+}
+
+#[test]
+fn a_lost_sequence_file_never_goes_below_spooled_reports() {
+    let dir = TempDir::new("seq-lost");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(500)).unwrap();
+    // A seq file that is garbage, and a clock behind the spooled report.
+    fs::write(dir.path().join(SEQ_FILE), b"not a number").unwrap();
+    assert_eq!(ReportBuilder::open(dir.path(), 100).unwrap().next_seq(), 501);
+    // Missing altogether: numbering starts at the clock when that is ahead.
+    fs::remove_file(dir.path().join(SEQ_FILE)).unwrap();
+    assert_eq!(ReportBuilder::open(dir.path(), 9_000).unwrap().next_seq(), 9_000);
+}
+
+#[test]
+fn a_failed_take_keeps_the_windows_for_the_next_report() {
+    let dir = TempDir::new("take-fails");
+    let mut builder = ReportBuilder::open(dir.path(), 0).unwrap();
+    let k = key("p", Transport::Udp, Role::Viewer);
+    builder.add(&k, &windows()[0]);
+    let seq = builder.next_seq();
+    // The spool directory disappears (unmounted disk): the seq cannot be made durable.
+    fs::remove_dir_all(dir.path()).unwrap();
+    let e = builder.take(10_000, "a", 0).unwrap_err();
+    assert!(matches!(e, SpoolError::Io { .. }), "{e}");
+    assert_eq!(builder.series_len(), 1);
+    assert_eq!(builder.next_seq(), seq, "no number issued");
+    fs::create_dir_all(dir.path()).unwrap();
+    let r = builder.take(20_000, "a", 0).unwrap();
+    assert_eq!(r.seq, seq);
+    assert_eq!((r.window_start_ms, r.window_end_ms), (0, 20_000));
+    assert_eq!(r.series[0].counters["packets"], windows()[0].packets);
+}
+
+#[test]
+fn series_beyond_the_limit_are_dropped_and_counted() {
+    let dir = TempDir::new("max-series");
+    let mut builder = ReportBuilder::open(dir.path(), 0).unwrap().with_max_series(1);
+    let w = &windows()[0];
+    assert!(builder.add(&key("a", Transport::Udp, Role::Viewer), w));
+    assert!(!builder.add(&key("b", Transport::Udp, Role::Viewer), w));
+    assert!(builder.add(&key("a", Transport::Udp, Role::Viewer), w), "known series still merge");
+    assert_eq!(builder.windows_dropped(), 1);
+    assert_eq!(builder.take(1, "a", 0).unwrap().series.len(), 1);
+}
