@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use stallwatch_collector::pki;
 
 /// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
 const EXIT_NOT_BUILT: u8 = 69;
+/// Exit code for input the operator must fix (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -25,8 +28,11 @@ enum Command {
     Run(NotBuilt),
     /// Check a collector configuration file and name the line and field of any error. [not built yet]
     Validate(NotBuilt),
-    /// Fleet PKI: init a CA, issue agent and collector certificates, revoke agents. [not built yet]
-    Ca(NotBuilt),
+    /// Fleet PKI: init a CA, issue agent bundles and collector certificates, revoke agents.
+    ///
+    /// An agent's identity (name, region, network type) lives in its certificate; the collector
+    /// never takes it from a report.
+    Ca(pki::CaArgs),
     /// Start a collector, a relay and agents on loopback and show live results. [not built yet]
     Demo(NotBuilt),
 }
@@ -40,9 +46,17 @@ struct NotBuilt {
 
 fn main() -> ExitCode {
     let what = match Cli::parse().command {
+        Command::Ca(args) => {
+            return match pki::main(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
         Command::Run(_) => "run",
         Command::Validate(_) => "validate",
-        Command::Ca(_) => "ca",
         Command::Demo(_) => "demo",
     };
     eprintln!("stallwatch-collector {what}: not built yet (tracked in issue 4)");

@@ -1,1 +1,105 @@
-//! Fleet PKI: a CA, agent and collector certificates, revocation. (Being built.)
+//! Fleet PKI: the CA that issues agent and collector certificates, the deny-list of revoked
+//! agents, and reading an agent's identity back out of its certificate.
+//!
+//! A CA directory (`--dir`, default `./stallwatch-ca`) holds:
+//!
+//! | file | what | who needs it |
+//! |---|---|---|
+//! | `ca.pem` | the CA certificate (ECDSA P-256, 10 years) | collectors; agents get a copy in their bundle |
+//! | `ca.key` | the CA's private key, mode 0600 | only `ca` commands: keep it offline |
+//! | `issued.json` | every agent certificate issued ([`IssuedList`]) | `ca revoke`, `ca list` |
+//! | `revoked.json` | revoked agent names and serials ([`RevocationList`]) | collectors |
+//!
+//! An agent certificate says who the agent is in one SAN URI,
+//! `stallwatch:agent/NAME?region=R&network_type=T` ([`AgentIdentity::to_uri`]). The collector
+//! reads it with [`agent_identity`] from the client certificate rustls verified, never from
+//! a report body, so an agent cannot report as another or as another cohort.
+//!
+//! Nothing here reads the clock: callers pass `now` (the CLI reads it once, in [`main`]).
+//! Certificates are parsed with a small strict DER reader (`der`), which returns an error,
+//! never panics, on any input.
+
+mod bundle;
+mod ca;
+mod cli;
+mod der;
+mod error;
+mod files;
+mod identity;
+mod lists;
+
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+
+pub use bundle::{Bundle, load_bundle};
+pub use ca::{
+    AgentCredential, BACKDATE, CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca,
+    CollectorCredential, ISSUED_FILE, REVOKED_FILE, Revocation, Validity, load_ca_certificate,
+    verify_issued_by,
+};
+pub use cli::{CaArgs, CaCommand, IssueAgentArgs, IssueCollectorArgs, main};
+pub use error::PkiError;
+pub use files::rfc3339;
+pub use identity::{
+    AgentIdentity, IDENTITY_URI_PREFIX, NETWORK_TYPES, agent_identity, certificate_serial,
+    validate_agent_name, validate_network_type, validate_region,
+};
+pub use lists::{IssuedAgent, IssuedList, RevocationList, RevokedSerial};
+
+/// What a certificate says, for logs and checks (e.g. why ingest refused an agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// Subject, e.g. `CN=edge-1`.
+    pub subject: String,
+    /// Issuer, e.g. `CN=stallwatch fleet CA, O=stallwatch, OU=ca 1a2b3c4d`. Every CA made by
+    /// `ca init` has its own `OU`, so certificates from two fleets have different issuers.
+    pub issuer: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// Whether it is a CA certificate.
+    pub is_ca: bool,
+    /// Whether its extended key usage allows TLS client authentication (agents).
+    pub client_auth: bool,
+    /// Whether its extended key usage allows TLS server authentication (collectors).
+    pub server_auth: bool,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub uris: Vec<String>,
+}
+
+/// Reads a certificate's serial, names, validity and alternative names. Does not verify it.
+pub fn inspect_certificate(cert_der: &[u8]) -> Result<CertificateInfo, PkiError> {
+    let malformed = |e: der::DerError| PkiError::Certificate(e.to_string());
+    let cert = der::Cert::parse(cert_der).map_err(malformed)?;
+    let ekus = cert.extended_key_usages().map_err(malformed)?;
+    let mut info = CertificateInfo {
+        serial: cert.serial_hex(),
+        subject: der::name_to_string(cert.subject),
+        issuer: der::name_to_string(cert.issuer),
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        is_ca: cert.is_ca().map_err(malformed)?,
+        client_auth: ekus.contains(&der::oid::KP_CLIENT_AUTH),
+        server_auth: ekus.contains(&der::oid::KP_SERVER_AUTH),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+    };
+    for name in cert.subject_alt_names().map_err(malformed)? {
+        match name {
+            der::GeneralName::Dns(d) => info.dns_names.push(d.to_string()),
+            der::GeneralName::Ip(ip) => info.ip_addresses.push(ip),
+            der::GeneralName::Uri(u) => info.uris.push(u.to_string()),
+            der::GeneralName::Other => {}
+        }
+    }
+    Ok(info)
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex (the agent's `--pin` form).
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    der::hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
+}
