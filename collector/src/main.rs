@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stallwatch_collector::pki;
+use stallwatch_collector::{config, pki};
 
 /// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
 const EXIT_NOT_BUILT: u8 = 69;
@@ -26,8 +26,11 @@ struct Cli {
 enum Command {
     /// Run the collector: ingest, /metrics, fleet view, plans. [not built yet]
     Run(NotBuilt),
-    /// Check a collector configuration file and name the line and field of any error. [not built yet]
-    Validate(NotBuilt),
+    /// Check a collector configuration file; any error names the file, line, column and field.
+    ///
+    /// Exits 0 if valid, 64 if not, 66 if unreadable. `--plan-for` prints the plan an agent
+    /// would get.
+    Validate(config::ValidateArgs),
     /// Fleet PKI: init a CA, issue agent bundles and collector certificates, revoke agents.
     ///
     /// An agent's identity (name, region, network type) lives in its certificate; the collector
@@ -55,8 +58,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Validate(args) => return config::validate_main(args),
         Command::Run(_) => "run",
-        Command::Validate(_) => "validate",
         Command::Demo(_) => "demo",
     };
     eprintln!("stallwatch-collector {what}: not built yet (tracked in issue 4)");
