@@ -89,7 +89,7 @@ fn default_report_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayPlan {
-    /// Listen address, `host:port` (UDP and QUIC share the port number).
+    /// QUIC listen address, `host:port`; plain UDP listens on the next port (docs/protocol.md).
     pub listen: String,
     /// Keep the last GOP per stream so new viewers start at once, as real live servers do.
     #[serde(default = "default_true")]
@@ -108,7 +108,7 @@ pub struct ProbePlan {
     pub name: String,
     /// Label of the relay probed (e.g. its region), a label on the metrics.
     pub target: String,
-    /// Relay address, `host:port`.
+    /// The relay's QUIC address, `host:port`; its plain UDP port is the next one.
     pub address: String,
     /// How media is carried.
     pub transport: Transport,
