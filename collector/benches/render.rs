@@ -1,0 +1,213 @@
+//! `/metrics` at the series limit: render time, exposition size, memory per series, and the
+//! cost of folding one report. Run: `cargo bench -p stallwatch-collector --bench render`
+//!
+//! Fills the default 50,000-series budget (1,136 cohorts of 44 series) with every histogram
+//! observed, the worst case for the exposition's size, then renders it.
+#![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
+#![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
+#![cfg_attr(
+    test,
+    allow(dead_code, reason = "built as a libtest bench until Cargo.toml sets harness = false")
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use stallwatch_collector::series::catalogue::{COUNTERS, HISTOGRAMS};
+use stallwatch_collector::series::{
+    Cohorts, Identity, SERIES_PER_COHORT, SeriesLimits, SeriesStore,
+};
+use stallwatch_proto::hdr;
+use stallwatch_proto::report::{
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
+    decode_report, encode_report,
+};
+
+struct Counting;
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const REGIONS: [&str; 8] =
+    ["eu-fra", "eu-lon", "us-sea", "us-iad", "ap-sin", "ap-tyo", "sa-gru", "af-jnb"];
+const NETWORK_TYPES: [&str; 4] = ["wired", "wifi", "4g", "3g"];
+const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
+
+/// xorshift64*: deterministic values without `rand`.
+struct Rng(u64);
+
+impl Rng {
+    fn log_uniform(&mut self, lo: f64, hi: f64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let unit = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        (lo * (hi / lo).powf(unit)).round() as u64
+    }
+}
+
+fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
+    let mut h: Histogram<u64> = hdr::new_histogram();
+    let mut sum = 0;
+    for _ in 0..samples {
+        let v = rng.log_uniform(lo, hi);
+        h.record(v).unwrap();
+        sum += v;
+    }
+    HistogramData::from_histogram(&h, sum)
+}
+
+/// A 10 s viewer window: `names` histograms with realistic sample counts, all counters.
+fn report(names: &[&'static str]) -> DecodedReport {
+    let mut rng = Rng(0x5eed);
+    let histograms = names
+        .iter()
+        .map(|&name| {
+            let data = match name {
+                "jitter_us" | "pdv_us" | "ipdv_us" | "latency_us" => {
+                    histogram(&mut rng, 3_000, 100.0, 60_000.0)
+                }
+                "reorder_distance_packets" | "burst_length_packets" => {
+                    histogram(&mut rng, 20, 2.0, 200.0)
+                }
+                "stall_duration_us" => histogram(&mut rng, 3, 500_001.0, 5e6),
+                _ => histogram(&mut rng, 1, 20_000.0, 3e6),
+            };
+            (name.to_owned(), data)
+        })
+        .collect();
+    let counters =
+        COUNTERS.iter().enumerate().map(|(i, c)| (c.report.to_owned(), 1_000 + i as u64)).collect();
+    let labels = BTreeMap::from([
+        ("transport".to_owned(), "udp".to_owned()),
+        ("target".to_owned(), "relay".to_owned()),
+    ]);
+    let report = Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        agent: "bench-agent-0001".into(),
+        agent_version: "0.1.0".into(),
+        seq: 1,
+        window_start_ms: 1_700_000_000_000,
+        window_end_ms: 1_700_000_010_000,
+        plan_revision: 1,
+        spool_depth: 0,
+        series: vec![Series { labels, counters, histograms }],
+    };
+    let bytes = encode_report(&report);
+    decode_report(&bytes, &ReportLimits::default()).unwrap()
+}
+
+fn set_label(r: &mut DecodedReport, key: &str, value: String) {
+    r.report.series[0].labels.insert(key.to_owned(), value);
+}
+
+/// Fills the store to its series limit: every cohort gets every histogram and counter.
+fn fill(store: &SeriesStore, template: &mut DecodedReport) -> usize {
+    let cohorts = store.read().limits().max_cohorts();
+    for i in 0..cohorts {
+        let identity = Identity {
+            region: REGIONS[i % REGIONS.len()],
+            network_type: NETWORK_TYPES[(i / REGIONS.len()) % NETWORK_TYPES.len()],
+        };
+        set_label(template, "transport", TRANSPORTS[i % TRANSPORTS.len()].to_owned());
+        set_label(template, "target", format!("relay-{:04}", i / 3));
+        store.fold(identity, template);
+    }
+    cohorts
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut out = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let value = std::hint::black_box(f());
+        best = best.min(started.elapsed());
+        out = Some(value);
+    }
+    (best, out.expect("at least one run"))
+}
+
+fn main() {
+    let all: Vec<&'static str> = HISTOGRAMS.iter().map(|h| h.report).collect();
+    let mut template = report(&all);
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let store = SeriesStore::new(SeriesLimits::default());
+    let cohorts = fill(&store, &mut template);
+    let heap = LIVE.load(Ordering::Relaxed) - before;
+    let series = store.read().series();
+    assert_eq!(store.read().len(), cohorts);
+
+    let (copy_time, _) = best_of(7, || store.read().clone());
+    let (om_time, om) = best_of(7, || store.render_text());
+    let (prom_time, prom) = best_of(7, || store.render_prometheus_text());
+    let lines = om.lines().count();
+
+    println!(
+        "series limit: {series} series = {cohorts} cohorts x {SERIES_PER_COHORT}, every histogram observed"
+    );
+    println!(
+        "render_text (OpenMetrics): {:.1} ms, {:.1} MiB, {lines} lines ({} bytes per series)",
+        om_time.as_secs_f64() * 1e3,
+        om.len() as f64 / (1024.0 * 1024.0),
+        om.len() / series,
+    );
+    println!(
+        "read lock held per render (copying the cohorts): {:.2} ms",
+        copy_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "render_prometheus_text:    {:.1} ms, {:.1} MiB",
+        prom_time.as_secs_f64() * 1e3,
+        prom.len() as f64 / (1024.0 * 1024.0),
+    );
+    println!(
+        "heap: {:.2} MiB for {cohorts} cohorts (one agent) = {} bytes per cohort, {} bytes per series",
+        heap as f64 / (1024.0 * 1024.0),
+        heap / cohorts as i64,
+        heap / series as i64,
+    );
+
+    // Folding alone (decoding is ingest's), into an existing cohort: a viewer report with
+    // 8 histograms of 3,000 / 1 / 3 / 20 samples and all 31 counters.
+    let eight = [
+        "jitter_us",
+        "pdv_us",
+        "ipdv_us",
+        "first_frame_us",
+        "first_frame_first_byte_us",
+        "first_frame_first_keyframe_us",
+        "stall_duration_us",
+        "burst_length_packets",
+    ];
+    let viewer = report(&eight);
+    let identity = Identity { region: "eu-fra", network_type: "4g" };
+    let mut cohorts = Cohorts::default();
+    let folds = 20_000;
+    let (fold_time, ()) = best_of(3, || {
+        for _ in 0..folds {
+            cohorts.fold(identity, &viewer);
+        }
+    });
+    println!(
+        "fold: {:.2} µs per report (8 histograms, 31 counters) = {:.0} reports/s on one core",
+        fold_time.as_secs_f64() * 1e6 / folds as f64,
+        folds as f64 / fold_time.as_secs_f64(),
+    );
+}

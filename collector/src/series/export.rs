@@ -1,0 +1,234 @@
+//! Encodes [`Cohorts`] through a `prometheus-client` [`Collector`], so the same code serves
+//! the OpenMetrics and the Prometheus text formats.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+
+use super::catalogue::{
+    COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramUnit,
+};
+use super::cohort::CohortKey;
+use super::cohorts::Cohorts;
+
+/// Exports the shared [`Cohorts`] on every scrape. It holds the read lock only to copy them
+/// (about 1 ms at the series limit), not for the encoding, so folds wait that long at most.
+#[derive(Debug)]
+pub(crate) struct CohortsCollector {
+    pub(crate) cohorts: Arc<RwLock<Cohorts>>,
+}
+
+impl Collector for CohortsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let cohorts = self.cohorts.read().unwrap_or_else(PoisonError::into_inner).clone();
+        encode_histograms(&cohorts, &mut encoder)?;
+        encode_counters(&cohorts, &mut encoder)?;
+        encode_agents(&cohorts, &mut encoder)?;
+        encode_own(&cohorts, &mut encoder)
+    }
+}
+
+/// The four cohort labels, then any the metric adds (`phase`, `result`, ...).
+struct CohortLabels<'a> {
+    key: &'a CohortKey,
+    extra: &'a [(&'static str, &'static str)],
+}
+
+impl EncodeLabelSet for CohortLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        let k = self.key;
+        for label in [
+            ("region", k.region.as_str()),
+            ("network_type", k.network_type.as_str()),
+            ("transport", k.transport.as_str()),
+            ("target", k.target.as_str()),
+        ] {
+            label.encode(encoder.encode_label())?;
+        }
+        for label in self.extra {
+            label.encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+fn histogram_unit(unit: HistogramUnit) -> Unit {
+    match unit {
+        HistogramUnit::Micros => Unit::Seconds,
+        HistogramUnit::Packets => Unit::Other(unit.exported().to_owned()),
+    }
+}
+
+fn encode_histograms(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for (f, family) in HISTOGRAM_FAMILIES.iter().enumerate() {
+        let members: Vec<usize> =
+            (0..HISTOGRAMS.len()).filter(|&i| HISTOGRAMS[i].family == f).collect();
+        let observed = |i: usize| cohorts.states().any(|(_, state)| state.histogram(i).count() > 0);
+        if !members.iter().any(|&i| observed(i)) {
+            continue;
+        }
+        let divisor = family.unit.divisor();
+        let upper: Vec<f64> =
+            family.bounds.iter().map(|&b| b as f64 / divisor).chain([f64::INFINITY]).collect();
+        let unit = histogram_unit(family.unit);
+        let mut metric = encoder.encode_descriptor(
+            family.name,
+            family.help,
+            Some(&unit),
+            MetricType::Histogram,
+        )?;
+        for (key, state) in cohorts.states() {
+            for &i in &members {
+                let h = state.histogram(i);
+                if h.count() == 0 {
+                    continue;
+                }
+                buckets.clear();
+                buckets.extend(upper.iter().copied().zip(h.bucket_counts().iter().copied()));
+                let labels = CohortLabels { key, extra: HISTOGRAMS[i].label.as_slice() };
+                metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                    h.sum_base(),
+                    h.count(),
+                    &buckets,
+                    None,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_counters(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    if cohorts.is_empty() {
+        return Ok(());
+    }
+    for (f, family) in COUNTER_FAMILIES.iter().enumerate() {
+        let members: Vec<usize> =
+            (0..COUNTERS.len()).filter(|&i| COUNTERS[i].family == f).collect();
+        let unit = match family.unit {
+            CounterUnit::Count => None,
+            CounterUnit::Bytes => Some(Unit::Bytes),
+            CounterUnit::NanosAsSeconds => Some(Unit::Seconds),
+        };
+        let mut metric = encoder.encode_descriptor(
+            family.name,
+            family.help,
+            unit.as_ref(),
+            MetricType::Counter,
+        )?;
+        for (key, state) in cohorts.states() {
+            for &i in &members {
+                let value = state.counter(i);
+                let labels = CohortLabels { key, extra: COUNTERS[i].labels };
+                let encoder = metric.encode_family(&labels)?;
+                match family.unit {
+                    CounterUnit::NanosAsSeconds => {
+                        ConstCounter::new(value as f64 / 1e9).encode(encoder)?;
+                    }
+                    CounterUnit::Count | CounterUnit::Bytes => {
+                        ConstCounter::new(value).encode(encoder)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_agents(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let agents = cohorts.agents();
+    if agents.is_empty() {
+        return Ok(());
+    }
+    let mut info = encoder.encode_descriptor(
+        "stallwatch_agent",
+        "One per agent: the region and network type of its certificate and its build version.",
+        None,
+        MetricType::Info,
+    )?;
+    for (name, facts) in agents {
+        info.encode_info(&[
+            ("agent", name.as_str()),
+            ("region", facts.region.as_str()),
+            ("network_type", facts.network_type.as_str()),
+            ("version", facts.version.as_str()),
+        ])?;
+    }
+    let mut last = encoder.encode_descriptor(
+        "stallwatch_agent_last_report_timestamp",
+        "End of the newest report window an agent sent, unix time (agent clock).",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for (name, facts) in agents {
+        ConstGauge::new(facts.last_report_ms as f64 / 1e3)
+            .encode(last.encode_family(&[("agent", name.as_str())])?)?;
+    }
+    Ok(())
+}
+
+/// The store's part of the collector's own metrics; `CollectorMetrics` has the rest.
+fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let totals = cohorts.totals();
+    let gauges = [
+        (
+            "stallwatch_collector_series",
+            "Series held: every histogram and counter of every cohort.",
+            cohorts.series() as u64,
+        ),
+        (
+            "stallwatch_collector_series_limit",
+            "Most series the collector holds; reports that would start a cohort beyond it are \
+             dropped.",
+            cohorts.limits().max_series as u64,
+        ),
+        ("stallwatch_collector_cohorts", "Cohorts held.", cohorts.len() as u64),
+        ("stallwatch_collector_agents", "Agents tracked.", cohorts.agents().len() as u64),
+    ];
+    for (name, help, value) in gauges {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(metric)?;
+    }
+    let counters = [
+        (
+            "stallwatch_collector_cohorts_refused",
+            "Report series dropped because their cohort would be new beyond the series limit.",
+            totals.cohorts_refused,
+        ),
+        (
+            "stallwatch_collector_agents_refused",
+            "Reports from new agents beyond the agent limit, whose facts were not kept.",
+            totals.agents_refused,
+        ),
+        (
+            "stallwatch_collector_report_series_missing_labels",
+            "Report series dropped for lacking a transport or target label.",
+            totals.series_missing_labels,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(metric)?;
+    }
+    let mut ignored = encoder.encode_descriptor(
+        "stallwatch_collector_report_names_ignored",
+        "Counter and histogram names in reports that the collector does not know, ignored.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (kind, value) in
+        [("counter", totals.unknown_counters), ("histogram", totals.unknown_histograms)]
+    {
+        ConstCounter::new(value).encode(ignored.encode_family(&[("kind", kind)])?)?;
+    }
+    Ok(())
+}
