@@ -1,1 +1,433 @@
-//! The history store: per-minute merged histograms per cohort, behind a trait. (Being built.)
+//! The history store: per-minute merged histograms and counters per cohort, an agent registry
+//! and the ingest ledger that makes report delivery idempotent, behind [`HistoryStore`].
+//!
+//! Ingest hands a group of concurrently received reports to [`HistoryStore::commit_batch`],
+//! which records them in ONE transaction (group commit) and returns one [`Outcome`] per report;
+//! a report may be acknowledged to its agent only after that call returns `Ok`. In the same
+//! transaction the store:
+//! - deduplicates on `(agent, seq)` in the ledger, so a resent (spooled) report counts once;
+//! - upserts the agent registry from the report and the caller's certificate identity;
+//! - merges each series' histograms into per-minute rows keyed by
+//!   `(minute, region, network_type, transport, target, metric)` (the merged HDR histogram in
+//!   V2+DEFLATE, plus the exact sum and count), and adds each counter into
+//!   `(minute, cohort, name)`.
+//!
+//! A report's minute is the minute holding the middle of its window ([`minute_of`]), on the
+//! agent's clock, so a report backfilled hours later lands where it was measured. Cohort
+//! labels: `region` and `network_type` come from the caller (the agent's certificate), never
+//! from the report; `transport` and `target` from the series labels (`""` when absent). Other
+//! series labels are not part of the cohort: their series merge.
+//!
+//! Maintenance folds minutes older than an age into hourly rows ([`HistoryStore::downsample`]),
+//! deletes rows past retention ([`HistoryStore::retain`]) and prunes the ledger
+//! ([`HistoryStore::prune_ledger`]); [`HistoryStore::maintain`] runs all three from a
+//! [`Retention`] policy.
+//!
+//! **Invariant:** a report's ledger entry and its contribution to every row are written in
+//! the same transaction, so after any crash each stored report is counted exactly once and
+//! each report not stored is counted not at all.
+//!
+//! The one backend is SQLite ([`SqliteStore`]); see `sqlite.rs` for the schema and the
+//! durability choice.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use stallwatch_proto::hdr::{self, HdrError, HdrLimits};
+use stallwatch_proto::report::DecodedReport;
+use thiserror::Error;
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[cfg(test)]
+mod tests;
+
+/// One minute, in milliseconds.
+pub const MINUTE_MS: u64 = 60_000;
+/// One hour, in milliseconds.
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// Largest counter increment, histogram sum or histogram count one report may carry: 2^48.
+/// Far above anything a 10 s window produces (2^48 bytes is 281 TB), and low enough that
+/// merging millions of reports stays inside SQLite's signed 64-bit integers; totals saturate
+/// rather than wrap if an adversary still gets there.
+pub const MAX_REPORT_VALUE: u64 = 1 << 48;
+
+/// Limits for decoding histograms the store wrote itself: generous, because merged rows hold
+/// far more counts than one report, but still bounded so a damaged file cannot make the
+/// decoder allocate without limit.
+pub const STORED_HDR_LIMITS: HdrLimits = HdrLimits {
+    max_encoded_bytes: 4 * 1024 * 1024,
+    max_decoded_bytes: 4 * 1024 * 1024,
+    max_highest_trackable: hdr::HIGHEST_TRACKABLE_US,
+    max_significant_figures: hdr::SIGNIFICANT_FIGURES,
+};
+
+/// One report to store, with the identity the caller established from the agent's
+/// certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestItem<'a> {
+    /// Agent name from the certificate (ingest has checked the report claims the same name).
+    pub agent: &'a str,
+    /// Region from the certificate.
+    pub region: &'a str,
+    /// Network type from the certificate.
+    pub network_type: &'a str,
+    /// The checked report with its histograms decoded.
+    pub report: &'a DecodedReport,
+    /// When the collector received it, unix ms (collector clock); ages the ledger entry and
+    /// sets the agent's last-report time.
+    pub received_unix_ms: u64,
+}
+
+/// What [`HistoryStore::commit_batch`] did with one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored and durable: acknowledge it.
+    Stored,
+    /// `(agent, seq)` was stored before (or earlier in the same batch): acknowledge it, it
+    /// was not counted again.
+    Duplicate,
+    /// Not stored: values the store cannot hold exactly. Answer 4xx; a resend cannot succeed.
+    Rejected(ItemError),
+}
+
+/// Why one report was refused by the store (the rest of its batch is unaffected).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ItemError {
+    /// A counter, histogram sum or count above [`MAX_REPORT_VALUE`], or a sequence number,
+    /// time or plan revision beyond a signed 64-bit integer.
+    #[error("{what} is {value}, above the store's limit of {max}")]
+    ValueTooLarge {
+        /// Which field, e.g. `"series 0 counter \"packets\""`.
+        what: String,
+        /// The value sent.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A histogram holds a value above what the store's histograms can track.
+    #[error("series {series} histogram {name:?} holds {max_value}, above the trackable {limit}")]
+    HistogramRange {
+        /// Index of the series.
+        series: usize,
+        /// Histogram name.
+        name: String,
+        /// Largest value recorded.
+        max_value: u64,
+        /// Largest value the store tracks.
+        limit: u64,
+    },
+    /// `DecodedReport::histograms` does not line up with the report's series.
+    #[error("decoded histograms do not match the report's series")]
+    Inconsistent,
+}
+
+impl ItemError {
+    /// Short snake_case label for a rejection-reason metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ItemError::ValueTooLarge { .. } => "value_too_large",
+            ItemError::HistogramRange { .. } => "histogram_range",
+            ItemError::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+/// Store failures: the collector's own fault (answer 5xx; the agent keeps the report and
+/// retries).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O error, disk full, locked past the busy timeout, ...).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer build.
+    #[error("database schema version {found} is newer than this build's {supported}")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A stored histogram failed to decode.
+    #[error("stored histogram {what} is corrupt: {source}")]
+    CorruptHistogram {
+        /// Which row.
+        what: String,
+        /// The decode error.
+        #[source]
+        source: HdrError,
+    },
+    /// A merged histogram could not be encoded.
+    #[error("encoding a merged histogram: {0}")]
+    Encode(#[from] hdr::HdrEncodeError),
+    /// Histograms with incompatible ranges.
+    #[error("merging histograms: {0}")]
+    Merge(String),
+    /// A stored value is out of range, or SQLite is not in the expected mode.
+    #[error("history store: {0}")]
+    Corrupt(String),
+}
+
+/// Row resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resolution {
+    /// Per-minute rows, written by ingest.
+    Minute,
+    /// Per-hour rows, written by [`HistoryStore::downsample`].
+    Hour,
+}
+
+impl Resolution {
+    /// Length of one row's interval, ms.
+    pub fn millis(self) -> u64 {
+        match self {
+            Resolution::Minute => MINUTE_MS,
+            Resolution::Hour => HOUR_MS,
+        }
+    }
+}
+
+/// A cohort: the labels history is kept by (no agent).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cohort {
+    /// Region (from the agent's certificate).
+    pub region: String,
+    /// Network type (from the agent's certificate).
+    pub network_type: String,
+    /// `transport` series label, `""` when absent.
+    pub transport: String,
+    /// `target` series label, `""` when absent.
+    pub target: String,
+}
+
+/// Which cohorts a read returns: `None` matches any value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CohortFilter {
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only this network type.
+    pub network_type: Option<String>,
+    /// Only this transport.
+    pub transport: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+}
+
+/// A merged histogram as stored, with its exact sum and count.
+///
+/// Kept encoded (typically 1-3 KiB): a decoded histogram takes 224 KiB of counts whatever it
+/// holds, so a read of a few hours of cohorts decoded eagerly would need gigabytes. Call
+/// [`StoredHistogram::decode`] for the rows you need, or [`StoredHistogram::add_to`] to merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHistogram {
+    /// V2+DEFLATE ([`hdr::encode`]).
+    pub hdr: Vec<u8>,
+    /// Exact sum of the recorded values.
+    pub sum: u64,
+    /// Number of recorded values (equals the histogram's total count).
+    pub count: u64,
+}
+
+impl StoredHistogram {
+    /// Decodes the histogram under [`STORED_HDR_LIMITS`].
+    pub fn decode(&self) -> Result<Histogram<u64>, HdrError> {
+        hdr::decode(&self.hdr, &STORED_HDR_LIMITS)
+    }
+
+    /// Decodes the histogram and adds it into `into` (best with the stallwatch layout,
+    /// [`hdr::new_histogram`], which holds any stored value).
+    pub fn add_to(&self, into: &mut Histogram<u64>) -> Result<(), StoreError> {
+        let h = self
+            .decode()
+            .map_err(|source| StoreError::CorruptHistogram { what: "row".into(), source })?;
+        into.add(&h).map_err(|e| StoreError::Merge(e.to_string()))
+    }
+}
+
+/// Everything stored for one cohort over one minute or hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CohortRow {
+    /// Start of the interval, unix ms (a multiple of the resolution).
+    pub start_unix_ms: u64,
+    /// Minute or hour.
+    pub resolution: Resolution,
+    /// The cohort.
+    pub cohort: Cohort,
+    /// Merged histograms by metric name.
+    pub histograms: BTreeMap<String, StoredHistogram>,
+    /// Counter totals by name.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One agent in the registry: what its latest report (by receive time) said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    /// Agent name (certificate).
+    pub name: String,
+    /// Region (certificate).
+    pub region: String,
+    /// Network type (certificate).
+    pub network_type: String,
+    /// Agent build version.
+    pub version: String,
+    /// Plan revision the agent last ran.
+    pub plan_revision: u64,
+    /// First report stored, unix ms (collector clock).
+    pub first_seen_unix_ms: u64,
+    /// Latest report received, unix ms (collector clock).
+    pub last_report_unix_ms: u64,
+    /// Sequence number of the latest report received.
+    pub last_seq: u64,
+    /// Reports waiting in the agent's spool when it sent the latest one.
+    pub spool_depth: u64,
+    /// Reports stored (duplicates not counted).
+    pub reports: u64,
+}
+
+/// What [`HistoryStore::downsample`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownsampleStats {
+    /// Hours folded.
+    pub hours: u64,
+    /// Minute rows (histogram and counter rows) folded and deleted.
+    pub minute_rows: u64,
+}
+
+/// What [`HistoryStore::retain`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetainStats {
+    /// Minute rows (histogram and counter rows) deleted.
+    pub minute_rows: u64,
+    /// Hour rows (histogram and counter rows) deleted.
+    pub hour_rows: u64,
+}
+
+/// What [`HistoryStore::maintain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceStats {
+    /// Downsampling.
+    pub downsample: DownsampleStats,
+    /// Retention.
+    pub retain: RetainStats,
+    /// Ledger entries pruned.
+    pub ledger_pruned: u64,
+}
+
+/// How long history is kept. Ages are measured against the `now` passed to
+/// [`HistoryStore::maintain`] (collector clock) and row start times (agent clocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Fold minutes older than this into hours. Alerts read the last hours at minute
+    /// resolution; 2 days leaves room for the 6 h burn-rate window and a weekend's look back.
+    pub downsample_after: Duration,
+    /// Delete minute rows older than this (a safety net: downsampling normally folds them
+    /// first). Should not be shorter than `downsample_after`, or minutes are lost unfolded.
+    pub keep_minutes: Duration,
+    /// Delete hour rows older than this. 400 days covers hour-of-week baselines and
+    /// year-over-year regional reports.
+    pub keep_hours: Duration,
+    /// Prune ledger entries received longer ago than this. It must exceed the longest time an
+    /// agent may hold a report in its spool and resend it (the spool horizon): a report
+    /// resent after its entry is pruned is counted twice. 7 days by default.
+    pub keep_ledger: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Retention {
+            downsample_after: Duration::from_secs(2 * DAY),
+            keep_minutes: Duration::from_secs(3 * DAY),
+            keep_hours: Duration::from_secs(400 * DAY),
+            keep_ledger: Duration::from_secs(7 * DAY),
+        }
+    }
+}
+
+/// A store of per-cohort history. Implementations must make each
+/// [`commit_batch`](HistoryStore::commit_batch) atomic and durable before it returns.
+pub trait HistoryStore: Send {
+    /// Stores a group of reports in one transaction and returns one outcome per item, in
+    /// order. On `Err` nothing of the batch is stored: answer 5xx to every report in it.
+    fn commit_batch(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Whether `(agent, seq)` is in the ledger (stored and not yet pruned).
+    fn is_duplicate(&self, agent: &str, seq: u64) -> Result<bool, StoreError>;
+
+    /// Rows of `resolution` whose start lies in `range` (unix ms), for cohorts matching
+    /// `filter`, ordered by start time then cohort.
+    fn rows(
+        &self,
+        resolution: Resolution,
+        range: Range<u64>,
+        filter: &CohortFilter,
+    ) -> Result<Vec<CohortRow>, StoreError>;
+
+    /// Minute rows starting in `range`; see [`HistoryStore::rows`].
+    fn minutes(
+        &self,
+        range: Range<u64>,
+        filter: &CohortFilter,
+    ) -> Result<Vec<CohortRow>, StoreError> {
+        self.rows(Resolution::Minute, range, filter)
+    }
+
+    /// Hour rows starting in `range`; see [`HistoryStore::rows`].
+    fn hours(
+        &self,
+        range: Range<u64>,
+        filter: &CohortFilter,
+    ) -> Result<Vec<CohortRow>, StoreError> {
+        self.rows(Resolution::Hour, range, filter)
+    }
+
+    /// The agent registry, ordered by name.
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Folds minute rows of every whole hour before `older_than_unix_ms` (rounded down to
+    /// the hour) into hour rows, adding to hour rows already there, and deletes the minutes.
+    /// Each hour is one transaction. Totals (sums, counts, counters, histogram counts) are
+    /// preserved exactly.
+    fn downsample(&mut self, older_than_unix_ms: u64) -> Result<DownsampleStats, StoreError>;
+
+    /// Deletes minute rows starting before `minutes_before_unix_ms` and hour rows starting
+    /// before `hours_before_unix_ms`.
+    fn retain(
+        &mut self,
+        minutes_before_unix_ms: u64,
+        hours_before_unix_ms: u64,
+    ) -> Result<RetainStats, StoreError>;
+
+    /// Deletes ledger entries received before `received_before_unix_ms`; returns how many.
+    /// A report resent after its entry is gone is stored again, so keep at least the agents'
+    /// spool horizon ([`Retention::keep_ledger`]).
+    fn prune_ledger(&mut self, received_before_unix_ms: u64) -> Result<u64, StoreError>;
+
+    /// Downsamples, applies retention and prunes the ledger per `policy`, as of `now_unix_ms`.
+    fn maintain(
+        &mut self,
+        now_unix_ms: u64,
+        policy: &Retention,
+    ) -> Result<MaintenanceStats, StoreError> {
+        let before = |age: Duration| {
+            now_unix_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+        };
+        let downsample = self.downsample(before(policy.downsample_after))?;
+        let retain = self.retain(before(policy.keep_minutes), before(policy.keep_hours))?;
+        let ledger_pruned = self.prune_ledger(before(policy.keep_ledger))?;
+        Ok(MaintenanceStats { downsample, retain, ledger_pruned })
+    }
+}
+
+/// The minute a report belongs to: the start (unix ms) of the minute holding the middle of
+/// its window, on the agent's clock. The middle rather than an end, so a 10 s window that
+/// ends exactly on a minute boundary stays in the minute it measured.
+pub fn minute_of(window_start_ms: u64, window_end_ms: u64) -> u64 {
+    let mid = window_start_ms + window_end_ms.saturating_sub(window_start_ms) / 2;
+    mid - mid % MINUTE_MS
+}

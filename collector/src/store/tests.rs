@@ -1,0 +1,469 @@
+//! History store tests: dedup, group commit, per-minute merge, downsampling, retention,
+//! restarts. The kill -9 test is in `collector/tests/store.rs` (it needs a child process).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hdrhistogram::Histogram;
+use stallwatch_proto::hdr;
+use stallwatch_proto::report::{
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series,
+};
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir()
+            .join(format!("stallwatch-store-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("history.sqlite")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).unwrap()
+}
+
+fn histogram(values: &[u64]) -> Histogram<u64> {
+    let mut h = hdr::new_histogram();
+    for v in values {
+        h.record(*v).unwrap();
+    }
+    h
+}
+
+/// A report with one series labelled `transport`/`target`, the given counters and
+/// histograms, for the 10 s window starting at `start_ms`.
+fn report(
+    agent: &str,
+    seq: u64,
+    start_ms: u64,
+    labels: (&str, &str),
+    counters: &[(&str, u64)],
+    histograms: &[(&str, &[u64])],
+) -> DecodedReport {
+    let mut decoded = BTreeMap::new();
+    let mut data = BTreeMap::new();
+    for (name, values) in histograms {
+        let h = histogram(values);
+        data.insert(name.to_string(), HistogramData::from_histogram(&h, values.iter().sum()));
+        decoded.insert(name.to_string(), h);
+    }
+    let series = Series {
+        labels: BTreeMap::from([
+            ("transport".to_string(), labels.0.to_string()),
+            ("target".to_string(), labels.1.to_string()),
+        ]),
+        counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        histograms: data,
+    };
+    DecodedReport {
+        report: Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            agent: agent.to_string(),
+            agent_version: "0.1.0".to_string(),
+            seq,
+            window_start_ms: start_ms,
+            window_end_ms: start_ms + 10_000,
+            plan_revision: 3,
+            spool_depth: 0,
+            series: vec![series],
+        },
+        histograms: vec![decoded],
+    }
+}
+
+fn simple(agent: &str, seq: u64, start_ms: u64) -> DecodedReport {
+    report(
+        agent,
+        seq,
+        start_ms,
+        ("udp", "relay-a"),
+        &[("packets", 100), ("stalls", 1)],
+        &[("jitter_us", &[1_000, 2_000, 30_000])],
+    )
+}
+
+fn item<'a>(agent: &'a str, region: &'a str, report: &'a DecodedReport) -> IngestItem<'a> {
+    IngestItem { agent, region, network_type: "4g", report, received_unix_ms: T0 + 99_000 }
+}
+
+/// Counter totals and histogram (count, sum) totals over all rows of a resolution.
+fn totals(
+    store: &SqliteStore,
+    resolution: Resolution,
+) -> (BTreeMap<String, u64>, BTreeMap<String, (u64, u64)>) {
+    let mut counters = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for row in store.rows(resolution, 0..u64::MAX, &CohortFilter::default()).unwrap() {
+        for (name, v) in row.counters {
+            *counters.entry(name).or_default() += v;
+        }
+        for (name, h) in row.histograms {
+            let decoded = h.decode().unwrap();
+            assert_eq!(decoded.len(), h.count, "histogram count matches the count column");
+            let t: &mut (u64, u64) = histograms.entry(name).or_default();
+            t.0 += h.count;
+            t.1 += h.sum;
+        }
+    }
+    (counters, histograms)
+}
+
+#[test]
+fn duplicate_report_is_counted_once() {
+    let dir = TempDir::new("dedup");
+    let mut store = open(&dir.db());
+    let r = simple("a1", 7, T0);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Stored]);
+    assert!(store.is_duplicate("a1", 7).unwrap());
+    assert!(!store.is_duplicate("a1", 8).unwrap());
+    assert!(!store.is_duplicate("a2", 7).unwrap());
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
+    // Twice in one batch: the second is the duplicate.
+    let r2 = simple("a1", 8, T0);
+    assert_eq!(
+        store.commit_batch(&[item("a1", "eu", &r2), item("a1", "eu", &r2)]).unwrap(),
+        [Outcome::Stored, Outcome::Duplicate]
+    );
+    let (counters, histograms) = totals(&store, Resolution::Minute);
+    assert_eq!(counters["packets"], 200);
+    assert_eq!(histograms["jitter_us"], (6, 2 * 33_000));
+    assert_eq!(store.agents().unwrap()[0].reports, 2);
+}
+
+#[test]
+fn group_commit_of_100_reports_in_one_call() {
+    let dir = TempDir::new("group");
+    let mut store = open(&dir.db());
+    let names: Vec<String> = (0..100).map(|i| format!("agent{i:03}")).collect();
+    let reports: Vec<DecodedReport> =
+        names.iter().enumerate().map(|(i, n)| simple(n, i as u64, T0 + 20_000)).collect();
+    let items: Vec<IngestItem<'_>> = names
+        .iter()
+        .zip(&reports)
+        .enumerate()
+        .map(|(i, (n, r))| item(n, if i % 2 == 0 { "eu" } else { "us" }, r))
+        .collect();
+    let outcomes = store.commit_batch(&items).unwrap();
+    assert_eq!(outcomes, vec![Outcome::Stored; 100]);
+
+    let agents = store.agents().unwrap();
+    assert_eq!(agents.len(), 100);
+    assert_eq!(agents[1].name, "agent001");
+    assert_eq!(agents[1].region, "us");
+    let rows = store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
+    assert_eq!(rows.len(), 2, "one row per cohort: {rows:#?}");
+    let (counters, histograms) = totals(&store, Resolution::Minute);
+    assert_eq!(counters["packets"], 100 * 100);
+    assert_eq!(counters["stalls"], 100);
+    assert_eq!(histograms["jitter_us"], (300, 100 * 33_000));
+}
+
+#[test]
+fn reports_in_one_minute_merge_exactly() {
+    let dir = TempDir::new("merge");
+    let mut store = open(&dir.db());
+    let a: Vec<u64> = (1..=500).map(|i| i * 37).collect();
+    let b: Vec<u64> = (1..=700).map(|i| 5_000 + i * i).collect();
+    let r1 = report("a1", 1, T0, ("quic", "r1"), &[("packets", 10)], &[("jitter_us", &a)]);
+    let r2 = report("a2", 1, T0 + 30_000, ("quic", "r1"), &[("packets", 20)], &[("jitter_us", &b)]);
+    // Another minute, and another cohort in the same minute.
+    let r3 = report("a3", 1, T0 + 60_000, ("quic", "r1"), &[("packets", 40)], &[("jitter_us", &a)]);
+    let r4 = report("a4", 1, T0, ("udp", "r1"), &[("packets", 80)], &[("jitter_us", &b)]);
+    // In two batches, so the second merges with a stored row.
+    store.commit_batch(&[item("a1", "eu", &r1)]).unwrap();
+    store
+        .commit_batch(&[item("a2", "eu", &r2), item("a3", "eu", &r3), item("a4", "eu", &r4)])
+        .unwrap();
+
+    let quic = CohortFilter { transport: Some("quic".into()), ..CohortFilter::default() };
+    let rows = store.minutes(T0..T0 + MINUTE_MS, &quic).unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.start_unix_ms, T0);
+    assert_eq!(row.resolution, Resolution::Minute);
+    assert_eq!(
+        row.cohort,
+        Cohort {
+            region: "eu".into(),
+            network_type: "4g".into(),
+            transport: "quic".into(),
+            target: "r1".into()
+        }
+    );
+    assert_eq!(row.counters["packets"], 30);
+    let stored = &row.histograms["jitter_us"];
+    assert_eq!(stored.count, 1_200);
+    assert_eq!(stored.sum, a.iter().sum::<u64>() + b.iter().sum::<u64>());
+
+    let mut in_memory = histogram(&a);
+    in_memory.add(histogram(&b)).unwrap();
+    let merged = stored.decode().unwrap();
+    assert_eq!(merged, in_memory);
+    for q in [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+        assert_eq!(merged.value_at_quantile(q), in_memory.value_at_quantile(q), "q={q}");
+    }
+
+    let all = store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
+    let keys: Vec<(u64, &str)> =
+        all.iter().map(|r| (r.start_unix_ms - T0, r.cohort.transport.as_str())).collect();
+    assert_eq!(keys, [(0, "quic"), (0, "udp"), (60_000, "quic")]);
+    assert!(store.minutes(T0 + MINUTE_MS..T0 + MINUTE_MS, &quic).unwrap().is_empty());
+    let us = CohortFilter { region: Some("us".into()), ..CohortFilter::default() };
+    assert!(store.minutes(T0..T0 + HOUR_MS, &us).unwrap().is_empty());
+}
+
+#[test]
+fn downsample_to_hours_keeps_totals_exact() {
+    let dir = TempDir::new("downsample");
+    let mut store = open(&dir.db());
+    let mut reports = Vec::new();
+    // Three hours of minutes, two cohorts, a few histograms each.
+    for m in 0..180u64 {
+        let values: Vec<u64> = (1..=50).map(|i| i * (m + 1) * 13).collect();
+        let target = if m % 3 == 0 { "r2" } else { "r1" };
+        reports.push(report(
+            "a1",
+            m,
+            T0 + m * MINUTE_MS,
+            ("udp", target),
+            &[("packets", 1_000 + m), ("stalls", m % 2)],
+            &[("jitter_us", &values), ("first_frame_us", &[500_000 + m])],
+        ));
+    }
+    let items: Vec<IngestItem<'_>> = reports.iter().map(|r| item("a1", "eu", r)).collect();
+    for chunk in items.chunks(32) {
+        store.commit_batch(chunk).unwrap();
+    }
+    let before = totals(&store, Resolution::Minute);
+    let mut first_hour_r1 = hdr::new_histogram();
+    for row in store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap() {
+        if row.cohort.target == "r1" {
+            row.histograms["jitter_us"].add_to(&mut first_hour_r1).unwrap();
+        }
+    }
+
+    // 2.5 h: only the first two whole hours fold.
+    let stats = store.downsample(T0 + 2 * HOUR_MS + 30 * MINUTE_MS).unwrap();
+    assert_eq!(stats.hours, 2);
+    assert_eq!(stats.minute_rows, 120 * 2 + 120 * 2, "two histogram and two counter rows a minute");
+    assert!(store.minutes(T0..T0 + 2 * HOUR_MS, &CohortFilter::default()).unwrap().is_empty());
+    assert_eq!(store.minutes(T0..T0 + 3 * HOUR_MS, &CohortFilter::default()).unwrap().len(), 60);
+    let hours = store.hours(0..u64::MAX, &CohortFilter::default()).unwrap();
+    assert_eq!(hours.len(), 4, "two hours x two cohorts");
+    let r1 = &hours[0];
+    assert_eq!((r1.start_unix_ms, r1.cohort.target.as_str()), (T0, "r1"));
+    assert_eq!(r1.histograms["jitter_us"].decode().unwrap(), first_hour_r1);
+
+    let (mut counters, mut histograms) = totals(&store, Resolution::Minute);
+    let (hour_counters, hour_histograms) = totals(&store, Resolution::Hour);
+    for (k, v) in hour_counters {
+        *counters.entry(k).or_default() += v;
+    }
+    for (k, (c, s)) in hour_histograms {
+        let t = histograms.entry(k).or_default();
+        t.0 += c;
+        t.1 += s;
+    }
+    assert_eq!((counters, histograms), before);
+
+    // Nothing left to fold; a late report for a folded hour folds into the same hour row.
+    assert_eq!(store.downsample(T0 + 2 * HOUR_MS).unwrap(), DownsampleStats::default());
+    let late = report("a1", 1_000, T0 + 5 * MINUTE_MS, ("udp", "r1"), &[("packets", 1)], &[]);
+    store.commit_batch(&[item("a1", "eu", &late)]).unwrap();
+    assert_eq!(store.downsample(T0 + 2 * HOUR_MS).unwrap().hours, 1);
+    let hours = store.hours(T0..T0 + 1, &CohortFilter::default()).unwrap();
+    let r1_packets: u64 = (0..60).filter(|m| m % 3 != 0).map(|m| 1_000 + m).sum();
+    assert_eq!(hours[0].counters["packets"], r1_packets + 1);
+}
+
+#[test]
+fn retention_deletes_old_rows_and_ledger_entries() {
+    let dir = TempDir::new("retain");
+    let mut store = open(&dir.db());
+    let reports: Vec<DecodedReport> = (0..4).map(|h| simple("a1", h, T0 + h * HOUR_MS)).collect();
+    let items: Vec<IngestItem<'_>> = reports
+        .iter()
+        .enumerate()
+        .map(|(h, r)| IngestItem {
+            received_unix_ms: T0 + h as u64 * HOUR_MS,
+            ..item("a1", "eu", r)
+        })
+        .collect();
+    store.commit_batch(&items).unwrap();
+    store.downsample(T0 + 2 * HOUR_MS).unwrap();
+
+    // Hours 0-1 are hour rows, hours 2-3 minute rows; each is a histogram and two counters.
+    let stats = store.retain(T0 + 3 * HOUR_MS, T0 + HOUR_MS).unwrap();
+    assert_eq!(stats, RetainStats { minute_rows: 3, hour_rows: 3 });
+    let all = CohortFilter::default();
+    let hours: Vec<u64> =
+        store.hours(0..u64::MAX, &all).unwrap().iter().map(|r| r.start_unix_ms).collect();
+    assert_eq!(hours, [T0 + HOUR_MS]);
+    let minutes: Vec<u64> =
+        store.minutes(0..u64::MAX, &all).unwrap().iter().map(|r| r.start_unix_ms).collect();
+    assert_eq!(minutes, [T0 + 3 * HOUR_MS]);
+
+    assert_eq!(store.prune_ledger(T0 + 2 * HOUR_MS).unwrap(), 2);
+    assert!(!store.is_duplicate("a1", 1).unwrap());
+    assert!(store.is_duplicate("a1", 2).unwrap());
+
+    // maintain() applies a policy relative to now.
+    let policy = Retention::default();
+    let now = T0 + 400 * 24 * HOUR_MS + 4 * HOUR_MS;
+    let stats = store.maintain(now, &policy).unwrap();
+    assert_eq!(stats.downsample.hours, 1);
+    assert_eq!(stats.retain.hour_rows, 2 * 3);
+    assert_eq!(stats.ledger_pruned, 2);
+    assert!(store.rows(Resolution::Hour, 0..u64::MAX, &all).unwrap().is_empty());
+}
+
+#[test]
+fn reopening_finds_everything() {
+    let dir = TempDir::new("reopen");
+    let r = simple("a1", 42, T0);
+    {
+        let mut store = open(&dir.db());
+        store.commit_batch(&[item("a1", "eu", &r)]).unwrap();
+    }
+    let mut store = open(&dir.db());
+    assert!(store.is_duplicate("a1", 42).unwrap());
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
+    let agents = store.agents().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(
+        agents[0],
+        AgentRow {
+            name: "a1".into(),
+            region: "eu".into(),
+            network_type: "4g".into(),
+            version: "0.1.0".into(),
+            plan_revision: 3,
+            first_seen_unix_ms: T0 + 99_000,
+            last_report_unix_ms: T0 + 99_000,
+            last_seq: 42,
+            spool_depth: 0,
+            reports: 1,
+        }
+    );
+    let rows = store.minutes(T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
+    assert_eq!(rows[0].counters["packets"], 100);
+    // A new report after the restart merges into the same row (the cohort id survived).
+    let r2 = simple("a1", 43, T0);
+    store.commit_batch(&[item("a1", "eu", &r2)]).unwrap();
+    let rows = store.minutes(T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].counters["packets"], 200);
+    assert_eq!(rows[0].histograms["jitter_us"].count, 6);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = TempDir::new("schema");
+    drop(open(&dir.db()));
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
+    drop(conn);
+    let e = SqliteStore::open(dir.db()).unwrap_err();
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 1 }), "{e}");
+    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 1");
+}
+
+#[test]
+fn agent_registry_shows_the_latest_report() {
+    let dir = TempDir::new("agents");
+    let mut store = open(&dir.db());
+    let mut newer = simple("a1", 9, T0);
+    newer.report.agent_version = "0.2.0".into();
+    newer.report.plan_revision = 5;
+    newer.report.spool_depth = 12;
+    let older = simple("a1", 3, T0);
+    store
+        .commit_batch(&[IngestItem { received_unix_ms: T0 + 5_000, ..item("a1", "eu", &newer) }])
+        .unwrap();
+    // Received earlier (a late batch): counted, but the registry keeps the newer facts.
+    store
+        .commit_batch(&[IngestItem { received_unix_ms: T0 + 1_000, ..item("a1", "us", &older) }])
+        .unwrap();
+    let a = &store.agents().unwrap()[0];
+    assert_eq!(
+        (a.region.as_str(), a.version.as_str(), a.plan_revision, a.last_seq, a.spool_depth),
+        ("eu", "0.2.0", 5, 9, 12)
+    );
+    assert_eq!(
+        (a.first_seen_unix_ms, a.last_report_unix_ms, a.reports),
+        (T0 + 1_000, T0 + 5_000, 2)
+    );
+}
+
+#[test]
+fn values_the_store_cannot_hold_reject_only_their_report() {
+    let dir = TempDir::new("reject");
+    let mut store = open(&dir.db());
+    let bad = report("a1", 1, T0, ("udp", "r"), &[("packets", MAX_REPORT_VALUE + 1)], &[]);
+    let mut inconsistent = simple("a1", 2, T0);
+    inconsistent.histograms.clear();
+    let mut far_future = simple("a1", 3, T0);
+    far_future.report.window_start_ms = u64::MAX;
+    let good = simple("a2", 1, T0);
+    let outcomes = store
+        .commit_batch(&[
+            item("a1", "eu", &bad),
+            item("a1", "eu", &inconsistent),
+            item("a1", "eu", &far_future),
+            item("a2", "eu", &good),
+        ])
+        .unwrap();
+    assert!(matches!(&outcomes[0], Outcome::Rejected(e) if e.reason() == "value_too_large"));
+    assert_eq!(outcomes[1], Outcome::Rejected(ItemError::Inconsistent));
+    assert!(matches!(&outcomes[2], Outcome::Rejected(ItemError::ValueTooLarge { .. })));
+    assert_eq!(outcomes[3], Outcome::Stored);
+    assert!(!store.is_duplicate("a1", 1).unwrap());
+    assert_eq!(totals(&store, Resolution::Minute).0["packets"], 100);
+}
+
+#[test]
+fn counters_saturate_instead_of_wrapping() {
+    let dir = TempDir::new("saturate");
+    let mut store = open(&dir.db());
+    let reports: Vec<DecodedReport> = (0..3)
+        .map(|s| report("a1", s, T0, ("udp", "r"), &[("bytes", MAX_REPORT_VALUE)], &[]))
+        .collect();
+    let items: Vec<IngestItem<'_>> = reports.iter().map(|r| item("a1", "eu", r)).collect();
+    store.commit_batch(&items).unwrap();
+    assert_eq!(totals(&store, Resolution::Minute).0["bytes"], 3 * MAX_REPORT_VALUE);
+    // Push one row to the top directly, then add: it stays at i64::MAX.
+    store.conn_for_tests().execute("UPDATE counters SET value = 9223372036854775000", []).unwrap();
+    let more = report("a1", 99, T0, ("udp", "r"), &[("bytes", MAX_REPORT_VALUE)], &[]);
+    store.commit_batch(&[item("a1", "eu", &more)]).unwrap();
+    assert_eq!(totals(&store, Resolution::Minute).0["bytes"], i64::MAX as u64);
+}
+
+#[test]
+fn a_report_belongs_to_the_minute_of_its_window_middle() {
+    assert_eq!(minute_of(T0 + 50_000, T0 + 60_000), T0);
+    assert_eq!(minute_of(T0 + 55_000, T0 + 65_000), T0 + MINUTE_MS);
+    assert_eq!(minute_of(T0 + 59_999, T0 + 59_999), T0);
+    assert_eq!(minute_of(T0 + 10, T0), T0, "an inverted window uses its start");
+}
