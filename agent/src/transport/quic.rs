@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use stallwatch_measure::pacer::max_payload;
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame, Time};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, Role};
@@ -22,8 +22,9 @@ use super::{
 use crate::clock::Clock;
 use crate::tls;
 
-/// Zeros to write as synthetic payload.
-static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+/// Zeros to write as synthetic payload, shared without copying (`Bytes::from_static`); a
+/// 1080p keyframe is about 100 KiB.
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
 /// Largest object a viewer accepts on a stream (a 1080p keyframe is about 100 KiB).
 const MAX_OBJECT: u32 = 4 * 1024 * 1024;
 
@@ -244,16 +245,15 @@ async fn write_objects(
         let (_, stream) = slot.as_mut().expect("set above");
         for mut header in packetizer.packetize(&frame, frame.due.as_nanos(), usize::MAX) {
             header.send_ns = clock.now().as_nanos();
-            let written = async {
-                stream.write_all(&header.to_bytes()).await?;
-                let mut left = header.payload_len as usize;
-                while left > 0 {
-                    let n = left.min(ZEROS.len());
-                    stream.write_all(&ZEROS[..n]).await?;
-                    left -= n;
-                }
-                Ok::<_, quinn::WriteError>(())
-            };
+            // One write per object: the header and static zero chunks, no copies.
+            let mut chunks = vec![Bytes::copy_from_slice(&header.to_bytes())];
+            let mut left = header.payload_len as usize;
+            while left > 0 {
+                let n = left.min(ZEROS.len());
+                chunks.push(Bytes::from_static(&ZEROS[..n]));
+                left -= n;
+            }
+            let written = stream.write_all_chunks(&mut chunks);
             match written.await {
                 Ok(()) => {
                     stats.packets += 1;
