@@ -293,6 +293,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let spin = spec.pacing_spin;
     let start = clock.now();
     let thread_stop = stop.clone();
+    let (paced_tx, mut paced_rx) = tokio::sync::oneshot::channel::<()>();
 
     let (writer, pacer) = match spec.transport {
         Transport::QuicDatagram => {
@@ -307,6 +308,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
                 let (pace, result) =
                     pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let _ = paced_tx.send(());
                 (sink.stats, pace, result)
             });
             (None, pacer)
@@ -319,16 +321,20 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 let mut sink = ChannelSink(tx);
                 let (pace, result) =
                     pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let _ = paced_tx.send(());
                 (PublishStats::default(), pace, result)
             });
             (Some(writer), pacer)
         }
     };
     let pacer = pacer.context("starting the pacing thread")?;
+    // Listen to the relay until the pacing thread says it is done (no polling: wake-ups cost CPU).
     let mut refused = None;
-    while !pacer.is_finished() {
+    let mut control_open = true;
+    loop {
         tokio::select! {
-            msg = session.control_rx.recv() => match msg {
+            _ = &mut paced_rx => break,
+            msg = session.control_rx.recv(), if control_open => match msg {
                 Some(Control::Error { code, message }) => {
                     refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
                     stop.store(true, Ordering::Relaxed);
@@ -337,9 +343,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 None => {
                     refused = Some(anyhow!("the relay closed the session"));
                     stop.store(true, Ordering::Relaxed);
+                    control_open = false;
                 }
             },
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
     let (mut stats, pace, result) =
