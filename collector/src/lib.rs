@@ -5,7 +5,9 @@
 //! and their exposition (`series`) and the history store (`store`). Ingest, plans, alerts and
 //! reports are tracked in the issues.
 
+pub mod clock;
 pub mod config;
 pub mod pki;
 pub mod series;
+pub mod server;
 pub mod store;

@@ -3,12 +3,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stallwatch_collector::{config, pki};
+use stallwatch_collector::{config, pki, server};
 
 /// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
 const EXIT_NOT_BUILT: u8 = 69;
 /// Exit code for input the operator must fix (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+/// Exit code for an input file that cannot be read (sysexits EX_NOINPUT).
+const EXIT_NO_INPUT: u8 = 66;
 
 #[derive(Parser)]
 #[command(
@@ -24,8 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the collector: ingest, /metrics, fleet view, plans. [not built yet]
-    Run(NotBuilt),
+    /// Run the collector: agent ingest and plans (HTTPS, mutual TLS), /metrics and the fleet view.
+    ///
+    /// Reload the config without a restart with SIGHUP (`systemctl reload`) or
+    /// `curl -X POST http://METRICS_ADDR/-/reload`. Logs go to stderr; set RUST_LOG
+    /// (e.g. `RUST_LOG=debug`) for more. Exits 64 on an invalid config, 66 if it is unreadable,
+    /// 1 on other start-up failures (a port in use, the store).
+    Run(RunArgs),
     /// Check a collector configuration file; any error names the file, line, column and field.
     ///
     /// Exits 0 if valid, 64 if not, 66 if unreadable. `--plan-for` prints the plan an agent
@@ -38,6 +45,15 @@ enum Command {
     Ca(pki::CaArgs),
     /// Start a collector, a relay and agents on loopback and show live results. [not built yet]
     Demo(NotBuilt),
+}
+
+/// `run` arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The collector configuration file (see deploy/collector.example.toml; check it with
+    /// `stallwatch-collector validate FILE --check-files`).
+    #[arg(long, short, value_name = "FILE", env = "STALLWATCH_COLLECTOR_CONFIG")]
+    config: std::path::PathBuf,
 }
 
 /// Arguments of a command that is not built yet; accepted and ignored.
@@ -59,9 +75,41 @@ fn main() -> ExitCode {
             };
         }
         Command::Validate(args) => return config::validate_main(args),
-        Command::Run(_) => "run",
+        Command::Run(args) => return run(&args),
         Command::Demo(_) => "demo",
     };
     eprintln!("stallwatch-collector {what}: not built yet (tracked in issue 4)");
     ExitCode::from(EXIT_NOT_BUILT)
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(&args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                server::StartError::Unreadable(_) => EXIT_NO_INPUT,
+                server::StartError::Invalid(_) => EXIT_USAGE,
+                server::StartError::Failed(_) => 1,
+            })
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }

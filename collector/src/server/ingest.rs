@@ -1,0 +1,335 @@
+//! `POST /api/v1/reports`: checks a report against the certificate, the limits, the label
+//! allow-lists and the clock, then hands it to the group-commit writer and answers only once
+//! the store has made it durable.
+//!
+//! The writer is one thread that owns the store: it takes every report waiting in its queue
+//! (up to [`MAX_BATCH`]) and commits them in one transaction, so concurrent agents share one
+//! fsync. Only after the commit does it fold the stored reports into the exported series and
+//! the fleet registry: the series never show data that a crash could lose.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use stallwatch_proto::Transport;
+use stallwatch_proto::report::{DecodedReport, decode_report};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::tls::Peer;
+use super::{ApiError, Shared, json_response};
+use crate::clock;
+use crate::series::Identity;
+use crate::store::{HistoryStore, IngestItem, Outcome, Retention};
+
+/// Most reports committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Reports waiting for the writer beyond which ingest answers 503 `overloaded`.
+pub const QUEUE_DEPTH: usize = 8192;
+/// A report whose window ended this long before it arrived counts as backfill (spooled).
+const BACKFILL_AGE_MS: u64 = 30_000;
+/// How often the writer applies downsampling and retention.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
+
+/// One checked report on its way to the store.
+pub struct Job {
+    identity: crate::pki::AgentIdentity,
+    decoded: DecodedReport,
+    received_unix_ms: u64,
+    reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// What the fleet view shows for one agent: the latest stored report's facts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetAgent {
+    /// Agent name (certificate).
+    pub name: String,
+    /// Region (certificate).
+    pub region: String,
+    /// Network type (certificate).
+    pub network_type: String,
+    /// Build version the agent reported.
+    pub version: String,
+    /// Plan revision the agent ran.
+    pub plan_revision: u64,
+    /// When its latest report arrived, unix ms (collector clock).
+    pub last_report_unix_ms: u64,
+    /// Sequence number of its latest report.
+    pub last_seq: u64,
+    /// Reports waiting in its spool when it sent the latest one.
+    pub spool_depth: u64,
+    /// Reports stored from it (duplicates not counted).
+    pub reports: u64,
+}
+
+/// The handler.
+pub async fn post_report(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = clock::monotonic();
+    let result = ingest(&shared, &peer, &headers, body).await;
+    let metrics = shared.series.metrics();
+    match result {
+        Ok((outcome, seq)) => {
+            metrics.observe_ingest(started.elapsed());
+            let result = if outcome == Outcome::Stored { "stored" } else { "duplicate" };
+            json_response(StatusCode::OK, &json!({"result": result, "seq": seq}))
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                warn!(peer = %peer.addr, reason = e.code, detail = %e.detail, "ingest: report not stored");
+            } else {
+                info!(peer = %peer.addr, reason = e.code, detail = %e.detail, "ingest: report refused");
+            }
+            metrics.report_rejected(e.metric_reason());
+            e.into_response()
+        }
+    }
+}
+
+async fn ingest(
+    shared: &Shared,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Outcome, u64), ApiError> {
+    let identity = shared.check_peer(peer)?;
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
+        && encoding.as_bytes() != b"identity"
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-encoding",
+            "send reports without Content-Encoding: their histograms are already compressed",
+        ));
+    }
+    let live = shared.live();
+    let limits = live.config.ingest.report_limits();
+    let bytes = to_bytes(body, limits.max_report_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("report body over ingest.max_report_bytes ({} bytes)", limits.max_report_bytes),
+        )
+    })?;
+    let decoded = decode_report(&bytes, &limits).map_err(|e| {
+        let status = if e.reason() == "too_large" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "malformed" };
+        ApiError::new(status, code, e.to_string()).with_metric(e.reason())
+    })?;
+    let report = &decoded.report;
+    if report.agent != identity.name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "agent-mismatch",
+            format!(
+                "report names agent {:?} but the certificate is {:?}'s",
+                report.agent, identity.name
+            ),
+        ));
+    }
+    check_labels(&live.config.labels, &identity, &decoded)?;
+    let now = clock::unix_ms();
+    let skew = millis(live.config.ingest.max_clock_skew);
+    if report.window_end_ms > now.saturating_add(skew) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "clock-skew",
+            format!(
+                "the report's window ends {} ms in the future (ingest.max_clock_skew is {} ms): \
+                 check the agent's clock (NTP)",
+                report.window_end_ms - now,
+                skew
+            ),
+        ));
+    }
+    let max_age = millis(live.config.ingest.max_backfill_age);
+    if report.window_end_ms.saturating_add(max_age) < now {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too-old",
+            format!(
+                "the report's window ended {} s ago, beyond ingest.max_backfill_age ({} s)",
+                (now - report.window_end_ms) / 1000,
+                max_age / 1000
+            ),
+        ));
+    }
+    let seq = report.seq;
+    let backfill = report.window_end_ms.saturating_add(BACKFILL_AGE_MS) < now;
+    let (reply, answer) = oneshot::channel();
+    let job = Job { identity, decoded, received_unix_ms: now, reply };
+    shared.writer.try_send(job).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => ApiError::unavailable(
+            "overloaded",
+            format!("more than {QUEUE_DEPTH} reports wait for the store; retry later"),
+        ),
+        mpsc::error::TrySendError::Closed(_) => {
+            ApiError::unavailable("store-unavailable", "the collector is shutting down")
+        }
+    })?;
+    let outcome = answer
+        .await
+        .map_err(|_| ApiError::unavailable("store-unavailable", "the store writer stopped"))?
+        .map_err(|detail| ApiError::unavailable("store-unavailable", detail))?;
+    match outcome {
+        Outcome::Rejected(e) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unstorable", e.to_string())
+                .with_metric(e.reason()))
+        }
+        outcome => {
+            let metrics = shared.series.metrics();
+            if outcome == Outcome::Stored {
+                metrics.report_accepted();
+                if backfill {
+                    metrics.report_backfilled();
+                }
+            }
+            Ok((outcome, seq))
+        }
+    }
+}
+
+/// Refuses a report whose cohort labels are outside the allow-lists, naming the value.
+fn check_labels(
+    labels: &crate::config::Labels,
+    identity: &crate::pki::AgentIdentity,
+    decoded: &DecodedReport,
+) -> Result<(), ApiError> {
+    let refuse = |detail: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "label-not-allowed", detail)
+    };
+    if !labels.allows_region(&identity.region) {
+        return Err(refuse(format!(
+            "region {:?} (from the certificate) is not in this collector's labels.regions",
+            identity.region
+        )));
+    }
+    if !labels.allows_network_type(&identity.network_type) {
+        return Err(refuse(format!(
+            "network type {:?} (from the certificate) is not in labels.network_types",
+            identity.network_type
+        )));
+    }
+    for (i, series) in decoded.report.series.iter().enumerate() {
+        let transport = series.labels.get("transport").map(String::as_str).unwrap_or("");
+        if transport.parse::<Transport>().is_err() {
+            return Err(refuse(format!(
+                "series {i}: transport {transport:?} is not one of quic-stream, quic-datagram, udp"
+            )));
+        }
+        let target = series.labels.get("target").map(String::as_str).unwrap_or("");
+        if !labels.allows_target(target) {
+            return Err(refuse(format!("series {i}: target {target:?} is not in labels.targets")));
+        }
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Starts the group-commit writer thread. It ends, after committing everything queued, when
+/// every sender is dropped.
+pub fn spawn_writer(
+    mut store: Box<dyn HistoryStore>,
+    shared_series: Arc<crate::series::SeriesStore>,
+    fleet: Arc<std::sync::Mutex<BTreeMap<String, FleetAgent>>>,
+    retention: Retention,
+    mut jobs: mpsc::Receiver<Job>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new().name("store-writer".into()).spawn(move || {
+        let mut last_maintenance = clock::monotonic();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = jobs.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            commit(&mut *store, &shared_series, &fleet, &mut batch);
+            if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+                last_maintenance = clock::monotonic();
+                match store.maintain(clock::unix_ms(), &retention) {
+                    Ok(stats) => info!(?stats, "store maintenance done"),
+                    Err(e) => error!(error = %e, "store maintenance failed"),
+                }
+            }
+        }
+    })
+}
+
+fn commit(
+    store: &mut dyn HistoryStore,
+    series: &crate::series::SeriesStore,
+    fleet: &std::sync::Mutex<BTreeMap<String, FleetAgent>>,
+    batch: &mut Vec<Job>,
+) {
+    let items: Vec<IngestItem<'_>> = batch
+        .iter()
+        .map(|job| IngestItem {
+            agent: &job.identity.name,
+            region: &job.identity.region,
+            network_type: &job.identity.network_type,
+            report: &job.decoded,
+            received_unix_ms: job.received_unix_ms,
+        })
+        .collect();
+    let result = store.commit_batch(&items);
+    drop(items);
+    match result {
+        Ok(outcomes) => {
+            let mut fleet = fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                if outcome == Outcome::Stored {
+                    let id = &job.identity;
+                    let identity = Identity { region: &id.region, network_type: &id.network_type };
+                    series.fold(identity, &job.decoded);
+                    let report = &job.decoded.report;
+                    let entry = fleet.entry(id.name.clone()).or_insert_with(|| FleetAgent {
+                        name: id.name.clone(),
+                        region: id.region.clone(),
+                        network_type: id.network_type.clone(),
+                        version: String::new(),
+                        plan_revision: 0,
+                        last_report_unix_ms: 0,
+                        last_seq: 0,
+                        spool_depth: 0,
+                        reports: 0,
+                    });
+                    entry.region.clone_from(&id.region);
+                    entry.network_type.clone_from(&id.network_type);
+                    entry.version.clone_from(&report.agent_version);
+                    entry.plan_revision = report.plan_revision;
+                    entry.last_report_unix_ms = job.received_unix_ms;
+                    entry.last_seq = report.seq;
+                    entry.spool_depth = report.spool_depth;
+                    entry.reports += 1;
+                }
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            error!(error = %e, reports = batch.len(), "store: batch not committed; agents will retry");
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(format!("the store failed: {e}")));
+            }
+        }
+    }
+}

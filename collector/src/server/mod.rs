@@ -1,0 +1,412 @@
+//! `stallwatch-collector run`: the ingest listener (HTTPS, mutual TLS: plans and reports) and
+//! the metrics listener (plain HTTP: `/metrics`, the fleet view, `/-/reload`), over one
+//! shared state. The API is specified in docs/protocol.md ("Collector API").
+//!
+//! - `tls`: rustls config and the TLS listener that attaches the verified identity.
+//! - `ingest`: report checks and the group-commit writer thread that owns the store.
+//! - `plan`: plans by identity, with ETag and long-poll.
+//! - `web`: `/metrics`, the fleet view, reload.
+//!
+//! Reload (SIGHUP or `POST /-/reload`) swaps in a new config atomically: plans, label
+//! allow-lists, ingest limits and SLOs apply at once; a changed listener, TLS file or store
+//! path needs a restart (logged). A config that fails to load leaves the old one running.
+
+mod ingest;
+mod plan;
+mod tls;
+mod web;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+pub use ingest::{FleetAgent, MAX_BATCH, QUEUE_DEPTH};
+pub use tls::{Peer, TlsFileError, server_config};
+
+use crate::config::{self, Config, ConfigError};
+use crate::pki::{AgentIdentity, RevocationList};
+use crate::series::{SeriesLimits, SeriesStore};
+use crate::store::{HistoryStore, Retention, SqliteStore};
+
+/// Why `run` could not start; the binary maps each kind to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config file could not be read (exit 66).
+    #[error("{0}")]
+    Unreadable(ConfigError),
+    /// The config, or a file it names, is invalid (exit 64).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something else failed: a port in use, the store (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The config in force, swapped whole on reload.
+#[derive(Debug)]
+pub struct Live {
+    /// The checked config.
+    pub config: Config,
+    /// Its plans revision (the ETag of every plan).
+    pub revision: u64,
+}
+
+/// The revocation list and the file state it was read from, re-read when the file changes.
+#[derive(Debug)]
+struct Revocations {
+    path: PathBuf,
+    list: RevocationList,
+    modified: Option<SystemTime>,
+}
+
+/// What the handlers share.
+pub struct Shared {
+    config_path: PathBuf,
+    live: RwLock<Arc<Live>>,
+    /// The current plans revision; long-polling plan requests wait on it.
+    plans: watch::Sender<u64>,
+    revocations: Mutex<Revocations>,
+    series: Arc<SeriesStore>,
+    fleet: Arc<Mutex<BTreeMap<String, FleetAgent>>>,
+    writer: mpsc::Sender<ingest::Job>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The config in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The identity of a connected agent, refusing certificates without a stallwatch identity
+    /// and revoked ones. The revocation list is re-read when its file changes, so `ca revoke`
+    /// takes effect on the next request without a reload.
+    fn check_peer(&self, peer: &Peer) -> Result<AgentIdentity, ApiError> {
+        let identity = peer.identity.clone().map_err(|e| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad-certificate",
+                format!("client certificate: {e}"),
+            )
+        })?;
+        let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
+        revocations.refresh();
+        if revocations.list.is_revoked(&identity.name, &peer.serial) {
+            warn!(agent = %identity.name, serial = %peer.serial, peer = %peer.addr, "refused a revoked agent");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "revoked",
+                format!("agent {:?} (certificate {}) is revoked", identity.name, peer.serial),
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// Re-reads the config file and applies it; returns the new plans revision, or the
+    /// problems (file:line:col: field: message) while the old config stays in force.
+    pub fn reload(&self) -> Result<u64, String> {
+        let new = config::load(&self.config_path).map_err(|e| {
+            error!("config reload failed; keeping the running config:\n{e}");
+            e.to_string()
+        })?;
+        let old = self.live();
+        let (a, b) = (&old.config, &new);
+        if a.listen != b.listen || a.tls != b.tls || a.storage != b.storage {
+            warn!(
+                "config reload: [listen], [tls] and [storage] changes take effect after a restart"
+            );
+        }
+        let revision = new.plans_revision();
+        let live = Arc::new(Live { config: new, revision });
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
+        self.revocations.lock().unwrap_or_else(PoisonError::into_inner).refresh();
+        if old.revision != revision {
+            info!(old = old.revision, new = revision, "config reloaded: new plans");
+        } else {
+            info!(revision, "config reloaded: plans unchanged");
+        }
+        self.plans.send_replace(revision);
+        Ok(revision)
+    }
+}
+
+impl Revocations {
+    fn load(path: &Path) -> Result<Self, String> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let list = RevocationList::load(path).map_err(|e| e.to_string())?;
+        Ok(Revocations { path: path.to_path_buf(), list, modified })
+    }
+
+    /// Re-reads the file if its modification time changed. A file that became unreadable or
+    /// malformed keeps the last good list (never an empty one) and logs why.
+    fn refresh(&mut self) {
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified == self.modified {
+            return;
+        }
+        match RevocationList::load(&self.path) {
+            Ok(list) => {
+                self.list = list;
+                self.modified = modified;
+                info!(path = %self.path.display(), "revocation list re-read");
+            }
+            Err(e) => error!(error = %e, "revocation list unreadable; keeping the previous one"),
+        }
+    }
+}
+
+/// An error answer: status, a stable reason code and a sentence for a person.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    /// Label for `stallwatch_collector_reports_rejected_total{reason}`; defaults to `code`.
+    metric: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, code, detail: detail.into(), metric: None }
+    }
+
+    fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+
+    fn with_metric(mut self, reason: &'static str) -> Self {
+        self.metric = Some(reason);
+        self
+    }
+
+    fn metric_reason(&self) -> &'static str {
+        self.metric.unwrap_or(match self.code {
+            "agent-mismatch" => "agent_mismatch",
+            "bad-certificate" => "bad_certificate",
+            "label-not-allowed" => "label_not_allowed",
+            "clock-skew" => "clock_skew",
+            "too-old" => "too_old",
+            "too-large" => "too_large",
+            "unsupported-encoding" => "unsupported_encoding",
+            "store-unavailable" => "store_unavailable",
+            other => other,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            json_response(self.status, &json!({"error": self.code, "detail": self.detail}));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+        .into_response()
+}
+
+/// A running collector: its bound addresses, and how to stop it.
+pub struct Running {
+    /// The ingest listener's address (useful when the config says port 0).
+    pub ingest_addr: std::net::SocketAddr,
+    /// The metrics listener's address.
+    pub metrics_addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    servers: tokio::task::JoinSet<std::io::Result<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The shared state (series, fleet, config).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, finishes requests in flight (long-polls end at once), commits every
+    /// queued report, and returns.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        while let Some(result) = self.servers.join_next().await {
+            if let Ok(Err(e)) = result {
+                warn!(error = %e, "server ended with an error");
+            }
+        }
+        // Dropping the last senders lets the writer drain its queue and end.
+        drop(self.shared);
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+/// Loads the config at `path`, opens the store, rebuilds the series from it, binds both
+/// listeners and starts serving.
+pub async fn start(path: &Path) -> Result<Running, StartError> {
+    let config = config::load(path).map_err(|e| match e {
+        ConfigError::Read { .. } => StartError::Unreadable(e),
+        ConfigError::Invalid(_) => StartError::Invalid(e.to_string()),
+    })?;
+    let invalid = |field: &str, reason: String| {
+        StartError::Invalid(config.problem(field, reason).to_string())
+    };
+    let tls = server_config(&config.tls.ca, &config.tls.cert, &config.tls.key)
+        .map_err(|e| invalid(e.field, e.reason))?;
+    let revocations =
+        Revocations::load(&config.tls.revoked).map_err(|e| invalid("tls.revoked", e))?;
+    let store = SqliteStore::open(&config.storage.path).map_err(|e| {
+        StartError::Failed(
+            config.problem("storage.path", format!("cannot open the store: {e}")).to_string(),
+        )
+    })?;
+    let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
+    let fleet = Arc::new(Mutex::new(BTreeMap::new()));
+    restore(&store, &series, &fleet).map_err(StartError::Failed)?;
+
+    let bind = |addr, field: &'static str| {
+        let config = &config;
+        async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Failed(
+                    config.problem(field, format!("cannot listen on {addr}: {e}")).to_string(),
+                )
+            })
+        }
+    };
+    let ingest_tcp = bind(config.listen.ingest, "listen.ingest").await?;
+    let metrics_tcp = bind(config.listen.metrics, "listen.metrics").await?;
+    let ingest_addr = ingest_tcp.local_addr().map_err(|e| StartError::Failed(e.to_string()))?;
+    let metrics_addr = metrics_tcp.local_addr().map_err(|e| StartError::Failed(e.to_string()))?;
+
+    let retention = Retention {
+        downsample_after: config.storage.downsample_after,
+        keep_minutes: config.storage.raw_retention,
+        keep_hours: config.storage.hourly_retention,
+        // Longer than any spooled report the collector still accepts.
+        keep_ledger: Retention::default().keep_ledger.max(config.ingest.max_backfill_age * 2),
+    };
+    let (writer_tx, writer_rx) = mpsc::channel(QUEUE_DEPTH);
+    let writer =
+        ingest::spawn_writer(Box::new(store), series.clone(), fleet.clone(), retention, writer_rx)
+            .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
+    let (stop, shutdown) = watch::channel(false);
+    let revision = config.plans_revision();
+    let shared = Arc::new(Shared {
+        config_path: path.to_path_buf(),
+        live: RwLock::new(Arc::new(Live { config, revision })),
+        plans: watch::channel(revision).0,
+        revocations: Mutex::new(revocations),
+        series,
+        fleet,
+        writer: writer_tx,
+        shutdown: shutdown.clone(),
+    });
+
+    let ingest_routes = Router::new()
+        .route("/api/v1/plan", get(plan::get_plan))
+        .route("/api/v1/reports", post(ingest::post_report))
+        .with_state(shared.clone());
+    let web_routes = Router::new()
+        .route("/", get(web::fleet_page))
+        .route("/metrics", get(web::metrics))
+        .route("/api/v1/agents", get(web::agents))
+        .route("/-/reload", post(web::reload))
+        .route("/-/healthy", get(web::healthy))
+        .with_state(shared.clone());
+
+    let mut servers = tokio::task::JoinSet::new();
+    let listener = tls::TlsListener::new(ingest_tcp, Arc::new(tls))
+        .map_err(|e| StartError::Failed(e.to_string()))?;
+    let signal = stopped(shutdown.clone());
+    servers.spawn(async move {
+        axum::serve(listener, ingest_routes.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(signal)
+            .await
+    });
+    let signal = stopped(shutdown);
+    servers.spawn(async move {
+        axum::serve(metrics_tcp, web_routes).with_graceful_shutdown(signal).await
+    });
+    info!(%ingest_addr, %metrics_addr, plans_revision = revision, "collector listening");
+    Ok(Running { ingest_addr, metrics_addr, shared, stop, servers, writer: Some(writer) })
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Seeds the fleet registry from the store's agent registry. (Cumulative series restart from
+/// zero, as Prometheus counters may after a restart.)
+fn restore(
+    store: &SqliteStore,
+    _series: &SeriesStore,
+    fleet: &Mutex<BTreeMap<String, FleetAgent>>,
+) -> Result<(), String> {
+    let agents = store.agents().map_err(|e| format!("reading the agent registry: {e}"))?;
+    let mut fleet = fleet.lock().unwrap_or_else(PoisonError::into_inner);
+    for row in agents {
+        fleet.insert(
+            row.name.clone(),
+            FleetAgent {
+                name: row.name,
+                region: row.region,
+                network_type: row.network_type,
+                version: row.version,
+                plan_revision: row.plan_revision,
+                last_report_unix_ms: row.last_report_unix_ms,
+                last_seq: row.last_seq,
+                spool_depth: row.spool_depth,
+                reports: row.reports,
+            },
+        );
+    }
+    info!(agents = fleet.len(), "fleet registry restored from the store");
+    Ok(())
+}
+
+/// Runs the collector until SIGINT or SIGTERM; SIGHUP reloads the config.
+pub async fn run(path: &Path) -> Result<(), StartError> {
+    let running = start(path).await?;
+    let shared = running.shared.clone();
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the config");
+                let _ = shared.reload();
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    info!("stopping: finishing requests and committing queued reports");
+    drop(shared);
+    running.stop().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, StartError> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| StartError::Failed(format!("signal handler: {e}")))
+}

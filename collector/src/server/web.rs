@@ -1,0 +1,182 @@
+//! The metrics listener: `/metrics` for Prometheus, the fleet view (`/api/v1/agents` and an
+//! HTML page) and `/-/reload` for people.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Shared, json_response};
+use crate::clock;
+use crate::series::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+
+/// An agent is stale (it stopped reporting) after this many of its report intervals.
+pub const STALE_AFTER_INTERVALS: u64 = 3;
+
+/// `GET /metrics`.
+pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let series = shared.series.clone();
+    let openmetrics = accept.contains("application/openmetrics-text");
+    // Rendering 50k series takes a good fraction of a second: keep it off the async workers.
+    let rendered = tokio::task::spawn_blocking(move || {
+        if openmetrics { series.render_text() } else { series.render_prometheus_text() }
+    })
+    .await;
+    match rendered {
+        Ok(body) => {
+            let content_type =
+                if openmetrics { OPENMETRICS_CONTENT_TYPE } else { PROMETHEUS_TEXT_CONTENT_TYPE };
+            ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// One row of the fleet view.
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    #[serde(flatten)]
+    agent: super::ingest::FleetAgent,
+    /// Seconds since its latest report arrived.
+    age_seconds: u64,
+    /// It missed [`STALE_AFTER_INTERVALS`] report intervals.
+    stale: bool,
+}
+
+fn fleet(shared: &Shared) -> Vec<AgentView> {
+    let now = clock::unix_ms();
+    let live = shared.live();
+    let agents = shared.fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    agents
+        .into_values()
+        .map(|agent| {
+            let selector = crate::config::AgentSelector {
+                name: agent.name.clone(),
+                region: agent.region.clone(),
+                network_type: agent.network_type.clone(),
+            };
+            let interval = live.config.plan_for(&selector, live.revision).report_interval;
+            let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+            let age_ms = now.saturating_sub(agent.last_report_unix_ms);
+            AgentView {
+                stale: age_ms > interval_ms.saturating_mul(STALE_AFTER_INTERVALS),
+                age_seconds: age_ms / 1000,
+                agent,
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v1/agents`.
+pub async fn agents(State(shared): State<Arc<Shared>>) -> Response {
+    let agents = fleet(&shared);
+    let stale = agents.iter().filter(|a| a.stale).count();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "plans_revision": shared.live().revision,
+            "agents": agents,
+            "stale": stale,
+        }),
+    )
+}
+
+/// `GET /`: the fleet page, plain HTML with no scripts or external assets.
+pub async fn fleet_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    let agents = fleet(&shared);
+    let revision = shared.live().revision;
+    let stale = agents.iter().filter(|a| a.stale).count();
+    let mut page = String::with_capacity(4096 + agents.len() * 400);
+    page.push_str(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"10\"><title>stallwatch fleet</title><style>\
+         body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
+         th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}\
+         td.n{text-align:right}tr.stale{background:#fde2e1;color:#8a1c14;font-weight:600}\
+         </style></head><body><h1>stallwatch fleet</h1>",
+    );
+    let _ = write!(
+        page,
+        "<p>{} agents, <strong>{stale} stale</strong> (no report for {STALE_AFTER_INTERVALS} \
+         report intervals). Plans revision {revision}. <a href=\"/metrics\">/metrics</a> \
+         · <a href=\"/api/v1/agents\">JSON</a></p>",
+        agents.len()
+    );
+    page.push_str(
+        "<table><thead><tr><th>agent</th><th>region</th><th>network type</th><th>version</th>\
+         <th>plan revision</th><th>last report</th><th>spool depth</th><th>reports</th>\
+         <th>state</th></tr></thead><tbody>",
+    );
+    for a in &agents {
+        let _ = write!(
+            page,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
+             <td>{} s ago</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            if a.stale { "stale" } else { "ok" },
+            escape(&a.agent.name),
+            escape(&a.agent.region),
+            escape(&a.agent.network_type),
+            escape(&a.agent.version),
+            a.agent.plan_revision,
+            a.age_seconds,
+            a.agent.spool_depth,
+            a.agent.reports,
+            if a.stale { "STALE" } else { "reporting" },
+        );
+    }
+    page.push_str("</tbody></table></body></html>\n");
+    Html(page)
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `POST /-/reload`.
+pub async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.reload() {
+        Ok(revision) => json_response(
+            StatusCode::OK,
+            &json!({"result": "reloaded", "plans_revision": revision}),
+        ),
+        Err(detail) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "invalid-config", "detail": detail}),
+        ),
+    }
+}
+
+/// `GET /-/healthy`.
+pub async fn healthy() -> &'static str {
+    "ok\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
+}
