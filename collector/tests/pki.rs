@@ -535,4 +535,35 @@ mod pki {
             }
         }
     }
+
+    /// A relay agent's certificate serves TLS for its host under the fleet CA, and is still
+    /// the same agent identity; a plain agent certificate is not a server certificate.
+    #[test]
+    fn relay_agents_get_server_certificates_for_their_hosts() {
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls_pki_types::{ServerName, UnixTime};
+
+        let tmp = TempDir::new("relay-host");
+        let ca = new_ca(&tmp);
+        let relay = ca
+            .issue_agent_relay(&identity("relay-1", "sea", "fiber"), year(), &["127.0.0.1".into()])
+            .unwrap();
+        let plain = ca.issue_agent(&identity("edge-1", "sea", "4g"), year()).unwrap();
+        assert_eq!(agent_identity(&relay.cert).unwrap().name, "relay-1");
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.certificate().clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(roots.into(), provider).build().unwrap();
+        let host = ServerName::try_from("127.0.0.1").unwrap();
+        let verify = |cert| verifier.verify_server_cert(cert, &[], &host, &[], UnixTime::now());
+        verify(&relay.cert).expect("the relay certificate serves 127.0.0.1");
+        let other = ServerName::try_from("10.0.0.1").unwrap();
+        verifier
+            .verify_server_cert(&relay.cert, &[], &other, &[], UnixTime::now())
+            .expect_err("only the named host");
+        verify(&plain.cert).expect_err("a plain agent certificate is not a server certificate");
+    }
 }

@@ -273,6 +273,19 @@ impl Ca {
         identity: &AgentIdentity,
         validity: Validity,
     ) -> Result<AgentCredential, PkiError> {
+        self.issue_agent_relay(identity, validity, &[])
+    }
+
+    /// Like [`Ca::issue_agent`], for an agent that also runs a relay: the certificate is also
+    /// a TLS server certificate for `relay_hosts` (the DNS names or IP addresses in the
+    /// `[[relays]]` addresses that point at it), so probes verify the relay against the fleet
+    /// CA like any TLS server. With no hosts it is a plain agent certificate.
+    pub fn issue_agent_relay(
+        &self,
+        identity: &AgentIdentity,
+        validity: Validity,
+        relay_hosts: &[String],
+    ) -> Result<AgentCredential, PkiError> {
         identity.validate()?;
         self.check_within_ca(&validity)?;
         if self.revocations()?.is_name_revoked(&identity.name) {
@@ -286,6 +299,10 @@ impl Ca {
         let uri = Ia5String::try_from(identity.to_uri())?;
         params.subject_alt_names = vec![SanType::URI(uri)];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if !relay_hosts.is_empty() {
+            params.subject_alt_names.extend(host_sans(relay_hosts)?.0);
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
         let (cert, key, serial) = self.sign(&params)?;
 
         let mut issued = self.issued()?;
@@ -324,20 +341,8 @@ impl Ca {
         }
         self.check_within_ca(&validity)?;
         let mut params = leaf_params(&validity)?;
-        let mut names = Vec::new();
-        for host in hosts {
-            let san = match parse_host(host)? {
-                Host::Dns(name) => {
-                    let s = name.clone();
-                    (SanType::DnsName(Ia5String::try_from(name)?), s)
-                }
-                Host::Ip(ip) => (SanType::IpAddress(ip), ip.to_string()),
-            };
-            if !names.contains(&san.1) {
-                params.subject_alt_names.push(san.0);
-                names.push(san.1);
-            }
-        }
+        let (sans, names) = host_sans(hosts)?;
+        params.subject_alt_names.extend(sans);
         params.distinguished_name.push(DnType::CommonName, names[0].as_str());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let (cert, key, serial) = self.sign(&params)?;
@@ -618,4 +623,25 @@ fn rcgen_name(subject: &[u8]) -> Result<DistinguishedName, String> {
         name.push(ty, value);
     }
     Ok(name)
+}
+
+/// Subject alternative names for `hosts` (DNS names or IP addresses), without repeats, and
+/// the names as written.
+fn host_sans(hosts: &[String]) -> Result<(Vec<SanType>, Vec<String>), PkiError> {
+    let mut sans = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for host in hosts {
+        let (san, name) = match parse_host(host)? {
+            Host::Dns(name) => {
+                let written = name.clone();
+                (SanType::DnsName(Ia5String::try_from(name)?), written)
+            }
+            Host::Ip(ip) => (SanType::IpAddress(ip), ip.to_string()),
+        };
+        if !names.contains(&name) {
+            sans.push(san);
+            names.push(name);
+        }
+    }
+    Ok((sans, names))
 }

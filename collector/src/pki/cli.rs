@@ -74,6 +74,11 @@ pub struct IssueAgentArgs {
     /// stay revoked.
     #[arg(long)]
     pub force: bool,
+    /// This agent also runs a relay (a plan with `run_relay`) reached at HOST (a DNS name or IP
+    /// address, as in the `[[relays]]` address); the certificate then also serves TLS for
+    /// HOST, and probes verify the relay against the fleet CA. Repeat for several names.
+    #[arg(long, value_name = "HOST")]
+    pub relay_host: Vec<String>,
 }
 
 /// `ca issue-collector`.
@@ -136,7 +141,7 @@ pub fn main(args: CaArgs) -> Result<()> {
                     identity.name
                 );
             }
-            let cred = ca.issue_agent(&identity, validity)?;
+            let cred = ca.issue_agent_relay(&identity, validity, &a.relay_host)?;
             let out = a.out.unwrap_or_else(|| PathBuf::from(format!("{}.bundle.pem", a.name)));
             cred.write_bundle(&out).with_context(|| {
                 format!("certificate {} was issued and recorded but not written", cred.serial)

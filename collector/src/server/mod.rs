@@ -384,6 +384,10 @@ fn restore(
 /// Runs the collector until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub async fn run(path: &Path) -> Result<(), StartError> {
     let running = start(path).await?;
+    // Machine-readable start-up lines (scripts and tests read the bound addresses here).
+    println!("ingest https://{}", running.ingest_addr);
+    println!("metrics http://{}", running.metrics_addr);
+    println!("ready");
     let shared = running.shared.clone();
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
