@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod pki;
 pub mod series;
 pub mod server;

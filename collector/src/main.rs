@@ -3,10 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stallwatch_collector::{config, pki, server};
+use stallwatch_collector::{config, demo, pki, server};
 
-/// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
-const EXIT_NOT_BUILT: u8 = 69;
 /// Exit code for input the operator must fix (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit code for an input file that cannot be read (sysexits EX_NOINPUT).
@@ -43,8 +41,12 @@ enum Command {
     /// An agent's identity (name, region, network type) lives in its certificate; the collector
     /// never takes it from a report.
     Ca(pki::CaArgs),
-    /// Start a collector, a relay and agents on loopback and show live results. [not built yet]
-    Demo(NotBuilt),
+    /// Start a collector, a relay and three agents (two regions, emulated 4G, 3G and Wi-Fi) on
+    /// loopback with real certificates, and show a live line per cohort.
+    ///
+    /// Prints the /metrics and fleet-page URLs. Stops on Ctrl-C or after --duration, leaving
+    /// no process behind. Example: `stallwatch-collector demo --duration 60s`.
+    Demo(demo::DemoArgs),
 }
 
 /// `run` arguments.
@@ -56,30 +58,19 @@ struct RunArgs {
     config: std::path::PathBuf,
 }
 
-/// Arguments of a command that is not built yet; accepted and ignored.
-#[derive(clap::Args)]
-struct NotBuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
 fn main() -> ExitCode {
-    let what = match Cli::parse().command {
-        Command::Ca(args) => {
-            return match pki::main(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(EXIT_USAGE)
-                }
-            };
-        }
-        Command::Validate(args) => return config::validate_main(args),
-        Command::Run(args) => return run(&args),
-        Command::Demo(_) => "demo",
-    };
-    eprintln!("stallwatch-collector {what}: not built yet (tracked in issue 4)");
-    ExitCode::from(EXIT_NOT_BUILT)
+    match Cli::parse().command {
+        Command::Ca(args) => match pki::main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Validate(args) => config::validate_main(args),
+        Command::Run(args) => run(&args),
+        Command::Demo(args) => demo_main(args),
+    }
 }
 
 fn run(args: &RunArgs) -> ExitCode {
@@ -104,9 +95,31 @@ fn run(args: &RunArgs) -> ExitCode {
     }
 }
 
+fn demo_main(args: demo::DemoArgs) -> ExitCode {
+    init_logging_default("warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_logging() {
+    init_logging_default("info");
+}
+
+fn init_logging_default(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

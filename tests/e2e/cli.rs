@@ -30,12 +30,19 @@ fn both_binaries_print_help_and_version() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_fail() {
-    let out = agent().args(["run", "--collector", "https://c.example"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(69));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
-    let out = collector().args(["run", "--config", "c.toml"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(69));
+fn collector_run_names_the_config_problem() {
+    let out = collector().args(["run", "--config", "/nonexistent/c.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(66), "unreadable config exits 66");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/c.toml"));
+    let dir = std::env::temp_dir().join(format!("stallwatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(&config, "[labels]\nregions = [\"sea\"]\n[tls]\nca = 3\n").unwrap();
+    let out = collector().arg("run").arg("--config").arg(&config).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(64), "invalid config exits 64");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("c.toml:4") && stderr.contains("tls.ca"), "{stderr}");
 }
 
 #[test]

@@ -149,7 +149,8 @@ pub(crate) fn check(config: &Config, locations: &Locations) -> Vec<Problem> {
 }
 
 fn listen(c: &mut Checker<'_>, config: &Config) {
-    if config.listen.ingest == config.listen.metrics {
+    // Port 0 (the OS picks a free port, as the demo and tests do) never clashes.
+    if config.listen.ingest == config.listen.metrics && config.listen.ingest.port() != 0 {
         c.problem("listen.metrics", "must differ from listen.ingest");
     }
 }

@@ -113,6 +113,11 @@ impl Shared {
         Ok(identity)
     }
 
+    /// The cumulative series.
+    pub fn series_store(&self) -> &SeriesStore {
+        &self.series
+    }
+
     /// Re-reads the config file and applies it; returns the new plans revision, or the
     /// problems (file:line:col: field: message) while the old config stays in force.
     pub fn reload(&self) -> Result<u64, String> {

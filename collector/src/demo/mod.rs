@@ -1,0 +1,253 @@
+//! `stallwatch-collector demo`: a whole fleet on loopback. It writes a fleet CA, certificates
+//! and a config into a temporary directory, starts the collector in this process and a relay
+//! agent plus probing agents (two regions, emulated network types) as real
+//! `stallwatch-agent run` processes, prints the URLs and a live line per cohort, and stops
+//! everything on Ctrl-C or after `--duration`.
+
+pub mod fleet;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use stallwatch_proto::duration::{format_duration, parse_duration};
+use tracing::{info, warn};
+
+use crate::clock;
+use crate::series::{CohortKey, SeriesStore};
+use fleet::{FleetAgent, FleetSpec, RELAY_NAME, free_relay_port, write_fleet};
+
+/// `demo` arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Stop after this long (e.g. `60s`, `5m`); without it, run until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Directory for the CA, config, store, spools and agent logs [default: a new temporary
+    /// directory, removed at the end unless --keep].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the directory at the end (to read the agents' logs or the store).
+    #[arg(long)]
+    pub keep: bool,
+    /// The `stallwatch-agent` binary [default: the one next to this binary].
+    #[arg(long, value_name = "FILE", env = "STALLWATCH_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+    /// Seconds between the live summaries.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub every: Duration,
+}
+
+/// The demo's agents: two regions, three emulated network types.
+pub fn demo_agents() -> Vec<FleetAgent> {
+    vec![
+        FleetAgent::new("sea-4g-1", "sea", "4g", Some("4g"), "360p30"),
+        FleetAgent::new("sea-3g-1", "sea", "3g", Some("3g"), "360p15"),
+        FleetAgent::new(
+            "latam-wifi-1",
+            "latam",
+            "wifi",
+            Some("delay=90ms,jitter=8ms,loss=0.3%"),
+            "360p30",
+        ),
+    ]
+}
+
+/// Runs the demo until Ctrl-C or `--duration`.
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let agent_bin = match args.agent_bin.clone() {
+        Some(bin) => bin,
+        None => std::env::current_exe()?.with_file_name("stallwatch-agent"),
+    };
+    if !agent_bin.exists() {
+        bail!(
+            "{} not found: build both binaries first (`cargo build --release`), or pass --agent-bin",
+            agent_bin.display()
+        );
+    }
+    let (dir, temporary) = match &args.dir {
+        Some(dir) => (dir.clone(), false),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "stallwatch-demo-{}-{}",
+                std::process::id(),
+                clock::unix_ms()
+            ));
+            (dir, true)
+        }
+    };
+    let result = run_in(&args, &agent_bin, &dir).await;
+    if temporary && !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("kept {}", dir.display());
+    }
+    result
+}
+
+async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
+    let spec = FleetSpec {
+        relay_agent: "relay-sea-1".into(),
+        relay_region: "sea".into(),
+        relay_port: free_relay_port()?,
+        agents: demo_agents(),
+        every: "20s",
+        duration: "15s",
+        report_interval: "5s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let now =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(clock::unix_ms()) * 1_000_000)?;
+    let files = write_fleet(dir, &spec, now)?;
+    let running = crate::server::start(&files.config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let collector = format!("https://{}", running.ingest_addr);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut agents = Vec::new();
+    for (name, bundle) in &files.bundles {
+        let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+        let child = Command::new(agent_bin)
+            .arg("run")
+            .arg("--collector")
+            .arg(&collector)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--state-dir")
+            .arg(dir.join("agents").join(name))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", agent_bin.display()))?;
+        agents.push(AgentProcess { name: name.clone(), child });
+    }
+    println!(
+        "stallwatch demo: a collector, relay {RELAY_NAME} (agent {}) and {} probing agents on loopback",
+        spec.relay_agent,
+        spec.agents.len()
+    );
+    println!("  metrics     http://{}/metrics", running.metrics_addr);
+    println!("  fleet page  http://{}/", running.metrics_addr);
+    println!("  fleet JSON  http://{}/api/v1/agents", running.metrics_addr);
+    println!("  files       {} (agent logs in logs/)", dir.display());
+    match args.duration {
+        Some(d) => println!("running for {}; Ctrl-C stops earlier", format_duration(d)),
+        None => println!("Ctrl-C stops the demo"),
+    }
+    let expected: Vec<CohortKey> = spec
+        .agents
+        .iter()
+        .flat_map(|a| {
+            ["quic-stream", "quic-datagram", "udp"]
+                .map(|t| CohortKey::new(&a.region, &a.network_type, t, RELAY_NAME))
+        })
+        .collect();
+    let started = clock::monotonic();
+    let mut tick = tokio::time::interval(args.every);
+    tick.tick().await;
+    let outcome = loop {
+        let until_end = args.duration.map(|d| d.saturating_sub(started.elapsed()));
+        tokio::select! {
+            _ = tick.tick() => {
+                print_summary(running.shared().series_store(), &expected, started.elapsed());
+                if let Some(exited) = agents.iter_mut().find_map(|a| a.exited()) {
+                    break Err(anyhow::anyhow!("{exited}; see {}", logs.display()));
+                }
+            }
+            _ = tokio::time::sleep(until_end.unwrap_or(Duration::MAX)), if until_end.is_some() => break Ok(()),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        }
+    };
+    println!("stopping the agents and the collector");
+    stop_agents(&mut agents).await;
+    print_summary(running.shared().series_store(), &expected, started.elapsed());
+    running.stop().await;
+    outcome
+}
+
+struct AgentProcess {
+    name: String,
+    child: Child,
+}
+
+impl AgentProcess {
+    /// A description of how it ended, if it did.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("agent {} exited ({status})", self.name)),
+            _ => None,
+        }
+    }
+}
+
+/// SIGTERM to every agent (they spool and send their last report), then SIGKILL for any
+/// still running after 10 s.
+async fn stop_agents(agents: &mut [AgentProcess]) {
+    for agent in agents.iter() {
+        let _ = Command::new("kill").arg("-TERM").arg(agent.child.id().to_string()).status();
+    }
+    let deadline = clock::monotonic() + Duration::from_secs(10);
+    for agent in agents.iter_mut() {
+        loop {
+            match agent.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if clock::monotonic() >= deadline => {
+                    warn!(agent = %agent.name, "agent did not stop in 10 s; killing it");
+                    let _ = agent.child.kill();
+                    let _ = agent.child.wait();
+                    break;
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    info!("agents stopped");
+}
+
+/// One line per cohort: what a viewer felt so far.
+fn print_summary(series: &SeriesStore, expected: &[CohortKey], elapsed: Duration) {
+    let cohorts = series.read();
+    let mut keys: Vec<&CohortKey> = cohorts.keys().collect();
+    for key in expected {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return;
+    }
+    keys.sort();
+    println!("-- {:>4}s  {} cohorts", elapsed.as_secs(), keys.len());
+    for key in keys {
+        let name = format!("{}/{} {} {}", key.region, key.network_type, key.transport, key.target);
+        let counter = |n: &str| cohorts.counter(key, n).unwrap_or(0);
+        let first_frame = cohorts.histogram(key, "first_frame_us");
+        let attempts = first_frame.as_ref().map_or(0, |h| h.count());
+        let expected_packets = counter("packets_expected");
+        if expected_packets == 0 && attempts == 0 {
+            println!("   {name:<40} waiting for the first report");
+            continue;
+        }
+        let p95 = |metric: &str| {
+            cohorts
+                .histogram(key, metric)
+                .and_then(|h| h.quantile(0.95))
+                .map_or_else(|| "-".to_owned(), |v| format!("{:.0} ms", v * 1000.0))
+        };
+        let loss = if expected_packets > 0 {
+            100.0 * counter("packets_lost") as f64 / expected_packets as f64
+        } else {
+            0.0
+        };
+        let (stall, play) = (counter("stall_time_ns") as f64, counter("play_time_ns") as f64);
+        let stall_ratio = if stall + play > 0.0 { 100.0 * stall / (stall + play) } else { 0.0 };
+        println!(
+            "   {name:<40} first frame p95 {:>7}  jitter p95 {:>6}  loss {loss:5.2}%  stalls {:>3} ({stall_ratio:4.1}% of play)",
+            p95("first_frame_us"),
+            p95("jitter_us"),
+            counter("stalls"),
+        );
+    }
+}
