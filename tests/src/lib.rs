@@ -2,6 +2,8 @@
 // Test harness code times the processes it runs; the sans-IO rule is for the product crates.
 #![allow(clippy::disallowed_methods, reason = "test harness deadlines read the clock")]
 
+pub mod fleet;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

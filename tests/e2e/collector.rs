@@ -1,0 +1,227 @@
+//! The collector as agents and operators meet it: a real `stallwatch-collector run` process,
+//! real certificates from the fleet CA, and curl with an agent's bundle.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use stallwatch_collector::demo::fleet::{FleetAgent, FleetFiles, FleetSpec, write_fleet};
+use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
+use stallwatch_proto::report::{
+    HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+};
+use stallwatch_tests::fleet::{CollectorProcess, curl, mtls, post_report};
+
+/// A fleet directory under the temp dir, removed on drop.
+struct Fleet {
+    files: FleetFiles,
+}
+
+impl Fleet {
+    fn new(tag: &str) -> Fleet {
+        let dir = std::env::temp_dir().join(format!(
+            "stallwatch-e2e-{tag}-{}-{}",
+            std::process::id(),
+            unix_ms()
+        ));
+        let spec = FleetSpec {
+            relay_agent: "relay-sea-1".into(),
+            relay_region: "sea".into(),
+            relay_port: 45999,
+            agents: vec![
+                FleetAgent::new("sea-4g-1", "sea", "4g", Some("4g"), "360p30"),
+                FleetAgent::new("latam-wifi-1", "latam", "wifi", None, "360p30"),
+            ],
+            every: "1m",
+            duration: "20s",
+            report_interval: "10s",
+            ingest: "127.0.0.1:0".into(),
+            metrics: "127.0.0.1:0".into(),
+        };
+        let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+        Fleet { files }
+    }
+
+    fn bundle(&self, name: &str) -> PathBuf {
+        self.files.bundles.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.files.ca_dir.join("ca.pem")
+    }
+
+    fn curl_as(&self, bundle: &Path, url: &str) -> (u16, String) {
+        let mut args = mtls(bundle, &self.ca());
+        args.push(url.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args, None)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files.dir);
+    }
+}
+
+#[allow(clippy::disallowed_methods, reason = "tests stamp reports with the wall clock")]
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A report as an agent sends it: one series with first-frame times and packet counters.
+fn report(
+    agent: &str,
+    seq: u64,
+    window_end_ms: u64,
+    target: &str,
+    first_frame_us: &[u64],
+) -> Vec<u8> {
+    let mut h = stallwatch_proto::hdr::new_histogram();
+    for &v in first_frame_us {
+        h.record(v).unwrap();
+    }
+    let series = Series {
+        labels: BTreeMap::from([
+            ("probe".into(), "p1".into()),
+            ("transport".into(), "udp".into()),
+            ("target".into(), target.into()),
+            ("role".into(), "viewer".into()),
+        ]),
+        counters: BTreeMap::from([("packets_expected".into(), 1000), ("packets_lost".into(), 7)]),
+        histograms: BTreeMap::from([(
+            "first_frame_us".into(),
+            HistogramData::from_histogram(&h, first_frame_us.iter().sum()),
+        )]),
+    };
+    encode_report(&Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        agent: agent.into(),
+        agent_version: "test".into(),
+        seq,
+        window_start_ms: window_end_ms - 10_000,
+        window_end_ms,
+        plan_revision: 1,
+        spool_depth: 0,
+        series: vec![series],
+    })
+}
+
+/// The value of the sample `name` (exact line prefix, labels included) in an exposition.
+fn sample(exposition: &str, prefix: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
+    let fleet = Fleet::new("ingest");
+    let collector = CollectorProcess::start(&fleet.files.config);
+    let agent = fleet.bundle("sea-4g-1");
+    let ca = fleet.ca();
+
+    // A fleet agent gets its plan.
+    let (status, plan) = fleet.curl_as(&agent, &collector.url("/api/v1/plan"));
+    assert_eq!(status, 200, "{plan}");
+    assert!(plan.contains("sea-4g-1-udp"), "{plan}");
+
+    // A certificate from another CA: the TLS handshake is refused, and logged.
+    let other = std::env::temp_dir().join(format!("stallwatch-e2e-otherca-{}", std::process::id()));
+    let other_ca = Ca::init(&other, time::OffsetDateTime::now_utc(), true).unwrap();
+    let id = AgentIdentity::new("sea-4g-1", "sea", "4g").unwrap();
+    let stranger = other.join("stranger.pem");
+    other_ca
+        .issue_agent(&id, Validity::days_from(time::OffsetDateTime::now_utc(), 1).unwrap())
+        .unwrap()
+        .write_bundle(&stranger)
+        .unwrap();
+    let (status, _) = fleet.curl_as(&stranger, &collector.url("/api/v1/plan"));
+    assert_eq!(status, 0, "another CA's certificate must not get an HTTP answer");
+
+    // An expired certificate from the right CA: refused at the handshake too.
+    let fleet_ca = Ca::load(&fleet.files.ca_dir).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let expired = fleet.files.dir.join("expired.pem");
+    fleet_ca
+        .issue_agent(
+            &AgentIdentity::new("sea-old-1", "sea", "4g").unwrap(),
+            Validity::new(now - time::Duration::days(10), now - time::Duration::days(1)).unwrap(),
+        )
+        .unwrap()
+        .write_bundle(&expired)
+        .unwrap();
+    let (status, _) = fleet.curl_as(&expired, &collector.url("/api/v1/plan"));
+    assert_eq!(status, 0, "an expired certificate must not get an HTTP answer");
+    for reason in ["UnknownIssuer", "Expired"] {
+        assert!(
+            collector.wait_for_log(reason, Duration::from_secs(10)),
+            "the refusal is logged with its reason ({reason}):\n{}",
+            collector.log()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&other);
+
+    // A report that names another agent is refused, and so is an unknown target.
+    let now = unix_ms();
+    let (status, body) = post_report(
+        &collector,
+        &agent,
+        &ca,
+        &report("latam-wifi-1", 1, now, "relay-1", &[200_000]),
+    );
+    assert_eq!((status, body.contains("agent-mismatch")), (403, true), "{body}");
+    let (status, body) =
+        post_report(&collector, &agent, &ca, &report("sea-4g-1", 1, now, "relay-x", &[200_000]));
+    assert_eq!((status, body.contains("label-not-allowed")), (422, true), "{body}");
+    let (status, body) = post_report(
+        &collector,
+        &agent,
+        &ca,
+        &report("sea-4g-1", 1, now + 3_600_000, "relay-1", &[1]),
+    );
+    assert_eq!((status, body.contains("clock-skew")), (422, true), "{body}");
+    let (status, body) = post_report(&collector, &agent, &ca, b"{\"schema_version\": 1");
+    assert_eq!((status, body.contains("malformed")), (400, true), "{body}");
+    let (status, body) = post_report(&collector, &agent, &ca, &vec![b' '; 2 << 20]);
+    assert_eq!((status, body.contains("too-large")), (413, true), "{body}");
+
+    // A good report is stored once; resending it is acknowledged as a duplicate.
+    let good = report("sea-4g-1", 1, now, "relay-1", &[150_000, 250_000, 900_000]);
+    let (status, body) = post_report(&collector, &agent, &ca, &good);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"stored\""), "{body}");
+    let (status, body) = post_report(&collector, &agent, &ca, &good);
+    assert_eq!((status, body.contains("\"duplicate\"")), (200, true), "{body}");
+    let (status, metrics) = collector.get("/metrics");
+    assert_eq!(status, 200);
+    let cohort = "{region=\"sea\",network_type=\"4g\",transport=\"udp\",target=\"relay-1\"}";
+    assert_eq!(
+        sample(&metrics, &format!("stallwatch_first_frame_seconds_count{cohort}")),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, &format!("stallwatch_packets_lost_total{cohort}")),
+        Some(7.0),
+        "{metrics}"
+    );
+    let (_, agents) = collector.get("/api/v1/agents");
+    assert!(agents.contains("\"name\":\"sea-4g-1\""), "{agents}");
+
+    // Revoking the agent refuses it on its next request, without a restart, and logs it.
+    let out = std::process::Command::new(stallwatch_tests::binary("stallwatch-collector"))
+        .args(["ca", "revoke", "sea-4g-1", "--dir"])
+        .arg(&fleet.files.ca_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, body) = fleet.curl_as(&agent, &collector.url("/api/v1/plan"));
+    assert_eq!((status, body.contains("revoked")), (403, true), "{body}");
+    assert!(collector.wait_for_log("refused a revoked agent", Duration::from_secs(5)));
+    // Another agent is unaffected.
+    let (status, _) = fleet.curl_as(&fleet.bundle("latam-wifi-1"), &collector.url("/api/v1/plan"));
+    assert_eq!(status, 200);
+}

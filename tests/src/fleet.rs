@@ -1,0 +1,186 @@
+//! A collector run as a real process, and an mTLS HTTP client (curl, as an operator would
+//! use) for talking to it with an agent's bundle.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::binary;
+
+/// A `stallwatch-collector run` process; killed on drop.
+pub struct CollectorProcess {
+    child: Child,
+    config: PathBuf,
+    /// Ingest listener (HTTPS, mTLS).
+    pub ingest: SocketAddr,
+    /// Metrics listener (HTTP).
+    pub metrics: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl CollectorProcess {
+    /// Starts the collector with `config` and waits until it prints `ready`.
+    pub fn start(config: &Path) -> CollectorProcess {
+        let mut child = Command::new(binary("stallwatch-collector"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("collector starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let (mut ingest, mut metrics) = (None, None);
+        for line in lines.by_ref() {
+            let line = line.expect("collector stdout");
+            match line.split_once(' ') {
+                Some(("ingest", url)) => ingest = url.trim_start_matches("https://").parse().ok(),
+                Some(("metrics", url)) => metrics = url.trim_start_matches("http://").parse().ok(),
+                _ if line.trim() == "ready" => break,
+                _ => {}
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let (Some(ingest), Some(metrics)) = (ingest, metrics) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("collector did not start:\n{}", log.lock().unwrap());
+        };
+        CollectorProcess { child, config: config.to_path_buf(), ingest, metrics, log }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until its log contains `needle`, up to `limit`; returns whether it did.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.log().contains(needle))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `-HUP`, `-TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(signal).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts a new process with the same config (after a stop or kill).
+    pub fn restart(&mut self) {
+        let config = self.config.clone();
+        *self = CollectorProcess::start(&config);
+    }
+
+    /// `GET http://METRICS{path}`: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        curl(&[&format!("http://{}{path}", self.metrics)], None)
+    }
+
+    /// A `https://INGEST{path}` URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.ingest)
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` every 100 ms until it is true or `limit` passes; returns whether it became true.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs curl with `args` (and `body` on stdin for `--data-binary @-`); returns the HTTP status
+/// (0 if no HTTP answer, e.g. a refused TLS handshake) and the body.
+pub fn curl(args: &[&str], body: Option<&[u8]>) -> (u16, String) {
+    let mut child = Command::new("curl")
+        .args(["-sS", "--max-time", "90", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(if body.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl runs (install the curl package)");
+    if let Some(body) = body {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(body).expect("write body");
+    }
+    let out = child.wait_with_output().expect("curl output");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// curl arguments that present `bundle` (certificate and key in one PEM) and trust `ca`.
+pub fn mtls(bundle: &Path, ca: &Path) -> Vec<String> {
+    vec!["--cert".into(), bundle.display().to_string(), "--cacert".into(), ca.display().to_string()]
+}
+
+/// `POST` a report body to the collector as the agent holding `bundle`.
+pub fn post_report(c: &CollectorProcess, bundle: &Path, ca: &Path, body: &[u8]) -> (u16, String) {
+    let url = c.url("/api/v1/reports");
+    let mut args = mtls(bundle, ca);
+    args.extend(
+        ["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "@-", &url]
+            .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&args, Some(body))
+}
