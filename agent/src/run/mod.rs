@@ -17,6 +17,8 @@ pub mod plan_poll;
 pub mod probes;
 pub mod reporter;
 pub mod schedule;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::path::PathBuf;
