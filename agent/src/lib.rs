@@ -7,6 +7,7 @@ pub mod impair;
 pub mod probe;
 pub mod relay;
 pub mod report;
+pub mod run;
 pub mod simulate;
 pub mod summary;
 pub mod tls;

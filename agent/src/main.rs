@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use stallwatch_agent::simulate::{SimulateArgs, simulate};
-use stallwatch_agent::{impair, probe, relay};
+use stallwatch_agent::{impair, probe, relay, run};
 use stallwatch_measure::StreamProfile;
 use stallwatch_proto::duration::parse_duration;
 
-/// Exit code for a feature that is not built yet (sysexits EX_UNAVAILABLE).
-const EXIT_NOT_BUILT: u8 = 69;
 /// Exit code for bad input (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
@@ -22,7 +20,9 @@ const EXIT_USAGE: u8 = 64;
              first-frame time, jitter, loss and stalls.",
     after_help = "Examples:\n  \
         stallwatch-agent simulate --profile 720p30 --emulate 3g --duration 5m\n  \
-        stallwatch-agent simulate --emulate \"delay=120ms,jitter=30ms,loss=2%\" --json"
+        stallwatch-agent simulate --emulate \"delay=120ms,jitter=30ms,loss=2%\" --json\n  \
+        stallwatch-agent run --collector https://collector.example:8443 --bundle agent.pem\n  \
+        stallwatch-agent check-config /etc/stallwatch/agent.toml"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,29 +73,19 @@ enum Command {
     /// Clients send to --listen; packets are forwarded to --to and back, each direction through
     /// the emulated link (delay, jitter, loss, bursts, rate limit, reordering, outages).
     Impair(impair::ImpairArgs),
-    /// Run continuously: fetch the plan from the collector, probe, and report. [not built yet]
-    Run(NotBuilt),
-    /// Check an agent configuration file and report the line and field of any error. [not built yet]
-    CheckConfig(NotBuilt),
-}
-
-/// Arguments of a command that is not built yet; accepted and ignored.
-#[derive(clap::Args)]
-struct NotBuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
+    /// Run continuously: fetch the plan from the collector, probe, and report.
+    ///
+    /// Talks to the collector over HTTPS with mutual TLS (the bundle from `stallwatch-collector
+    /// ca issue-agent`), runs the plan's probes on their schedule and its relay, and sends a
+    /// report every interval through a crash-safe disk spool, so an outage loses nothing.
+    Run(run::RunArgs),
+    /// Check an agent configuration file: print the settings in force, or the first error as
+    /// FILE:LINE:COLUMN: FIELD: problem (exit 64; 66 if unreadable).
+    CheckConfig(run::CheckConfigArgs),
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
-}
-
-fn not_built(what: &str, issue: u32) -> ExitCode {
-    eprintln!(
-        "stallwatch-agent {what}: not built yet (tracked in issue {issue}); \
-         `stallwatch-agent simulate` runs the same measurements over an emulated link today"
-    );
-    ExitCode::from(EXIT_NOT_BUILT)
 }
 
 /// Runs a long-lived async command on a multi-threaded runtime; errors print with their causes.
@@ -178,7 +168,7 @@ fn main() -> ExitCode {
         }
         Command::Relay(args) => run_async(relay::main(args)),
         Command::Impair(args) => run_async(impair::main(args)),
-        Command::Run(_) => not_built("run", 4),
-        Command::CheckConfig(_) => not_built("check-config", 4),
+        Command::Run(args) => run::main(args),
+        Command::CheckConfig(args) => run::check_config(&args),
     }
 }

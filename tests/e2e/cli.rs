@@ -46,6 +46,13 @@ fn collector_run_names_the_config_problem() {
 }
 
 #[test]
+fn agent_run_without_a_bundle_names_the_flag() {
+    let out = agent().args(["run", "--collector", "https://c.example"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bundle"));
+}
+
+#[test]
 fn simulate_prints_a_summary_and_json() {
     let out = agent().args(["simulate", "--duration", "20s", "--emulate", "4g"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

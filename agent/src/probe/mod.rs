@@ -11,7 +11,7 @@ use anyhow::Result;
 use stallwatch_proto::duration::parse_duration;
 
 pub use output::{ProbeResult, PublisherSummary, ViewerResult};
-pub use run::{probe, resolve_target};
+pub use run::{probe, resolve_target, start_emulator};
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())

@@ -81,35 +81,14 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
     let emulated =
         args.emulate.is_some() || args.emulate_up.is_some() || args.emulate_down.is_some();
     if emulated {
-        let parse = |flag: &str, spec: &str| -> Result<crate::impair::Profile> {
-            spec.parse().with_context(|| format!("{flag} {spec:?}"))
-        };
-        let base = parse("--emulate", args.emulate.as_deref().unwrap_or("none"))?;
-        let up = match &args.emulate_up {
-            Some(spec) => parse("--emulate-up", spec)?.up,
-            None => base.up,
-        };
-        let down = match &args.emulate_down {
-            Some(spec) => parse("--emulate-down", spec)?.down,
-            None => base.down,
-        };
-        for (i, addr) in [target.quic, target.udp].into_iter().enumerate() {
-            let listen: SocketAddr = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }
-                .parse()
-                .expect("valid address");
-            let proxy = ImpairProxy::start(ImpairConfig {
-                listen,
-                to: addr,
-                up: up.clone(),
-                down: down.clone(),
-                seed: args.seed.wrapping_add(i as u64 * 1_000_003),
-            })
-            .await
-            .context("starting the network emulator")?;
-            proxies.push(proxy);
-        }
-        target.quic = proxies[0].local_addr();
-        target.udp = proxies[1].local_addr();
+        proxies = start_emulator(
+            &mut target,
+            args.emulate.as_deref(),
+            args.emulate_up.as_deref(),
+            args.emulate_down.as_deref(),
+            args.seed,
+        )
+        .await?;
     }
     // Side by side on the same path: one task per transport.
     let shared = Arc::new(args.clone());
@@ -142,6 +121,49 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
         proxy.shutdown().await;
     }
     Ok(results)
+}
+
+/// Puts the userspace network emulator in front of `target`: one impairment proxy on
+/// loopback for its QUIC address and one for its UDP address, with `target` pointed at them.
+/// `emulate` sets both directions (a preset or custom settings); `up` and `down` override one.
+/// Shut the proxies down when the probe is done.
+pub async fn start_emulator(
+    target: &mut RelayTarget,
+    emulate: Option<&str>,
+    up: Option<&str>,
+    down: Option<&str>,
+    seed: u64,
+) -> Result<Vec<ImpairProxy>> {
+    let parse = |flag: &str, spec: &str| -> Result<crate::impair::Profile> {
+        spec.parse().with_context(|| format!("{flag} {spec:?}"))
+    };
+    let base = parse("--emulate", emulate.unwrap_or("none"))?;
+    let up = match up {
+        Some(spec) => parse("--emulate-up", spec)?.up,
+        None => base.up,
+    };
+    let down = match down {
+        Some(spec) => parse("--emulate-down", spec)?.down,
+        None => base.down,
+    };
+    let mut proxies = Vec::new();
+    for (i, addr) in [target.quic, target.udp].into_iter().enumerate() {
+        let listen: SocketAddr =
+            if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("valid address");
+        let proxy = ImpairProxy::start(ImpairConfig {
+            listen,
+            to: addr,
+            up: up.clone(),
+            down: down.clone(),
+            seed: seed.wrapping_add(i as u64 * 1_000_003),
+        })
+        .await
+        .context("starting the network emulator")?;
+        proxies.push(proxy);
+    }
+    target.quic = proxies[0].local_addr();
+    target.udp = proxies[1].local_addr();
+    Ok(proxies)
 }
 
 fn stream_name(args: &ProbeArgs, transport: Transport, index: u32) -> String {
@@ -221,6 +243,7 @@ async fn run_transport(
                 max_duration,
                 receiver: receiver.clone(),
                 attempt_start: clock.now(),
+                cancel: None,
             };
             let progress = progress.clone();
             viewers.push(tokio::spawn(async move {

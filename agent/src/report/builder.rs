@@ -5,9 +5,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use stallwatch_measure::WindowMetrics;
+use stallwatch_measure::{Recorder, WindowMetrics};
 use stallwatch_proto::plan::Transport;
-use stallwatch_proto::report::{REPORT_SCHEMA_VERSION, Report, ReportLimits};
+use stallwatch_proto::report::{
+    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
+};
 use tracing::{info, warn};
 
 use super::spool::{QUARANTINE_DIR, SpoolError, io_error, read_capped, seq_of_name, write_durably};
@@ -75,7 +77,7 @@ impl SeriesKey {
 pub struct ReportBuilder {
     seq: SeqStore,
     window_start_ms: u64,
-    series: BTreeMap<SeriesKey, WindowMetrics>,
+    series: BTreeMap<SeriesKey, Folded>,
     max_series: usize,
     windows_dropped: u64,
 }
@@ -111,16 +113,41 @@ impl ReportBuilder {
     /// Adds a finished window to the current interval. Returns `false` if it was dropped
     /// because the report already holds `max_series` other label sets.
     pub fn add(&mut self, key: &SeriesKey, window: &WindowMetrics) -> bool {
-        if let Some(metrics) = self.series.get_mut(key) {
-            metrics.merge(window);
-        } else if self.series.len() < self.max_series {
-            self.series.insert(key.clone(), window.clone());
-        } else {
-            self.windows_dropped += 1;
-            warn!(probe = %key.probe, max_series = self.max_series, "report series limit reached; window dropped");
-            return false;
+        let Some(folded) = self.entry(key) else { return false };
+        match &mut folded.metrics {
+            Some(metrics) => metrics.merge(window),
+            None => folded.metrics = Some(window.clone()),
         }
         true
+    }
+
+    /// Adds `value` to counter `name` of the series `key` in the current interval (for
+    /// figures that are not a viewer window: attempts, failures, publisher counts). Returns
+    /// `false` if dropped at the series limit, like [`ReportBuilder::add`].
+    pub fn add_counter(&mut self, key: &SeriesKey, name: &str, value: u64) -> bool {
+        let Some(folded) = self.entry(key) else { return false };
+        *folded.counters.entry(name.to_owned()).or_default() += value;
+        true
+    }
+
+    /// Merges `values` into histogram `name` of the series `key` in the current interval.
+    /// Returns `false` if dropped at the series limit, like [`ReportBuilder::add`].
+    pub fn add_histogram(&mut self, key: &SeriesKey, name: &str, values: &Recorder) -> bool {
+        let Some(folded) = self.entry(key) else { return false };
+        folded.histograms.entry(name.to_owned()).or_default().merge(values);
+        true
+    }
+
+    fn entry(&mut self, key: &SeriesKey) -> Option<&mut Folded> {
+        if !self.series.contains_key(key) {
+            if self.series.len() >= self.max_series {
+                self.windows_dropped += 1;
+                warn!(probe = %key.probe, max_series = self.max_series, "report series limit reached; window dropped");
+                return None;
+            }
+            self.series.insert(key.clone(), Folded::default());
+        }
+        self.series.get_mut(key)
     }
 
     /// Ends the interval at `now_unix_ms` and returns its report; the next interval starts
@@ -146,7 +173,7 @@ impl ReportBuilder {
         let window_end_ms = now_unix_ms.max(self.window_start_ms);
         let series = std::mem::take(&mut self.series)
             .into_iter()
-            .map(|(key, metrics)| metrics.to_series(key.labels()))
+            .map(|(key, folded)| folded.into_series(key.labels()))
             .collect();
         let report = Report {
             schema_version: REPORT_SCHEMA_VERSION,
@@ -181,6 +208,37 @@ impl ReportBuilder {
     /// Windows dropped because a report was at its series limit, since the builder was opened.
     pub fn windows_dropped(&self) -> u64 {
         self.windows_dropped
+    }
+}
+
+/// What one label set collected in the current interval.
+#[derive(Debug, Default)]
+struct Folded {
+    /// Viewer windows, merged (`None`: no window, e.g. a publisher's series).
+    metrics: Option<WindowMetrics>,
+    /// Counters beside the window's (attempts, failures, publisher figures), summed.
+    counters: BTreeMap<String, u64>,
+    /// Histograms beside the window's (publish time, RTT), merged.
+    histograms: BTreeMap<String, Recorder>,
+}
+
+impl Folded {
+    fn into_series(self, labels: BTreeMap<String, String>) -> Series {
+        let mut series = match self.metrics {
+            Some(metrics) => metrics.to_series(labels),
+            None => Series { labels, counters: BTreeMap::new(), histograms: BTreeMap::new() },
+        };
+        for (name, value) in self.counters {
+            *series.counters.entry(name).or_default() += value;
+        }
+        for (name, r) in self.histograms {
+            if r.count() > 0 {
+                series
+                    .histograms
+                    .insert(name, HistogramData::from_histogram(r.histogram(), r.sum()));
+            }
+        }
+        series
     }
 }
 

@@ -99,6 +99,19 @@ pub struct ViewSpec {
     pub receiver: ReceiverConfig,
     /// Start of the attempt (before any connect), for first-frame time.
     pub attempt_start: Time,
+    /// Set to `true` to stop viewing early; the partial last window is still measured
+    /// (`stallwatch-agent run` on a plan change or at shutdown).
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Resolves when `cancel` turns `true` (or its sender is gone); never without one.
+pub(crate) async fn cancelled(cancel: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match cancel {
+        Some(rx) => {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Why a viewer stopped.
@@ -111,6 +124,8 @@ pub enum ViewEnd {
     Duration,
     /// The connection to the relay was lost.
     ConnectionLost(String),
+    /// The viewer was told to stop ([`ViewSpec::cancel`]).
+    Cancelled,
 }
 
 /// What a viewer measured.
@@ -139,16 +154,35 @@ pub fn refusal(code: ErrorCode, message: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {message}")
 }
 
-/// Live figures for a progress line, updated about once a second.
-#[derive(Debug, Default)]
+/// A function each viewer window is handed to as it is taken.
+pub type WindowSink = Box<dyn Fn(&WindowMetrics) + Send + Sync>;
+
+/// Live figures for a progress line, updated about once a second, and optionally every
+/// window as it is taken (about one a second, and the last partial one).
+#[derive(Default)]
 pub struct Progress {
     inner: Mutex<WindowMetrics>,
+    sink: Option<WindowSink>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").field("sink", &self.sink.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl Progress {
+    /// Progress that also hands every window to `sink` (e.g. a report builder).
+    pub fn with_sink(sink: WindowSink) -> Self {
+        Progress { inner: Mutex::default(), sink: Some(sink) }
+    }
+
     /// Adds a window of results.
     pub fn add(&self, window: &WindowMetrics) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).merge(window);
+        if let Some(sink) = &self.sink {
+            sink(window);
+        }
     }
 
     /// The results so far.

@@ -430,6 +430,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
     }
 
     let give_up = spec.attempt_start + spec.max_duration;
+    let mut cancel = spec.cancel.clone();
     let mut rtt = Recorder::new();
     let mut total = stallwatch_measure::WindowMetrics::default();
     let mut next_window = clock.now() + Duration::from_secs(1);
@@ -490,6 +491,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                 }
                 Some(_) => {}
             },
+            _ = super::cancelled(&mut cancel) => break ViewEnd::Cancelled,
             _ = sleep => receiver.handle_timeout(clock.now()),
         }
     };

@@ -289,6 +289,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
     receiver.mark_phase(Phase::Subscribe, session.accepted);
 
     let give_up = spec.attempt_start + spec.max_duration;
+    let mut cancel = spec.cancel.clone();
     let mut rtt = Recorder::new();
     let mut total = stallwatch_measure::WindowMetrics::default();
     let mut next_window = clock.now() + Duration::from_secs(1);
@@ -359,6 +360,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                     receiver.on_packet(now, &header);
                 }
             }
+            _ = super::cancelled(&mut cancel) => break ViewEnd::Cancelled,
             _ = sleep => receiver.handle_timeout(clock.now()),
         }
     };

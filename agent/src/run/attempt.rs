@@ -1,0 +1,450 @@
+//! One probe attempt in-process: publish, view, or both (loopback), with the plan's network
+//! emulation, cancellable. Viewer windows (about one a second, and the last partial one) and
+//! publisher figures go to the reporter as [`Fold`]s; so do attempts and failures by cause.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use stallwatch_measure::player::Medium;
+use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
+use stallwatch_proto::control::StartAt;
+use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport};
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::probe::start_emulator;
+use crate::report::{Role, SeriesKey};
+use crate::tls::Trust;
+use crate::transport::{self, Progress, PublishSpec, RelayTarget, ViewSpec, quic, udp};
+
+/// Report counter and histogram names the agent adds beside a viewer window's
+/// (`measure/src/report.rs` has those). Publisher figures have their own names, never a
+/// viewer's: the collector merges the `role` label away.
+pub mod names {
+    /// Publishing attempts started.
+    pub const PUBLISH_ATTEMPTS: &str = "publish_attempts";
+    /// Publishing attempts that failed; also `publish_failures_<cause>`.
+    pub const PUBLISH_FAILURES: &str = "publish_failures";
+    /// Viewing attempts started.
+    pub const VIEW_ATTEMPTS: &str = "view_attempts";
+    /// Viewing attempts that failed; also `view_failures_<cause>`.
+    pub const VIEW_FAILURES: &str = "view_failures";
+    /// Publisher: media packets (or objects) sent.
+    pub const SENT_PACKETS: &str = "sent_packets";
+    /// Publisher: bytes sent, headers included.
+    pub const SENT_BYTES: &str = "sent_bytes";
+    /// Publisher: frames paced.
+    pub const SENT_FRAMES: &str = "sent_frames";
+    /// Publisher: frames sent over one frame interval late (blocked by the transport).
+    pub const SENT_FRAMES_LATE: &str = "sent_frames_late";
+    /// Publisher: sends the transport refused.
+    pub const SEND_ERRORS: &str = "send_errors";
+    /// Publisher: attempt start to the relay accepting the stream, µs.
+    pub const PUBLISH_TIME: &str = "publish_time_us";
+    /// Publisher: how late the pacing timer woke, µs.
+    pub const SEND_TIMER_ERROR: &str = "send_timer_error_us";
+    /// Viewer: round-trip time to the relay, µs.
+    pub const RTT: &str = "rtt_us";
+}
+
+/// Why an attempt failed, as a counter suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// No answer from the relay (or its name did not resolve).
+    Unreachable,
+    /// The TLS handshake failed (certificate not trusted, wrong name).
+    Tls,
+    /// The relay has no such stream (view).
+    StreamNotFound,
+    /// The relay refused for another reason (limits, stream exists, rate limit).
+    Refused,
+    /// Anything else (connection lost, local error).
+    Other,
+}
+
+impl FailureCause {
+    /// The counter suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Unreachable => "unreachable",
+            FailureCause::Tls => "tls",
+            FailureCause::StreamNotFound => "stream_not_found",
+            FailureCause::Refused => "refused",
+            FailureCause::Other => "other",
+        }
+    }
+
+    /// Classifies a transport error by its message (the transports word them for people).
+    pub fn of(error: &anyhow::Error) -> FailureCause {
+        let text = format!("{error:#}").to_ascii_lowercase();
+        if text.contains("stream not found") {
+            FailureCause::StreamNotFound
+        } else if text.contains("tls") || text.contains("certificate") {
+            FailureCause::Tls
+        } else if text.contains("unreachable")
+            || text.contains("timed out")
+            || text.contains("no answer")
+            || text.contains("resolving")
+            || text.contains("did not answer")
+        {
+            FailureCause::Unreachable
+        } else if text.contains("limit")
+            || text.contains("already being published")
+            || text.contains("not authorized")
+            || text.contains("rejected the request")
+            || text.contains("refused")
+        {
+            FailureCause::Refused
+        } else {
+            FailureCause::Other
+        }
+    }
+}
+
+/// Something for the report builder.
+#[derive(Debug)]
+pub enum Fold {
+    /// A viewer window.
+    Window(SeriesKey, Box<WindowMetrics>),
+    /// A counter increment.
+    Counter(SeriesKey, String, u64),
+    /// Histogram values.
+    Histogram(SeriesKey, &'static str, Recorder),
+}
+
+/// What every attempt shares.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    /// The agent's name, for unique loopback stream names.
+    pub agent: String,
+    /// How to verify relays: the fleet CA from the bundle.
+    pub trust: Trust,
+    /// Where results go.
+    pub folds: mpsc::UnboundedSender<Fold>,
+}
+
+/// Playout delay of the viewers' virtual player.
+const PLAYOUT_DELAY: Duration = Duration::from_millis(300);
+/// In loopback mode the viewer joins this long after the stream is accepted (mid-GOP).
+const VIEW_DELAY: Duration = Duration::from_secs(1);
+/// How early the pacing thread wakes to spin before each frame.
+const PACING_SPIN: Duration = Duration::from_micros(200);
+
+fn key(plan: &ProbePlan, role: Role) -> SeriesKey {
+    SeriesKey {
+        probe: plan.name.clone(),
+        transport: plan.transport,
+        target: plan.target.clone(),
+        role,
+    }
+}
+
+impl AttemptContext {
+    fn count(&self, key: &SeriesKey, name: &str, value: u64) {
+        let _ = self.folds.send(Fold::Counter(key.clone(), name.to_string(), value));
+    }
+
+    fn failed(&self, key: &SeriesKey, error: &anyhow::Error) {
+        let cause = FailureCause::of(error);
+        let prefix = match key.role {
+            Role::Publisher => names::PUBLISH_FAILURES,
+            Role::Viewer => names::VIEW_FAILURES,
+        };
+        self.count(key, prefix, 1);
+        self.count(key, &format!("{prefix}_{}", cause.as_str()), 1);
+        debug!(probe = %key.probe, role = key.role.as_str(), cause = cause.as_str(), error = %format!("{error:#}"), "attempt failed");
+    }
+}
+
+/// Resolves the plan's `host:port` into a relay target verified with `trust`.
+async fn resolve(address: &str, trust: &Trust) -> Result<RelayTarget> {
+    let (host, port) =
+        address.rsplit_once(':').ok_or_else(|| anyhow!("address {address:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| anyhow!("bad port in {address:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let quic: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolving the relay host {host:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("resolving the relay host {host:?}: no address"))?;
+    let udp_port = port.checked_add(1).ok_or_else(|| anyhow!("port {port} has no next port"))?;
+    Ok(RelayTarget {
+        quic,
+        udp: SocketAddr::new(quic.ip(), udp_port),
+        server_name: host.to_string(),
+        trust: Some(trust.clone()),
+    })
+}
+
+/// Runs one attempt that started at `start` (Unix ns, the scheduled time); returns when it
+/// is over or, soon after `cancel` turns true, with the partial results folded.
+pub async fn run_attempt(
+    plan: &ProbePlan,
+    ctx: &AttemptContext,
+    start: Time,
+    cancel: watch::Receiver<bool>,
+) {
+    let publishes = !matches!(plan.mode, ProbeMode::View { .. });
+    let views = !matches!(plan.mode, ProbeMode::Publish { .. });
+    let (pub_key, view_key) = (key(plan, Role::Publisher), key(plan, Role::Viewer));
+    if publishes {
+        ctx.count(&pub_key, names::PUBLISH_ATTEMPTS, 1);
+    }
+    if views {
+        ctx.count(&view_key, names::VIEW_ATTEMPTS, 1);
+    }
+    let fail_all = |e: &anyhow::Error| {
+        if publishes {
+            ctx.failed(&pub_key, e);
+        }
+        if views {
+            ctx.failed(&view_key, e);
+        }
+    };
+    let profile: StreamProfile = match plan.profile.parse().map_err(anyhow::Error::msg) {
+        Ok(p) => p,
+        Err(e) => return fail_all(&e.context(format!("profile {:?}", plan.profile))),
+    };
+    let mut target = match resolve(&plan.address, &ctx.trust).await {
+        Ok(t) => t,
+        Err(e) => return fail_all(&e),
+    };
+    let proxies = match &plan.emulate {
+        Some(spec) => {
+            match start_emulator(&mut target, Some(spec), None, None, start.as_nanos()).await {
+                Ok(p) => p,
+                Err(e) => return fail_all(&e),
+            }
+        }
+        None => Vec::new(),
+    };
+    let stream = match &plan.mode {
+        ProbeMode::Publish { stream } | ProbeMode::View { stream } => stream.clone(),
+        ProbeMode::Loopback => loopback_stream(&ctx.agent, &plan.name, start),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(tokio::sync::Notify::new());
+    let publisher = publishes.then(|| {
+        let spec = PublishSpec {
+            target: target.clone(),
+            transport: plan.transport,
+            stream: stream.clone(),
+            profile: profile.clone(),
+            duration: plan.duration,
+            pacing_spin: PACING_SPIN,
+            accepted: Some(accepted.clone()),
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            match spec.transport {
+                Transport::Udp => udp::publish(&spec, stop).await,
+                _ => quic::publish(&spec, stop).await,
+            }
+        })
+    });
+    // Cancelling stops the pacer; the publisher then says goodbye and returns its figures.
+    let stopper = {
+        let (stop, mut cancel) = (stop.clone(), Some(cancel.clone()));
+        tokio::spawn(async move {
+            transport::cancelled(&mut cancel).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+
+    let mut viewer_result = None;
+    if views {
+        let loopback = plan.mode == ProbeMode::Loopback;
+        let mut go = true;
+        if loopback {
+            let mut c = Some(cancel.clone());
+            tokio::select! {
+                waited = tokio::time::timeout(transport::CONNECT_TIMEOUT * 2, accepted.notified()) => {
+                    go = waited.is_ok();
+                    if go {
+                        tokio::select! {
+                            _ = tokio::time::sleep(VIEW_DELAY) => {}
+                            _ = transport::cancelled(&mut c) => go = false,
+                        }
+                    }
+                }
+                _ = transport::cancelled(&mut c) => go = false,
+            }
+        }
+        if go {
+            let receiver = ReceiverConfig {
+                playout_delay: PLAYOUT_DELAY,
+                medium: if profile.fps == 0 { Medium::Audio } else { Medium::Video },
+                sender_clock_offset_ns: loopback.then_some(0),
+                ..ReceiverConfig::default()
+            };
+            let attempt_start = crate::clock::Clock::global().now();
+            // Loopback: until the publisher ends the stream, with room to play out; view: the
+            // attempt's duration.
+            let max_duration =
+                if loopback { plan.duration + Duration::from_secs(5) } else { plan.duration };
+            let spec = ViewSpec {
+                target: target.clone(),
+                transport: plan.transport,
+                stream: stream.clone(),
+                start: StartAt::CachedGop,
+                max_duration,
+                receiver,
+                attempt_start,
+                cancel: Some(cancel.clone()),
+            };
+            let (folds, k) = (ctx.folds.clone(), view_key.clone());
+            let progress = Progress::with_sink(Box::new(move |w: &WindowMetrics| {
+                let _ = folds.send(Fold::Window(k.clone(), Box::new(w.clone())));
+            }));
+            let outcome = match plan.transport {
+                Transport::Udp => udp::view(&spec, &progress).await,
+                _ => quic::view(&spec, &progress).await,
+            };
+            viewer_result = Some(outcome);
+        }
+        // A loopback viewer that never started: the publisher's failure is counted for both.
+    }
+    let viewer_started = viewer_result.is_some();
+    match viewer_result {
+        Some(Ok(outcome)) => {
+            let _ = ctx.folds.send(Fold::Histogram(view_key.clone(), names::RTT, outcome.rtt));
+        }
+        Some(Err(e)) => {
+            ctx.failed(&view_key, &e);
+            // Nothing to view: do not leave the publisher streaming into the void.
+            stop.store(true, Ordering::Relaxed);
+        }
+        None => {}
+    }
+    if let Some(publisher) = publisher {
+        let result = match publisher.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow!("the publisher task failed: {e}")),
+        };
+        match result {
+            Ok(stats) => {
+                for (name, value) in [
+                    (names::SENT_PACKETS, stats.packets),
+                    (names::SENT_BYTES, stats.bytes),
+                    (names::SENT_FRAMES, stats.frames),
+                    (names::SENT_FRAMES_LATE, stats.frames_late),
+                    (names::SEND_ERRORS, stats.send_errors),
+                ] {
+                    ctx.count(&pub_key, name, value);
+                }
+                if let Some(t) = stats.publish_time {
+                    let mut r = Recorder::new();
+                    r.record_nanos_as_micros(t.as_nanos() as u64);
+                    let _ =
+                        ctx.folds.send(Fold::Histogram(pub_key.clone(), names::PUBLISH_TIME, r));
+                }
+                let _ = ctx.folds.send(Fold::Histogram(
+                    pub_key.clone(),
+                    names::SEND_TIMER_ERROR,
+                    stats.timer_error,
+                ));
+            }
+            Err(e) => {
+                ctx.failed(&pub_key, &e);
+                if views && !viewer_started && !*cancel.borrow() {
+                    ctx.failed(&view_key, &anyhow!("the publisher failed: {e:#}"));
+                }
+            }
+        }
+    }
+    stopper.abort();
+    for proxy in proxies {
+        proxy.shutdown().await;
+    }
+}
+
+/// A loopback stream name unique per agent, probe and attempt, within the relay's rules
+/// (64 bytes of `A-Za-z0-9._-`).
+pub fn loopback_stream(agent: &str, probe: &str, start: Time) -> String {
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    };
+    let suffix = format!("-{}", start.as_nanos() / 1_000_000);
+    let mut name = format!("{}.{}", clean(agent), clean(probe));
+    name.truncate(64 - suffix.len());
+    name + &suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stallwatch_proto::control::validate_stream_name;
+
+    #[test]
+    fn failures_are_classified_by_cause() {
+        let cases = [
+            ("viewing \"s\" over udp: stream not found: s", FailureCause::StreamNotFound),
+            (
+                "relay 1.2.3.4:5 unreachable over QUIC: no answer within 5s",
+                FailureCause::Unreachable,
+            ),
+            ("no answer from the relay over UDP: UDP may be blocked", FailureCause::Unreachable),
+            ("resolving the relay host \"x\": failed", FailureCause::Unreachable),
+            (
+                "TLS handshake with the relay at x failed on this probe's side: bad",
+                FailureCause::Tls,
+            ),
+            ("the relay is at its stream limit: full", FailureCause::Refused),
+            ("a stream with that name is already being published: s", FailureCause::Refused),
+            ("the connection to the relay was lost: reset", FailureCause::Other),
+        ];
+        for (msg, cause) in cases {
+            assert_eq!(FailureCause::of(&anyhow!("{msg}")), cause, "{msg}");
+        }
+    }
+
+    #[test]
+    fn loopback_stream_names_are_valid_and_unique() {
+        let a = loopback_stream("edge-1", "fra udp", Time::from_nanos(1_700_000_000_000_000_000));
+        let b = loopback_stream("edge-1", "fra udp", Time::from_nanos(1_700_000_060_000_000_000));
+        assert_ne!(a, b);
+        validate_stream_name(&a).unwrap();
+        let long = loopback_stream(&"a".repeat(64), &"p".repeat(64), Time::from_nanos(1));
+        validate_stream_name(&long).unwrap();
+        assert!(long.ends_with("-0"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_relay_counts_as_a_failed_attempt() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = AttemptContext { agent: "a".into(), trust: Trust::Pin([0; 32]), folds: tx };
+        let plan = ProbePlan {
+            name: "p".into(),
+            target: "t".into(),
+            address: "no-such-host.invalid:4433".into(),
+            transport: Transport::Udp,
+            profile: "audio".into(),
+            mode: ProbeMode::View { stream: "s".into() },
+            every: Duration::from_secs(10),
+            duration: Duration::from_secs(1),
+            start_offset: Duration::ZERO,
+            emulate: None,
+        };
+        let (_c, cancel) = watch::channel(false);
+        run_attempt(&plan, &ctx, Time::from_nanos(0), cancel).await;
+        drop(ctx);
+        let mut counters = Vec::new();
+        while let Some(f) = rx.recv().await {
+            if let Fold::Counter(_, name, v) = f {
+                counters.push((name, v));
+            }
+        }
+        assert_eq!(
+            counters,
+            vec![
+                ("view_attempts".to_string(), 1),
+                ("view_failures".to_string(), 1),
+                ("view_failures_unreachable".to_string(), 1)
+            ]
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The agent's bundle: the PEM file `stallwatch-collector ca issue-agent` writes (the agent's
+//! certificate, its PKCS#8 private key, and the fleet CA certificate last). The agent reads
+//! its own name from the certificate's `stallwatch:agent/NAME?region=R&network_type=T` SAN
+//! URI, the same place the collector reads it from.
+
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use thiserror::Error;
+
+/// SAN URI prefix of an agent identity.
+pub const IDENTITY_URI_PREFIX: &str = "stallwatch:agent/";
+/// Largest bundle file read.
+const MAX_BUNDLE_BYTES: u64 = 256 * 1024;
+
+/// An agent's credentials.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The agent's certificate first, then any intermediates.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The agent's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The fleet CA certificate: the only root the agent trusts for the collector.
+    pub ca: CertificateDer<'static>,
+    /// The identity in the agent's certificate.
+    pub identity: AgentIdentity,
+}
+
+impl Clone for Bundle {
+    fn clone(&self) -> Self {
+        Bundle {
+            cert_chain: self.cert_chain.clone(),
+            key: self.key.clone_key(),
+            ca: self.ca.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+/// Who the agent is, from its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub name: String,
+    pub region: String,
+    pub network_type: String,
+}
+
+/// Why a bundle could not be used.
+#[derive(Debug, Error)]
+pub enum BundleError {
+    /// The file could not be read.
+    #[error("{}: cannot read the bundle: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a bundle as `ca issue-agent` writes it.
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Reads and checks a bundle file.
+pub fn load_bundle(path: &Path) -> Result<Bundle, BundleError> {
+    let unreadable = |source| BundleError::Unreadable { path: path.to_owned(), source };
+    let len = std::fs::metadata(path).map_err(unreadable)?.len();
+    if len > MAX_BUNDLE_BYTES {
+        return Err(BundleError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{len} bytes: too large for a bundle"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    parse_bundle(&bytes).map_err(|reason| BundleError::Invalid { path: path.to_owned(), reason })
+}
+
+/// Parses bundle PEM: certificates (agent first, CA last) and exactly one PKCS#8 key.
+pub fn parse_bundle(pem: &[u8]) -> Result<Bundle, String> {
+    let mut certs = Vec::new();
+    let mut keys = Vec::new();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| format!("invalid PEM: {e}"))?;
+        match kind {
+            SectionKind::Certificate => certs.push(CertificateDer::from(der)),
+            SectionKind::PrivateKey => keys.push(PrivatePkcs8KeyDer::from(der)),
+            other => return Err(format!("unexpected PEM block {other:?} in a bundle")),
+        }
+    }
+    if certs.len() < 2 {
+        return Err(format!(
+            "expected the agent certificate and the CA certificate, found {} certificate(s); \
+             is this the file from `stallwatch-collector ca issue-agent`?",
+            certs.len()
+        ));
+    }
+    if keys.len() != 1 {
+        return Err(format!("expected one private key (PEM PRIVATE KEY), found {}", keys.len()));
+    }
+    let ca = certs.pop().expect("two or more");
+    let identity = agent_identity(&certs[0])?;
+    Ok(Bundle { cert_chain: certs, key: PrivateKeyDer::Pkcs8(keys.remove(0)), ca, identity })
+}
+
+/// The identity in a certificate's `stallwatch:agent/` SAN URI.
+pub fn agent_identity(cert: &[u8]) -> Result<AgentIdentity, String> {
+    let uris = san_uris(cert).map_err(|e| format!("the agent certificate is malformed: {e}"))?;
+    let mut ids = uris.iter().filter(|u| u.starts_with(IDENTITY_URI_PREFIX));
+    let uri = ids.next().ok_or("the agent certificate has no stallwatch:agent/ identity URI")?;
+    if ids.next().is_some() {
+        return Err("the agent certificate has more than one identity URI".into());
+    }
+    parse_identity_uri(uri)
+}
+
+fn parse_identity_uri(uri: &str) -> Result<AgentIdentity, String> {
+    let bad = |why: &str| format!("identity URI {uri:?} {why}");
+    let rest = uri.strip_prefix(IDENTITY_URI_PREFIX).ok_or_else(|| bad("has another scheme"))?;
+    let (name, query) = rest.split_once('?').ok_or_else(|| bad("has no query"))?;
+    let (mut region, mut network_type) = (None, None);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("region", v)) => region = Some(v),
+            Some(("network_type", v)) => network_type = Some(v),
+            _ => return Err(bad("has an unexpected query")),
+        }
+    }
+    let label = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let (Some(region), Some(network_type)) = (region, network_type) else {
+        return Err(bad("lacks region or network_type"));
+    };
+    if !label(name) || name.len() > 64 || !label(region) {
+        return Err(bad("has an invalid name or region"));
+    }
+    Ok(AgentIdentity {
+        name: name.to_string(),
+        region: region.to_string(),
+        network_type: network_type.to_string(),
+    })
+}
+
+/// One DER element: tag, content, and what follows it.
+fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), &'static str> {
+    let (&tag, rest) = input.split_first().ok_or("truncated")?;
+    let (&first, rest) = rest.split_first().ok_or("truncated")?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("bad length");
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err("truncated");
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+/// The URIs in a certificate's subject alternative name extension.
+fn san_uris(cert: &[u8]) -> Result<Vec<String>, &'static str> {
+    const SEQUENCE: u8 = 0x30;
+    const EXTENSIONS: u8 = 0xa3;
+    const OID: u8 = 0x06;
+    const SAN: &[u8] = &[0x55, 0x1d, 0x11];
+    const URI: u8 = 0x86;
+    let (tag, cert, _) = tlv(cert)?;
+    if tag != SEQUENCE {
+        return Err("not a certificate");
+    }
+    let (tag, mut tbs, _) = tlv(cert)?;
+    if tag != SEQUENCE {
+        return Err("no tbsCertificate");
+    }
+    let mut uris = Vec::new();
+    while !tbs.is_empty() {
+        let (tag, content, rest) = tlv(tbs)?;
+        tbs = rest;
+        if tag != EXTENSIONS {
+            continue;
+        }
+        let (_, mut exts, _) = tlv(content)?;
+        while !exts.is_empty() {
+            let (_, ext, rest) = tlv(exts)?;
+            exts = rest;
+            let (tag, oid, mut fields) = tlv(ext)?;
+            if tag != OID || oid != SAN {
+                continue;
+            }
+            // critical BOOLEAN (optional), then the OCTET STRING holding GeneralNames.
+            let mut value = None;
+            while !fields.is_empty() {
+                let (tag, content, rest) = tlv(fields)?;
+                fields = rest;
+                if tag == 0x04 {
+                    value = Some(content);
+                }
+            }
+            let (_, mut names, _) = tlv(value.ok_or("SAN without a value")?)?;
+            while !names.is_empty() {
+                let (tag, content, rest) = tlv(names)?;
+                names = rest;
+                if tag == URI {
+                    uris.push(String::from_utf8(content.to_vec()).map_err(|_| "URI not ASCII")?);
+                }
+            }
+        }
+    }
+    Ok(uris)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A bundle in `ca issue-agent`'s layout: agent certificate, PKCS#8 key, CA certificate.
+    /// Returns the bundle PEM and the CA (to sign a server certificate in tests).
+    pub(crate) fn make_bundle(
+        name: &str,
+    ) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DistinguishedName, DnType,
+            ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.distinguished_name = DistinguishedName::new();
+        ca_params.distinguished_name.push(DnType::CommonName, "stallwatch fleet CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let uri = format!("{IDENTITY_URI_PREFIX}{name}?region=eu&network_type=5g");
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let pem = format!(
+            "# stallwatch agent bundle for {name}\n{}{}{}",
+            cert.pem(),
+            key.serialize_pem(),
+            ca_cert.pem()
+        );
+        (pem, issuer, ca_cert.pem())
+    }
+
+    #[test]
+    fn a_bundle_in_issue_agent_layout_parses_with_its_identity() {
+        let (pem, _, _) = make_bundle("edge-fra-1");
+        let b = parse_bundle(pem.as_bytes()).unwrap();
+        assert_eq!(b.cert_chain.len(), 1);
+        assert_eq!(
+            b.identity,
+            AgentIdentity {
+                name: "edge-fra-1".into(),
+                region: "eu".into(),
+                network_type: "5g".into()
+            }
+        );
+        assert!(matches!(b.key, PrivateKeyDer::Pkcs8(_)));
+    }
+
+    #[test]
+    fn broken_bundles_say_what_is_wrong() {
+        let (pem, _, ca) = make_bundle("a");
+        let e = parse_bundle(ca.as_bytes()).unwrap_err();
+        assert!(e.contains("found 1 certificate"), "{e}");
+        let no_key: String =
+            pem.split_inclusive('\n').filter(|l| !l.contains("PRIVATE KEY")).collect();
+        let e = parse_bundle(no_key.as_bytes());
+        assert!(e.is_err());
+        let e = parse_bundle(format!("{ca}{ca}").as_bytes()).unwrap_err();
+        assert!(e.contains("private key"), "{e}");
+        let e = load_bundle(Path::new("/nonexistent/agent.pem")).unwrap_err();
+        assert!(matches!(e, BundleError::Unreadable { .. }), "{e}");
+    }
+
+    #[test]
+    fn identity_uris_are_checked() {
+        assert!(parse_identity_uri("stallwatch:agent/a?region=eu&network_type=4g").is_ok());
+        for bad in [
+            "stallwatch:agent/A?region=eu&network_type=4g",
+            "stallwatch:agent/a?region=eu",
+            "stallwatch:agent/a",
+            "stallwatch:agent/a?region=eu&network_type=4g&x=1",
+        ] {
+            assert!(parse_identity_uri(bad).is_err(), "{bad}");
+        }
+        assert!(san_uris(&[0x30, 0x05, 0x30]).is_err());
+        assert!(san_uris(&[]).is_err());
+    }
+}
