@@ -123,6 +123,8 @@ pub struct Spool {
     index: BTreeMap<u64, u64>,
     bytes: u64,
     stats: SpoolStats,
+    /// Where acknowledged reports go instead of being deleted, if anywhere.
+    archive: Option<PathBuf>,
 }
 
 impl Spool {
@@ -151,6 +153,7 @@ impl Spool {
             index: BTreeMap::new(),
             bytes: 0,
             stats: SpoolStats::default(),
+            archive: None,
         };
         spool.recover()?;
         Ok(spool)
@@ -262,6 +265,24 @@ impl Spool {
         Ok(())
     }
 
+    /// Keeps every acknowledged report in `dir` (created) instead of deleting it.
+    pub fn with_archive(mut self, dir: impl Into<PathBuf>) -> Result<Self, SpoolError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
+        self.archive = Some(dir);
+        Ok(self)
+    }
+
+    /// Moves an acknowledged report into the archive, or deletes it without one.
+    fn retire_file(&self, seq: u64) -> Result<(), SpoolError> {
+        let Some(archive) = &self.archive else { return self.remove_file(seq) };
+        let (from, to) = (self.dir.join(report_name(seq)), archive.join(report_name(seq)));
+        match fs::rename(&from, &to) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("archiving", &from)(e)),
+            _ => Ok(()),
+        }
+    }
+
     fn remove_file(&self, seq: u64) -> Result<(), SpoolError> {
         let path = self.dir.join(report_name(seq));
         match fs::remove_file(&path) {
@@ -315,7 +336,7 @@ impl Spool {
             return Ok(false);
         }
         self.stats.sent += 1;
-        self.remove_file(seq)?;
+        self.retire_file(seq)?;
         Ok(true)
     }
 

@@ -482,3 +482,26 @@ fn series_beyond_the_limit_are_dropped_and_counted() {
     assert_eq!(builder.windows_dropped(), 1);
     assert_eq!(builder.take(1, "a", 0).unwrap().series.len(), 1);
 }
+
+/// With an archive, an acknowledged report moves there (byte for byte); a rejected one is
+/// still deleted, and one to retry stays queued.
+#[test]
+fn archive_keeps_exactly_the_acknowledged_reports() {
+    let dir = TempDir::new("archive");
+    let archive = dir.path().join("sent");
+    let mut spool =
+        Spool::open(dir.path().join("spool"), BIG, 100).unwrap().with_archive(&archive).unwrap();
+    for seq in 1..=3 {
+        spool.push(&report(seq)).unwrap();
+    }
+    let (seq, first) = spool.peek_oldest().unwrap().unwrap();
+    assert!(spool.settle(seq, &SendOutcome::Accepted).unwrap());
+    let (seq, _) = spool.peek_oldest().unwrap().unwrap();
+    assert!(spool.settle(seq, &SendOutcome::Rejected("bad".into())).unwrap());
+    let (seq, _) = spool.peek_oldest().unwrap().unwrap();
+    assert!(!spool.settle(seq, &SendOutcome::RetryLater).unwrap());
+    let kept: Vec<_> = std::fs::read_dir(&archive).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), first);
+    assert_eq!(spool.len(), 1);
+}

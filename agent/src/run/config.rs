@@ -41,9 +41,10 @@ pub struct ConfigFile {
     pub plan_wait: Option<Spanned<String>>,
     /// Log level when `RUST_LOG` is not set: error, warn, info, debug or trace.
     pub log_level: Option<Spanned<String>>,
-    /// Certificate chain (PEM) the in-process relay presents, e.g. from
-    /// `stallwatch-collector ca issue-collector --host RELAY_HOST`; without it the relay uses
-    /// a self-signed certificate that other agents' QUIC probes cannot verify.
+    /// Certificate chain (PEM) the in-process relay presents instead of the agent's own
+    /// certificate. Normally not needed: issue the relay agent's bundle with
+    /// `stallwatch-collector ca issue-agent NAME ... --relay-host HOST` and the relay presents
+    /// it; other agents' probes verify it against the fleet CA for HOST.
     pub relay_cert: Option<PathBuf>,
     /// Private key (PEM) of `relay_cert`.
     pub relay_key: Option<PathBuf>,
@@ -60,6 +61,10 @@ pub struct SpoolSection {
     pub max_bytes: Option<Spanned<u64>>,
     /// Most spooled reports (default 8640: a day at 10 s).
     pub max_reports: Option<Spanned<u64>>,
+    /// Keep every report the collector acknowledged here instead of deleting it: an audit
+    /// trail of exactly what was delivered (tests compare it with the collector's totals).
+    /// Grows without bound: for audits and tests, not for a fleet.
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// Settings given on the command line or in the environment; they win over the file.
@@ -123,6 +128,7 @@ pub struct Settings {
     pub relay_key: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub spool_max_reports: usize,
+    pub spool_archive_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -150,7 +156,8 @@ impl fmt::Display for Settings {
         writeln!(f, "relay_cert         {}", opt(&self.relay_cert))?;
         writeln!(f, "relay_key          {}", opt(&self.relay_key))?;
         writeln!(f, "spool.max_bytes    {}", self.spool_max_bytes)?;
-        write!(f, "spool.max_reports  {}", self.spool_max_reports)
+        writeln!(f, "spool.max_reports  {}", self.spool_max_reports)?;
+        write!(f, "spool.archive_dir  {}", opt(&self.spool_archive_dir))
     }
 }
 
@@ -348,6 +355,7 @@ pub fn resolve(
         relay_key: file.relay_key,
         spool_max_bytes,
         spool_max_reports: usize::try_from(spool_max_reports).unwrap_or(usize::MAX),
+        spool_archive_dir: file.spool.archive_dir,
     })
 }
 

@@ -76,7 +76,7 @@ pub struct RunArgs {
     state_dir = \"/var/lib/stallwatch\"      # default\n  \
     plan_wait = \"30s\"                       # plan long-poll, at most 60s\n  \
     log_level = \"info\"                      # when RUST_LOG is not set\n  \
-    # relay_cert = \"/etc/stallwatch/relay.pem\"   # the relay's certificate (fleet CA)\n  \
+    # relay_cert = \"/etc/stallwatch/relay.pem\"   # instead of the bundle's (--relay-host)\n  \
     # relay_key = \"/etc/stallwatch/relay.key\"\n  \
     [spool]\n  \
     max_bytes = 268435456                   # 256 MiB\n  \
@@ -180,10 +180,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     })?;
     let spool_dir = settings.spool_dir();
     let builder = ReportBuilder::open(&spool_dir, clock.unix_ms())?;
-    let spool = Spool::open(&spool_dir, settings.spool_max_bytes, settings.spool_max_reports)?;
+    let mut spool = Spool::open(&spool_dir, settings.spool_max_bytes, settings.spool_max_reports)?;
+    if let Some(archive) = &settings.spool_archive_dir {
+        spool = spool.with_archive(archive)?;
+    }
     let relay_identity = match (&settings.relay_cert, &settings.relay_key) {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
-        _ => Identity::self_signed(&["localhost".to_string()])?,
+        // The agent's own certificate: issued with `ca issue-agent --relay-host HOST`, it also
+        // serves TLS for HOST, so other agents' probes verify this relay against the fleet CA.
+        _ => Identity { certs: bundle.cert_chain.clone(), key: bundle.key.clone_key() },
     };
     info!(
         agent = %agent,
@@ -217,9 +222,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 
     let ctx = AttemptContext { agent, trust: Trust::Ca(vec![bundle.ca.clone()]), folds: folds_tx };
     let mut runner = Runner::new(ctx, relay_identity);
-    if settings.relay_cert.is_none() {
-        info!("no relay_cert configured: a plan's relay uses a self-signed certificate");
-    }
     let initial = plans_rx.borrow_and_update().clone();
     if let Some(plan) = initial {
         runner.apply(&plan).await;

@@ -165,6 +165,7 @@ async fn the_agent_follows_plans_and_backfills_reports_in_order_after_an_outage(
         plan_wait: Duration::from_secs(1),
         log_level: "info".into(),
         relay_cert: None,
+        spool_archive_dir: None,
         relay_key: None,
         spool_max_bytes: 1 << 20,
         spool_max_reports: 1000,
