@@ -1,11 +1,13 @@
 //! One cohort's cumulative state: classic bucket counts, exact sums and counts for every
-//! histogram in the catalogue, and every counter, in fixed-size arrays (no heap, no HDR).
+//! histogram in the catalogue, and every counter, in fixed-size arrays; plus each histogram's
+//! sparse native buckets (a short run of counts on the heap). Never an HDR histogram.
 
 use hdrhistogram::Histogram;
 
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
+use super::native::{NATIVE_ZERO_THRESHOLD, NativeBuckets, bucket_index, bucket_upper_bound};
 
 /// The labels every stallwatch series carries. `region` and `network_type` come from the
 /// agent's certificate, `transport` and `target` from the report series' labels. There is
@@ -34,8 +36,9 @@ impl CohortKey {
     }
 }
 
-/// Cumulative state of one cohort; its size is fixed by the catalogue
-/// (`size_of::<CohortState>()`, about 2 KiB).
+/// Cumulative state of one cohort: `size_of::<CohortState>()` (about 2.6 KiB, fixed by the
+/// catalogue) plus each histogram's native bucket run (at most about 2.3 KiB each, a few
+/// hundred bytes for typical data).
 #[derive(Clone)]
 pub(crate) struct CohortState {
     /// Non-cumulative bucket counts of every histogram, laid out by `BUCKET_OFFSETS`; each
@@ -47,6 +50,8 @@ pub(crate) struct CohortState {
     counts: [u64; HISTOGRAM_COUNT],
     /// Counters in the reported unit.
     counters: [u64; COUNTER_COUNT],
+    /// Native (schema 3) buckets of every histogram, in the base unit.
+    native: [NativeBuckets; HISTOGRAM_COUNT],
 }
 
 impl Default for CohortState {
@@ -56,6 +61,7 @@ impl Default for CohortState {
             sums: [0; HISTOGRAM_COUNT],
             counts: [0; HISTOGRAM_COUNT],
             counters: [0; COUNTER_COUNT],
+            native: Default::default(),
         }
     }
 }
@@ -112,6 +118,39 @@ impl CohortState {
         buckets[bounds.len()] = buckets[bounds.len()].saturating_add(overflow);
         self.counts[index] = self.counts[index].saturating_add(total);
         self.sums[index] = self.sums[index].saturating_add(sum);
+        self.add_native(index, h);
+    }
+
+    /// Adds every recorded HDR bucket, by its highest equivalent value in the base unit, into
+    /// the native buckets (see `native`). Values arrive in ascending order, so the native
+    /// index is recomputed only when a value passes the current bucket's upper bound.
+    fn add_native(&mut self, index: usize, h: &Histogram<u64>) {
+        let divisor = HISTOGRAMS[index].family().unit.divisor();
+        let native = &mut self.native[index];
+        // Current bucket and its upper bound; values are > its lower bound by ascending order.
+        let mut current: Option<(i32, f64)> = None;
+        for v in h.iter_recorded() {
+            let n = v.count_at_value();
+            let x = v.value_iterated_to() as f64 / divisor;
+            if x <= NATIVE_ZERO_THRESHOLD {
+                native.add_zero(n);
+                continue;
+            }
+            let bucket = match current {
+                Some((bucket, upper)) if x <= upper => bucket,
+                _ => {
+                    let bucket = bucket_index(x);
+                    current = Some((bucket, bucket_upper_bound(bucket)));
+                    bucket
+                }
+            };
+            native.add(bucket, n);
+        }
+    }
+
+    /// Heap bytes held by the native buckets.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.native.iter().map(NativeBuckets::heap_bytes).sum()
     }
 
     pub(crate) fn histogram(&self, index: usize) -> HistogramView<'_> {
@@ -122,6 +161,7 @@ impl CohortState {
             buckets: &self.buckets[start..=start + spec.family().bounds.len()],
             sum: self.sums[index],
             count: self.counts[index],
+            native: &self.native[index],
         }
     }
 }
@@ -133,9 +173,10 @@ pub struct HistogramView<'a> {
     buckets: &'a [u64],
     sum: u64,
     count: u64,
+    native: &'a NativeBuckets,
 }
 
-impl HistogramView<'_> {
+impl<'a> HistogramView<'a> {
     /// What this histogram is.
     pub fn spec(&self) -> &'static HistogramSpec {
         self.spec
@@ -164,6 +205,12 @@ impl HistogramView<'_> {
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Native (schema [`NATIVE_SCHEMA`](super::NATIVE_SCHEMA)) buckets in the base unit.
+    /// Their counts, zero bucket included, add up to [`HistogramView::count`].
+    pub fn native(&self) -> &'a NativeBuckets {
+        self.native
     }
 
     /// Index of the bucket a recorded-unit value belongs in (`bounds().len()` for `+Inf`).

@@ -124,8 +124,13 @@ fn series_state_is_small_and_fixed() {
         "cohort state: {per_cohort} bytes for {SERIES_PER_COHORT} series \
          ({per_series} bytes per series), plus the key's four strings and the map entry"
     );
-    // 197 bucket counts + 13 sums + 13 counts + 31 counters, 8 bytes each.
-    assert_eq!(per_cohort, (BUCKET_SLOTS + 2 * HISTOGRAMS.len() + COUNTERS.len()) * 8);
+    // 197 bucket counts + 13 sums + 13 counts + 31 counters, 8 bytes each, and a native
+    // bucket run (zero count, offset, Vec) per histogram.
+    assert_eq!(
+        per_cohort,
+        (BUCKET_SLOTS + 2 * HISTOGRAMS.len() + COUNTERS.len()) * 8
+            + HISTOGRAMS.len() * std::mem::size_of::<NativeBuckets>()
+    );
     assert!(per_cohort <= 4096, "{per_cohort} bytes: state must stay in the low kilobytes");
     // One HDR histogram at the agents' range is about 190 KiB of counts.
     assert!(hist(&[1]).distinct_values() * 8 > 50 * per_cohort);
