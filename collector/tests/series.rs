@@ -851,3 +851,114 @@ fn series_negotiates_real_accept_headers() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
 }
+
+#[test]
+fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
+    use stallwatch_collector::series::SeriesLimits;
+    use stallwatch_collector::store::{
+        CohortFilter, HistoryStore, IngestItem, Outcome, Resolution, SqliteStore,
+    };
+
+    // 30 reports from 3 agents over 2 cohorts and three hours, with every kind of figure.
+    let fra = Identity { region: "eu-fra", network_type: "4g" };
+    let sea = Identity { region: "us-sea", network_type: "wifi" };
+    let start = 1_700_000_000_000u64 - 1_700_000_000_000 % 3_600_000;
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move |lo: u64, hi: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        lo + rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo)
+    };
+    let mut items = Vec::new();
+    for i in 0..30u64 {
+        let (agent, identity) = match i % 3 {
+            0 => ("fra-1", fra),
+            1 => ("fra-2", fra),
+            _ => ("sea-1", sea),
+        };
+        let jitter: Vec<u64> = (0..50).map(|_| next(0, 80_000)).collect();
+        let pdv: Vec<u64> = (0..20).map(|_| next(1, 3_000_000)).collect();
+        let stalls: Vec<u64> = (0..(i % 2)).map(|_| next(500_001, 9_000_000)).collect();
+        let reorder: Vec<u64> = (0..5).map(|_| next(1, 3_000)).collect();
+        let target = if i % 5 == 0 { "relay-b" } else { "relay-a" };
+        let s = series(
+            &[("probe", "v"), ("transport", "udp"), ("target", target)],
+            &[("packets", next(1, 5_000)), ("stall_time_ns", next(0, 2_000_000_000))],
+            &[
+                ("jitter_us", &jitter),
+                ("pdv_us", &pdv),
+                ("stall_duration_us", &stalls),
+                ("reorder_distance_packets", &reorder),
+            ],
+        );
+        // Spread over three hours: minutes within each.
+        let end = start + (i % 3) * 3_600_000 + i * 61_000 + 10_000;
+        let mut r = report(agent, "0.1.0", end, vec![s]);
+        r.report.seq = i + 1;
+        items.push((agent, identity, r));
+    }
+
+    let folded = SeriesStore::default();
+    for (_, identity, r) in &items {
+        folded.fold(*identity, r);
+    }
+
+    let dir = std::env::temp_dir().join(format!("stallwatch-restore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("history.db");
+    let _ = std::fs::remove_file(&db);
+    let mut history = SqliteStore::open(&db).unwrap();
+    let batch: Vec<IngestItem<'_>> = items
+        .iter()
+        .map(|(agent, identity, r)| IngestItem {
+            agent,
+            region: identity.region,
+            network_type: identity.network_type,
+            report: r,
+            // The registry keeps receive times; make them the window ends to compare.
+            received_unix_ms: r.report.window_end_ms,
+        })
+        .collect();
+    let outcomes = history.commit_batch(&batch).unwrap();
+    assert!(outcomes.iter().all(|o| *o == Outcome::Stored), "{outcomes:?}");
+    // The first two hours become hour rows; the third stays in minutes.
+    history.downsample(start + 2 * 3_600_000).unwrap();
+    let all = CohortFilter::default();
+    let hours = history.rows(Resolution::Hour, 0..u64::MAX, &all).unwrap();
+    let minutes = history.rows(Resolution::Minute, 0..u64::MAX, &all).unwrap();
+    assert!(!hours.is_empty() && !minutes.is_empty(), "{} {}", hours.len(), minutes.len());
+
+    let restored = SeriesStore::default();
+    for row in hours.iter().chain(&minutes) {
+        let summary = restored.restore_row(row).unwrap();
+        assert_eq!(summary.series_folded, 1);
+    }
+    for agent in history.agents().unwrap() {
+        assert!(restored.restore_agent(&agent));
+    }
+    assert_eq!(restored.render_prometheus_text(), folded.render_prometheus_text());
+    assert_eq!(restored.render_text(), folded.render_text());
+    assert_eq!(restored.render(Exposition::Protobuf), folded.render(Exposition::Protobuf));
+
+    // Restore respects the series limit: one cohort fits, the other is refused.
+    let small = SeriesStore::new(SeriesLimits {
+        max_series: stallwatch_collector::series::SERIES_PER_COHORT,
+        ..Default::default()
+    });
+    let refused: u64 = hours
+        .iter()
+        .chain(&minutes)
+        .map(|row| small.restore_row(row).unwrap().cohorts_refused)
+        .sum();
+    assert!(refused > 0);
+    assert_eq!(small.read().len(), 1);
+    // A corrupt stored histogram is an error and adds nothing.
+    let mut bad = minutes[0].clone();
+    bad.counters.insert("packets".into(), 1);
+    bad.histograms.values_mut().next().unwrap().hdr.truncate(3);
+    let before = small.render_prometheus_text();
+    assert!(small.restore_row(&bad).is_err());
+    assert_eq!(small.render_prometheus_text(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
