@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
-use super::native::{NATIVE_ZERO_THRESHOLD, NativeBuckets, bucket_index, bucket_upper_bound};
+use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
 
 /// The labels every stallwatch series carries. `region` and `network_type` come from the
 /// agent's certificate, `transport` and `target` from the report series' labels. There is
@@ -122,29 +122,55 @@ impl CohortState {
     }
 
     /// Adds every recorded HDR bucket, by its highest equivalent value in the base unit, into
-    /// the native buckets (see `native`). Values arrive in ascending order, so the native
-    /// index is recomputed only when a value passes the current bucket's upper bound.
+    /// the native buckets (see `native`): the classic rule with native bounds. Each native
+    /// bucket between the smallest and largest value is one `count_between` over a run of
+    /// HDR buckets, several times faster than iterating the recorded values.
     fn add_native(&mut self, index: usize, h: &Histogram<u64>) {
+        let total = h.len();
+        if total == 0 {
+            return;
+        }
         let divisor = HISTOGRAMS[index].family().unit.divisor();
         let native = &mut self.native[index];
-        // Current bucket and its upper bound; values are > its lower bound by ascending order.
-        let mut current: Option<(i32, f64)> = None;
-        for v in h.iter_recorded() {
-            let n = v.count_at_value();
-            let x = v.value_iterated_to() as f64 / divisor;
-            if x <= NATIVE_ZERO_THRESHOLD {
-                native.add_zero(n);
-                continue;
+        let zeros = h.count_between(0, 0);
+        native.add_zero(zeros);
+        let mut counted = zeros;
+        if counted >= total {
+            return;
+        }
+        let first = bucket_index(h.highest_equivalent(h.min_nz()) as f64 / divisor);
+        let last = bucket_index(h.max() as f64 / divisor);
+        // Lowest value of the first HDR bucket not counted yet.
+        let mut low = 1u64;
+        for k in first..=last {
+            if counted >= total {
+                break;
             }
-            let bucket = match current {
-                Some((bucket, upper)) if x <= upper => bucket,
-                _ => {
-                    let bucket = bucket_index(x);
-                    current = Some((bucket, bucket_upper_bound(bucket)));
-                    bucket
+            let Some(top) = native_threshold(k, divisor) else {
+                continue;
+            };
+            // Highest value of the last HDR bucket whose highest equivalent is <= top.
+            let high = if h.highest_equivalent(top) == top {
+                top
+            } else {
+                match h.lowest_equivalent(top).checked_sub(1) {
+                    Some(high) => high,
+                    None => continue,
                 }
             };
-            native.add(bucket, n);
+            if high < low {
+                continue;
+            }
+            let n = h.count_between(low, high);
+            if n > 0 {
+                native.add(k, n);
+                counted = counted.saturating_add(n);
+            }
+            low = high + 1;
+        }
+        // Unreachable for a consistent histogram; keeps the totals equal if it ever is not.
+        if counted < total {
+            native.add(last, total - counted);
         }
     }
 
@@ -164,6 +190,20 @@ impl CohortState {
             native: &self.native[index],
         }
     }
+}
+
+/// The largest recorded-unit integer whose native bucket (after dividing by `divisor`) is at
+/// most `k`, or `None` if no positive integer is in buckets up to `k`.
+fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
+    let in_bucket = |t: u64| bucket_index(t as f64 / divisor) <= k;
+    let mut t = (bucket_upper_bound(k) * divisor).floor() as u64;
+    while t > 0 && !in_bucket(t) {
+        t -= 1;
+    }
+    while in_bucket(t + 1) {
+        t += 1;
+    }
+    (t > 0).then_some(t)
 }
 
 /// A read-only view of one cohort histogram.
