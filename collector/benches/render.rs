@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use stallwatch_collector::series::catalogue::{COUNTERS, HISTOGRAMS};
 use stallwatch_collector::series::{
-    Cohorts, Identity, SERIES_PER_COHORT, SeriesLimits, SeriesStore,
+    Cohorts, Exposition, Identity, SERIES_PER_COHORT, SeriesLimits, SeriesStore,
 };
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
@@ -157,7 +157,9 @@ fn main() {
     let (copy_time, _) = best_of(7, || store.read().clone());
     let (om_time, om) = best_of(7, || store.render_text());
     let (prom_time, prom) = best_of(7, || store.render_prometheus_text());
+    let (pb_time, pb) = best_of(7, || store.render(Exposition::Protobuf));
     let lines = om.lines().count();
+    let native_heap = store.read().native_heap_bytes();
 
     println!(
         "series limit: {series} series = {cohorts} cohorts x {SERIES_PER_COHORT}, every histogram observed"
@@ -178,10 +180,22 @@ fn main() {
         prom.len() as f64 / (1024.0 * 1024.0),
     );
     println!(
+        "render protobuf (classic + native): {:.1} ms, {:.1} MiB ({} bytes per series)",
+        pb_time.as_secs_f64() * 1e3,
+        pb.len() as f64 / (1024.0 * 1024.0),
+        pb.len() / series,
+    );
+    println!(
         "heap: {:.2} MiB for {cohorts} cohorts (one agent) = {} bytes per cohort, {} bytes per series",
         heap as f64 / (1024.0 * 1024.0),
         heap / cohorts as i64,
         heap / series as i64,
+    );
+    println!(
+        "  of which native buckets: {:.2} MiB = {} bytes per cohort, {} bytes per histogram",
+        native_heap as f64 / (1024.0 * 1024.0),
+        native_heap / cohorts,
+        native_heap / (cohorts * HISTOGRAMS.len()),
     );
 
     // Folding alone (decoding is ingest's), into an existing cohort: a viewer report with

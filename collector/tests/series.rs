@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stallwatch_collector::series::catalogue::{COUNTERS, HISTOGRAMS};
-use stallwatch_collector::series::{Identity, SeriesStore};
+use stallwatch_collector::series::{Exposition, Identity, SeriesStore};
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -337,4 +337,628 @@ fn series_counters_from_two_agents_add_up_in_the_exposition() {
     assert_eq!(samples[&format!("stallwatch_jitter_seconds_count{{{fra}}}")], 3.0);
     assert_eq!(samples[&format!("stallwatch_jitter_seconds_sum{{{fra}}}")], 0.0354);
     assert_eq!(samples["stallwatch_collector_report_names_ignored_total{kind=\"counter\"}"], 1.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Protobuf exposition: an independent decoder of `io.prometheus.client.MetricFamily`.
+
+/// A decoded `MetricFamily`.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Family {
+    name: String,
+    help: String,
+    kind: u64,
+    metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Metric {
+    labels: Vec<(String, String)>,
+    counter: Option<f64>,
+    gauge: Option<f64>,
+    histogram: Option<Hist>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Hist {
+    count: u64,
+    sum: f64,
+    /// (upper bound, cumulative count)
+    buckets: Vec<(f64, u64)>,
+    schema: Option<i64>,
+    zero_threshold: f64,
+    zero_count: u64,
+    spans: Vec<(i64, u64)>,
+    deltas: Vec<i64>,
+}
+
+impl Hist {
+    /// Native buckets as absolute `index -> count` (non-empty only).
+    fn native(&self) -> BTreeMap<i64, u64> {
+        let mut out = BTreeMap::new();
+        let mut deltas = self.deltas.iter();
+        let mut index = 0i64;
+        let mut count = 0i64;
+        for (i, &(offset, length)) in self.spans.iter().enumerate() {
+            // The first offset is absolute, later ones are gaps after the previous span.
+            let _ = i;
+            index += offset;
+            for _ in 0..length {
+                count += deltas.next().expect("a delta per bucket");
+                assert!(count >= 0, "bucket count below zero");
+                if count > 0 {
+                    out.insert(index, count as u64);
+                }
+                index += 1;
+            }
+        }
+        assert!(deltas.next().is_none(), "as many deltas as span buckets");
+        out
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn done(&self) -> bool {
+        self.buf.is_empty()
+    }
+    fn varint(&mut self) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.buf.split_first().expect("truncated varint");
+            self.buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return v;
+            }
+        }
+        panic!("varint too long")
+    }
+    fn bytes(&mut self) -> &'a [u8] {
+        let len = self.varint() as usize;
+        let (head, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        head
+    }
+    fn fixed64(&mut self) -> f64 {
+        let (head, rest) = self.buf.split_at(8);
+        self.buf = rest;
+        f64::from_le_bytes(head.try_into().unwrap())
+    }
+    /// (field, wire type)
+    fn key(&mut self) -> (u64, u64) {
+        let k = self.varint();
+        (k >> 3, k & 7)
+    }
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn decode_families(mut bytes: &[u8]) -> Vec<Family> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let mut r = Reader { buf: bytes };
+        let body = r.bytes();
+        bytes = r.buf;
+        out.push(decode_family(body));
+    }
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+fn decode_family(body: &[u8]) -> Family {
+    let mut f = Family::default();
+    let mut r = Reader { buf: body };
+    while !r.done() {
+        match r.key() {
+            (1, 2) => f.name = text(r.bytes()),
+            (2, 2) => f.help = text(r.bytes()),
+            (3, 0) => f.kind = r.varint(),
+            (4, 2) => f.metrics.push(decode_metric(r.bytes())),
+            other => panic!("unexpected MetricFamily field {other:?}"),
+        }
+    }
+    f
+}
+
+fn decode_metric(body: &[u8]) -> Metric {
+    let mut m = Metric::default();
+    let mut r = Reader { buf: body };
+    let single_double = |b: &[u8]| {
+        let mut r = Reader { buf: b };
+        let mut v = 0.0;
+        while !r.done() {
+            match r.key() {
+                (1, 1) => v = r.fixed64(),
+                other => panic!("unexpected value field {other:?}"),
+            }
+        }
+        v
+    };
+    while !r.done() {
+        match r.key() {
+            (1, 2) => {
+                let mut l = Reader { buf: r.bytes() };
+                let (mut name, mut value) = (String::new(), String::new());
+                while !l.done() {
+                    match l.key() {
+                        (1, 2) => name = text(l.bytes()),
+                        (2, 2) => value = text(l.bytes()),
+                        other => panic!("unexpected LabelPair field {other:?}"),
+                    }
+                }
+                m.labels.push((name, value));
+            }
+            (2, 2) => m.gauge = Some(single_double(r.bytes())),
+            (3, 2) => m.counter = Some(single_double(r.bytes())),
+            (7, 2) => m.histogram = Some(decode_histogram(r.bytes())),
+            other => panic!("unexpected Metric field {other:?}"),
+        }
+    }
+    m
+}
+
+fn decode_histogram(body: &[u8]) -> Hist {
+    let mut h = Hist::default();
+    let mut r = Reader { buf: body };
+    while !r.done() {
+        match r.key() {
+            (1, 0) => h.count = r.varint(),
+            (2, 1) => h.sum = r.fixed64(),
+            (3, 2) => {
+                let mut b = Reader { buf: r.bytes() };
+                let (mut cumulative, mut upper) = (0, f64::NAN);
+                while !b.done() {
+                    match b.key() {
+                        (1, 0) => cumulative = b.varint(),
+                        (2, 1) => upper = b.fixed64(),
+                        other => panic!("unexpected Bucket field {other:?}"),
+                    }
+                }
+                h.buckets.push((upper, cumulative));
+            }
+            (5, 0) => h.schema = Some(unzigzag(r.varint())),
+            (6, 1) => h.zero_threshold = r.fixed64(),
+            (7, 0) => h.zero_count = r.varint(),
+            (12, 2) => {
+                let mut s = Reader { buf: r.bytes() };
+                let (mut offset, mut length) = (0, 0);
+                while !s.done() {
+                    match s.key() {
+                        (1, 0) => offset = unzigzag(s.varint()),
+                        (2, 0) => length = s.varint(),
+                        other => panic!("unexpected BucketSpan field {other:?}"),
+                    }
+                }
+                h.spans.push((offset, length));
+            }
+            (13, 2) => {
+                let mut d = Reader { buf: r.bytes() };
+                while !d.done() {
+                    h.deltas.push(unzigzag(d.varint()));
+                }
+            }
+            (13, 0) => h.deltas.push(unzigzag(r.varint())),
+            other => panic!("unexpected Histogram field {other:?}"),
+        }
+    }
+    h
+}
+
+type Samples = BTreeMap<(String, BTreeSet<(String, String)>), f64>;
+
+/// The samples a Prometheus server makes of a protobuf scrape *without* native histograms:
+/// counters and gauges under the family name, histograms as `_bucket` (with `+Inf` from the
+/// count when absent), `_sum` and `_count`.
+fn protobuf_samples(families: &[Family]) -> Samples {
+    let mut out = Samples::new();
+    for f in families {
+        for m in &f.metrics {
+            let labels: BTreeSet<_> = m.labels.iter().cloned().collect();
+            let mut put = |name: String, labels: BTreeSet<(String, String)>, v: f64| {
+                assert!(out.insert((name.clone(), labels), v).is_none(), "duplicate {name}");
+            };
+            match f.kind {
+                0 => put(f.name.clone(), labels, m.counter.expect("counter value")),
+                1 => put(f.name.clone(), labels, m.gauge.expect("gauge value")),
+                4 => {
+                    let h = m.histogram.as_ref().expect("histogram value");
+                    let mut buckets = h.buckets.clone();
+                    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                        buckets.push((f64::INFINITY, h.count));
+                    }
+                    for (upper, n) in buckets {
+                        let mut l = labels.clone();
+                        let le =
+                            if upper.is_infinite() { "+Inf".into() } else { upper.to_string() };
+                        l.insert(("le".into(), le));
+                        put(format!("{}_bucket", f.name), l, n as f64);
+                    }
+                    put(format!("{}_sum", f.name), labels.clone(), h.sum);
+                    put(format!("{}_count", f.name), labels, h.count as f64);
+                }
+                other => panic!("unexpected type {other} of {}", f.name),
+            }
+        }
+    }
+    out
+}
+
+/// The samples of a Prometheus 0.0.4 text exposition, `le` values normalised.
+fn text_samples(text: &str) -> Samples {
+    let mut out = Samples::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, labels, value) = parse_sample(line);
+        let labels = labels
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "le" && v != "+Inf" {
+                    let v = v.parse::<f64>().unwrap().to_string();
+                    (k, v)
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert!(out.insert((name, labels), value).is_none(), "duplicate: {line}");
+    }
+    out
+}
+
+/// HELP and TYPE per family of a Prometheus 0.0.4 text exposition.
+fn text_families(text: &str) -> BTreeMap<String, (String, String)> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            out.entry(name.into()).or_default().0 = help.into();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.entry(name.into()).or_default().1 = kind.into();
+        }
+    }
+    out
+}
+
+#[test]
+fn series_protobuf_carries_every_family_and_sample_of_the_text_formats() {
+    let store = golden_store();
+    let families = decode_families(&store.render(Exposition::Protobuf));
+    let text = store.render_prometheus_text();
+    assert_eq!(protobuf_samples(&families), text_samples(&text));
+    // Names, help and types agree too (families without samples are left out of protobuf).
+    let declared = text_families(&text);
+    for f in &families {
+        let (help, kind) = &declared[&f.name];
+        assert_eq!(&f.help, help, "{}", f.name);
+        let kind = match kind.as_str() {
+            "counter" => 0,
+            "gauge" => 1,
+            "histogram" => 4,
+            other => panic!("{other}"),
+        };
+        assert_eq!(f.kind, kind, "{}", f.name);
+        let text_has_samples = text.lines().any(|l| !l.starts_with('#') && l.starts_with(&f.name));
+        assert!(text_has_samples, "{}", f.name);
+    }
+    // Every cohort histogram is native as well; the collector's own histogram is classic.
+    for f in families.iter().filter(|f| f.kind == 4) {
+        for m in &f.metrics {
+            let h = m.histogram.as_ref().unwrap();
+            if f.name.starts_with("stallwatch_collector_") {
+                assert_eq!(h.schema, None, "{}", f.name);
+                continue;
+            }
+            assert_eq!(h.schema, Some(3), "{}", f.name);
+            assert_eq!(h.zero_threshold, 2f64.powi(-128));
+            let native_total: u64 = h.native().values().sum::<u64>() + h.zero_count;
+            assert_eq!(native_total, h.count, "{} {:?}", f.name, m.labels);
+        }
+    }
+    // The text formats are unchanged by the protobuf path.
+    assert_eq!(store.render(Exposition::PrometheusText), text.into_bytes());
+    assert_eq!(store.render(Exposition::OpenMetrics), store.render_text().into_bytes());
+}
+
+#[test]
+fn series_protobuf_matches_golden_file() {
+    // Binary golden file: also what the manual Prometheus check served (BENCHMARKS.md).
+    let bytes = golden_store().render(Exposition::Protobuf);
+    let path = manifest_path("tests/golden/series.protobuf.bin");
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &bytes).unwrap();
+        return;
+    }
+    let expected = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+    assert!(expected == bytes, "{} differs; rerun with UPDATE_GOLDEN=1", path.display());
+}
+
+/// Native bucket of a positive value by the spec's formula, independently of the
+/// implementation's table: the `k` with `2^((k-1)/8) < x <= 2^(k/8)`.
+fn spec_index(x: f64) -> i64 {
+    (x.log2() * 8.0).ceil() as i64
+}
+
+#[test]
+fn series_native_buckets_follow_the_prometheus_spec() {
+    // Values far from any bound (the formula's rounding cannot matter) and values exactly on
+    // a bound: 2^k µs-to-seconds conversions that are exact, and powers of two in packets.
+    let mut jitter_us: Vec<u64> = vec![1, 3, 700, 1_000, 1_500, 12_345, 49_000, 2_999_999];
+    let bound_us = [15_625u64, 31_250, 62_500, 125_000, 250_000, 500_000, 1_000_000, 2_000_000];
+    jitter_us.extend(bound_us);
+    jitter_us.push(0);
+    let packets = [1u64, 2, 3, 4, 5, 8, 11, 12, 16, 1_024, 1_025];
+    let store = SeriesStore::default();
+    let fra = Identity { region: "eu-fra", network_type: "4g" };
+    let labels = [("transport", "udp"), ("target", "r")];
+    store.fold(
+        fra,
+        &report(
+            "a1",
+            "0.1.0",
+            1_700_000_010_000,
+            vec![series(
+                &labels,
+                &[],
+                &[("jitter_us", &jitter_us), ("reorder_distance_packets", &packets)],
+            )],
+        ),
+    );
+    let families = decode_families(&store.render(Exposition::Protobuf));
+    let native = |family: &str| {
+        let f = families.iter().find(|f| f.name == family).unwrap();
+        f.metrics[0].histogram.clone().unwrap()
+    };
+
+    // Each value is placed by its HDR bucket's highest equivalent value, as the classic
+    // buckets are: exact below 2048 µs, above that up to 1/1024 higher, so a value exactly
+    // on a bound (all of which are >= 15,625 µs here) lands one bucket up.
+    let h = {
+        let mut h = hdr::new_histogram();
+        for &v in &jitter_us {
+            h.record(v).unwrap();
+        }
+        h
+    };
+    let jitter = native("stallwatch_jitter_seconds");
+    let mut expected = BTreeMap::new();
+    for &v in &jitter_us {
+        if v > 0 {
+            *expected.entry(spec_index(h.highest_equivalent(v) as f64 / 1e6)).or_insert(0u64) += 1;
+        }
+    }
+    assert_eq!(jitter.native(), expected);
+    assert_eq!(jitter.zero_count, 1);
+    for (v, index) in bound_us.iter().zip([-48i64, -40, -32, -24, -16, -8, 0, 8]) {
+        assert_eq!(spec_index(*v as f64 / 1e6), index, "{v} µs is the top of bucket {index}");
+        assert!(jitter.native().contains_key(&(index + 1)), "{v} µs (HDR) in bucket {index} + 1");
+    }
+    // HDR-exact values: 1 µs and 700 µs.
+    assert!(jitter.native().contains_key(&spec_index(1e-6)));
+    assert!(jitter.native().contains_key(&spec_index(700e-6)));
+    // A value just above a bound goes one bucket up.
+    assert_eq!(stallwatch_collector::series::native::bucket_index(1.000_001), 1);
+    assert_eq!(stallwatch_collector::series::native::bucket_index(1.0), 0);
+    assert_eq!(stallwatch_collector::series::native::bucket_index(0.999_999), 0);
+
+    let reorder = native("stallwatch_reorder_distance_packets");
+    let mut expected = BTreeMap::new();
+    for &v in &packets {
+        *expected.entry(spec_index(v as f64)).or_insert(0u64) += 1;
+    }
+    // 1 -> 0, 2 -> 8, 4 -> 16, 8 -> 24, 16 -> 32, 1024 -> 80: powers of two are upper bounds.
+    for (v, index) in [(1u64, 0i64), (2, 8), (4, 16), (8, 24), (16, 32), (1_024, 80)] {
+        assert_eq!(spec_index(v as f64), index);
+    }
+    assert_eq!(reorder.native(), expected);
+    assert_eq!(reorder.count, packets.len() as u64);
+}
+
+#[test]
+fn series_native_bounds_match_the_spec_for_every_index() {
+    use stallwatch_collector::series::native::{bucket_index, bucket_upper_bound};
+    for index in -200..300 {
+        let upper = bucket_upper_bound(index);
+        let exact = 2f64.powf(index as f64 / 8.0);
+        assert!((upper - exact).abs() <= exact * 4.0 * f64::EPSILON, "{index}: {upper} {exact}");
+        // The bound is in its own bucket, the next float above it in the next one.
+        assert_eq!(bucket_index(upper), index);
+        assert_eq!(bucket_index(upper.next_up()), index + 1);
+    }
+}
+
+/// Accept headers captured on the wire from Prometheus 2.42.0 (Debian 2.42.0+ds-5+deb12u1)
+/// with and without `--enable-feature=native-histograms` (see BENCHMARKS.md); curl sends
+/// `*/*`.
+const PROMETHEUS_2_42_NATIVE: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const PROMETHEUS_2_42_CLASSIC: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[test]
+fn series_negotiates_real_accept_headers() {
+    use stallwatch_collector::series::negotiate;
+    assert_eq!(negotiate(Some(PROMETHEUS_2_42_NATIVE)), Exposition::Protobuf);
+    assert_eq!(negotiate(Some(PROMETHEUS_2_42_CLASSIC)), Exposition::OpenMetrics);
+    // Later Prometheus versions rank protobuf below 1 but still first.
+    assert_eq!(
+        negotiate(Some(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        )),
+        Exposition::Protobuf
+    );
+    assert_eq!(negotiate(Some("*/*")), Exposition::PrometheusText, "curl");
+    assert_eq!(negotiate(None), Exposition::PrometheusText);
+    assert_eq!(negotiate(Some("")), Exposition::PrometheusText);
+    // Browsers: text/html is not offered, */* matches text.
+    assert_eq!(
+        negotiate(Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")),
+        Exposition::PrometheusText
+    );
+    // q-values decide, not order; q=0 refuses; equal q: the first listed.
+    assert_eq!(
+        negotiate(Some("text/plain;q=0.9, application/openmetrics-text; version=1.0.0")),
+        Exposition::OpenMetrics
+    );
+    assert_eq!(
+        negotiate(Some("application/openmetrics-text;q=0.5,text/plain;version=0.0.4;q=0.6")),
+        Exposition::PrometheusText
+    );
+    assert_eq!(
+        negotiate(Some(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0,text/plain"
+        )),
+        Exposition::PrometheusText
+    );
+    assert_eq!(
+        negotiate(Some("application/openmetrics-text, text/plain")),
+        Exposition::OpenMetrics
+    );
+    // Protobuf only as length-delimited MetricFamily; case and spaces do not matter.
+    assert_eq!(
+        negotiate(Some(
+            "Application/Vnd.Google.Protobuf; proto=\"io.prometheus.client.MetricFamily\"; encoding=delimited"
+        )),
+        Exposition::Protobuf
+    );
+    for other in [
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily",
+        "application/vnd.google.protobuf;proto=other.Thing;encoding=delimited",
+        "application/openmetrics-text;version=0.0.1",
+        "text/plain;version=0.0.3",
+        "application/json",
+    ] {
+        assert_eq!(negotiate(Some(other)), Exposition::PrometheusText, "{other}");
+    }
+    assert_eq!(
+        Exposition::Protobuf.content_type(),
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+    );
+    assert_eq!(
+        Exposition::OpenMetrics.content_type(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert_eq!(
+        Exposition::PrometheusText.content_type(),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+}
+
+#[test]
+fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
+    use stallwatch_collector::series::SeriesLimits;
+    use stallwatch_collector::store::{
+        CohortFilter, HistoryStore, IngestItem, Outcome, Resolution, SqliteStore,
+    };
+
+    // 30 reports from 3 agents over 2 cohorts and three hours, with every kind of figure.
+    let fra = Identity { region: "eu-fra", network_type: "4g" };
+    let sea = Identity { region: "us-sea", network_type: "wifi" };
+    let start = 1_700_000_000_000u64 - 1_700_000_000_000 % 3_600_000;
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move |lo: u64, hi: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        lo + rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo)
+    };
+    let mut items = Vec::new();
+    for i in 0..30u64 {
+        let (agent, identity) = match i % 3 {
+            0 => ("fra-1", fra),
+            1 => ("fra-2", fra),
+            _ => ("sea-1", sea),
+        };
+        let jitter: Vec<u64> = (0..50).map(|_| next(0, 80_000)).collect();
+        let pdv: Vec<u64> = (0..20).map(|_| next(1, 3_000_000)).collect();
+        let stalls: Vec<u64> = (0..(i % 2)).map(|_| next(500_001, 9_000_000)).collect();
+        let reorder: Vec<u64> = (0..5).map(|_| next(1, 3_000)).collect();
+        let target = if i % 5 == 0 { "relay-b" } else { "relay-a" };
+        let s = series(
+            &[("probe", "v"), ("transport", "udp"), ("target", target)],
+            &[("packets", next(1, 5_000)), ("stall_time_ns", next(0, 2_000_000_000))],
+            &[
+                ("jitter_us", &jitter),
+                ("pdv_us", &pdv),
+                ("stall_duration_us", &stalls),
+                ("reorder_distance_packets", &reorder),
+            ],
+        );
+        // Spread over three hours: minutes within each.
+        let end = start + (i % 3) * 3_600_000 + i * 61_000 + 10_000;
+        let mut r = report(agent, "0.1.0", end, vec![s]);
+        r.report.seq = i + 1;
+        items.push((agent, identity, r));
+    }
+
+    let folded = SeriesStore::default();
+    for (_, identity, r) in &items {
+        folded.fold(*identity, r);
+    }
+
+    let dir = std::env::temp_dir().join(format!("stallwatch-restore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("history.db");
+    let _ = std::fs::remove_file(&db);
+    let mut history = SqliteStore::open(&db).unwrap();
+    let batch: Vec<IngestItem<'_>> = items
+        .iter()
+        .map(|(agent, identity, r)| IngestItem {
+            agent,
+            region: identity.region,
+            network_type: identity.network_type,
+            report: r,
+            // The registry keeps receive times; make them the window ends to compare.
+            received_unix_ms: r.report.window_end_ms,
+        })
+        .collect();
+    let outcomes = history.commit_batch(&batch).unwrap();
+    assert!(outcomes.iter().all(|o| *o == Outcome::Stored), "{outcomes:?}");
+    // The first two hours become hour rows; the third stays in minutes.
+    history.downsample(start + 2 * 3_600_000).unwrap();
+    let all = CohortFilter::default();
+    let hours = history.rows(Resolution::Hour, 0..u64::MAX, &all).unwrap();
+    let minutes = history.rows(Resolution::Minute, 0..u64::MAX, &all).unwrap();
+    assert!(!hours.is_empty() && !minutes.is_empty(), "{} {}", hours.len(), minutes.len());
+
+    let restored = SeriesStore::default();
+    for row in hours.iter().chain(&minutes) {
+        let summary = restored.restore_row(row).unwrap();
+        assert_eq!(summary.series_folded, 1);
+    }
+    for agent in history.agents().unwrap() {
+        assert!(restored.restore_agent(&agent));
+    }
+    assert_eq!(restored.render_prometheus_text(), folded.render_prometheus_text());
+    assert_eq!(restored.render_text(), folded.render_text());
+    assert_eq!(restored.render(Exposition::Protobuf), folded.render(Exposition::Protobuf));
+
+    // Restore respects the series limit: one cohort fits, the other is refused.
+    let small = SeriesStore::new(SeriesLimits {
+        max_series: stallwatch_collector::series::SERIES_PER_COHORT,
+        ..Default::default()
+    });
+    let refused: u64 = hours
+        .iter()
+        .chain(&minutes)
+        .map(|row| small.restore_row(row).unwrap().cohorts_refused)
+        .sum();
+    assert!(refused > 0);
+    assert_eq!(small.read().len(), 1);
+    // A corrupt stored histogram is an error and adds nothing.
+    let mut bad = minutes[0].clone();
+    bad.counters.insert("packets".into(), 1);
+    bad.histograms.values_mut().next().unwrap().hdr.truncate(3);
+    let before = small.render_prometheus_text();
+    assert!(small.restore_row(&bad).is_err());
+    assert_eq!(small.render_prometheus_text(), before);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,13 @@
 //! One cohort's cumulative state: classic bucket counts, exact sums and counts for every
-//! histogram in the catalogue, and every counter, in fixed-size arrays (no heap, no HDR).
+//! histogram in the catalogue, and every counter, in fixed-size arrays; plus each histogram's
+//! sparse native buckets (a short run of counts on the heap). Never an HDR histogram.
 
 use hdrhistogram::Histogram;
 
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
+use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
 
 /// The labels every stallwatch series carries. `region` and `network_type` come from the
 /// agent's certificate, `transport` and `target` from the report series' labels. There is
@@ -34,8 +36,9 @@ impl CohortKey {
     }
 }
 
-/// Cumulative state of one cohort; its size is fixed by the catalogue
-/// (`size_of::<CohortState>()`, about 2 KiB).
+/// Cumulative state of one cohort: `size_of::<CohortState>()` (about 2.6 KiB, fixed by the
+/// catalogue) plus each histogram's native bucket run (at most about 2.3 KiB each, a few
+/// hundred bytes for typical data).
 #[derive(Clone)]
 pub(crate) struct CohortState {
     /// Non-cumulative bucket counts of every histogram, laid out by `BUCKET_OFFSETS`; each
@@ -47,6 +50,8 @@ pub(crate) struct CohortState {
     counts: [u64; HISTOGRAM_COUNT],
     /// Counters in the reported unit.
     counters: [u64; COUNTER_COUNT],
+    /// Native (schema 3) buckets of every histogram, in the base unit.
+    native: [NativeBuckets; HISTOGRAM_COUNT],
 }
 
 impl Default for CohortState {
@@ -56,6 +61,7 @@ impl Default for CohortState {
             sums: [0; HISTOGRAM_COUNT],
             counts: [0; HISTOGRAM_COUNT],
             counters: [0; COUNTER_COUNT],
+            native: Default::default(),
         }
     }
 }
@@ -112,6 +118,65 @@ impl CohortState {
         buckets[bounds.len()] = buckets[bounds.len()].saturating_add(overflow);
         self.counts[index] = self.counts[index].saturating_add(total);
         self.sums[index] = self.sums[index].saturating_add(sum);
+        self.add_native(index, h);
+    }
+
+    /// Adds every recorded HDR bucket, by its highest equivalent value in the base unit, into
+    /// the native buckets (see `native`): the classic rule with native bounds. Each native
+    /// bucket between the smallest and largest value is one `count_between` over a run of
+    /// HDR buckets, several times faster than iterating the recorded values.
+    fn add_native(&mut self, index: usize, h: &Histogram<u64>) {
+        let total = h.len();
+        if total == 0 {
+            return;
+        }
+        let divisor = HISTOGRAMS[index].family().unit.divisor();
+        let native = &mut self.native[index];
+        let zeros = h.count_between(0, 0);
+        native.add_zero(zeros);
+        let mut counted = zeros;
+        if counted >= total {
+            return;
+        }
+        let first = bucket_index(h.highest_equivalent(h.min_nz()) as f64 / divisor);
+        let last = bucket_index(h.max() as f64 / divisor);
+        // Lowest value of the first HDR bucket not counted yet.
+        let mut low = 1u64;
+        for k in first..=last {
+            if counted >= total {
+                break;
+            }
+            let Some(top) = native_threshold(k, divisor) else {
+                continue;
+            };
+            // Highest value of the last HDR bucket whose highest equivalent is <= top.
+            let high = if h.highest_equivalent(top) == top {
+                top
+            } else {
+                match h.lowest_equivalent(top).checked_sub(1) {
+                    Some(high) => high,
+                    None => continue,
+                }
+            };
+            if high < low {
+                continue;
+            }
+            let n = h.count_between(low, high);
+            if n > 0 {
+                native.add(k, n);
+                counted = counted.saturating_add(n);
+            }
+            low = high + 1;
+        }
+        // Unreachable for a consistent histogram; keeps the totals equal if it ever is not.
+        if counted < total {
+            native.add(last, total - counted);
+        }
+    }
+
+    /// Heap bytes held by the native buckets.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.native.iter().map(NativeBuckets::heap_bytes).sum()
     }
 
     pub(crate) fn histogram(&self, index: usize) -> HistogramView<'_> {
@@ -122,8 +187,23 @@ impl CohortState {
             buckets: &self.buckets[start..=start + spec.family().bounds.len()],
             sum: self.sums[index],
             count: self.counts[index],
+            native: &self.native[index],
         }
     }
+}
+
+/// The largest recorded-unit integer whose native bucket (after dividing by `divisor`) is at
+/// most `k`, or `None` if no positive integer is in buckets up to `k`.
+fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
+    let in_bucket = |t: u64| bucket_index(t as f64 / divisor) <= k;
+    let mut t = (bucket_upper_bound(k) * divisor).floor() as u64;
+    while t > 0 && !in_bucket(t) {
+        t -= 1;
+    }
+    while in_bucket(t + 1) {
+        t += 1;
+    }
+    (t > 0).then_some(t)
 }
 
 /// A read-only view of one cohort histogram.
@@ -133,9 +213,10 @@ pub struct HistogramView<'a> {
     buckets: &'a [u64],
     sum: u64,
     count: u64,
+    native: &'a NativeBuckets,
 }
 
-impl HistogramView<'_> {
+impl<'a> HistogramView<'a> {
     /// What this histogram is.
     pub fn spec(&self) -> &'static HistogramSpec {
         self.spec
@@ -164,6 +245,12 @@ impl HistogramView<'_> {
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Native (schema [`NATIVE_SCHEMA`](super::NATIVE_SCHEMA)) buckets in the base unit.
+    /// Their counts, zero bucket included, add up to [`HistogramView::count`].
+    pub fn native(&self) -> &'a NativeBuckets {
+        self.native
     }
 
     /// Index of the bucket a recorded-unit value belongs in (`bounds().len()` for `+Inf`).

@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
+use hdrhistogram::Histogram;
+use stallwatch_proto::hdr::HdrError;
 use stallwatch_proto::report::{DecodedReport, Series};
+use thiserror::Error;
+
+use crate::store::{AgentRow, CohortRow};
 
 use super::catalogue::{SERIES_PER_COHORT, counter_index, histogram_index};
 use super::cohort::{CohortKey, CohortState, HistogramView};
@@ -92,6 +97,22 @@ impl FoldSummary {
     }
 }
 
+/// Why a stored row could not be restored; nothing of the row was added.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// A stored histogram failed to decode.
+    #[error("stored histogram {metric:?} of {cohort:?} is corrupt: {source}")]
+    CorruptHistogram {
+        /// Metric (report histogram) name.
+        metric: String,
+        /// The row's cohort.
+        cohort: Box<crate::store::Cohort>,
+        /// The decode error.
+        #[source]
+        source: HdrError,
+    },
+}
+
 /// Cumulative per-cohort series: every interval report is added into running totals, never
 /// kept as a snapshot, so they export as Prometheus counters and histograms.
 #[derive(Clone, Default)]
@@ -176,6 +197,87 @@ impl Cohorts {
         summary
     }
 
+    /// Adds one stored history row (a minute or an hour of one cohort: merged HDR histograms
+    /// with exact sums, and counter totals) as if the reports merged into it were folded
+    /// again: the same classic buckets, native buckets, sums, counts and counters, because
+    /// every figure is added per HDR bucket or per counter and so does not depend on how the
+    /// reports were grouped. Used to rebuild the cumulative series after a restart.
+    ///
+    /// Like [`Cohorts::fold`]: a row with an empty `transport` or `target` is skipped and
+    /// counted in `series_missing_labels`; a row that would start a cohort beyond the series
+    /// limit is refused (`cohorts_refused`); unknown names are ignored and counted. The
+    /// summary is returned but NOT added to the ingest totals the collector exports (those
+    /// count this process's reports). Each stored histogram's count is its HDR total, as in
+    /// a fold. All histograms are decoded before anything is added, so an error leaves the
+    /// series untouched.
+    pub fn restore_row(&mut self, row: &CohortRow) -> Result<FoldSummary, RestoreError> {
+        let decoded = decode_row(row)?;
+        Ok(self.restore_decoded(row, &decoded))
+    }
+
+    pub(crate) fn restore_decoded(&mut self, row: &CohortRow, decoded: &DecodedRow) -> FoldSummary {
+        let mut summary = FoldSummary::default();
+        let cohort = &row.cohort;
+        if cohort.transport.is_empty() || cohort.target.is_empty() {
+            summary.series_missing_labels = 1;
+            return summary;
+        }
+        let key =
+            CohortKey::new(&cohort.region, &cohort.network_type, &cohort.transport, &cohort.target);
+        let admits_new = self.cohorts.len() < self.limits.max_cohorts();
+        let state = match self.cohorts.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) if admits_new => {
+                summary.cohorts_created = 1;
+                e.insert(Box::default())
+            }
+            Entry::Vacant(_) => {
+                summary.cohorts_refused = 1;
+                return summary;
+            }
+        };
+        for (name, &value) in &row.counters {
+            match counter_index(name) {
+                Some(i) => state.add_counter(i, value),
+                None => summary.unknown_counters += 1,
+            }
+        }
+        for (index, h, sum) in decoded {
+            match index {
+                Some(i) => state.add_histogram(*i, h, *sum),
+                None => summary.unknown_histograms += 1,
+            }
+        }
+        summary.series_folded = 1;
+        summary
+    }
+
+    /// Seeds an agent's facts (`stallwatch_agent_info`, last report time) from the history
+    /// store's registry after a restart. The registry's `last_report_unix_ms` is when the
+    /// collector *received* the latest report (collector clock), where a fold uses the end of
+    /// the newest window (agent clock); the later of the two wins, so a report folded since
+    /// is not moved back. A version or identity already seen from a fold is kept (it is
+    /// newer). Returns false if the agent is new and [`SeriesLimits::max_agents`] is reached.
+    pub fn restore_agent(&mut self, row: &AgentRow) -> bool {
+        if let Some(facts) = self.agents.get_mut(&row.name) {
+            facts.last_report_ms = facts.last_report_ms.max(row.last_report_unix_ms);
+            return true;
+        }
+        if self.agents.len() >= self.limits.max_agents {
+            return false;
+        }
+        self.agents.insert(
+            row.name.clone(),
+            AgentFacts {
+                region: row.region.clone(),
+                network_type: row.network_type.clone(),
+                version: row.version.clone(),
+                last_report_ms: row.last_report_unix_ms,
+            },
+        );
+        true
+    }
+
     /// Records the agent's facts; false if it is new and the agent limit is reached.
     fn note_agent(
         &mut self,
@@ -217,6 +319,11 @@ impl Cohorts {
         self.cohorts.len() * SERIES_PER_COHORT
     }
 
+    /// Heap bytes held by native buckets, over all cohorts.
+    pub fn native_heap_bytes(&self) -> usize {
+        self.cohorts.values().map(|s| s.heap_bytes()).sum()
+    }
+
     /// Cohort keys, in exposition order.
     pub fn keys(&self) -> impl Iterator<Item = &CohortKey> {
         self.cohorts.keys()
@@ -248,6 +355,24 @@ impl Cohorts {
     pub(crate) fn states(&self) -> impl Iterator<Item = (&CohortKey, &CohortState)> {
         self.cohorts.iter().map(|(k, s)| (k, &**s))
     }
+}
+
+/// A row's histograms, decoded: (catalogue index, histogram, exact sum) each.
+pub(crate) type DecodedRow = Vec<(Option<usize>, Histogram<u64>, u64)>;
+
+/// Decodes a row's histograms.
+pub(crate) fn decode_row(row: &CohortRow) -> Result<DecodedRow, RestoreError> {
+    row.histograms
+        .iter()
+        .map(|(name, stored)| {
+            let h = stored.decode().map_err(|source| RestoreError::CorruptHistogram {
+                metric: name.clone(),
+                cohort: Box::new(row.cohort.clone()),
+                source,
+            })?;
+            Ok((histogram_index(name), h, stored.sum))
+        })
+        .collect()
 }
 
 fn label<'a>(series: &'a Series, name: &str) -> Option<&'a str> {

@@ -144,17 +144,24 @@ fn encode_counters(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fm
     Ok(())
 }
 
+/// `stallwatch_agent` (info) name and help.
+pub(crate) const AGENT_INFO: (&str, &str) = (
+    "stallwatch_agent",
+    "One per agent: the region and network type of its certificate and its build version.",
+);
+/// `stallwatch_agent_last_report_timestamp` (gauge, seconds) name and help.
+pub(crate) const LAST_REPORT: (&str, &str) = (
+    "stallwatch_agent_last_report_timestamp",
+    "End of the newest report window an agent sent, unix time (agent clock).",
+);
+
 fn encode_agents(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let agents = cohorts.agents();
     if agents.is_empty() {
         return Ok(());
     }
-    let mut info = encoder.encode_descriptor(
-        "stallwatch_agent",
-        "One per agent: the region and network type of its certificate and its build version.",
-        None,
-        MetricType::Info,
-    )?;
+    let (name, help) = AGENT_INFO;
+    let mut info = encoder.encode_descriptor(name, help, None, MetricType::Info)?;
     for (name, facts) in agents {
         info.encode_info(&[
             ("agent", name.as_str()),
@@ -163,12 +170,9 @@ fn encode_agents(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt:
             ("version", facts.version.as_str()),
         ])?;
     }
-    let mut last = encoder.encode_descriptor(
-        "stallwatch_agent_last_report_timestamp",
-        "End of the newest report window an agent sent, unix time (agent clock).",
-        Some(&Unit::Seconds),
-        MetricType::Gauge,
-    )?;
+    let (name, help) = LAST_REPORT;
+    let mut last =
+        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
     for (name, facts) in agents {
         ConstGauge::new(facts.last_report_ms as f64 / 1e3)
             .encode(last.encode_family(&[("agent", name.as_str())])?)?;
@@ -176,10 +180,9 @@ fn encode_agents(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt:
     Ok(())
 }
 
-/// The store's part of the collector's own metrics; `CollectorMetrics` has the rest.
-fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
-    let totals = cohorts.totals();
-    let gauges = [
+/// The store's gauges: name, help, value.
+pub(crate) fn own_gauges(cohorts: &Cohorts) -> [(&'static str, &'static str, u64); 4] {
+    [
         (
             "stallwatch_collector_series",
             "Series held: every histogram and counter of every cohort.",
@@ -193,12 +196,13 @@ fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Re
         ),
         ("stallwatch_collector_cohorts", "Cohorts held.", cohorts.len() as u64),
         ("stallwatch_collector_agents", "Agents tracked.", cohorts.agents().len() as u64),
-    ];
-    for (name, help, value) in gauges {
-        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        ConstGauge::new(value).encode(metric)?;
-    }
-    let counters = [
+    ]
+}
+
+/// The store's counters without labels: name (without `_total`), help, value.
+pub(crate) fn own_counters(cohorts: &Cohorts) -> [(&'static str, &'static str, u64); 3] {
+    let totals = cohorts.totals();
+    [
         (
             "stallwatch_collector_cohorts_refused",
             "Report series dropped because their cohort would be new beyond the series limit.",
@@ -214,20 +218,34 @@ fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Re
             "Report series dropped for lacking a transport or target label.",
             totals.series_missing_labels,
         ),
-    ];
-    for (name, help, value) in counters {
+    ]
+}
+
+/// Name (without `_total`), help and `(kind, value)` samples of the ignored-names counter.
+pub(crate) fn names_ignored(
+    cohorts: &Cohorts,
+) -> (&'static str, &'static str, [(&'static str, u64); 2]) {
+    let totals = cohorts.totals();
+    (
+        "stallwatch_collector_report_names_ignored",
+        "Counter and histogram names in reports that the collector does not know, ignored.",
+        [("counter", totals.unknown_counters), ("histogram", totals.unknown_histograms)],
+    )
+}
+
+/// The store's part of the collector's own metrics; `CollectorMetrics` has the rest.
+fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    for (name, help, value) in own_gauges(cohorts) {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(metric)?;
+    }
+    for (name, help, value) in own_counters(cohorts) {
         let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         ConstCounter::new(value).encode(metric)?;
     }
-    let mut ignored = encoder.encode_descriptor(
-        "stallwatch_collector_report_names_ignored",
-        "Counter and histogram names in reports that the collector does not know, ignored.",
-        None,
-        MetricType::Counter,
-    )?;
-    for (kind, value) in
-        [("counter", totals.unknown_counters), ("histogram", totals.unknown_histograms)]
-    {
+    let (name, help, values) = names_ignored(cohorts);
+    let mut ignored = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (kind, value) in values {
         ConstCounter::new(value).encode(ignored.encode_family(&[("kind", kind)])?)?;
     }
     Ok(())

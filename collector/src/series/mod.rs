@@ -26,17 +26,28 @@
 //!   [`SERIES_PER_COHORT`] of them. A report series that would start a cohort beyond
 //!   [`SeriesLimits::max_series`] (default 50k: 1,136 cohorts) is dropped and counted.
 //!
-//! Exposition: [`SeriesStore::render_text`] writes OpenMetrics 1.0 text
-//! ([`OPENMETRICS_CONTENT_TYPE`]), which Prometheus 2.42 and later scrape;
-//! [`SeriesStore::render_prometheus_text`] writes the Prometheus 0.0.4 text format for
-//! scrapers that do not ask for OpenMetrics. Native (sparse exponential) histograms in the
-//! protobuf exposition are not built yet: only classic buckets are exported.
+//! - **Native histograms**: each histogram also keeps sparse exponential buckets (schema 3,
+//!   factor 2^(1/8); see [`native`]) filled exactly from the HDR buckets at fold time, and
+//!   exported only in the protobuf exposition, beside the classic buckets.
+//! - **Restore**: after a restart, [`SeriesStore::restore_row`] adds the history store's
+//!   minute and hour rows back exactly as folding their reports did, and
+//!   [`SeriesStore::restore_agent`] seeds the per-agent facts.
+//!
+//! Exposition: [`SeriesStore::render`] in the [`Exposition`] that [`negotiate`] picks from the
+//! scrape's `Accept` header: OpenMetrics 1.0 text ([`OPENMETRICS_CONTENT_TYPE`]), the
+//! Prometheus 0.0.4 text format ([`PROMETHEUS_TEXT_CONTENT_TYPE`], also the default), or
+//! Prometheus protobuf with native histograms ([`PROTOBUF_CONTENT_TYPE`]), which Prometheus
+//! asks for when started with `--enable-feature=native-histograms`. All three carry the same
+//! families and samples; only protobuf adds native buckets.
 
 pub mod catalogue;
 mod cohort;
 mod cohorts;
 mod export;
+mod exposition;
 mod metrics;
+pub mod native;
+mod protobuf;
 #[cfg(test)]
 mod tests;
 
@@ -50,18 +61,18 @@ pub use catalogue::SERIES_PER_COHORT;
 pub use cohort::{CohortKey, HistogramView};
 pub use cohorts::{
     AgentFacts, Cohorts, DEFAULT_MAX_AGENTS, DEFAULT_MAX_SERIES, FoldSummary, Identity,
-    SeriesLimits,
+    RestoreError, SeriesLimits,
+};
+pub use exposition::{
+    Exposition, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+    negotiate,
 };
 pub use metrics::{CollectorMetrics, INGEST_DURATION_BOUNDS};
+pub use native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD, NativeBuckets};
 
+use crate::store::{AgentRow, CohortRow};
 use export::CohortsCollector;
-
-/// `Content-Type` of [`SeriesStore::render_text`].
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// `Content-Type` of [`SeriesStore::render_prometheus_text`].
-pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str =
-    prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use metrics::OwnMetricsCollector;
 
 /// The shared, thread-safe series: [`Cohorts`] behind a lock, the collector's own metrics,
 /// and the registry that exports both.
@@ -73,8 +84,10 @@ pub struct SeriesStore {
     cohorts: Arc<RwLock<Cohorts>>,
     metrics: CollectorMetrics,
     registry: Registry,
-    /// Length of the last exposition, to size the next one's buffer in one allocation.
+    /// Length of the last text exposition, to size the next one's buffer in one allocation.
     last_len: AtomicUsize,
+    /// The same for the protobuf exposition.
+    last_protobuf_len: AtomicUsize,
 }
 
 impl Default for SeriesStore {
@@ -89,14 +102,34 @@ impl SeriesStore {
         let cohorts = Arc::new(RwLock::new(Cohorts::new(limits)));
         let metrics = CollectorMetrics::default();
         let mut registry = Registry::default();
-        metrics.register(&mut registry);
+        registry.register_collector(Box::new(OwnMetricsCollector { metrics: metrics.clone() }));
         registry.register_collector(Box::new(CohortsCollector { cohorts: cohorts.clone() }));
-        SeriesStore { cohorts, metrics, registry, last_len: AtomicUsize::new(0) }
+        SeriesStore {
+            cohorts,
+            metrics,
+            registry,
+            last_len: AtomicUsize::new(0),
+            last_protobuf_len: AtomicUsize::new(0),
+        }
     }
 
     /// Adds an interval report; see [`Cohorts::fold`].
     pub fn fold(&self, identity: Identity<'_>, decoded: &DecodedReport) -> FoldSummary {
         self.cohorts.write().unwrap_or_else(PoisonError::into_inner).fold(identity, decoded)
+    }
+
+    /// Adds one history row back after a restart; see [`Cohorts::restore_row`]. The row's
+    /// histograms are decoded before the write lock is taken.
+    pub fn restore_row(&self, row: &CohortRow) -> Result<FoldSummary, RestoreError> {
+        let decoded = cohorts::decode_row(row)?;
+        let mut cohorts = self.cohorts.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(cohorts.restore_decoded(row, &decoded))
+    }
+
+    /// Seeds one agent's facts from the history store's registry; see
+    /// [`Cohorts::restore_agent`]. False if it was new and over the agent limit.
+    pub fn restore_agent(&self, row: &AgentRow) -> bool {
+        self.cohorts.write().unwrap_or_else(PoisonError::into_inner).restore_agent(row)
     }
 
     /// The cohorts, read-locked (for summaries and tests; do not hold it long).
@@ -109,17 +142,40 @@ impl SeriesStore {
         &self.metrics
     }
 
+    /// Everything, in `format`; answer with `format.content_type()`.
+    pub fn render(&self, format: Exposition) -> Vec<u8> {
+        match format {
+            Exposition::OpenMetrics => self.render_text().into_bytes(),
+            Exposition::PrometheusText => self.render_prometheus_text().into_bytes(),
+            Exposition::Protobuf => self.render_protobuf(),
+        }
+    }
+
     /// Everything, as OpenMetrics text ending in `# EOF` ([`OPENMETRICS_CONTENT_TYPE`]).
     pub fn render_text(&self) -> String {
-        self.render(prometheus_client::encoding::text::encode)
+        self.render_with(prometheus_client::encoding::text::encode)
     }
 
     /// Everything, as Prometheus text format 0.0.4 ([`PROMETHEUS_TEXT_CONTENT_TYPE`]).
     pub fn render_prometheus_text(&self) -> String {
-        self.render(prometheus_client::encoding::prometheus_text::encode)
+        self.render_with(prometheus_client::encoding::prometheus_text::encode)
     }
 
-    fn render(&self, encode: impl FnOnce(&mut String, &Registry) -> std::fmt::Result) -> String {
+    /// Everything, as length-delimited Prometheus protobuf with native histograms
+    /// ([`PROTOBUF_CONTENT_TYPE`]). Holds the read lock only to copy the cohorts.
+    pub fn render_protobuf(&self) -> Vec<u8> {
+        let own = self.metrics.totals();
+        let cohorts = self.read().clone();
+        let hint = self.last_protobuf_len.load(Ordering::Relaxed);
+        let out = protobuf::encode(&cohorts, &own, hint + hint / 8);
+        self.last_protobuf_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    fn render_with(
+        &self,
+        encode: impl FnOnce(&mut String, &Registry) -> std::fmt::Result,
+    ) -> String {
         let hint = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity(hint + hint / 8);
         encode(&mut out, &self.registry).expect("encoding into a String cannot fail");

@@ -124,8 +124,13 @@ fn series_state_is_small_and_fixed() {
         "cohort state: {per_cohort} bytes for {SERIES_PER_COHORT} series \
          ({per_series} bytes per series), plus the key's four strings and the map entry"
     );
-    // 197 bucket counts + 13 sums + 13 counts + 31 counters, 8 bytes each.
-    assert_eq!(per_cohort, (BUCKET_SLOTS + 2 * HISTOGRAMS.len() + COUNTERS.len()) * 8);
+    // 197 bucket counts + 13 sums + 13 counts + 31 counters, 8 bytes each, and a native
+    // bucket run (zero count, offset, Vec) per histogram.
+    assert_eq!(
+        per_cohort,
+        (BUCKET_SLOTS + 2 * HISTOGRAMS.len() + COUNTERS.len()) * 8
+            + HISTOGRAMS.len() * std::mem::size_of::<NativeBuckets>()
+    );
     assert!(per_cohort <= 4096, "{per_cohort} bytes: state must stay in the low kilobytes");
     // One HDR histogram at the agents' range is about 190 KiB of counts.
     assert!(hist(&[1]).distinct_values() * 8 > 50 * per_cohort);
@@ -423,4 +428,54 @@ fn series_exposition_in_both_text_formats() {
     ] {
         assert!(prom.lines().any(|l| l == line), "missing {line:?} in\n{prom}");
     }
+}
+
+#[test]
+fn series_native_buckets_hold_every_sample_by_its_highest_equivalent_value() {
+    let mut rng = Rng(11);
+    let mut values: Vec<u64> = (0..20_000).map(|_| rng.log_uniform(1.0, 6e10)).collect();
+    values.extend([0, 0, 1, 2_048, 2_049, 1_000_000]);
+    let h = hist(&values);
+    let mut cohorts = Cohorts::default();
+    for name in ["jitter_us", "reorder_distance_packets"] {
+        // Twice: the buckets accumulate.
+        for _ in 0..2 {
+            cohorts.fold(
+                FRA_4G,
+                &report("a1", 1_000, vec![series("udp", "r", &[], &[(name, &values)])]),
+            );
+        }
+        let view = cohorts.histogram(&key("eu-fra", "4g", "udp", "r"), name).unwrap();
+        let divisor = view.spec().family().unit.divisor();
+        let mut expected = std::collections::BTreeMap::new();
+        for &v in &values {
+            let x = h.highest_equivalent(v) as f64 / divisor;
+            if v > 0 {
+                // The spec's formula; no sample here sits within rounding of a bound.
+                *expected.entry((x.log2() * 8.0).ceil() as i32).or_insert(0u64) += 2;
+            }
+        }
+        let native = view.native();
+        let actual: std::collections::BTreeMap<i32, u64> = native.buckets().collect();
+        assert_eq!(actual, expected, "{name}");
+        assert_eq!(native.zero_count(), 4);
+        assert_eq!(actual.values().sum::<u64>() + native.zero_count(), view.count());
+        // Bounded: 1 µs .. 2^36 µs is under 290 buckets of 8 bytes.
+        assert!(native.counts().len() <= 290, "{}", native.counts().len());
+    }
+}
+
+#[test]
+fn series_native_spans_fold_small_gaps_and_delta_encode() {
+    let mut n = NativeBuckets::default();
+    for (index, count) in [(5, 3), (6, 1), (9, 2), (20, 7), (-3, 4)] {
+        n.add(index, count);
+    }
+    let (mut spans, mut deltas) = (Vec::new(), Vec::new());
+    n.spans_and_deltas(&mut spans, &mut deltas);
+    // -3 alone; 5, 6, (7, 8 empty), 9 in one span; 20 alone.
+    assert_eq!(spans, [(-3, 1), (7, 5), (10, 1)]);
+    assert_eq!(deltas, [4, -1, -2, -1, 0, 2, 5]);
+    assert_eq!(n.offset(), -3);
+    assert_eq!(n.counts().len(), 24);
 }

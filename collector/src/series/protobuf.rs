@@ -1,0 +1,351 @@
+//! The Prometheus protobuf exposition: length-delimited `io.prometheus.client.MetricFamily`
+//! messages, written by hand (a few varint and length-prefix helpers) rather than generated,
+//! so the build needs neither `protoc` nor `prost`.
+//!
+//! It carries exactly the families and samples of the text formats, with the names a
+//! Prometheus server derives from text (counters end in `_total`, units are in the name):
+//! every histogram has its classic buckets (`+Inf` implied by `sample_count`, as Prometheus'
+//! clients write it), exact sum and count, and its native buckets (schema 3, zero threshold
+//! 2^-128). `stallwatch_agent_info` is a gauge of value 1, as in the 0.0.4 text format.
+//!
+//! Field numbers are those of `prometheus/prompb/io/prometheus/client/metrics.proto`.
+
+use super::catalogue::{
+    COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramFamily,
+};
+use super::cohort::{CohortKey, HistogramView};
+use super::cohorts::Cohorts;
+use super::export::{AGENT_INFO, LAST_REPORT, names_ignored, own_counters, own_gauges};
+use super::metrics::{
+    ACCEPTED, BACKFILLED, INGEST_DURATION, INGEST_DURATION_BOUNDS, OwnTotals, REJECTED,
+};
+use super::native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
+
+/// `MetricType` values.
+const COUNTER: u64 = 0;
+const GAUGE: u64 = 1;
+const HISTOGRAM: u64 = 4;
+
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn key(buf: &mut Vec<u8>, field: u32, wire: u32) {
+    varint(buf, u64::from(field << 3 | wire));
+}
+
+fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+    key(buf, field, VARINT);
+    varint(buf, v);
+}
+
+fn sint(buf: &mut Vec<u8>, field: u32, v: i64) {
+    key(buf, field, VARINT);
+    varint(buf, zigzag(v));
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn double(buf: &mut Vec<u8>, field: u32, v: f64) {
+    key(buf, field, FIXED64);
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
+    key(buf, field, LEN);
+    varint(buf, s.len() as u64);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Writes a length-prefixed message (with `field`'s key first, if any) whose body `body`
+/// appends. One byte is reserved for the length; longer bodies are shifted to make room.
+fn message<R>(buf: &mut Vec<u8>, field: Option<u32>, body: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    if let Some(field) = field {
+        key(buf, field, LEN);
+    }
+    let at = buf.len();
+    buf.push(0);
+    let out = body(buf);
+    let len = buf.len() - at - 1;
+    if len < 0x80 {
+        buf[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        varint(&mut prefix, len as u64);
+        buf[at] = prefix[0];
+        buf.splice(at + 1..at + 1, prefix[1..].iter().copied());
+    }
+    out
+}
+
+fn label(buf: &mut Vec<u8>, name: &str, value: &str) {
+    message(buf, Some(1), |m| {
+        string(m, 1, name);
+        string(m, 2, value);
+    });
+}
+
+fn cohort_labels(buf: &mut Vec<u8>, key: &CohortKey, extra: &[(&str, &str)]) {
+    label(buf, "region", &key.region);
+    label(buf, "network_type", &key.network_type);
+    label(buf, "transport", &key.transport);
+    label(buf, "target", &key.target);
+    for &(name, value) in extra {
+        label(buf, name, value);
+    }
+}
+
+/// One `MetricFamily`, length-delimited; `metrics` writes `Metric`s with [`metric`] and
+/// returns how many. A family without metrics is left out, as the text formats have no
+/// samples for it either.
+fn family(
+    out: &mut Vec<u8>,
+    name: &str,
+    help: &str,
+    kind: u64,
+    metrics: impl FnOnce(&mut Vec<u8>) -> usize,
+) {
+    let start = out.len();
+    let written = message(out, None, |f| {
+        string(f, 1, name);
+        string(f, 2, help);
+        uint(f, 3, kind);
+        metrics(f)
+    });
+    if written == 0 {
+        out.truncate(start);
+    }
+}
+
+fn metric(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> usize {
+    message(buf, Some(4), body);
+    1
+}
+
+fn counter(buf: &mut Vec<u8>, value: f64) {
+    message(buf, Some(3), |c| double(c, 1, value));
+}
+
+fn gauge(buf: &mut Vec<u8>, value: f64) {
+    message(buf, Some(2), |g| double(g, 1, value));
+}
+
+/// Reused buffers for native spans and deltas.
+#[derive(Default)]
+struct Scratch {
+    spans: Vec<(i32, u32)>,
+    deltas: Vec<i64>,
+}
+
+/// A `Histogram` with classic buckets (finite bounds; `+Inf` is `sample_count`), and native
+/// buckets if `native` is given.
+fn histogram(
+    buf: &mut Vec<u8>,
+    count: u64,
+    sum: f64,
+    classic: impl Iterator<Item = (f64, u64)>,
+    native: Option<(&HistogramView<'_>, &mut Scratch)>,
+) {
+    message(buf, Some(7), |h| {
+        uint(h, 1, count);
+        double(h, 2, sum);
+        let mut cumulative = 0u64;
+        for (upper, n) in classic {
+            cumulative = cumulative.saturating_add(n);
+            if upper.is_finite() {
+                message(h, Some(3), |b| {
+                    uint(b, 1, cumulative);
+                    double(b, 2, upper);
+                });
+            }
+        }
+        let Some((view, scratch)) = native else {
+            return;
+        };
+        let native = view.native();
+        sint(h, 5, i64::from(NATIVE_SCHEMA));
+        double(h, 6, NATIVE_ZERO_THRESHOLD);
+        uint(h, 7, native.zero_count());
+        native.spans_and_deltas(&mut scratch.spans, &mut scratch.deltas);
+        for &(offset, length) in &scratch.spans {
+            message(h, Some(12), |s| {
+                sint(s, 1, i64::from(offset));
+                uint(s, 2, u64::from(length));
+            });
+        }
+        if !scratch.deltas.is_empty() {
+            message(h, Some(13), |d| {
+                for &delta in &scratch.deltas {
+                    varint(d, zigzag(delta));
+                }
+            });
+        }
+    });
+}
+
+/// Everything, as length-delimited `MetricFamily` messages, in the text formats' order.
+pub(crate) fn encode(cohorts: &Cohorts, own: &OwnTotals, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    encode_own_metrics(&mut out, own);
+    encode_histograms(&mut out, cohorts);
+    encode_counters(&mut out, cohorts);
+    encode_agents(&mut out, cohorts);
+    encode_store_metrics(&mut out, cohorts);
+    out
+}
+
+fn encode_own_metrics(out: &mut Vec<u8>, own: &OwnTotals) {
+    let total = |name: &str| format!("{name}_total");
+    let (name, help) = ACCEPTED;
+    family(out, &total(name), help, COUNTER, |f| metric(f, |m| counter(m, own.accepted as f64)));
+    let (name, help) = REJECTED;
+    family(out, &total(name), help, COUNTER, |f| {
+        own.rejected
+            .iter()
+            .map(|(&reason, &n)| {
+                metric(f, |m| {
+                    label(m, "reason", reason);
+                    counter(m, n as f64);
+                })
+            })
+            .sum()
+    });
+    let (name, help) = BACKFILLED;
+    family(out, &total(name), help, COUNTER, |f| metric(f, |m| counter(m, own.backfilled as f64)));
+    let (name, help) = INGEST_DURATION;
+    family(out, &format!("{name}_seconds"), help, HISTOGRAM, |f| {
+        metric(f, |m| {
+            let bounds = INGEST_DURATION_BOUNDS.iter().copied().chain([f64::INFINITY]);
+            histogram(m, own.ingest_count, own.ingest_sum, bounds.zip(own.ingest_buckets), None);
+        })
+    });
+}
+
+fn histogram_family_name(family: &HistogramFamily) -> String {
+    format!("{}_{}", family.name, family.unit.exported())
+}
+
+fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
+    let mut scratch = Scratch::default();
+    for (f, family_spec) in HISTOGRAM_FAMILIES.iter().enumerate() {
+        let members: Vec<usize> =
+            (0..HISTOGRAMS.len()).filter(|&i| HISTOGRAMS[i].family == f).collect();
+        let divisor = family_spec.unit.divisor();
+        let upper: Vec<f64> =
+            family_spec.bounds.iter().map(|&b| b as f64 / divisor).chain([f64::INFINITY]).collect();
+        let name = histogram_family_name(family_spec);
+        family(out, &name, family_spec.help, HISTOGRAM, |f| {
+            let mut written = 0;
+            for (key, state) in cohorts.states() {
+                for &i in &members {
+                    let h = state.histogram(i);
+                    if h.count() == 0 {
+                        continue;
+                    }
+                    written += metric(f, |m| {
+                        cohort_labels(m, key, HISTOGRAMS[i].label.as_slice());
+                        let classic = upper.iter().copied().zip(h.bucket_counts().iter().copied());
+                        histogram(m, h.count(), h.sum_base(), classic, Some((&h, &mut scratch)));
+                    });
+                }
+            }
+            written
+        });
+    }
+}
+
+fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
+    if cohorts.is_empty() {
+        return;
+    }
+    for (f, family_spec) in COUNTER_FAMILIES.iter().enumerate() {
+        let members: Vec<usize> =
+            (0..COUNTERS.len()).filter(|&i| COUNTERS[i].family == f).collect();
+        let name = match family_spec.unit {
+            CounterUnit::Count => format!("{}_total", family_spec.name),
+            CounterUnit::Bytes => format!("{}_bytes_total", family_spec.name),
+            CounterUnit::NanosAsSeconds => format!("{}_seconds_total", family_spec.name),
+        };
+        family(out, &name, family_spec.help, COUNTER, |f| {
+            let mut written = 0;
+            for (key, state) in cohorts.states() {
+                for &i in &members {
+                    let value = state.counter(i);
+                    let value = match family_spec.unit {
+                        CounterUnit::NanosAsSeconds => value as f64 / 1e9,
+                        CounterUnit::Count | CounterUnit::Bytes => value as f64,
+                    };
+                    written += metric(f, |m| {
+                        cohort_labels(m, key, COUNTERS[i].labels);
+                        counter(m, value);
+                    });
+                }
+            }
+            written
+        });
+    }
+}
+
+fn encode_agents(out: &mut Vec<u8>, cohorts: &Cohorts) {
+    let agents = cohorts.agents();
+    let (name, help) = AGENT_INFO;
+    family(out, &format!("{name}_info"), help, GAUGE, |f| {
+        agents
+            .iter()
+            .map(|(agent, facts)| {
+                metric(f, |m| {
+                    label(m, "agent", agent);
+                    label(m, "region", &facts.region);
+                    label(m, "network_type", &facts.network_type);
+                    label(m, "version", &facts.version);
+                    gauge(m, 1.0);
+                })
+            })
+            .sum()
+    });
+    let (name, help) = LAST_REPORT;
+    family(out, &format!("{name}_seconds"), help, GAUGE, |f| {
+        agents
+            .iter()
+            .map(|(agent, facts)| {
+                metric(f, |m| {
+                    label(m, "agent", agent);
+                    gauge(m, facts.last_report_ms as f64 / 1e3);
+                })
+            })
+            .sum()
+    });
+}
+
+fn encode_store_metrics(out: &mut Vec<u8>, cohorts: &Cohorts) {
+    for (name, help, value) in own_gauges(cohorts) {
+        family(out, name, help, GAUGE, |f| metric(f, |m| gauge(m, value as f64)));
+    }
+    for (name, help, value) in own_counters(cohorts) {
+        family(out, &format!("{name}_total"), help, COUNTER, |f| {
+            metric(f, |m| counter(m, value as f64))
+        });
+    }
+    let (name, help, values) = names_ignored(cohorts);
+    family(out, &format!("{name}_total"), help, COUNTER, |f| {
+        values
+            .iter()
+            .map(|&(kind, value)| {
+                metric(f, |m| {
+                    label(m, "kind", kind);
+                    counter(m, value as f64);
+                })
+            })
+            .sum()
+    });
+}
