@@ -291,17 +291,50 @@ fn check_openmetrics(text: &str) {
     }
 }
 
-/// Every counter and histogram name `measure` writes (read from its source) is exported,
-/// and the collector knows no name `measure` does not write.
+/// Every counter and histogram name `measure` and the agent's attempts write (read from
+/// their source) is exported, and the collector knows no name they do not write.
 #[test]
 fn series_catalogue_maps_every_name_measure_reports() {
     let report = std::fs::read_to_string(manifest_path("../measure/src/report.rs")).unwrap();
     let receiver = std::fs::read_to_string(manifest_path("../measure/src/receiver.rs")).unwrap();
+    let attempt = std::fs::read_to_string(manifest_path("../agent/src/run/attempt.rs")).unwrap();
 
     let block = report.split("let counters").nth(1).unwrap().split(".into_iter()").next().unwrap();
-    let measured: BTreeSet<&str> =
-        block.lines().filter_map(|l| l.trim().strip_prefix("(\"")?.split('"').next()).collect();
+    let mut measured: BTreeSet<String> = block
+        .lines()
+        .filter_map(|l| Some(l.trim().strip_prefix("(\"")?.split('"').next()?.to_owned()))
+        .collect();
     assert!(measured.len() >= 30, "parsed {measured:?}");
+    // The agent's own names: `pub const X: &str = "name";` in `mod names`; failures are sent
+    // per cause, as `<prefix>_<cause>`.
+    let module = attempt.split("pub mod names {").nth(1).unwrap().split("\n}").next().unwrap();
+    let agent_names: Vec<&str> = module
+        .lines()
+        .filter(|l| l.contains("pub const"))
+        .map(|l| l.split('"').nth(1).unwrap())
+        .collect();
+    let causes: Vec<&str> = attempt
+        .split("pub fn as_str(self)")
+        .nth(1)
+        .unwrap()
+        .split("\n    }")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert_eq!(causes.len(), 5, "{causes:?}");
+    let mut agent_histograms = BTreeSet::new();
+    for name in agent_names {
+        if name.ends_with("_us") {
+            agent_histograms.insert(name.to_owned());
+        } else if name.ends_with("_failures") {
+            measured.extend(causes.iter().map(|c| format!("{name}_{c}")));
+        } else {
+            measured.insert(name.to_owned());
+        }
+    }
+    let measured: BTreeSet<&str> = measured.iter().map(String::as_str).collect();
     let known: BTreeSet<&str> = COUNTERS.iter().map(|c| c.report).collect();
     assert_eq!(measured, known, "counter names");
 
@@ -316,6 +349,7 @@ fn series_catalogue_maps_every_name_measure_reports() {
     let phases: Vec<&str> = names.lines().filter_map(|l| l.split('"').nth(1)).collect();
     assert_eq!(phases.len(), 5, "{phases:?}");
     measured.extend(phases.iter().map(|p| format!("first_frame_{p}_us")));
+    measured.extend(agent_histograms);
     let known: BTreeSet<String> = HISTOGRAMS.iter().map(|h| h.report.to_owned()).collect();
     assert_eq!(measured, known, "histogram names");
 }

@@ -61,6 +61,19 @@ pub const REORDER_BOUNDS: [u64; 13] = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128, 25
 /// Loss burst length (first to last loss inclusive, at least 2), packets.
 pub const BURST_BOUNDS: [u64; 12] = [2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096];
 
+/// Publisher's publish time (attempt start to the relay accepting the stream), µs: as the
+/// first frame.
+pub const PUBLISH_BOUNDS_US: [u64; 14] = FIRST_FRAME_BOUNDS_US;
+/// Path round-trip time, µs: 5 ms to 5 s, with 300 ms (the RTT warning) as a bound.
+pub const RTT_BOUNDS_US: [u64; 14] = [
+    5_000, 10_000, 20_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 500_000, 750_000,
+    1_000_000, 2_000_000, 5_000_000,
+];
+/// Send-timer error (how late the pacer sent each frame), µs: 10 µs to 50 ms; the target is
+/// a p99 under 0.5 ms.
+pub const SEND_TIMER_BOUNDS_US: [u64; 12] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
+
 /// A histogram metric family: one name, help, unit and bucket layout.
 #[derive(Debug)]
 pub struct HistogramFamily {
@@ -94,7 +107,7 @@ impl HistogramSpec {
 }
 
 /// Histogram families, in exposition order.
-pub static HISTOGRAM_FAMILIES: [HistogramFamily; 9] = [
+pub static HISTOGRAM_FAMILIES: [HistogramFamily; 12] = [
     HistogramFamily {
         name: "stallwatch_first_frame",
         help: "Viewer first-frame time: attempt start to the first complete keyframe.",
@@ -150,11 +163,29 @@ pub static HISTOGRAM_FAMILIES: [HistogramFamily; 9] = [
         unit: HistogramUnit::Packets,
         bounds: &BURST_BOUNDS,
     },
+    HistogramFamily {
+        name: "stallwatch_publish_time",
+        help: "Publisher: attempt start to the relay accepting the stream.",
+        unit: HistogramUnit::Micros,
+        bounds: &PUBLISH_BOUNDS_US,
+    },
+    HistogramFamily {
+        name: "stallwatch_rtt",
+        help: "Viewer's path round-trip time: QUIC's RTT estimate, or the UDP echo RTT.",
+        unit: HistogramUnit::Micros,
+        bounds: &RTT_BOUNDS_US,
+    },
+    HistogramFamily {
+        name: "stallwatch_send_timer_error",
+        help: "Publisher: how late the pacer sent each frame after its scheduled time.",
+        unit: HistogramUnit::Micros,
+        bounds: &SEND_TIMER_BOUNDS_US,
+    },
 ];
 
 /// Every report histogram name the collector knows, grouped by family in exposition order.
 /// Phase names are `measure`'s `Phase::name`.
-pub static HISTOGRAMS: [HistogramSpec; 13] = [
+pub static HISTOGRAMS: [HistogramSpec; 16] = [
     HistogramSpec { report: "first_frame_us", family: 0, label: None },
     HistogramSpec {
         report: "first_frame_connect_us",
@@ -188,6 +219,9 @@ pub static HISTOGRAMS: [HistogramSpec; 13] = [
     HistogramSpec { report: "stall_duration_us", family: 6, label: None },
     HistogramSpec { report: "reorder_distance_packets", family: 7, label: None },
     HistogramSpec { report: "burst_length_packets", family: 8, label: None },
+    HistogramSpec { report: "publish_time_us", family: 9, label: None },
+    HistogramSpec { report: "rtt_us", family: 10, label: None },
+    HistogramSpec { report: "send_timer_error_us", family: 11, label: None },
 ];
 
 /// Number of histograms each cohort keeps.
@@ -258,7 +292,7 @@ const fn count(name: &'static str, help: &'static str) -> CounterFamily {
 }
 
 /// Counter families, in exposition order.
-pub static COUNTER_FAMILIES: [CounterFamily; 25] = [
+pub static COUNTER_FAMILIES: [CounterFamily; 32] = [
     count(
         "stallwatch_packets_arrived",
         "Packets that arrived, duplicates and stale packets included.",
@@ -331,6 +365,24 @@ pub static COUNTER_FAMILIES: [CounterFamily; 25] = [
         help: "Time in W3C freezes.",
         unit: CounterUnit::NanosAsSeconds,
     },
+    count("stallwatch_attempts", "Probe attempts started, by role (publisher or viewer)."),
+    count(
+        "stallwatch_attempt_failures",
+        "Probe attempts that failed, by role and cause (unreachable, tls, stream_not_found, \
+         refused, other).",
+    ),
+    count("stallwatch_packets_sent", "Publisher: media packets (or objects' fragments) sent."),
+    CounterFamily {
+        name: "stallwatch_sent",
+        help: "Publisher: media bytes sent (48-byte header plus payload).",
+        unit: CounterUnit::Bytes,
+    },
+    count("stallwatch_frames_sent", "Publisher: frames sent."),
+    count(
+        "stallwatch_frames_sent_late",
+        "Publisher: frames sent after their time because congestion control held them back.",
+    ),
+    count("stallwatch_send_errors", "Publisher: sends that failed."),
 ];
 
 const fn one(report: &'static str, family: usize) -> CounterSpec {
@@ -338,7 +390,7 @@ const fn one(report: &'static str, family: usize) -> CounterSpec {
 }
 
 /// Every report counter name the collector knows, grouped by family in exposition order.
-pub static COUNTERS: [CounterSpec; 31] = [
+pub static COUNTERS: [CounterSpec; 48] = [
     one("packets", 0),
     one("bytes", 1),
     one("packets_from_cache", 2),
@@ -386,6 +438,63 @@ pub static COUNTERS: [CounterSpec; 31] = [
     one("stall_time_ns", 22),
     one("play_time_ns", 23),
     one("freeze_time_ns", 24),
+    CounterSpec { report: "publish_attempts", family: 25, labels: &[("role", "publisher")] },
+    CounterSpec { report: "view_attempts", family: 25, labels: &[("role", "viewer")] },
+    CounterSpec {
+        report: "publish_failures_unreachable",
+        family: 26,
+        labels: &[("role", "publisher"), ("cause", "unreachable")],
+    },
+    CounterSpec {
+        report: "publish_failures_tls",
+        family: 26,
+        labels: &[("role", "publisher"), ("cause", "tls")],
+    },
+    CounterSpec {
+        report: "publish_failures_stream_not_found",
+        family: 26,
+        labels: &[("role", "publisher"), ("cause", "stream_not_found")],
+    },
+    CounterSpec {
+        report: "publish_failures_refused",
+        family: 26,
+        labels: &[("role", "publisher"), ("cause", "refused")],
+    },
+    CounterSpec {
+        report: "publish_failures_other",
+        family: 26,
+        labels: &[("role", "publisher"), ("cause", "other")],
+    },
+    CounterSpec {
+        report: "view_failures_unreachable",
+        family: 26,
+        labels: &[("role", "viewer"), ("cause", "unreachable")],
+    },
+    CounterSpec {
+        report: "view_failures_tls",
+        family: 26,
+        labels: &[("role", "viewer"), ("cause", "tls")],
+    },
+    CounterSpec {
+        report: "view_failures_stream_not_found",
+        family: 26,
+        labels: &[("role", "viewer"), ("cause", "stream_not_found")],
+    },
+    CounterSpec {
+        report: "view_failures_refused",
+        family: 26,
+        labels: &[("role", "viewer"), ("cause", "refused")],
+    },
+    CounterSpec {
+        report: "view_failures_other",
+        family: 26,
+        labels: &[("role", "viewer"), ("cause", "other")],
+    },
+    one("sent_packets", 27),
+    one("sent_bytes", 28),
+    one("sent_frames", 29),
+    one("sent_frames_late", 30),
+    one("send_errors", 31),
 ];
 
 /// Number of counters each cohort keeps.

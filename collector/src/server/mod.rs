@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 pub use ingest::{FleetAgent, MAX_BATCH, QUEUE_DEPTH};
 pub use tls::{Peer, TlsFileError, server_config};
 
+use crate::clock;
 use crate::config::{self, Config, ConfigError};
 use crate::pki::{AgentIdentity, RevocationList};
 use crate::series::{SeriesLimits, SeriesStore};
@@ -283,7 +284,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
     })?;
     let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
     let fleet = Arc::new(Mutex::new(BTreeMap::new()));
-    restore(&store, &series, &fleet).map_err(StartError::Failed)?;
+    restore(&store, &config.storage, &series, &fleet).map_err(StartError::Failed)?;
 
     let bind = |addr, field: &'static str| {
         let config = &config;
@@ -357,16 +358,44 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Seeds the fleet registry from the store's agent registry. (Cumulative series restart from
-/// zero, as Prometheus counters may after a restart.)
+/// Rebuilds the cumulative series from every stored row (hours, then minutes) and seeds the
+/// fleet registry, so a restart neither loses nor repeats what was acknowledged. Totals cover
+/// the retained history.
 fn restore(
     store: &SqliteStore,
-    _series: &SeriesStore,
+    storage: &crate::config::Storage,
+    series: &SeriesStore,
     fleet: &Mutex<BTreeMap<String, FleetAgent>>,
 ) -> Result<(), String> {
+    let all = crate::store::CohortFilter::default();
+    let mut rows = 0usize;
+    // A day at a time, so a long history never sits in memory at once. Rows older than the
+    // longest retention are deleted by the next maintenance and not worth restoring.
+    const DAY_MS: u64 = 86_400_000;
+    let keep = storage.hourly_retention.max(storage.raw_retention);
+    let oldest =
+        clock::unix_ms().saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+    let mut start = oldest - oldest % DAY_MS;
+    let end = clock::unix_ms() + 2 * DAY_MS;
+    while start < end {
+        for resolution in [crate::store::Resolution::Hour, crate::store::Resolution::Minute] {
+            let stored = store
+                .rows(resolution, start..start + DAY_MS, &all)
+                .map_err(|e| format!("reading the history store: {e}"))?;
+            for row in &stored {
+                // A corrupt row is skipped, not fatal: the rest of history still counts.
+                if let Err(e) = series.restore_row(row) {
+                    error!(error = %e, "skipped a corrupt history row while restoring series");
+                }
+            }
+            rows += stored.len();
+        }
+        start += DAY_MS;
+    }
     let agents = store.agents().map_err(|e| format!("reading the agent registry: {e}"))?;
     let mut fleet = fleet.lock().unwrap_or_else(PoisonError::into_inner);
     for row in agents {
+        series.restore_agent(&row);
         fleet.insert(
             row.name.clone(),
             FleetAgent {
@@ -382,7 +411,12 @@ fn restore(
             },
         );
     }
-    info!(agents = fleet.len(), "fleet registry restored from the store");
+    info!(
+        rows,
+        cohorts = series.read().len(),
+        agents = fleet.len(),
+        "series restored from the history store"
+    );
     Ok(())
 }
 

@@ -12,26 +12,22 @@ use serde_json::json;
 
 use super::{Shared, json_response};
 use crate::clock;
-use crate::series::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+use crate::series::negotiate;
 
 /// An agent is stale (it stopped reporting) after this many of its report intervals.
 pub const STALE_AFTER_INTERVALS: u64 = 3;
 
-/// `GET /metrics`.
+/// `GET /metrics`: OpenMetrics or Prometheus text, or protobuf with native histograms,
+/// as the scraper's `Accept` asks.
 pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let format = negotiate(accept.as_deref());
     let series = shared.series.clone();
-    let openmetrics = accept.contains("application/openmetrics-text");
     // Rendering 50k series takes a good fraction of a second: keep it off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        if openmetrics { series.render_text() } else { series.render_prometheus_text() }
-    })
-    .await;
-    match rendered {
+    match tokio::task::spawn_blocking(move || series.render(format)).await {
         Ok(body) => {
-            let content_type =
-                if openmetrics { OPENMETRICS_CONTENT_TYPE } else { PROMETHEUS_TEXT_CONTENT_TYPE };
-            ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+            ([(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], body)
+                .into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
