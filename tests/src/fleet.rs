@@ -184,3 +184,179 @@ pub fn post_report(c: &CollectorProcess, bundle: &Path, ca: &Path, body: &[u8]) 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     curl(&args, Some(body))
 }
+
+/// A free TCP port on 127.0.0.1 (free a moment ago: bind, read, release). For processes that
+/// must keep their address across restarts.
+pub fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A `stallwatch-agent run` process; killed on drop. Its log is in `log`.
+pub struct AgentProcess {
+    child: Child,
+    /// Agent name.
+    pub name: String,
+    /// Its combined stdout and stderr.
+    pub log: PathBuf,
+    /// Where acknowledged reports are archived.
+    pub archive: PathBuf,
+    /// Its state directory (spool, plan).
+    pub state: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `stallwatch-agent run` for `name` with `bundle` against `collector`, its state,
+    /// archive and log under `dir/agents/NAME`.
+    pub fn start(dir: &Path, name: &str, bundle: &Path, collector: &str) -> AgentProcess {
+        let home = dir.join("agents").join(name);
+        std::fs::create_dir_all(&home).expect("agent dir");
+        let (state, archive, log) = (home.join("state"), home.join("sent"), home.join("agent.log"));
+        let config = home.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "collector = \"{collector}\"\nbundle = \"{}\"\nstate_dir = \"{}\"\n\
+                 plan_wait = \"30s\"\nlog_level = \"info\"\n[spool]\narchive_dir = \"{}\"\n",
+                bundle.display(),
+                state.display(),
+                archive.display()
+            ),
+        )
+        .expect("agent config");
+        let out = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new(binary("stallwatch-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .spawn()
+            .expect("agent starts");
+        AgentProcess { child, name: name.into(), log, archive, state }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Reports waiting in its spool.
+    pub fn spooled(&self) -> usize {
+        std::fs::read_dir(self.state.join("spool"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.ends_with(".json") && !name.ends_with(".tmp")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM and wait up to 30 s for it to exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus (the Debian `prometheus` package) scraping one target on loopback;
+/// killed on drop.
+pub struct PrometheusProcess {
+    child: Child,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+}
+
+impl PrometheusProcess {
+    /// Starts Prometheus in `dir` scraping `target` (`host:port`) every `interval`, and waits
+    /// until it is ready.
+    pub fn start(dir: &Path, target: SocketAddr, interval: &str) -> PrometheusProcess {
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
+                 scrape_configs:\n  - job_name: stallwatch\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .expect("prometheus config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus runs (install the Debian package `prometheus`)");
+        let p = PrometheusProcess { child, addr };
+        let ready = wait_until(Duration::from_secs(60), || {
+            curl(&[&format!("http://{addr}/-/ready")], None).0 == 200
+        });
+        assert!(ready, "prometheus did not become ready; see {}", dir.display());
+        p
+    }
+
+    /// An instant query's result vector (`data.result`), as JSON.
+    pub fn query(&self, promql: &str) -> serde_json::Value {
+        let url = format!("http://{}/api/v1/query", self.addr);
+        let (status, body) =
+            curl(&["-G", "--data-urlencode", &format!("query={promql}"), &url], None);
+        assert_eq!(status, 200, "query {promql}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+        v["data"]["result"].clone()
+    }
+
+    /// The single value of an instant query, if it returned one series.
+    pub fn scalar(&self, promql: &str) -> Option<f64> {
+        let result = self.query(promql);
+        let series = result.as_array()?;
+        if series.len() != 1 {
+            return None;
+        }
+        series[0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
