@@ -3,5 +3,6 @@
 mod architecture;
 mod cli;
 mod collector;
+mod demo;
 mod fleet;
 mod probe;

@@ -111,8 +111,18 @@ impl Drop for RelayProcess {
 /// Runs `stallwatch-agent` with `args` and returns (exit code, stdout, stderr), killing it if it
 /// runs past `limit`.
 pub fn run_agent(args: &[String], limit: std::time::Duration) -> (Option<i32>, String, String) {
+    run_binary(&binary("stallwatch-agent"), args, limit)
+}
+
+/// Runs `program` with `args` and returns (exit code, stdout, stderr), killing it if it runs
+/// past `limit`.
+pub fn run_binary(
+    program: &std::path::Path,
+    args: &[String],
+    limit: std::time::Duration,
+) -> (Option<i32>, String, String) {
     use std::io::Read;
-    let mut child = Command::new(binary("stallwatch-agent"))
+    let mut child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
