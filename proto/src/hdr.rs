@@ -35,10 +35,9 @@
 //! [`Encoder`] keeps its buffers and DEFLATE state between histograms and takes a compression
 //! level; [`encode`] and [`try_encode`] use one at the default level.
 
-use std::io::Read;
+use std::cell::RefCell;
 
-use flate2::bufread::ZlibDecoder;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2SerializeError, V2Serializer};
 use thiserror::Error;
@@ -422,8 +421,8 @@ fn compact_high(low: u64, sigfigs: u32, slots: u64) -> Option<u64> {
     let half_count = 1u64 << layout.sub_bucket_half_count_magnitude;
     // counts length = (buckets + 1) * half_count.
     let buckets = slots.div_ceil(half_count).saturating_sub(1).max(1);
-    let top_bit =
-        u64::from(layout.unit_magnitude + layout.sub_bucket_half_count_magnitude + 1) + buckets - 1;
+    let top_bit = u64::from(layout.unit_magnitude + layout.sub_bucket_half_count_magnitude)
+        .saturating_add(buckets);
     if top_bit >= 63 {
         return None;
     }
@@ -432,20 +431,54 @@ fn compact_high(low: u64, sigfigs: u32, slots: u64) -> Option<u64> {
     Some(high.max(low.checked_mul(2)?))
 }
 
-/// Inflates a zlib stream, reading at most `max + 1` bytes so a bomb is caught after a bounded
-/// allocation.
+/// Inflates a zlib stream, producing at most `max + 1` bytes so a bomb is caught after a
+/// bounded allocation. Reuses one inflate state per thread (creating one costs more than
+/// inflating a report's histogram).
 fn inflate_capped(compressed: &[u8], max: usize) -> Result<Vec<u8>, HdrError> {
-    let mut decoder = ZlibDecoder::new(compressed);
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(max));
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    (&mut decoder)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| HdrError::Inflate(e.to_string()))?;
-    if out.len() > max {
-        return Err(HdrError::DecompressedTooLarge { max });
+    thread_local! {
+        static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
     }
-    let used = usize::try_from(decoder.total_in()).unwrap_or(usize::MAX);
+    INFLATE.with(|state| match state.try_borrow_mut() {
+        Ok(mut decompress) => inflate_with(&mut decompress, compressed, max),
+        // Only reachable if inflating re-entered itself; use a fresh state.
+        Err(_) => inflate_with(&mut Decompress::new(true), compressed, max),
+    })
+}
+
+fn inflate_with(
+    decompress: &mut Decompress,
+    compressed: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, HdrError> {
+    decompress.reset(true);
+    let limit = max.saturating_add(1);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).max(64).min(limit));
+    loop {
+        let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
+        let input = compressed.get(consumed..).unwrap_or_default();
+        if out.len() == out.capacity() {
+            // out.len() <= max here, so there is room below the limit.
+            out.reserve(out.len().max(64).min(limit - out.len()));
+        }
+        let before = (decompress.total_in(), decompress.total_out());
+        let status = decompress
+            .decompress_vec(input, &mut out, FlushDecompress::Finish)
+            .map_err(|e| HdrError::Inflate(e.to_string()))?;
+        if out.len() > max {
+            return Err(HdrError::DecompressedTooLarge { max });
+        }
+        match status {
+            Status::StreamEnd => break,
+            _ if out.len() < out.capacity()
+                && (decompress.total_in(), decompress.total_out()) == before =>
+            {
+                // Neither consumed nor produced with room to spare: the stream is cut short.
+                return Err(HdrError::Inflate("unexpected end of zlib stream".into()));
+            }
+            _ => {}
+        }
+    }
+    let used = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
     if used < compressed.len() {
         return Err(HdrError::TrailingCompressed { extra: compressed.len() - used });
     }
@@ -500,7 +533,8 @@ fn check_v2_header(inflated: &[u8], limits: &HdrLimits) -> Result<(), HdrError> 
 /// and the number of slots up to and including the last of them (saturating): what the
 /// decoded counts array must hold.
 fn parse_counts(mut counts: &[u8]) -> Result<(Vec<(u64, u64)>, u64), HdrError> {
-    let mut nonzero = Vec::new();
+    // At least a byte per count: never grows.
+    let mut nonzero = Vec::with_capacity(counts.len());
     let (mut index, mut end) = (0u64, 0u64);
     while !counts.is_empty() {
         let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
