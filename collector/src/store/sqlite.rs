@@ -37,7 +37,7 @@
 //! once per batch however many reports touch it. Rows are merged as compact histograms
 //! (counts only up to the largest value held; see `stallwatch_proto::hdr`) and written with
 //! a reused encoder at DEFLATE level [`ROW_DEFLATE_LEVEL`]. The merged minute rows of the
-//! newest minutes stay decoded in a row cache, so the hot minute is not inflated and parsed
+//! current minutes (collector clock) stay decoded in a row cache, so the hot minute is not inflated and parsed
 //! again every batch. The cache holds exactly what the database holds: rows enter it only
 //! after their transaction commits; any error drops it whole; `PRAGMA data_version` (read
 //! inside each ingest transaction, under the write lock) drops it when another connection
@@ -143,9 +143,12 @@ pub const ROW_DEFLATE_LEVEL: u32 = 0;
 /// 128 MiB holds two minutes of about 150 cohorts; past that, rows are read from the database.
 pub const DEFAULT_ROW_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
-/// Minutes kept in the row cache, counting back from the newest minute ingested: the current
-/// minute and the one before it (late reports of the previous minute arrive for a while).
-const CACHED_MINUTES: i64 = 2;
+/// The row cache keeps minute rows starting within this many minutes of the minute holding the
+/// batch's receive time (collector clock): the current minute, the previous one (late reports
+/// keep arriving for a while) and the next one (agent clocks a little ahead). Rows further
+/// off (backfill, or an agent with a wrong clock) are read from the database; keying the window
+/// on the collector's clock keeps one agent with a wrong clock from pushing the window away.
+const CACHED_MINUTES_AROUND: i64 = 1;
 
 /// The SQLite history store. See the module documentation for the schema and durability.
 pub struct SqliteStore {
@@ -277,10 +280,11 @@ impl SqliteStore {
         tx.commit()?;
         // Committed: the merged rows are now what the database holds.
         row_cache.data_version = Some(data_version);
+        let received = batch.iter().map(|item| item.received_unix_ms).max().unwrap_or(0);
+        row_cache.set_now(clamp_i64(received));
         for (key, row) in merged {
             row_cache.insert(key, row);
         }
-        row_cache.evict_old();
         Ok(outcomes)
     }
 
@@ -574,7 +578,7 @@ struct Part<'a> {
     count: u64,
 }
 
-/// Decoded minute rows of the newest minutes, keyed by `(start, cohort, metric)`; holds exactly
+/// Decoded minute rows of the current minutes, keyed by `(start, cohort, metric)`; holds exactly
 /// what the database holds as of `data_version` (see the module documentation).
 struct RowCache {
     /// `PRAGMA data_version` in the transaction that last updated the cache; `None` when empty.
@@ -583,20 +587,19 @@ struct RowCache {
     /// Bytes of counts held (each row's `distinct_values() * 8`).
     bytes: usize,
     limit: usize,
-    /// Start of the newest minute cached.
-    newest: i64,
+    /// Minute starts (unix ms) the cache keeps, see [`CACHED_MINUTES_AROUND`].
+    window: Range<i64>,
 }
 
 impl RowCache {
     fn new(limit: usize) -> Self {
-        RowCache { data_version: None, rows: HashMap::new(), bytes: 0, limit, newest: i64::MIN }
+        RowCache { data_version: None, rows: HashMap::new(), bytes: 0, limit, window: 0..0 }
     }
 
     fn clear(&mut self) {
         self.data_version = None;
         self.rows.clear();
         self.bytes = 0;
-        self.newest = i64::MIN;
     }
 
     fn take(&mut self, key: &RowKey<'_>) -> Option<MergedRow> {
@@ -608,33 +611,39 @@ impl RowCache {
         Some(row)
     }
 
-    /// Caches a committed minute row if it is recent and fits.
+    /// Moves the window to the minutes around `now_unix_ms` (collector clock) and drops rows
+    /// outside it.
+    fn set_now(&mut self, now_unix_ms: i64) {
+        let minute = MINUTE_MS as i64;
+        let current = now_unix_ms - now_unix_ms.rem_euclid(minute);
+        let around = CACHED_MINUTES_AROUND * minute;
+        let window = current.saturating_sub(around)..current.saturating_add(around + 1);
+        if window == self.window {
+            return;
+        }
+        self.window = window;
+        let mut freed = 0;
+        let window = &self.window;
+        self.rows.retain(|k, row| {
+            let keep = window.contains(&k.0);
+            if !keep {
+                freed += row.bytes();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    /// Caches a committed minute row if it is in the window and fits.
     fn insert(&mut self, key: &RowKey<'_>, row: MergedRow) {
         if key.resolution != Resolution::Minute
-            || key.start <= self.newest.saturating_sub(CACHED_MINUTES * MINUTE_MS as i64)
+            || !self.window.contains(&key.start)
             || self.bytes + row.bytes() > self.limit
         {
             return;
         }
-        self.newest = self.newest.max(key.start);
         self.bytes += row.bytes();
         self.rows.insert((key.start, key.cohort, key.name.to_owned()), row);
-    }
-
-    /// Drops rows older than the cached minutes.
-    fn evict_old(&mut self) {
-        let oldest_kept = self.newest.saturating_sub((CACHED_MINUTES - 1) * MINUTE_MS as i64);
-        if self.rows.keys().any(|k| k.0 < oldest_kept) {
-            let mut freed = 0;
-            self.rows.retain(|k, row| {
-                let keep = k.0 >= oldest_kept;
-                if !keep {
-                    freed += row.bytes();
-                }
-                keep
-            });
-            self.bytes -= freed;
-        }
     }
 }
 

@@ -647,3 +647,20 @@ fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
     store.commit_batch(&[item("a1", "eu", &r3)]).unwrap();
     assert_eq!(all_minutes(&store)[0].histograms["jitter_us"].count, 3);
 }
+
+#[test]
+fn an_agent_with_a_wrong_clock_does_not_push_the_row_cache_away() {
+    let dir = TempDir::new("clock");
+    let mut store = open(&dir.db());
+    let far = simple("a9", 1, T0 + 240 * HOUR_MS);
+    let now = simple("a1", 1, T0);
+    store.commit_batch(&[item("a9", "eu", &far), item("a1", "eu", &now)]).unwrap();
+    assert_eq!(store.row_cache_usage().0, 1, "the current minute's row is cached, not the far one");
+    let again = simple("a1", 2, T0 + 10_000);
+    store.commit_batch(&[item("a1", "eu", &again)]).unwrap();
+    assert_eq!(store.row_cache_usage().0, 1);
+    let minutes = all_minutes(&store);
+    assert_eq!(minutes.len(), 2);
+    assert_eq!(minutes[0].histograms["jitter_us"].count, 6);
+    assert_eq!(minutes[1].histograms["jitter_us"].count, 3);
+}
