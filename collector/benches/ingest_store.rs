@@ -1,15 +1,20 @@
-//! History store ingest throughput: group-committed batches of 64 reports (by default), each with one
-//! series of 8 histograms (4 packet-level with ~500 samples, 4 sparse) and 30 counters, into
-//! a SQLite store on disk (WAL, synchronous=NORMAL).
+//! History store ingest throughput: the whole per-report ingest path the server runs, on one
+//! core. Each report is a JSON body (as an agent sends it) decoded with
+//! `proto::report::decode_report`, then committed with `SqliteStore::commit_batch` in
+//! group-commit batches, into a SQLite store on disk (WAL, synchronous=NORMAL).
 //!
 //! ```text
 //! cargo bench -p stallwatch-collector --bench ingest_store
-//! STALLWATCH_BENCH_BATCHES=500 STALLWATCH_BENCH_BATCH=256 cargo bench -p stallwatch-collector --bench ingest_store
+//! STALLWATCH_BENCH_REPORTS=61440 STALLWATCH_BENCH_BATCHES=64,256,512 cargo bench -p stallwatch-collector --bench ingest_store
 //! ```
 //!
-//! Two fleets: 10,000 agents in 96 cohorts (8 region x network type, 12 transport x target),
-//! and the same agents in 4 cohorts. Agents report every 10 s of simulated time, so one
-//! minute row merges up to 60,000 reports. Also prints what one row merge costs, by step.
+//! A report is one series of 8 histograms and 30 counters, shaped like 10 s of a 2 Mbit/s
+//! 720p30 stream: about 2,670 packets, so the four packet-level histograms (jitter, PDV, IPDV,
+//! latency) hold 2,670 samples each, and four sparse ones (first frame, stalls, reordering,
+//! bursts) a few. Fleets: 3,000 agents over 2 regions x 3 network types x 3 transports x 4
+//! targets (72 cohorts), and the same agents over 4 cohorts. Agents report every 10 s of
+//! simulated time, so a run crosses several minutes and every batch hits rows that hold
+//! earlier batches. Also prints what one row merge costs, by step.
 
 #![allow(
     clippy::disallowed_methods,
@@ -21,14 +26,17 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use stallwatch_collector::store::{
-    HistoryStore, IngestItem, Outcome, STORED_HDR_LIMITS, SqliteStore,
+    HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
 };
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
-    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
+    decode_report, encode_report,
 };
 
-const AGENTS: usize = 10_000;
+const AGENTS: usize = 3_000;
+/// Packets in 10 s of a 2 Mbit/s 720p30 stream.
+const PACKETS: usize = 2_670;
 /// Distinct report bodies; items reuse them under different agents and sequence numbers.
 const POOL: usize = 16;
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
@@ -62,12 +70,12 @@ fn histogram(rng: &mut Rng, samples: usize, lo: u64, hi: u64) -> (Histogram<u64>
     (h, sum)
 }
 
-fn pool_report(rng: &mut Rng, i: usize, cohorts: usize) -> DecodedReport {
+fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedReport {
     let shapes: [(&str, usize, u64, u64); 8] = [
-        ("jitter_us", 500, 200, 20_000),
-        ("pdv_us", 500, 100, 50_000),
-        ("ipdv_us", 500, 50, 20_000),
-        ("latency_us", 500, 20_000, 80_000),
+        ("jitter_us", PACKETS, 200, 20_000),
+        ("pdv_us", PACKETS, 100, 50_000),
+        ("ipdv_us", PACKETS, 50, 20_000),
+        ("latency_us", PACKETS, 20_000, 80_000),
         ("first_frame_us", 1, 300_000, 900_000),
         ("stall_duration_us", 2, 500_000, 2_000_000),
         ("reorder_distance_packets", 5, 1, 10),
@@ -81,8 +89,8 @@ fn pool_report(rng: &mut Rng, i: usize, cohorts: usize) -> DecodedReport {
         decoded.insert(name.to_string(), h);
     }
     let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next() % 10_000)).collect();
-    // Transport x target: 12 combinations, or 1 for the few-cohort fleet.
-    let combo = if cohorts > 4 { i % 12 } else { 0 };
+    // Transport x target combinations (3 transports x up to 4 targets).
+    let combo = i % transport_targets;
     let labels = BTreeMap::from([
         ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][combo % 3].to_string()),
         ("target".to_string(), format!("relay-{}", combo / 3)),
@@ -91,7 +99,7 @@ fn pool_report(rng: &mut Rng, i: usize, cohorts: usize) -> DecodedReport {
     DecodedReport {
         report: Report {
             schema_version: REPORT_SCHEMA_VERSION,
-            agent: String::new(),
+            agent: "agent00000".to_string(),
             agent_version: "0.1.0".to_string(),
             seq: 0,
             window_start_ms: T0,
@@ -108,56 +116,80 @@ struct Fleet {
     name: &'static str,
     /// Region x network type combinations the agents spread over.
     region_nets: usize,
-    cohorts: usize,
+    /// Transport x target combinations each agent's reports spread over.
+    transport_targets: usize,
 }
 
-fn run(fleet: &Fleet, batches: usize, batch: usize) {
+impl Fleet {
+    fn cohorts(&self) -> usize {
+        self.region_nets * self.transport_targets
+    }
+}
+
+/// Ingests `reports` reports in batches of `batch`; returns reports/s.
+fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     let dir = std::env::temp_dir().join(format!("stallwatch-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("history.sqlite");
     let mut store = SqliteStore::open(&db).expect("open store");
 
-    let mut rng = Rng(0x5eed_0000 + fleet.cohorts as u64);
-    let mut pool: Vec<DecodedReport> =
-        (0..POOL).map(|i| pool_report(&mut rng, i, fleet.cohorts)).collect();
+    let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
+    // Bodies as agents send them; reports reuse them under different agents and sequence
+    // numbers (decoding costs the same whatever the seq).
+    let pool: Vec<Vec<u8>> = (0..POOL)
+        .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
+        .collect();
+    let regions = ["eu", "us"];
+    let nets = ["wifi", "4g", "cable"];
     let agents: Vec<(String, String, String)> = (0..AGENTS)
         .map(|a| {
             let rn = a % fleet.region_nets;
-            (
-                format!("agent{a:05}"),
-                format!("region{}", rn / 2),
-                ["4g", "wifi"][rn % 2].to_string(),
-            )
+            (format!("agent{a:05}"), regions[rn / 3 % 2].to_string(), nets[rn % 3].to_string())
         })
         .collect();
+    let limits = ReportLimits::default();
 
+    let batches = reports.div_ceil(batch);
     let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let (mut decode_time, mut commit_time) = (Duration::ZERO, Duration::ZERO);
     let mut stored = 0u64;
     let start = Instant::now();
     for b in 0..batches {
-        // Every agent reports once per 10 s of simulated time.
-        let window_start = T0 + (b * batch / AGENTS) as u64 * 10_000;
-        for r in &mut pool {
-            r.report.seq = b as u64;
-            r.report.window_start_ms = window_start;
-            r.report.window_end_ms = window_start + 10_000;
-        }
-        let items: Vec<IngestItem<'_>> = (0..batch)
+        let t = Instant::now();
+        let decoded: Vec<DecodedReport> = (0..batch)
             .map(|i| {
+                let n = b * batch + i;
+                let mut d =
+                    decode_report(&pool[(n * 7 + n / AGENTS) % POOL], &limits).expect("decodes");
+                // Every agent reports once per 10 s of simulated time.
+                let window_start = T0 + (n / AGENTS) as u64 * 10_000;
+                d.report.seq = (n / AGENTS) as u64;
+                d.report.window_start_ms = window_start;
+                d.report.window_end_ms = window_start + 10_000;
+                d
+            })
+            .collect();
+        let decoded_at = Instant::now();
+        decode_time += decoded_at - t;
+        let items: Vec<IngestItem<'_>> = decoded
+            .iter()
+            .enumerate()
+            .map(|(i, report)| {
                 let (agent, region, network_type) = &agents[(b * batch + i) % AGENTS];
                 IngestItem {
                     agent,
                     region,
                     network_type,
-                    report: &pool[(i + b) % POOL],
-                    received_unix_ms: window_start + 10_500,
+                    report,
+                    received_unix_ms: report.report.window_end_ms + 500,
                 }
             })
             .collect();
-        let t = Instant::now();
         let outcomes = store.commit_batch(&items).expect("commit");
-        latencies.saturating_record(t.elapsed().as_micros() as u64);
+        let elapsed = decoded_at.elapsed();
+        commit_time += elapsed;
+        latencies.saturating_record(elapsed.as_micros() as u64);
         stored += outcomes.iter().filter(|o| **o == Outcome::Stored).count() as u64;
     }
     let elapsed = start.elapsed();
@@ -167,21 +199,28 @@ fn run(fleet: &Fleet, batches: usize, batch: usize) {
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
+    let rate = stored as f64 / elapsed.as_secs_f64();
+    let (cached_rows, cached_bytes) = store.row_cache_usage();
     println!(
-        "{:<11} {:>3} cohorts: {:>7.0} reports/s ({:>7.0} histograms/s), {} reports in {:.2?}; \
-         batch of {batch}: p50 {:.1} ms, p99 {:.1} ms; database {:.1} MiB",
+        "{:<10} {:>2} cohorts, batch {batch:>3}: {rate:>6.0} reports/s ({:>6.0} histograms/s); \
+         per report: decode {:>5.1} us, commit {:>5.1} us; commit p50 {:.1} ms, p99 {:.1} ms per \
+         batch; {} reports in {:.2?}; database {:.1} MiB; row cache {} rows, {:.1} MiB",
         fleet.name,
-        fleet.cohorts,
-        stored as f64 / elapsed.as_secs_f64(),
-        stored as f64 * 8.0 / elapsed.as_secs_f64(),
-        stored,
-        elapsed,
+        fleet.cohorts(),
+        rate * 8.0,
+        decode_time.as_secs_f64() * 1e6 / stored as f64,
+        commit_time.as_secs_f64() * 1e6 / stored as f64,
         latencies.value_at_quantile(0.5) as f64 / 1e3,
         latencies.value_at_quantile(0.99) as f64 / 1e3,
+        stored,
+        elapsed,
         db_bytes as f64 / (1024.0 * 1024.0),
+        cached_rows,
+        cached_bytes as f64 / (1024.0 * 1024.0),
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+    rate
 }
 
 /// Times `f`, averaged over `n` runs.
@@ -195,32 +234,46 @@ fn time<T>(n: u32, mut f: impl FnMut() -> T) -> Duration {
 
 fn components() {
     let mut rng = Rng(7);
-    let report = pool_report(&mut rng, 0, 96);
-    let jitter = &report.histograms[0]["jitter_us"];
+    let report = pool_report(&mut rng, 0, 12);
+    let body = encode_report(&report.report);
+    let limits = ReportLimits::default();
+    let jitter = decode_report(&body, &limits).expect("decodes").histograms[0]["jitter_us"].clone();
     let mut minute_row = hdr::new_histogram();
-    for r in (0..64).map(|i| pool_report(&mut rng, i, 96)) {
+    for r in (0..64).map(|i| pool_report(&mut rng, i, 12)) {
         minute_row.add(&r.histograms[0]["jitter_us"]).expect("same layout");
     }
     let encoded = hdr::encode(&minute_row);
+    let mut row = hdr::decode(&encoded, &STORED_HDR_LIMITS).expect("decodes");
+    let mut fast = hdr::Encoder::with_level(ROW_DEFLATE_LEVEL);
+    let mut out = Vec::new();
+    fast.encode_into(&minute_row, &mut out).expect("encodes");
     let n = 300;
     println!(
-        "one row merge: decode stored row {:.1?} ({} B), add a report histogram {:.1?}, \
-         encode row {:.1?}",
+        "one report: decode_report {:.1?} ({} B JSON); one row of 64 reports' jitter: decode \
+         {:.1?} ({} B at level 6, {} B at level {ROW_DEFLATE_LEVEL}), add a report histogram \
+         {:.1?}, encode at level 6 {:.1?}, at level {ROW_DEFLATE_LEVEL} with a reused encoder {:.1?}",
+        time(n, || decode_report(&body, &limits).expect("decodes")),
+        body.len(),
         time(n, || hdr::decode(&encoded, &STORED_HDR_LIMITS).expect("decodes")),
         encoded.len(),
-        time(n, || minute_row.add(jitter).expect("same layout")),
+        out.len(),
+        time(n, || row.add(&jitter).expect("auto-resizing")),
         time(n, || hdr::encode(&minute_row)),
+        time(n, || fast.encode_into(&minute_row, &mut out).expect("encodes")),
     );
 }
 
 fn main() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-    };
-    let batch = env("STALLWATCH_BENCH_BATCH", 64);
-    let batches = env("STALLWATCH_BENCH_BATCHES", 200 * 64 / batch);
+    let reports: usize = std::env::var("STALLWATCH_BENCH_REPORTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_720);
+    let batches: Vec<usize> = std::env::var("STALLWATCH_BENCH_BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 256, 512]);
     let mut rng = Rng(1);
-    let sample = pool_report(&mut rng, 0, 96);
+    let sample = pool_report(&mut rng, 0, 12);
     let hist_bytes: usize = sample.report.series[0].histograms.values().map(|h| h.hdr.len()).sum();
     println!(
         "report: 1 series, 8 histograms ({hist_bytes} B encoded), 30 counters; \
@@ -228,10 +281,12 @@ fn main() {
         encode_report(&sample.report).len()
     );
     for fleet in [
-        Fleet { name: "per-target", region_nets: 8, cohorts: 96 },
-        Fleet { name: "per-region", region_nets: 4, cohorts: 4 },
+        Fleet { name: "per-target", region_nets: 6, transport_targets: 12 },
+        Fleet { name: "per-region", region_nets: 4, transport_targets: 1 },
     ] {
-        run(&fleet, batches, batch);
+        for &batch in &batches {
+            run(&fleet, reports, batch);
+        }
     }
     components();
 }

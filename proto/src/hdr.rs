@@ -4,8 +4,8 @@
 //! [`encode`] writes what every HDR implementation reads. [`decode`] does not hand the bytes
 //! straight to `hdrhistogram`'s deserializer, because that inflates without a cap and sizes its
 //! buffers from header fields: a 1 KiB report could claim gigabytes. Instead it checks every
-//! length and header field itself, inflates through a cap, and only then lets `hdrhistogram`
-//! parse the (uncompressed V2) bytes.
+//! length and header field itself, inflates through a cap, and parses the counts itself into
+//! a histogram sized to what they hold.
 //!
 //! Compressed layout (big-endian):
 //!
@@ -22,21 +22,34 @@
 //!      32  conversion_ratio    f64  (must be 1.0)
 //!      40  counts: zig-zag LEB128-64b9B varints; negative values are runs of zero counts
 //! ```
+//!
+//! **Decoded histograms are compact.** [`decode`] sizes the counts array to the slots the
+//! encoding actually carries (up to its largest recorded value), not to the header's highest
+//! trackable value, and turns on auto-resize so adding or recording larger values still works.
+//! A full-range histogram ([`new_histogram`]) takes 224 KiB of counts whatever it holds; a
+//! decoded 10 s jitter histogram takes a few tens of KiB. Same layout (lowest discernible
+//! value and significant figures), same counts at the same indexes, so `add` between the two
+//! is exact; but `high()` is smaller than the header's, and `hdrhistogram`'s `==` only compares
+//! the left side's slots: write `decoded == original`, not `original == decoded`.
+//!
+//! [`Encoder`] keeps its buffers and DEFLATE state between histograms and takes a compression
+//! level; [`encode`] and [`try_encode`] use one at the default level.
 
-use std::io::Read;
+use std::cell::RefCell;
 
-use flate2::bufread::ZlibDecoder;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{
-    DeserializeError, Deserializer, Serializer, V2DeflateSerializeError, V2DeflateSerializer,
-    V2SerializeError,
-};
+use hdrhistogram::serialization::{Serializer, V2SerializeError, V2Serializer};
 use thiserror::Error;
 
 /// Significant figures every stallwatch histogram keeps.
 pub const SIGNIFICANT_FIGURES: u8 = 3;
 /// Highest value (µs) stallwatch histograms track: 2^36 µs, about 19 hours.
 pub const HIGHEST_TRACKABLE_US: u64 = 1 << 36;
+
+/// Largest value a histogram with stallwatch's range ([`new_histogram`]) can hold: its counts
+/// array reaches past [`HIGHEST_TRACKABLE_US`] to the end of the last bucket.
+pub const HIGHEST_STORABLE_US: u64 = (1 << 37) - 1;
 
 /// Default cap on the compressed size of one histogram.
 pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
@@ -53,7 +66,8 @@ pub const V2_COMPRESSED_COOKIE_BASE: u32 = 0x1c84_9304;
 pub const V2_COOKIE_BASE: u32 = 0x1c84_9303;
 /// Bits 4..8 of a cookie carry the word size, which V2 readers ignore.
 const COOKIE_WORD_SIZE_MASK: u32 = 0xf0;
-/// The exact uncompressed cookie `hdrhistogram`'s deserializer accepts (word size 8 bytes).
+/// The uncompressed cookie `hdrhistogram` writes (word size 8 bytes).
+#[cfg(test)]
 const V2_COOKIE_CANONICAL: u32 = V2_COOKIE_BASE | 0x10;
 /// Size of the cookie plus compressed-length prefix.
 const COMPRESSED_PREFIX_LEN: usize = 8;
@@ -215,7 +229,7 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("constant histogram bounds are valid")
 }
 
-/// Encodes `h` in the V2+DEFLATE format.
+/// Encodes `h` in the V2+DEFLATE format, at the default DEFLATE level.
 ///
 /// # Panics
 /// If one bucket holds more than `i64::MAX` counts, which the V2 format cannot carry; no
@@ -230,13 +244,91 @@ pub fn encode(h: &Histogram<u64>) -> Vec<u8> {
 /// Encodes `h` in the V2+DEFLATE format, returning an error instead of panicking.
 pub fn try_encode(h: &Histogram<u64>) -> Result<Vec<u8>, HdrEncodeError> {
     let mut out = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut out).map_err(|e| match e {
-        V2DeflateSerializeError::InternalSerializationError(
-            V2SerializeError::CountNotSerializable,
-        ) => HdrEncodeError::CountTooLarge,
-        other => HdrEncodeError::Other(other.to_string()),
-    })?;
+    Encoder::new().encode_into(h, &mut out)?;
     Ok(out)
+}
+
+/// The DEFLATE level [`encode`] uses (zlib's default).
+pub const DEFAULT_DEFLATE_LEVEL: u32 = 6;
+
+/// A reusable V2+DEFLATE encoder: keeps the uncompressed buffer and the DEFLATE state
+/// between histograms, so encoding many (the collector's stored rows) allocates nothing after
+/// the first. Output is the same format as [`encode`], readable by any HDR implementation.
+pub struct Encoder {
+    v2: V2Serializer,
+    raw: Vec<u8>,
+    deflate: Compress,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").finish_non_exhaustive()
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// An encoder at [`DEFAULT_DEFLATE_LEVEL`].
+    pub fn new() -> Self {
+        Self::with_level(DEFAULT_DEFLATE_LEVEL)
+    }
+
+    /// An encoder at DEFLATE `level` (0 stores, 1 is fastest, 9 smallest; above 9 means 9).
+    pub fn with_level(level: u32) -> Self {
+        Encoder {
+            v2: V2Serializer::new(),
+            raw: Vec::new(),
+            deflate: Compress::new(Compression::new(level.min(9)), true),
+        }
+    }
+
+    /// Encodes `h` into `out`, replacing its contents.
+    pub fn encode_into(
+        &mut self,
+        h: &Histogram<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HdrEncodeError> {
+        self.raw.clear();
+        self.v2.serialize(h, &mut self.raw).map_err(|e| match e {
+            V2SerializeError::CountNotSerializable => HdrEncodeError::CountTooLarge,
+            other => HdrEncodeError::Other(other.to_string()),
+        })?;
+        // Stallwatch's layout is always declared with stallwatch's range, whatever the size in
+        // memory: a compact or auto-resized histogram encodes to the same bytes as its
+        // full-range original, and stays within decoders' range limits.
+        if h.low() == 1
+            && h.sigfig() == SIGNIFICANT_FIGURES
+            && h.max() <= HIGHEST_STORABLE_US
+            && let Some(field) = self.raw.get_mut(24..32)
+        {
+            field.copy_from_slice(&HIGHEST_TRACKABLE_US.to_be_bytes());
+        }
+        out.clear();
+        out.extend_from_slice(&(V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        self.deflate.reset();
+        loop {
+            let consumed = usize::try_from(self.deflate.total_in()).unwrap_or(usize::MAX);
+            let input = self.raw.get(consumed..).unwrap_or_default();
+            out.reserve(input.len() / 2 + 64);
+            let status = self
+                .deflate
+                .compress_vec(input, out, FlushCompress::Finish)
+                .map_err(|e| HdrEncodeError::Other(e.to_string()))?;
+            if status == Status::StreamEnd {
+                break;
+            }
+        }
+        let body = u32::try_from(out.len() - COMPRESSED_PREFIX_LEN)
+            .map_err(|_| HdrEncodeError::Other("compressed histogram over 4 GiB".into()))?;
+        out[4..COMPRESSED_PREFIX_LEN].copy_from_slice(&body.to_be_bytes());
+        Ok(())
+    }
 }
 
 /// Decodes a V2+DEFLATE histogram, enforcing `limits` before anything is allocated from a
@@ -256,38 +348,137 @@ pub fn decode(bytes: &[u8], limits: &HdrLimits) -> Result<Histogram<u64>, HdrErr
         return Err(HdrError::CompressedLength { declared, available: compressed.len() });
     }
 
-    let mut inflated = inflate_capped(compressed, limits.max_decoded_bytes)?;
+    let inflated = inflate_capped(compressed, limits.max_decoded_bytes)?;
     check_v2_header(&inflated, limits)?;
     let counts = inflated.get(V2_HEADER_LEN..).unwrap_or_default();
-    check_counts(counts)?;
+    let (nonzero, slots) = parse_counts(counts)?;
 
-    // hdrhistogram only accepts the exact word-size variant it writes; other implementations
-    // may set different word-size bits, which V2 readers ignore.
-    if let Some(cookie) = inflated.get_mut(..4) {
-        cookie.copy_from_slice(&V2_COOKIE_CANONICAL.to_be_bytes());
+    let (sigfigs, low, high) = (
+        be_u32(&inflated, 12).unwrap_or_default(),
+        be_u64(&inflated, 16).unwrap_or_default(),
+        be_u64(&inflated, 24).unwrap_or_default(),
+    );
+    // Compact: the smallest range whose counts array holds the slots present (never more
+    // than the header's, so a payload too long for the header's range is still refused).
+    let compact = compact_high(low, sigfigs, slots).filter(|&c| c < high);
+    let sigfig = u8::try_from(sigfigs).map_err(|_| HdrError::Deserialize("sigfigs".into()))?;
+    let mut h = Histogram::<u64>::new_with_bounds(low, compact.unwrap_or(high), sigfig)
+        .map_err(|e| HdrError::Deserialize(format!("{e:?}")))?;
+    if nonzero.last().is_some_and(|&(index, _)| index >= h.distinct_values() as u64) {
+        return Err(HdrError::Counts("more counts than the histogram's value range holds"));
     }
-    Deserializer::new().deserialize(&mut inflated.as_slice()).map_err(|e| match e {
-        DeserializeError::EncodedArrayTooLong => {
-            HdrError::Counts("more counts than the histogram's value range holds")
+    let layout = Layout::new(low, sigfigs).ok_or(HdrError::Deserialize("layout".into()))?;
+    for (index, count) in nonzero {
+        h.record_n(layout.value_for(index), count)
+            .map_err(|_| HdrError::Counts("more counts than the histogram's value range holds"))?;
+    }
+    if compact.is_some() {
+        h.auto(true);
+    }
+    Ok(h)
+}
+
+/// How `hdrhistogram` maps counts-array indexes to values, for a lowest discernible value and
+/// significant figures.
+struct Layout {
+    unit_magnitude: u32,
+    sub_bucket_half_count_magnitude: u32,
+}
+
+impl Layout {
+    fn new(low: u64, sigfigs: u32) -> Option<Self> {
+        if low == 0 || sigfigs > 5 {
+            return None;
         }
-        other => HdrError::Deserialize(other.to_string()),
+        let unit_magnitude = 63 - low.leading_zeros();
+        // Unit resolution up to 2 * 10^sigfigs, rounded up to a power of two.
+        let largest = 2 * 10u64.pow(sigfigs);
+        let sub_bucket_count_magnitude = 64 - (largest - 1).leading_zeros();
+        if unit_magnitude + sub_bucket_count_magnitude > 63 {
+            return None;
+        }
+        Some(Layout {
+            unit_magnitude,
+            sub_bucket_half_count_magnitude: sub_bucket_count_magnitude - 1,
+        })
+    }
+
+    /// The lowest value counted at `index` (as `hdrhistogram`'s private `value_for`).
+    fn value_for(&self, index: u64) -> u64 {
+        let half = 1u64 << self.sub_bucket_half_count_magnitude;
+        let bucket = (index >> self.sub_bucket_half_count_magnitude).saturating_sub(1);
+        let sub_bucket = if index < half { index } else { (index & (half - 1)) + half };
+        let shift = bucket + u64::from(self.unit_magnitude);
+        if shift >= 64 { u64::MAX } else { sub_bucket << shift }
+    }
+}
+
+/// The smallest highest trackable value whose counts array (for `low` and `sigfigs`, as
+/// `hdrhistogram` lays it out) has at least `slots` entries; `None` when it cannot be
+/// computed (the caller then keeps the declared range).
+fn compact_high(low: u64, sigfigs: u32, slots: u64) -> Option<u64> {
+    let layout = Layout::new(low, sigfigs)?;
+    let half_count = 1u64 << layout.sub_bucket_half_count_magnitude;
+    // counts length = (buckets + 1) * half_count.
+    let buckets = slots.div_ceil(half_count).saturating_sub(1).max(1);
+    let top_bit = u64::from(layout.unit_magnitude + layout.sub_bucket_half_count_magnitude)
+        .saturating_add(buckets);
+    if top_bit >= 63 {
+        return None;
+    }
+    // With this high, hdrhistogram needs exactly `buckets` buckets.
+    let high = (1u64 << top_bit) - 1;
+    Some(high.max(low.checked_mul(2)?))
+}
+
+/// Inflates a zlib stream, producing at most `max + 1` bytes so a bomb is caught after a
+/// bounded allocation. Reuses one inflate state per thread (creating one costs more than
+/// inflating a report's histogram).
+fn inflate_capped(compressed: &[u8], max: usize) -> Result<Vec<u8>, HdrError> {
+    thread_local! {
+        static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
+    }
+    INFLATE.with(|state| match state.try_borrow_mut() {
+        Ok(mut decompress) => inflate_with(&mut decompress, compressed, max),
+        // Only reachable if inflating re-entered itself; use a fresh state.
+        Err(_) => inflate_with(&mut Decompress::new(true), compressed, max),
     })
 }
 
-/// Inflates a zlib stream, reading at most `max + 1` bytes so a bomb is caught after a bounded
-/// allocation.
-fn inflate_capped(compressed: &[u8], max: usize) -> Result<Vec<u8>, HdrError> {
-    let mut decoder = ZlibDecoder::new(compressed);
-    let mut out = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    (&mut decoder)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| HdrError::Inflate(e.to_string()))?;
-    if out.len() > max {
-        return Err(HdrError::DecompressedTooLarge { max });
+fn inflate_with(
+    decompress: &mut Decompress,
+    compressed: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, HdrError> {
+    decompress.reset(true);
+    let limit = max.saturating_add(1);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).max(64).min(limit));
+    loop {
+        let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
+        let input = compressed.get(consumed..).unwrap_or_default();
+        if out.len() == out.capacity() {
+            // out.len() <= max here, so there is room below the limit.
+            out.reserve(out.len().max(64).min(limit - out.len()));
+        }
+        let before = (decompress.total_in(), decompress.total_out());
+        let status = decompress
+            .decompress_vec(input, &mut out, FlushDecompress::Finish)
+            .map_err(|e| HdrError::Inflate(e.to_string()))?;
+        if out.len() > max {
+            return Err(HdrError::DecompressedTooLarge { max });
+        }
+        match status {
+            Status::StreamEnd => break,
+            _ if out.len() < out.capacity()
+                && (decompress.total_in(), decompress.total_out()) == before =>
+            {
+                // Neither consumed nor produced with room to spare: the stream is cut short.
+                return Err(HdrError::Inflate("unexpected end of zlib stream".into()));
+            }
+            _ => {}
+        }
     }
-    let used = usize::try_from(decoder.total_in()).unwrap_or(usize::MAX);
+    let used = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
     if used < compressed.len() {
         return Err(HdrError::TrailingCompressed { extra: compressed.len() - used });
     }
@@ -337,22 +528,43 @@ fn check_v2_header(inflated: &[u8], limits: &HdrLimits) -> Result<(), HdrError> 
     Ok(())
 }
 
-/// Walks the counts varints the way `hdrhistogram` will, rejecting what would make it
-/// misbehave: a truncated varint, or a zero run of `i64::MIN` (its negation overflows).
-fn check_counts(mut counts: &[u8]) -> Result<(), HdrError> {
+/// Parses the counts varints, rejecting what `hdrhistogram` would misread: a truncated varint,
+/// or a zero run of `i64::MIN` (its negation overflows). Returns the non-zero counts by index
+/// and the number of slots up to and including the last of them (saturating): what the
+/// decoded counts array must hold.
+fn parse_counts(mut counts: &[u8]) -> Result<(Vec<(u64, u64)>, u64), HdrError> {
+    // At least a byte per count: never grows.
+    let mut nonzero = Vec::with_capacity(counts.len());
+    let (mut index, mut end) = (0u64, 0u64);
     while !counts.is_empty() {
         let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
         if value == u64::MAX {
             // Zig-zag of u64::MAX is i64::MIN.
             return Err(HdrError::Counts("zero run longer than any histogram"));
         }
+        if value & 1 == 1 {
+            // Zig-zag odd: -(value + 1) / 2, a run of that many zero counts.
+            index = index.saturating_add(value.div_ceil(2));
+        } else {
+            if value != 0 {
+                nonzero.push((index, value >> 1));
+                end = index.saturating_add(1);
+            }
+            index = index.saturating_add(1);
+        }
         counts = counts.get(used..).unwrap_or_default();
     }
-    Ok(())
+    Ok((nonzero, end))
 }
 
 /// Reads one LEB128-64b9B varint: up to 8 bytes of 7 bits, then a ninth byte used whole.
+#[inline]
 fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    if let Some(&b) = buf.first()
+        && b & 0x80 == 0
+    {
+        return Some((u64::from(b), 1));
+    }
     let mut value = 0u64;
     for i in 0..8 {
         let b = *buf.get(i)?;
@@ -378,6 +590,7 @@ fn be_u64(buf: &[u8], at: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hdrhistogram::serialization::Deserializer;
 
     /// Builds a V2+DEFLATE encoding from raw uncompressed V2 bytes; lets tests craft hostile
     /// histograms that the real serializer would never write.
@@ -544,5 +757,121 @@ mod tests {
         let mut raw = inflate_raw_v2(&encode(&h), DEFAULT_MAX_DECODED_BYTES).unwrap();
         raw[..4].copy_from_slice(&V2_COOKIE_BASE.to_be_bytes());
         assert_eq!(decode(&deflate_raw_v2(&raw), &HdrLimits::default()).unwrap(), h);
+    }
+
+    #[test]
+    fn compact_high_covers_the_slots_as_hdrhistogram_lays_them_out() {
+        for sigfigs in 0..=5u8 {
+            for low in [1u64, 2, 3, 1000, 1 << 20] {
+                let Ok(full) = Histogram::<u64>::new_with_bounds(low, u64::MAX / 4, sigfigs) else {
+                    continue;
+                };
+                for slots in [0, 1, 2, 100, 1023, 1024, 1025, 2048, 3000, 5000, 20_000, 28_672] {
+                    let slots = slots.min(full.distinct_values() as u64);
+                    let high = compact_high(low, u32::from(sigfigs), slots).unwrap();
+                    let h = Histogram::<u64>::new_with_bounds(low, high, sigfigs).unwrap();
+                    let len = h.distinct_values() as u64;
+                    assert!(len >= slots, "low {low} sigfigs {sigfigs} slots {slots}: {len}");
+                    // At most one bucket (half a sub-bucket count) to spare; at least two
+                    // half-buckets whatever the slots.
+                    let half = (2 * 10u64.pow(u32::from(sigfigs))).next_power_of_two() / 2;
+                    assert!(
+                        len <= slots.max(2 * half) + half,
+                        "low {low} sigfigs {sigfigs} {slots}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn highest_storable_is_the_end_of_the_counts_array() {
+        let mut h = new_histogram();
+        assert!(h.record(HIGHEST_STORABLE_US).is_ok());
+        assert!(h.record(HIGHEST_STORABLE_US + 1).is_err());
+    }
+
+    #[test]
+    fn decoded_histograms_are_compact_and_exact() {
+        let mut h = new_histogram();
+        for v in [3, 250, 999, 1_500, 20_000, 20_001] {
+            h.record(v).unwrap();
+        }
+        let d = decode(&encode(&h), &HdrLimits::default()).unwrap();
+        assert!(d.distinct_values() * 8 <= 48 * 1024, "{} slots", d.distinct_values());
+        assert_eq!(d, h);
+        assert_eq!(d.len(), h.len());
+        assert_eq!((d.min(), d.max()), (h.min(), h.max()));
+        // Adding both ways gives the full-range result.
+        let mut full = new_histogram();
+        full.add(&d).unwrap();
+        assert_eq!(full, h);
+        let mut compact = d.clone();
+        compact.add(sample()).unwrap();
+        let mut expected = h.clone();
+        expected.add(sample()).unwrap();
+        assert_eq!(compact, expected);
+        assert_eq!(decode(&encode(&compact), &HdrLimits::default()).unwrap(), expected);
+        // A compact histogram encodes to the same bytes as its full-range original.
+        assert_eq!(encode(&d), encode(&h));
+        assert_eq!(encode(&compact), encode(&expected));
+    }
+
+    #[test]
+    fn reused_encoder_matches_fresh_encodings_at_every_level() {
+        let shapes: Vec<Histogram<u64>> = vec![sample(), new_histogram(), {
+            let mut h = new_histogram();
+            for v in (1..5000).map(|i| i * 37) {
+                h.record_n(v, v % 7 + 1).unwrap();
+            }
+            h
+        }];
+        for level in [0, 1, 6, 9] {
+            let mut encoder = Encoder::with_level(level);
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                for h in &shapes {
+                    encoder.encode_into(h, &mut out).unwrap();
+                    assert_eq!(&decode(&out, &HdrLimits::default()).unwrap(), h, "level {level}");
+                    // hdrhistogram's own reader accepts it too.
+                    let theirs: Histogram<u64> =
+                        Deserializer::new().deserialize(&mut out.as_slice()).unwrap();
+                    assert_eq!(&theirs, h);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_matches_hdrhistogram_for_every_layout() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for sigfigs in 0..=5u8 {
+            for low in [1u64, 3, 1000] {
+                let mut h = Histogram::<u64>::new_with_bounds(low, 1 << 40, sigfigs).unwrap();
+                for _ in 0..500 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    h.record_n(x % (1 << (x % 40)), x % 5 + 1).unwrap();
+                }
+                let limits = HdrLimits {
+                    max_highest_trackable: 1 << 40,
+                    max_significant_figures: 5,
+                    max_decoded_bytes: 64 << 20,
+                    max_encoded_bytes: 64 << 20,
+                };
+                let bytes = encode(&h);
+                let ours = decode(&bytes, &limits).unwrap();
+                let theirs: Histogram<u64> =
+                    Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap();
+                assert_eq!(ours, theirs, "low {low} sigfigs {sigfigs}");
+                assert_eq!(ours, h, "low {low} sigfigs {sigfigs}");
+                let recorded = |h: &Histogram<u64>| -> Vec<(u64, u64)> {
+                    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+                };
+                assert_eq!(recorded(&ours), recorded(&h));
+                assert_eq!((ours.min_nz(), ours.max(), ours.len()), (h.min_nz(), h.max(), h.len()));
+            }
+        }
     }
 }

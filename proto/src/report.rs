@@ -83,7 +83,8 @@ impl HistogramData {
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Default cap on decoded histogram counts memory per report: room for about 580
-/// histograms at the full default HDR range (224 KiB of counts each).
+/// histograms that use the full default HDR range (224 KiB of counts each; a decoded
+/// histogram's counts reach only to its largest value, see [`hdr`]).
 pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 128 * 1024 * 1024;
 
 /// Limits [`decode_report`] enforces.
@@ -104,9 +105,9 @@ pub struct ReportLimits {
     /// Longest label value (and agent name and version), in bytes.
     pub max_label_value_len: usize,
     /// Most memory the decoded histograms' counts arrays may take together. Each histogram
-    /// is small on the wire but allocates a counts array sized by its range (224 KiB at
-    /// the default HDR limits), so without this a 1 MiB report could make the decoder
-    /// allocate gigabytes.
+    /// is small on the wire but allocates a counts array reaching to its largest value (up
+    /// to 224 KiB at the default HDR limits), so without this a 1 MiB report could make the
+    /// decoder allocate gigabytes.
     pub max_histogram_memory_bytes: usize,
     /// Limits for each histogram.
     pub hdr: HdrLimits,
@@ -579,9 +580,10 @@ mod tests {
 
     #[test]
     fn histogram_memory_is_capped() {
-        let limits = ReportLimits { max_histogram_memory_bytes: 300_000, ..Default::default() };
+        // Decoded histograms are compact: the sample's two take about 140 KB of counts.
+        let limits = ReportLimits { max_histogram_memory_bytes: 100_000, ..Default::default() };
         let e = decode_report(&encode_report(&sample()), &limits).unwrap_err();
         assert_eq!(e.reason(), "histogram_too_large", "{e}");
-        assert!(e.to_string().contains("300000-byte"), "{e}");
+        assert!(e.to_string().contains("100000-byte"), "{e}");
     }
 }

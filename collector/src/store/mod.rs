@@ -41,7 +41,7 @@ use thiserror::Error;
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{DEFAULT_ROW_CACHE_BYTES, ROW_DEFLATE_LEVEL, SqliteStore};
 
 #[cfg(test)]
 mod tests;

@@ -467,3 +467,200 @@ fn a_report_belongs_to_the_minute_of_its_window_middle() {
     assert_eq!(minute_of(T0 + 59_999, T0 + 59_999), T0);
     assert_eq!(minute_of(T0 + 10, T0), T0, "an inverted window uses its start");
 }
+
+/// Reports from several agents over two cohorts and two minutes, with histograms of varied
+/// shapes, so batches hit the same minute rows many times.
+fn mixed_reports() -> Vec<(String, DecodedReport)> {
+    let mut out = Vec::new();
+    for i in 0..24u64 {
+        let agent = format!("agent-{}", i % 6);
+        let seq = i / 6;
+        let start = T0 + (i % 8) * 10_000;
+        let labels = if i % 3 == 0 { ("udp", "r1") } else { ("quic", "r1") };
+        let jitter: Vec<u64> = (0..200).map(|k| 100 + (k * 7919 + i * 131) % 40_000).collect();
+        let latency: Vec<u64> = (0..50).map(|k| 20_000 + k * (i + 1) * 97).collect();
+        let first_frame = [300_000 + i * 10_000];
+        out.push((
+            agent.clone(),
+            report(
+                &agent,
+                seq,
+                start,
+                labels,
+                &[("packets", 1_000 + i), ("stalls", i % 2)],
+                &[
+                    ("jitter_us", &jitter),
+                    ("latency_us", &latency),
+                    ("first_frame_us", &first_frame),
+                ],
+            ),
+        ));
+    }
+    out
+}
+
+fn items(reports: &[(String, DecodedReport)]) -> Vec<IngestItem<'_>> {
+    reports.iter().map(|(agent, r)| item(agent, "eu", r)).collect()
+}
+
+fn all_minutes(store: &SqliteStore) -> Vec<CohortRow> {
+    store.minutes(0..u64::MAX, &CohortFilter::default()).unwrap()
+}
+
+#[test]
+fn a_batch_stores_exactly_what_one_by_one_commits_store() {
+    let dir = TempDir::new("batch-vs-single");
+    let reports = mixed_reports();
+
+    // One batch, with a duplicate of an earlier report inside it.
+    let mut batched = open(&dir.0.join("batched.sqlite"));
+    let mut batch = items(&reports);
+    batch.push(batch[5]);
+    let outcomes = batched.commit_batch(&batch).unwrap();
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), reports.len());
+    assert_eq!(outcomes.last(), Some(&Outcome::Duplicate));
+
+    // One report per batch, with the row cache on and off, and a restart half way (a cold
+    // cache that must read the rows back).
+    let mut single = open(&dir.0.join("single.sqlite"));
+    let mut uncached = open(&dir.0.join("uncached.sqlite"));
+    uncached.set_row_cache_limit(0);
+    for (n, it) in items(&reports).into_iter().enumerate() {
+        if n == reports.len() / 2 {
+            single = open(&dir.0.join("single.sqlite"));
+        }
+        assert_eq!(single.commit_batch(&[it]).unwrap(), [Outcome::Stored]);
+        assert_eq!(uncached.commit_batch(&[it]).unwrap(), [Outcome::Stored]);
+    }
+    assert_eq!(uncached.row_cache_usage(), (0, 0));
+
+    let rows = all_minutes(&batched);
+    assert_eq!(rows.len(), 4, "two cohorts x two minutes");
+    // Identical rows, down to the stored bytes.
+    assert_eq!(rows, all_minutes(&single));
+    assert_eq!(rows, all_minutes(&uncached));
+    assert_eq!(batched.agents().unwrap(), single.agents().unwrap());
+
+    // And each row is the exact merge of its reports.
+    for row in &rows {
+        let mut expected: BTreeMap<&str, (Histogram<u64>, u64)> = BTreeMap::new();
+        let mut packets = 0;
+        for (_, r) in &reports {
+            let s = &r.report.series[0];
+            if minute_of(r.report.window_start_ms, r.report.window_end_ms) != row.start_unix_ms
+                || s.labels["transport"] != row.cohort.transport
+            {
+                continue;
+            }
+            packets += s.counters["packets"];
+            for (name, h) in &r.histograms[0] {
+                let e = expected.entry(name).or_insert_with(|| (hdr::new_histogram(), 0));
+                e.0.add(h).unwrap();
+                e.1 += s.histograms[name].sum;
+            }
+        }
+        assert_eq!(row.counters["packets"], packets);
+        assert_eq!(row.histograms.len(), expected.len());
+        for (name, (h, sum)) in expected {
+            let stored = &row.histograms[name];
+            assert_eq!((stored.count, stored.sum), (h.len(), sum), "{name}");
+            assert_eq!(stored.decode().unwrap(), h, "{name}");
+            // Same counts, same layout, same level: the same bytes.
+            let mut bytes = Vec::new();
+            hdr::Encoder::with_level(ROW_DEFLATE_LEVEL).encode_into(&h, &mut bytes).unwrap();
+            assert_eq!(stored.hdr, bytes, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
+    let dir = TempDir::new("failed-batch");
+    let reports = mixed_reports();
+    let (first, second) = reports.split_at(12);
+    let mut store = open(&dir.db());
+    store.commit_batch(&items(first)).unwrap();
+    assert!(store.row_cache_usage().0 > 0, "the committed rows are cached");
+    let rows_before = all_minutes(&store);
+    let agents_before = store.agents().unwrap();
+
+    // The batch fails at its last step (counters), after its histogram rows were merged from
+    // the cache and written.
+    store
+        .conn_for_tests()
+        .execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON counters
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        )
+        .unwrap();
+    assert!(store.commit_batch(&items(second)).is_err());
+    assert_eq!(store.row_cache_usage(), (0, 0));
+    assert_eq!(all_minutes(&store), rows_before);
+    assert_eq!(store.agents().unwrap(), agents_before);
+    for (agent, r) in second {
+        assert!(!store.is_duplicate(agent, r.report.seq).unwrap());
+    }
+
+    // Resent after the fault clears: counted once, the same as a clean run.
+    store.conn_for_tests().execute_batch("DROP TRIGGER fail").unwrap();
+    store.commit_batch(&items(second)).unwrap();
+    let mut clean = open(&dir.0.join("clean.sqlite"));
+    clean.commit_batch(&items(first)).unwrap();
+    clean.commit_batch(&items(second)).unwrap();
+    assert_eq!(all_minutes(&store), all_minutes(&clean));
+}
+
+#[test]
+fn a_write_from_another_connection_invalidates_the_row_cache() {
+    let dir = TempDir::new("two-writers");
+    let reports = mixed_reports();
+    let mut a = open(&dir.db());
+    let mut b = open(&dir.db());
+    a.commit_batch(&items(&reports[..8])).unwrap();
+    b.commit_batch(&items(&reports[8..16])).unwrap();
+    a.commit_batch(&items(&reports[16..])).unwrap();
+    let mut clean = open(&dir.0.join("clean.sqlite"));
+    clean.commit_batch(&items(&reports)).unwrap();
+    assert_eq!(all_minutes(&a), all_minutes(&clean));
+}
+
+#[test]
+fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
+    let dir = TempDir::new("maintain-cache");
+    let mut store = open(&dir.db());
+    let r1 = simple("a1", 1, T0);
+    let r2 = simple("a1", 2, T0 + 10_000);
+    store.commit_batch(&[item("a1", "eu", &r1)]).unwrap();
+    // Fold the (cached) minute away, then ingest into the same minute again.
+    store.downsample(T0 + HOUR_MS).unwrap();
+    store.commit_batch(&[item("a1", "eu", &r2)]).unwrap();
+    let minutes = all_minutes(&store);
+    assert_eq!(minutes.len(), 1);
+    assert_eq!(minutes[0].histograms["jitter_us"].count, 3, "only the report after the fold");
+    assert_eq!(minutes[0].counters["packets"], 100);
+    let (counters, histograms) = totals(&store, Resolution::Hour);
+    assert_eq!((counters["packets"], histograms["jitter_us"].0), (100, 3));
+
+    store.retain(T0 + HOUR_MS, 0).unwrap();
+    assert!(all_minutes(&store).is_empty());
+    let r3 = simple("a1", 3, T0 + 20_000);
+    store.commit_batch(&[item("a1", "eu", &r3)]).unwrap();
+    assert_eq!(all_minutes(&store)[0].histograms["jitter_us"].count, 3);
+}
+
+#[test]
+fn an_agent_with_a_wrong_clock_does_not_push_the_row_cache_away() {
+    let dir = TempDir::new("clock");
+    let mut store = open(&dir.db());
+    let far = simple("a9", 1, T0 + 240 * HOUR_MS);
+    let now = simple("a1", 1, T0);
+    store.commit_batch(&[item("a9", "eu", &far), item("a1", "eu", &now)]).unwrap();
+    assert_eq!(store.row_cache_usage().0, 1, "the current minute's row is cached, not the far one");
+    let again = simple("a1", 2, T0 + 10_000);
+    store.commit_batch(&[item("a1", "eu", &again)]).unwrap();
+    assert_eq!(store.row_cache_usage().0, 1);
+    let minutes = all_minutes(&store);
+    assert_eq!(minutes.len(), 2);
+    assert_eq!(minutes[0].histograms["jitter_us"].count, 6);
+    assert_eq!(minutes[1].histograms["jitter_us"].count, 3);
+}
