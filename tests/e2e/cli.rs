@@ -86,3 +86,17 @@ fn bad_simulate_flags_get_clear_errors() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("720p30"));
 }
+
+#[test]
+fn the_deploy_examples_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out =
+        agent().arg("check-config").arg(root.join("deploy/agent.example.toml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = collector()
+        .arg("validate")
+        .arg(root.join("deploy/collector.example.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
