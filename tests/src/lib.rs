@@ -18,7 +18,9 @@ pub fn binary(name: &str) -> PathBuf {
         let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target layout");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "stallwatch-agent", "-p", "stallwatch-collector", "--bins"]);
+        // The same package set and targets as `cargo test --workspace`, so features unify the
+        // same way and this finds everything already built instead of rebuilding dependencies.
+        build.args(["build", "--workspace", "--bins", "--tests"]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
