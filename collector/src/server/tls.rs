@@ -29,6 +29,35 @@ use crate::pki::{AgentIdentity, agent_identity, certificate_serial};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most handshakes in progress at once; further connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 1024;
+/// Refused handshakes logged one by one per minute; beyond that, one line says how many more,
+/// so a scanner or a misconfigured fleet cannot flood the log.
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 20;
+
+/// Counts refused handshakes per minute for [`REFUSALS_LOGGED_PER_MINUTE`].
+#[derive(Debug)]
+struct RefusalLog {
+    window_start: std::time::Instant,
+    in_window: u32,
+}
+
+impl RefusalLog {
+    /// Whether to log this refusal; logs the number suppressed when a new minute starts.
+    fn admit(&mut self, now: std::time::Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(60) {
+            if self.in_window > REFUSALS_LOGGED_PER_MINUTE {
+                let more = self.in_window - REFUSALS_LOGGED_PER_MINUTE;
+                warn!(
+                    more,
+                    "ingest: more TLS handshakes were refused in the last minute, not logged one by one"
+                );
+            }
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        self.in_window += 1;
+        self.in_window <= REFUSALS_LOGGED_PER_MINUTE
+    }
+}
 
 /// Why a TLS file could not be used, and which `[tls]` field named it.
 #[derive(Debug)]
@@ -105,6 +134,10 @@ async fn accept_loop(
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let refusals = Arc::new(std::sync::Mutex::new(RefusalLog {
+        window_start: crate::clock::monotonic(),
+        in_window: 0,
+    }));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (stream, addr) = match tcp.accept().await {
@@ -118,6 +151,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let handed = ready.clone();
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -125,7 +159,13 @@ async fn accept_loop(
                     let _ = handed.send((tls, addr)).await;
                 }
                 // Wrong CA, expired or missing client certificate, plain HTTP: refused here.
-                Ok(Err(e)) => warn!(peer = %addr, error = %e, "ingest: TLS handshake refused"),
+                Ok(Err(e)) => {
+                    let mut log =
+                        refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if log.admit(crate::clock::monotonic()) {
+                        warn!(peer = %addr, error = %e, "ingest: TLS handshake refused");
+                    }
+                }
                 Err(_) => debug!(peer = %addr, "ingest: TLS handshake timed out"),
             }
         });
@@ -169,5 +209,20 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
             identity: agent_identity(cert).map_err(|e| e.to_string()),
             serial: certificate_serial(cert).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_log_admits_a_minute_s_quota_then_starts_again() {
+        let t0 = crate::clock::monotonic();
+        let mut log = RefusalLog { window_start: t0, in_window: 0 };
+        let admitted = (0..100).filter(|_| log.admit(t0 + Duration::from_secs(1))).count();
+        assert_eq!(admitted, REFUSALS_LOGGED_PER_MINUTE as usize);
+        assert!(log.admit(t0 + Duration::from_secs(61)), "a new minute logs again");
+        assert_eq!(log.in_window, 1);
     }
 }
