@@ -2,12 +2,12 @@
 //! histogram in the catalogue, and every counter, in fixed-size arrays; plus each histogram's
 //! sparse native buckets (a short run of counts on the heap). Never an HDR histogram.
 
-use hdrhistogram::Histogram;
+use stallwatch_proto::hdr::SparseHistogram;
 
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
-use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
+use super::native::{NativeBuckets, bucket_index};
 
 /// The labels every stallwatch series carries. `region` and `network_type` come from the
 /// agent's certificate, `transport` and `target` from the report series' labels. There is
@@ -83,95 +83,46 @@ impl CohortState {
     /// (never down): boundaries are exact to the HDR's precision, and a figure is never
     /// reported better than measured.
     ///
-    /// Each classic bucket is one `count_between` over a contiguous run of HDR buckets, which
-    /// is several times faster than iterating the recorded values.
-    pub(crate) fn add_histogram(&mut self, index: usize, h: &Histogram<u64>, sum: u64) {
-        let bounds = HISTOGRAMS[index].family().bounds;
+    /// One pass over the histogram's non-zero buckets fills both the classic and the native
+    /// buckets.
+    pub(crate) fn add_histogram(&mut self, index: usize, h: &SparseHistogram, sum: u64) {
+        let family = HISTOGRAMS[index].family();
+        let bounds = family.bounds;
+        let divisor = family.unit.divisor();
         let start = BUCKET_OFFSETS[index];
         let buckets = &mut self.buckets[start..=start + bounds.len()];
-        let total = h.len();
-        let mut counted = 0u64;
-        // Lowest value of the first HDR bucket not counted yet.
-        let mut low = 0u64;
-        for (b, &bound) in bounds.iter().enumerate() {
-            if counted >= total {
-                break;
-            }
-            // Highest value of the last HDR bucket whose highest equivalent is <= bound.
-            let high = if h.highest_equivalent(bound) == bound {
-                bound
-            } else {
-                match h.lowest_equivalent(bound).checked_sub(1) {
-                    Some(high) => high,
-                    None => continue,
-                }
-            };
-            if high < low {
-                continue;
-            }
-            let n = h.count_between(low, high);
-            buckets[b] = buckets[b].saturating_add(n);
-            counted = counted.saturating_add(n);
-            low = high + 1;
-        }
-        let overflow = total.saturating_sub(counted);
-        buckets[bounds.len()] = buckets[bounds.len()].saturating_add(overflow);
-        self.counts[index] = self.counts[index].saturating_add(total);
-        self.sums[index] = self.sums[index].saturating_add(sum);
-        self.add_native(index, h);
-    }
-
-    /// Adds every recorded HDR bucket, by its highest equivalent value in the base unit, into
-    /// the native buckets (see `native`): the classic rule with native bounds. Each native
-    /// bucket between the smallest and largest value is one `count_between` over a run of
-    /// HDR buckets, several times faster than iterating the recorded values.
-    fn add_native(&mut self, index: usize, h: &Histogram<u64>) {
-        let total = h.len();
-        if total == 0 {
-            return;
-        }
-        let divisor = HISTOGRAMS[index].family().unit.divisor();
         let native = &mut self.native[index];
-        let zeros = h.count_between(0, 0);
-        native.add_zero(zeros);
-        let mut counted = zeros;
-        if counted >= total {
-            return;
-        }
-        let first = bucket_index(h.highest_equivalent(h.min_nz()) as f64 / divisor);
-        let last = bucket_index(h.max() as f64 / divisor);
-        // Lowest value of the first HDR bucket not counted yet.
-        let mut low = 1u64;
-        for k in first..=last {
-            if counted >= total {
-                break;
+        // Classic bucket of the current HDR bucket: bounds only go up.
+        let mut b = 0;
+        // Native bucket being filled and what it holds so far.
+        let mut run: Option<(i32, u64)> = None;
+        for bucket in h.iter() {
+            let highest = bucket.highest;
+            while b < bounds.len() && bounds[b] < highest {
+                b += 1;
             }
-            let Some(top) = native_threshold(k, divisor) else {
+            buckets[b] = buckets[b].saturating_add(bucket.count);
+            if bucket.index == 0 {
+                // The HDR bucket of 0 (values unit-equivalent to 0): the zero bucket.
+                native.add_zero(bucket.count);
                 continue;
-            };
-            // Highest value of the last HDR bucket whose highest equivalent is <= top.
-            let high = if h.highest_equivalent(top) == top {
-                top
-            } else {
-                match h.lowest_equivalent(top).checked_sub(1) {
-                    Some(high) => high,
-                    None => continue,
+            }
+            let k = bucket_index(highest as f64 / divisor);
+            match &mut run {
+                Some((at, n)) if *at == k => *n = n.saturating_add(bucket.count),
+                _ => {
+                    if let Some((at, n)) = run {
+                        native.add(at, n);
+                    }
+                    run = Some((k, bucket.count));
                 }
-            };
-            if high < low {
-                continue;
             }
-            let n = h.count_between(low, high);
-            if n > 0 {
-                native.add(k, n);
-                counted = counted.saturating_add(n);
-            }
-            low = high + 1;
         }
-        // Unreachable for a consistent histogram; keeps the totals equal if it ever is not.
-        if counted < total {
-            native.add(last, total - counted);
+        if let Some((at, n)) = run {
+            native.add(at, n);
         }
+        self.counts[index] = self.counts[index].saturating_add(h.len());
+        self.sums[index] = self.sums[index].saturating_add(sum);
     }
 
     /// Heap bytes held by the native buckets.
@@ -190,20 +141,6 @@ impl CohortState {
             native: &self.native[index],
         }
     }
-}
-
-/// The largest recorded-unit integer whose native bucket (after dividing by `divisor`) is at
-/// most `k`, or `None` if no positive integer is in buckets up to `k`.
-fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
-    let in_bucket = |t: u64| bucket_index(t as f64 / divisor) <= k;
-    let mut t = (bucket_upper_bound(k) * divisor).floor() as u64;
-    while t > 0 && !in_bucket(t) {
-        t -= 1;
-    }
-    while in_bucket(t + 1) {
-        t += 1;
-    }
-    (t > 0).then_some(t)
 }
 
 /// A read-only view of one cohort histogram.

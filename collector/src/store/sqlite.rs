@@ -319,7 +319,7 @@ impl SqliteStore {
                 let (bytes, sum, count): (Vec<u8>, u64, u64) = tx
                     .prepare_cached("SELECT hdr, sum, count FROM histograms WHERE rowid = ?1")?
                     .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                let minute_row = decode_stored(&bytes, &key)?;
+                let minute_row = decode_stored_sparse(&bytes, &key)?;
                 row.add(metric, &minute_row, sum, count)?;
             }
             store_histogram(&tx, &key, &row, &mut encoder, blob)?;
@@ -573,7 +573,7 @@ struct RowKey<'a> {
 
 /// One report's histogram on its way into a row.
 struct Part<'a> {
-    histogram: &'a Histogram<u64>,
+    histogram: &'a hdr::SparseHistogram,
     sum: u64,
     count: u64,
 }
@@ -671,10 +671,14 @@ impl MergedRow {
     /// Adds one contribution. A contribution that would push the row past `i64::MAX`
     /// recorded values (only reachable by an agent sending absurd counts many times over) is
     /// left out whole, histogram, sum and count alike, so the row stays self-consistent.
+    ///
+    /// Each non-zero bucket is recorded at its lowest value, which is what `Histogram::add`
+    /// does for any layout (directly by index when the layouts match, by value otherwise), so
+    /// the row is the same; the largest first, so the row resizes at most once.
     fn add(
         &mut self,
         metric: &str,
-        histogram: &Histogram<u64>,
+        histogram: &hdr::SparseHistogram,
         sum: u64,
         count: u64,
     ) -> Result<(), StoreError> {
@@ -685,9 +689,16 @@ impl MergedRow {
             );
             return Ok(());
         }
-        self.histogram
-            .add(histogram)
-            .map_err(|e| StoreError::Merge(format!("histogram {metric:?}: {e}")))?;
+        let merge_error = |e: hdrhistogram::RecordError| {
+            StoreError::Merge(format!("histogram {metric:?}: {e:?}"))
+        };
+        if let Some((&(top, top_count), rest)) = histogram.raw_buckets().split_last() {
+            let row = &mut self.histogram;
+            row.record_n(histogram.value_for(top), top_count).map_err(merge_error)?;
+            for &(index, n) in rest {
+                row.record_n(histogram.value_for(index), n).map_err(merge_error)?;
+            }
+        }
         self.sum = saturate(self.sum, sum);
         self.count = saturate(self.count, count);
         Ok(())
@@ -856,6 +867,21 @@ fn cohort_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cohort> {
         network_type: r.get(2)?,
         transport: r.get(3)?,
         target: r.get(4)?,
+    })
+}
+
+fn decode_stored_sparse(
+    bytes: &[u8],
+    key: &RowKey<'_>,
+) -> Result<hdr::SparseHistogram, StoreError> {
+    hdr::decode_sparse(bytes, &super::STORED_HDR_LIMITS).map_err(|source| {
+        StoreError::CorruptHistogram {
+            what: format!(
+                "{:?} {} cohort {} {:?}",
+                key.resolution, key.start, key.cohort, key.name
+            ),
+            source,
+        }
     })
 }
 
