@@ -51,6 +51,22 @@ pub const HIGHEST_TRACKABLE_US: u64 = 1 << 36;
 /// array reaches past [`HIGHEST_TRACKABLE_US`] to the end of the last bucket.
 pub const HIGHEST_STORABLE_US: u64 = (1 << 37) - 1;
 
+/// Slots in the counts array of a histogram with stallwatch's range ([`new_histogram`]):
+/// indexes `0..STALLWATCH_SLOTS` hold every value up to [`HIGHEST_STORABLE_US`].
+pub const STALLWATCH_SLOTS: usize = 28_672;
+
+/// The layout of [`new_histogram`].
+const STALLWATCH_LAYOUT: Layout = Layout { unit_magnitude: 0, sub_bucket_half_count_magnitude: 10 };
+
+/// The counts-array index of `value` in stallwatch's layout ([`new_histogram`]: lowest
+/// discernible value 1, [`SIGNIFICANT_FIGURES`]), `None` above [`HIGHEST_STORABLE_US`].
+pub fn stallwatch_index(value: u64) -> Option<usize> {
+    if value > HIGHEST_STORABLE_US {
+        return None;
+    }
+    usize::try_from(STALLWATCH_LAYOUT.index_for(value)).ok()
+}
+
 /// Default cap on the compressed size of one histogram.
 pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
 /// Default cap on the inflated (uncompressed V2) size of one histogram.
@@ -308,6 +324,59 @@ impl Encoder {
         {
             field.copy_from_slice(&HIGHEST_TRACKABLE_US.to_be_bytes());
         }
+        self.compress_raw(out)
+    }
+
+    /// Encodes the histogram of stallwatch's layout ([`new_histogram`]) whose counts array
+    /// is `counts` (index `i` as [`stallwatch_index`] maps values; missing slots are zero)
+    /// into `out`, replacing its contents: the same bytes [`Encoder::encode_into`] writes
+    /// for that histogram, without building it.
+    pub fn encode_counts_into(
+        &mut self,
+        counts: &[u64],
+        out: &mut Vec<u8>,
+    ) -> Result<(), HdrEncodeError> {
+        if counts.len() > STALLWATCH_SLOTS {
+            return Err(HdrEncodeError::Other(format!(
+                "{} counts, more than stallwatch's {STALLWATCH_SLOTS} slots",
+                counts.len()
+            )));
+        }
+        self.raw.clear();
+        self.raw.extend_from_slice(&(V2_COOKIE_BASE | 0x10).to_be_bytes());
+        self.raw.extend_from_slice(&[0; 4]);
+        self.raw.extend_from_slice(&0u32.to_be_bytes());
+        self.raw.extend_from_slice(&u32::from(SIGNIFICANT_FIGURES).to_be_bytes());
+        self.raw.extend_from_slice(&1u64.to_be_bytes());
+        self.raw.extend_from_slice(&HIGHEST_TRACKABLE_US.to_be_bytes());
+        self.raw.extend_from_slice(&1.0f64.to_be_bytes());
+        // As hdrhistogram: every slot up to the largest value's (slot 0 when there is none),
+        // a run of two or more zeros as its negated length.
+        let limit = counts.iter().rposition(|&c| c != 0).unwrap_or(0);
+        let mut index = 0;
+        while index <= limit {
+            let count = counts.get(index).copied().unwrap_or(0);
+            index += 1;
+            let value = if count == 0 {
+                let mut zeros = 1i64;
+                while index <= limit && counts.get(index).is_none_or(|&c| c == 0) {
+                    zeros += 1;
+                    index += 1;
+                }
+                if zeros > 1 { -zeros } else { 0 }
+            } else {
+                i64::try_from(count).map_err(|_| HdrEncodeError::CountTooLarge)?
+            };
+            write_varint(((value << 1) ^ (value >> 63)) as u64, &mut self.raw);
+        }
+        let payload = u32::try_from(self.raw.len() - V2_HEADER_LEN)
+            .map_err(|_| HdrEncodeError::Other("counts over 4 GiB".into()))?;
+        self.raw[4..8].copy_from_slice(&payload.to_be_bytes());
+        self.compress_raw(out)
+    }
+
+    /// Deflates the uncompressed V2 form in `self.raw` into `out` with the compressed prefix.
+    fn compress_raw(&mut self, out: &mut Vec<u8>) -> Result<(), HdrEncodeError> {
         out.clear();
         out.extend_from_slice(&(V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes());
         out.extend_from_slice(&[0; 4]);
@@ -396,7 +465,7 @@ fn decode_sparse_with(
     inflate_capped(compressed, limits.max_decoded_bytes, inflated)?;
     check_v2_header(inflated, limits)?;
     let counts = inflated.get(V2_HEADER_LEN..).unwrap_or_default();
-    let (slots, total) = parse_counts(counts, buckets)?;
+    let (found, slots, total) = parse_counts(counts, buckets)?;
 
     let (sigfigs, low, high) = (
         be_u32(inflated, 12).unwrap_or_default(),
@@ -414,7 +483,14 @@ fn decode_sparse_with(
     if slots > layout.counts_len(high) {
         return Err(HdrError::Counts("more counts than the histogram's value range holds"));
     }
-    Ok(SparseHistogram { low, high, sigfig, layout, buckets: buckets.as_slice().into(), total })
+    Ok(SparseHistogram {
+        low,
+        high,
+        sigfig,
+        layout,
+        buckets: buckets.get(..found).unwrap_or_default().into(),
+        total,
+    })
 }
 
 /// A decoded histogram as its non-zero buckets: `(index, count)` pairs in ascending index
@@ -608,6 +684,17 @@ impl Layout {
         value.saturating_add(1 << shift) - 1
     }
 
+    /// The counts-array index of `value` (as `hdrhistogram`'s private `index_for`).
+    fn index_for(&self, value: u64) -> u64 {
+        let count_magnitude = self.sub_bucket_half_count_magnitude + 1;
+        let mask = ((1u64 << count_magnitude) - 1) << self.unit_magnitude;
+        let base = 64 - self.unit_magnitude - count_magnitude;
+        let bucket = base - (value | mask).leading_zeros();
+        let sub_bucket = value >> (bucket + self.unit_magnitude);
+        let half = 1u64 << self.sub_bucket_half_count_magnitude;
+        ((u64::from(bucket) + 1) << self.sub_bucket_half_count_magnitude) + sub_bucket - half
+    }
+
     /// Length of the counts array `hdrhistogram` allocates for highest trackable value `high`.
     fn counts_len(&self, high: u64) -> u64 {
         let half = 1u64 << self.sub_bucket_half_count_magnitude;
@@ -748,36 +835,60 @@ fn check_v2_header(inflated: &[u8], limits: &HdrLimits) -> Result<(), HdrError> 
     Ok(())
 }
 
-/// Parses the counts varints into `nonzero` (cleared first), rejecting what `hdrhistogram`
-/// would misread: a truncated varint, or a zero run of `i64::MIN` (its negation overflows).
-/// Leaves the non-zero counts by index in `nonzero`; returns the number of slots up to and
-/// including the last of them (saturating), what the decoded counts array must hold, and the
-/// total count (saturating, as `hdrhistogram` adds it up).
-fn parse_counts(mut counts: &[u8], nonzero: &mut Vec<(u64, u64)>) -> Result<(u64, u64), HdrError> {
-    nonzero.clear();
-    // At least a byte per count: never grows.
-    nonzero.reserve(counts.len());
-    let (mut index, mut end, mut total) = (0u64, 0u64, 0u64);
+/// Parses the counts varints into `nonzero`, rejecting what `hdrhistogram` would misread: a
+/// truncated varint, or a zero run of `i64::MIN` (its negation overflows). Leaves the
+/// non-zero counts by index in the first entries of `nonzero` and returns how many there are,
+/// the number of slots up to and including the last of them (saturating), what the decoded
+/// counts array must hold, and the total count (saturating, as `hdrhistogram` adds it up).
+fn parse_counts(
+    mut counts: &[u8],
+    nonzero: &mut Vec<(u64, u64)>,
+) -> Result<(usize, u64, u64), HdrError> {
+    // At least a byte per count, so never more entries than bytes: every slot is written
+    // before it is read. Reused scratch keeps its length between calls, so it is only
+    // filled where it grows.
+    if nonzero.len() < counts.len() {
+        nonzero.resize(counts.len(), (0, 0));
+    }
+    let (mut len, mut index, mut total) = (0usize, 0u64, 0u64);
     while !counts.is_empty() {
         let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
         if value == u64::MAX {
             // Zig-zag of u64::MAX is i64::MIN.
             return Err(HdrError::Counts("zero run longer than any histogram"));
         }
-        if value & 1 == 1 {
-            // Zig-zag odd: -(value + 1) / 2, a run of that many zero counts.
-            index = index.saturating_add(value.div_ceil(2));
-        } else {
-            if value != 0 {
-                nonzero.push((index, value >> 1));
-                total = total.saturating_add(value >> 1);
-                end = index.saturating_add(1);
-            }
-            index = index.saturating_add(1);
+        // Branch-free on purpose: counts and zero runs alternate at random in real data.
+        // Zig-zag even: a count of value / 2. Zig-zag odd: -(value + 1) / 2, a run of
+        // value / 2 + 1 zero counts.
+        let half = value >> 1;
+        let odd = value & 1;
+        let count = half & odd.wrapping_sub(1);
+        if let Some(slot) = nonzero.get_mut(len) {
+            *slot = (index, count);
         }
+        len += usize::from(count != 0);
+        total = total.saturating_add(count);
+        index = index.saturating_add((half & 0u64.wrapping_sub(odd)).saturating_add(1));
         counts = counts.get(used..).unwrap_or_default();
     }
-    Ok((end, total))
+    let end = len
+        .checked_sub(1)
+        .and_then(|last| nonzero.get(last))
+        .map_or(0, |&(index, _)| index.saturating_add(1));
+    Ok((len, end, total))
+}
+
+/// Writes one LEB128-64b9B varint (as hdrhistogram's `varint_write`).
+fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+    for _ in 0..8 {
+        if value < 0x80 {
+            out.push(value as u8);
+            return;
+        }
+        out.push(0x80 | (value & 0x7f) as u8);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// Reads one LEB128-64b9B varint: up to 8 bytes of 7 bits, then a ninth byte used whole.
@@ -1022,6 +1133,73 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stallwatch_index_is_hdrhistograms() {
+        assert_eq!(new_histogram().distinct_values(), STALLWATCH_SLOTS);
+        let h = new_histogram();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values: Vec<u64> = (0..5000u64).collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x % (1 << (x % 38)));
+        }
+        values.extend([HIGHEST_TRACKABLE_US, HIGHEST_STORABLE_US, HIGHEST_STORABLE_US + 1]);
+        for v in values {
+            let Some(i) = stallwatch_index(v) else {
+                assert!(v > HIGHEST_STORABLE_US);
+                continue;
+            };
+            assert!(i < STALLWATCH_SLOTS, "{v}");
+            assert_eq!(STALLWATCH_LAYOUT.value_for(i as u64), h.lowest_equivalent(v), "{v}");
+            assert_eq!(STALLWATCH_LAYOUT.highest_equivalent(i as u64), h.highest_equivalent(v));
+        }
+    }
+
+    #[test]
+    fn encode_counts_matches_encode() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut shapes = vec![new_histogram(), sample()];
+        let mut zeros = new_histogram();
+        zeros.record_n(0, 3).unwrap();
+        shapes.push(zeros);
+        for n in [1, 2, 10, 3000] {
+            let mut h = new_histogram();
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                h.record_n(x % (1 << (x % 37)), x % 3 + 1).unwrap();
+            }
+            shapes.push(h);
+        }
+        for level in [0, 6] {
+            let mut encoder = Encoder::with_level(level);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for h in &shapes {
+                let sparse = decode_sparse(&encode(h), &HdrLimits::default()).unwrap();
+                let mut counts = vec![0u64; 64];
+                for &(i, c) in sparse.raw_buckets() {
+                    if counts.len() <= i as usize {
+                        counts.resize(i as usize + 1, 0);
+                    }
+                    counts[i as usize] = c;
+                }
+                encoder.encode_counts_into(&counts, &mut ours).unwrap();
+                encoder.encode_into(h, &mut theirs).unwrap();
+                assert_eq!(ours, theirs, "level {level}, {} values", h.len());
+            }
+        }
+        let too_many = vec![1u64; STALLWATCH_SLOTS + 1];
+        assert!(Encoder::new().encode_counts_into(&too_many, &mut Vec::new()).is_err());
+        let huge = [0, u64::MAX];
+        assert!(matches!(
+            Encoder::new().encode_counts_into(&huge, &mut Vec::new()),
+            Err(HdrEncodeError::CountTooLarge)
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use stallwatch_proto::hdr::SparseHistogram;
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
-use super::native::{NativeBuckets, bucket_index};
+use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
 
 /// The labels every stallwatch series carries. `region` and `network_type` come from the
 /// agent's certificate, `transport` and `target` from the report series' labels. There is
@@ -94,8 +94,10 @@ impl CohortState {
         let native = &mut self.native[index];
         // Classic bucket of the current HDR bucket: bounds only go up.
         let mut b = 0;
-        // Native bucket being filled and what it holds so far.
+        // Native bucket being filled, what it holds so far, and the largest recorded-unit
+        // value it takes (so the next HDR buckets are placed without float arithmetic).
         let mut run: Option<(i32, u64)> = None;
+        let mut run_top = 0u64;
         for bucket in h.iter() {
             let highest = bucket.highest;
             while b < bounds.len() && bounds[b] < highest {
@@ -107,14 +109,15 @@ impl CohortState {
                 native.add_zero(bucket.count);
                 continue;
             }
-            let k = bucket_index(highest as f64 / divisor);
             match &mut run {
-                Some((at, n)) if *at == k => *n = n.saturating_add(bucket.count),
+                Some((_, n)) if highest <= run_top => *n = n.saturating_add(bucket.count),
                 _ => {
                     if let Some((at, n)) = run {
                         native.add(at, n);
                     }
+                    let k = bucket_index(highest as f64 / divisor);
                     run = Some((k, bucket.count));
+                    run_top = native_threshold(k, divisor).unwrap_or(highest).max(highest);
                 }
             }
         }
@@ -141,6 +144,20 @@ impl CohortState {
             native: &self.native[index],
         }
     }
+}
+
+/// The largest recorded-unit integer whose native bucket (after dividing by `divisor`) is at
+/// most `k`, or `None` if no positive integer is in buckets up to `k`.
+fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
+    let in_bucket = |t: u64| bucket_index(t as f64 / divisor) <= k;
+    let mut t = (bucket_upper_bound(k) * divisor).floor() as u64;
+    while t > 0 && !in_bucket(t) {
+        t -= 1;
+    }
+    while t < u64::MAX && in_bucket(t + 1) {
+        t += 1;
+    }
+    (t > 0).then_some(t)
 }
 
 /// A read-only view of one cohort histogram.
