@@ -257,25 +257,35 @@ fn components() {
         time(n, || hdr::decode_sparse(&jitter_bytes, &limits.hdr).expect("decodes")),
         time(n, || hdr::decode(&jitter_bytes, &limits.hdr).expect("decodes")),
     );
+    // The store's row: a plain counts array of the stallwatch layout.
+    let mut counts = vec![0u64; hdr::STALLWATCH_SLOTS];
+    for r in (0..64).map(|i| pool_report(&mut rng, i, 12)) {
+        for &(i, c) in r.histograms[0]["jitter_us"].raw_buckets() {
+            counts[i as usize] += c;
+        }
+    }
+    let last = counts.iter().rposition(|&c| c != 0).unwrap_or(0);
+    counts.truncate(last + 1);
+    let row_counts = counts.clone();
     println!(
         "one row of 64 reports' jitter: decode {:.1?} ({} B at level 6, {} B at level \
-         {ROW_DEFLATE_LEVEL}); add a report's jitter: sparse (record_n per bucket) {:.1?}, \
-         full (Histogram::add) {:.1?}; encode at level 6 {:.1?}, at level {ROW_DEFLATE_LEVEL} \
-         with a reused encoder {:.1?}",
+         {ROW_DEFLATE_LEVEL}); add a report's jitter: by index into a counts array {:.1?}, \
+         Histogram::add {:.1?}; encode at level 6 {:.1?}, at level {ROW_DEFLATE_LEVEL} with a \
+         reused encoder {:.1?}, from the counts array {:.1?}",
         time(n, || hdr::decode(&encoded, &STORED_HDR_LIMITS).expect("decodes")),
         encoded.len(),
         out.len(),
         time(n, || {
-            if let Some((&(top, c), rest)) = jitter.raw_buckets().split_last() {
-                row.record_n(jitter.value_for(top), c).expect("auto-resizing");
-                for &(i, c) in rest {
-                    row.record_n(jitter.value_for(i), c).expect("auto-resizing");
+            for &(i, c) in jitter.raw_buckets() {
+                if let Some(slot) = counts.get_mut(i as usize) {
+                    *slot = slot.saturating_add(c);
                 }
             }
         }),
         time(n, || row.add(&jitter_full).expect("auto-resizing")),
         time(n, || hdr::encode(&minute_row)),
         time(n, || fast.encode_into(&minute_row, &mut out).expect("encodes")),
+        time(n, || fast.encode_counts_into(&row_counts, &mut out).expect("encodes")),
     );
 }
 

@@ -568,6 +568,24 @@ impl SparseHistogram {
         self.layout.value_for(index)
     }
 
+    /// The highest value counted at counts-array `index` in this histogram's layout.
+    pub fn highest_at(&self, index: u64) -> u64 {
+        self.layout.highest_equivalent(index)
+    }
+
+    /// The largest counts-array index whose values are all at most `value` in this
+    /// histogram's layout (each bucket of index `i <= last_index_at_most(v)` has its
+    /// [`SparseBucket::highest`] `<= v`), `None` when even index 0 holds larger values.
+    /// Lets a caller place buckets against fixed bounds by comparing indexes.
+    pub fn last_index_at_most(&self, value: u64) -> Option<u64> {
+        let index = self.layout.index_for(value);
+        if self.layout.highest_equivalent(index) <= value {
+            Some(index)
+        } else {
+            index.checked_sub(1)
+        }
+    }
+
     /// The non-zero buckets, ascending, with their value range.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = SparseBucket> + '_ {
         let layout = self.layout;
@@ -1156,6 +1174,15 @@ mod tests {
             assert!(i < STALLWATCH_SLOTS, "{v}");
             assert_eq!(STALLWATCH_LAYOUT.value_for(i as u64), h.lowest_equivalent(v), "{v}");
             assert_eq!(STALLWATCH_LAYOUT.highest_equivalent(i as u64), h.highest_equivalent(v));
+            // The last index at most v: its highest value is <= v, the next one's is not.
+            let sparse = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+            match sparse.last_index_at_most(v) {
+                Some(j) => {
+                    assert!(STALLWATCH_LAYOUT.highest_equivalent(j) <= v, "{v}");
+                    assert!(STALLWATCH_LAYOUT.highest_equivalent(j + 1) > v, "{v}");
+                }
+                None => assert!(STALLWATCH_LAYOUT.highest_equivalent(0) > v, "{v}"),
+            }
         }
     }
 

@@ -92,32 +92,43 @@ impl CohortState {
         let start = BUCKET_OFFSETS[index];
         let buckets = &mut self.buckets[start..=start + bounds.len()];
         let native = &mut self.native[index];
-        // Classic bucket of the current HDR bucket: bounds only go up.
-        let mut b = 0;
-        // Native bucket being filled, what it holds so far, and the largest recorded-unit
-        // value it takes (so the next HDR buckets are placed without float arithmetic).
-        let mut run: Option<(i32, u64)> = None;
-        let mut run_top = 0u64;
-        for bucket in h.iter() {
-            let highest = bucket.highest;
-            while b < bounds.len() && bounds[b] < highest {
-                b += 1;
+        // Buckets are placed by comparing indexes: `limit` is the last HDR index counted in
+        // classic bucket `b` (by its highest equivalent value), computed once per bound.
+        let classic_limit = |b: usize| -> Option<u64> {
+            match bounds.get(b) {
+                Some(&bound) => h.last_index_at_most(bound),
+                None => Some(u64::MAX),
             }
-            buckets[b] = buckets[b].saturating_add(bucket.count);
-            if bucket.index == 0 {
+        };
+        let mut b = 0;
+        let mut limit = classic_limit(0);
+        // Native bucket being filled, what it holds so far, and the last HDR index it takes.
+        let mut run: Option<(i32, u64)> = None;
+        let mut run_limit = 0u64;
+        for &(hdr_index, count) in h.raw_buckets() {
+            while limit.is_none_or(|l| hdr_index > l) {
+                b += 1;
+                limit = classic_limit(b);
+            }
+            buckets[b] = buckets[b].saturating_add(count);
+            if hdr_index == 0 {
                 // The HDR bucket of 0 (values unit-equivalent to 0): the zero bucket.
-                native.add_zero(bucket.count);
+                native.add_zero(count);
                 continue;
             }
             match &mut run {
-                Some((_, n)) if highest <= run_top => *n = n.saturating_add(bucket.count),
+                Some((_, n)) if hdr_index <= run_limit => *n = n.saturating_add(count),
                 _ => {
                     if let Some((at, n)) = run {
                         native.add(at, n);
                     }
+                    let highest = h.highest_at(hdr_index);
                     let k = bucket_index(highest as f64 / divisor);
-                    run = Some((k, bucket.count));
-                    run_top = native_threshold(k, divisor).unwrap_or(highest).max(highest);
+                    run = Some((k, count));
+                    run_limit = native_threshold(k, divisor)
+                        .and_then(|top| h.last_index_at_most(top))
+                        .unwrap_or(hdr_index)
+                        .max(hdr_index);
                 }
             }
         }
@@ -237,5 +248,58 @@ impl<'a> HistogramView<'a> {
             below = through;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stallwatch_proto::hdr::{self, HdrLimits};
+
+    use super::*;
+
+    /// The rule spelled out per recorded HDR bucket, on the full histogram: classic bucket =
+    /// first bound at or above the bucket's highest equivalent value; native bucket = that
+    /// value's schema-3 index in the base unit, the bucket of 0 in the zero bucket.
+    fn reference(index: usize, h: &hdrhistogram::Histogram<u64>) -> (Vec<u64>, NativeBuckets) {
+        let family = HISTOGRAMS[index].family();
+        let mut classic = vec![0u64; family.bounds.len() + 1];
+        let mut native = NativeBuckets::default();
+        for v in h.iter_recorded() {
+            let highest = v.value_iterated_to();
+            let b = family.bounds.partition_point(|&bound| bound < highest);
+            classic[b] += v.count_at_value();
+            if h.lowest_equivalent(highest) == 0 {
+                native.add_zero(v.count_at_value());
+            } else {
+                native
+                    .add(bucket_index(highest as f64 / family.unit.divisor()), v.count_at_value());
+            }
+        }
+        (classic, native)
+    }
+
+    #[test]
+    fn one_pass_fold_places_every_bucket_as_the_rule_says() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for index in 0..HISTOGRAMS.len() {
+            for (samples, top_bits) in [(0, 1), (1, 20), (5, 4), (3000, 17), (3000, 26), (200, 36)]
+            {
+                let mut h = hdr::new_histogram();
+                for _ in 0..samples {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    h.record(x % (1 << (x % top_bits + 1))).unwrap();
+                }
+                let sparse = hdr::decode_sparse(&hdr::encode(&h), &HdrLimits::default()).unwrap();
+                let mut state = CohortState::default();
+                state.add_histogram(index, &sparse, 7);
+                let view = state.histogram(index);
+                let (classic, native) = reference(index, &h);
+                assert_eq!(view.bucket_counts(), &classic[..], "{index} {samples} {top_bits}");
+                assert_eq!(view.native(), &native, "{index} {samples} {top_bits}");
+                assert_eq!((view.count(), view.sum()), (h.len(), 7));
+            }
+        }
     }
 }
