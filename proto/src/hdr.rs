@@ -32,8 +32,15 @@
 //! is exact; but `high()` is smaller than the header's, and `hdrhistogram`'s `==` only compares
 //! the left side's slots: write `decoded == original`, not `original == decoded`.
 //!
+//! **Sparse decoding.** [`decode_sparse`] runs the same checks and keeps only the non-zero
+//! buckets, as `(counts-array index, count)` pairs ([`SparseHistogram`]): what ingest needs to
+//! merge a report into stored rows and series without allocating and zeroing a counts array
+//! per histogram. [`decode`] is [`decode_sparse`] followed by [`SparseHistogram::to_histogram`].
+//!
 //! [`Encoder`] keeps its buffers and DEFLATE state between histograms and takes a compression
-//! level; [`encode`] and [`try_encode`] use one at the default level.
+//! level; [`encode`] and [`try_encode`] use one at the default level;
+//! [`Encoder::encode_counts_into`] writes the same bytes from a plain counts array of
+//! stallwatch's layout.
 
 use std::cell::RefCell;
 
