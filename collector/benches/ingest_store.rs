@@ -136,6 +136,7 @@ fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("history.sqlite");
     let mut store = SqliteStore::open(&db).expect("open store");
+    store.set_synchronous_full(sync_full()).expect("pragma");
 
     let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
     // Bodies as agents send them; reports reuse them under different agents and sequence
@@ -298,6 +299,7 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut store = SqliteStore::open(dir.join("history.sqlite")).expect("open store");
+    store.set_synchronous_full(sync_full()).expect("pragma");
     let series = SeriesStore::default();
     let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
     let pool: Vec<Vec<u8>> = (0..POOL)
@@ -385,6 +387,11 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     rate
 }
 
+/// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL` (the collector runs NORMAL).
+fn sync_full() -> bool {
+    std::env::var_os("STALLWATCH_BENCH_SYNC_FULL").is_some()
+}
+
 fn fleet_agents(fleet: &Fleet) -> Vec<(String, String, String)> {
     let regions = ["eu", "us"];
     let nets = ["wifi", "4g", "cable"];
@@ -397,6 +404,7 @@ fn fleet_agents(fleet: &Fleet) -> Vec<(String, String, String)> {
 }
 
 fn main() {
+    println!("synchronous={}", if sync_full() { "FULL" } else { "NORMAL" });
     println!(
         "{} cores; load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

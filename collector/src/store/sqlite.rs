@@ -208,6 +208,15 @@ impl SqliteStore {
         self.row_cache.clear();
     }
 
+    /// Sets `synchronous=FULL` (one fsync of the WAL per commit, i.e. per group-committed
+    /// batch) instead of the default `NORMAL`, or back. For measuring what FULL costs (see
+    /// the module documentation); the collector itself runs with NORMAL.
+    pub fn set_synchronous_full(&mut self, full: bool) -> Result<(), StoreError> {
+        let mode = if full { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", mode)?;
+        Ok(())
+    }
+
     /// Rows and bytes of histogram counts in the row cache now.
     pub fn row_cache_usage(&self) -> (usize, usize) {
         (self.row_cache.rows.len(), self.row_cache.bytes)
