@@ -25,6 +25,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use stallwatch_collector::series::{Identity, SeriesStore};
+use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
     HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
 };
@@ -85,8 +87,9 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
     let mut data = BTreeMap::new();
     for (name, samples, lo, hi) in shapes {
         let (h, sum) = histogram(rng, samples, lo, hi);
-        data.insert(name.to_string(), HistogramData::from_histogram(&h, sum));
-        decoded.insert(name.to_string(), h);
+        let d = HistogramData::from_histogram(&h, sum);
+        decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
+        data.insert(name.to_string(), d);
     }
     let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next() % 10_000)).collect();
     // Transport x target combinations (3 transports x up to 4 targets).
@@ -133,6 +136,7 @@ fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("history.sqlite");
     let mut store = SqliteStore::open(&db).expect("open store");
+    store.set_synchronous_full(sync_full()).expect("pragma");
 
     let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
     // Bodies as agents send them; reports reuse them under different agents and sequence
@@ -140,14 +144,7 @@ fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
         .collect();
-    let regions = ["eu", "us"];
-    let nets = ["wifi", "4g", "cable"];
-    let agents: Vec<(String, String, String)> = (0..AGENTS)
-        .map(|a| {
-            let rn = a % fleet.region_nets;
-            (format!("agent{a:05}"), regions[rn / 3 % 2].to_string(), nets[rn % 3].to_string())
-        })
-        .collect();
+    let agents = fleet_agents(fleet);
     let limits = ReportLimits::default();
 
     let batches = reports.div_ceil(batch);
@@ -237,33 +234,182 @@ fn components() {
     let report = pool_report(&mut rng, 0, 12);
     let body = encode_report(&report.report);
     let limits = ReportLimits::default();
-    let jitter = decode_report(&body, &limits).expect("decodes").histograms[0]["jitter_us"].clone();
+    let jitter_bytes = report.report.series[0].histograms["jitter_us"].hdr.clone();
+    let jitter = hdr::decode_sparse(&jitter_bytes, &limits.hdr).expect("decodes");
+    let jitter_full = hdr::decode(&jitter_bytes, &limits.hdr).expect("decodes");
     let mut minute_row = hdr::new_histogram();
     for r in (0..64).map(|i| pool_report(&mut rng, i, 12)) {
-        minute_row.add(&r.histograms[0]["jitter_us"]).expect("same layout");
+        minute_row.add(r.histograms[0]["jitter_us"].to_histogram().unwrap()).expect("same layout");
     }
     let encoded = hdr::encode(&minute_row);
     let mut row = hdr::decode(&encoded, &STORED_HDR_LIMITS).expect("decodes");
     let mut fast = hdr::Encoder::with_level(ROW_DEFLATE_LEVEL);
     let mut out = Vec::new();
     fast.encode_into(&minute_row, &mut out).expect("encodes");
+    let series = SeriesStore::default();
+    let identity = Identity { region: "eu", network_type: "wifi" };
     let n = 300;
     println!(
-        "one report: decode_report {:.1?} ({} B JSON); one row of 64 reports' jitter: decode \
-         {:.1?} ({} B at level 6, {} B at level {ROW_DEFLATE_LEVEL}), add a report histogram \
-         {:.1?}, encode at level 6 {:.1?}, at level {ROW_DEFLATE_LEVEL} with a reused encoder {:.1?}",
+        "one report: decode_report {:.1?} ({} B JSON), fold into the series {:.1?}; its jitter          ({} buckets): decode sparse {:.1?}, full {:.1?}",
         time(n, || decode_report(&body, &limits).expect("decodes")),
         body.len(),
+        time(n, || series.fold(identity, &report)),
+        jitter.bucket_count(),
+        time(n, || hdr::decode_sparse(&jitter_bytes, &limits.hdr).expect("decodes")),
+        time(n, || hdr::decode(&jitter_bytes, &limits.hdr).expect("decodes")),
+    );
+    // The store's row: a plain counts array of the stallwatch layout.
+    let mut counts = vec![0u64; hdr::STALLWATCH_SLOTS];
+    for r in (0..64).map(|i| pool_report(&mut rng, i, 12)) {
+        for &(i, c) in r.histograms[0]["jitter_us"].raw_buckets() {
+            counts[i as usize] += c;
+        }
+    }
+    let last = counts.iter().rposition(|&c| c != 0).unwrap_or(0);
+    counts.truncate(last + 1);
+    let row_counts = counts.clone();
+    println!(
+        "one row of 64 reports' jitter: decode {:.1?} ({} B at level 6, {} B at level \
+         {ROW_DEFLATE_LEVEL}); add a report's jitter: by index into a counts array {:.1?}, \
+         Histogram::add {:.1?}; encode at level 6 {:.1?}, at level {ROW_DEFLATE_LEVEL} with a \
+         reused encoder {:.1?}, from the counts array {:.1?}",
         time(n, || hdr::decode(&encoded, &STORED_HDR_LIMITS).expect("decodes")),
         encoded.len(),
         out.len(),
-        time(n, || row.add(&jitter).expect("auto-resizing")),
+        time(n, || {
+            for &(i, c) in jitter.raw_buckets() {
+                if let Some(slot) = counts.get_mut(i as usize) {
+                    *slot = slot.saturating_add(c);
+                }
+            }
+        }),
+        time(n, || row.add(&jitter_full).expect("auto-resizing")),
         time(n, || hdr::encode(&minute_row)),
         time(n, || fast.encode_into(&minute_row, &mut out).expect("encodes")),
+        time(n, || fast.encode_counts_into(&row_counts, &mut out).expect("encodes")),
     );
 }
 
+/// The server's shape on this machine: `decoders` threads decode report bodies (the tokio
+/// workers) and queue them to one writer thread, which takes everything queued (up to
+/// `MAX_BATCH`), commits it in one transaction and folds the stored reports into the series.
+/// Returns end-to-end reports/s.
+fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("stallwatch-bench-pipe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut store = SqliteStore::open(dir.join("history.sqlite")).expect("open store");
+    store.set_synchronous_full(sync_full()).expect("pragma");
+    let series = SeriesStore::default();
+    let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
+    let pool: Vec<Vec<u8>> = (0..POOL)
+        .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
+        .collect();
+    let agents = fleet_agents(fleet);
+    let limits = ReportLimits::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, DecodedReport)>(QUEUE_DEPTH);
+    let (mut commit_time, mut fold_time, mut batches, mut stored) =
+        (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for d in 0..decoders {
+            let (tx, pool, limits) = (tx.clone(), &pool, &limits);
+            scope.spawn(move || {
+                for n in (d..reports).step_by(decoders) {
+                    let mut r =
+                        decode_report(&pool[(n * 7 + n / AGENTS) % POOL], limits).expect("decodes");
+                    let window_start = T0 + (n / AGENTS) as u64 * 10_000;
+                    r.report.seq = (n / AGENTS) as u64;
+                    r.report.window_start_ms = window_start;
+                    r.report.window_end_ms = window_start + 10_000;
+                    if tx.send((n, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let t = Instant::now();
+            let items: Vec<IngestItem<'_>> = batch
+                .iter()
+                .map(|(n, report)| {
+                    let (agent, region, network_type) = &agents[n % AGENTS];
+                    IngestItem {
+                        agent,
+                        region,
+                        network_type,
+                        report,
+                        received_unix_ms: report.report.window_end_ms + 500,
+                    }
+                })
+                .collect();
+            let outcomes = store.commit_batch(&items).expect("commit");
+            let committed = Instant::now();
+            commit_time += committed - t;
+            for ((n, report), outcome) in batch.iter().zip(&outcomes) {
+                if *outcome == Outcome::Stored {
+                    let (_, region, network_type) = &agents[n % AGENTS];
+                    series.fold(Identity { region, network_type }, report);
+                    stored += 1;
+                }
+            }
+            fold_time += committed.elapsed();
+            batches += 1;
+            batch.clear();
+        }
+    });
+    let elapsed = start.elapsed();
+    assert_eq!(stored, reports as u64, "every report is new");
+    let rate = stored as f64 / elapsed.as_secs_f64();
+    println!(
+        "pipeline  {:>2} cohorts, {decoders} decoder thread(s) + 1 writer: {rate:>6.0} reports/s \
+         ({:>6.0} histograms/s) end to end; writer per report: commit {:>5.1} us, fold {:>5.1} \
+         us; {:.0} reports per batch on average; {} reports in {:.2?}",
+        fleet.cohorts(),
+        rate * 8.0,
+        commit_time.as_secs_f64() * 1e6 / stored as f64,
+        fold_time.as_secs_f64() * 1e6 / stored as f64,
+        stored as f64 / batches as f64,
+        stored,
+        elapsed,
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    rate
+}
+
+/// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL` (the collector runs NORMAL).
+fn sync_full() -> bool {
+    std::env::var_os("STALLWATCH_BENCH_SYNC_FULL").is_some()
+}
+
+fn fleet_agents(fleet: &Fleet) -> Vec<(String, String, String)> {
+    let regions = ["eu", "us"];
+    let nets = ["wifi", "4g", "cable"];
+    (0..AGENTS)
+        .map(|a| {
+            let rn = a % fleet.region_nets;
+            (format!("agent{a:05}"), regions[rn / 3 % 2].to_string(), nets[rn % 3].to_string())
+        })
+        .collect()
+}
+
 fn main() {
+    println!("synchronous={}", if sync_full() { "FULL" } else { "NORMAL" });
+    println!(
+        "{} cores; load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let reports: usize = std::env::var("STALLWATCH_BENCH_REPORTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -280,12 +426,16 @@ fn main() {
          {} B as JSON on the wire",
         encode_report(&sample.report).len()
     );
+    let only_pipeline = std::env::var_os("STALLWATCH_BENCH_PIPELINE_ONLY").is_some();
     for fleet in [
         Fleet { name: "per-target", region_nets: 6, transport_targets: 12 },
         Fleet { name: "per-region", region_nets: 4, transport_targets: 1 },
     ] {
-        for &batch in &batches {
+        for &batch in batches.iter().filter(|_| !only_pipeline) {
             run(&fleet, reports, batch);
+        }
+        for decoders in [1, 2] {
+            pipeline(&fleet, reports, decoders);
         }
     }
     components();

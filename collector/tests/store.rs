@@ -53,7 +53,10 @@ fn report(agent: &str, seq: u64) -> DecodedReport {
             spool_depth: 0,
             series: vec![series],
         },
-        histograms: vec![BTreeMap::from([("jitter_us".to_string(), h)])],
+        histograms: vec![BTreeMap::from([(
+            "jitter_us".to_string(),
+            hdr::decode_sparse(&hdr::encode(&h), &Default::default()).unwrap(),
+        )])],
     }
 }
 

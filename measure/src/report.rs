@@ -149,7 +149,10 @@ mod tests {
         let jitter = &decoded.histograms[0][histograms::JITTER];
         assert_eq!(jitter.len(), window.jitter.count());
         assert_eq!(s.histograms[histograms::JITTER].sum, window.jitter.sum());
-        assert_eq!(jitter.value_at_quantile(0.99), window.jitter.quantile(0.99));
+        assert_eq!(
+            jitter.to_histogram().unwrap().value_at_quantile(0.99),
+            window.jitter.quantile(0.99)
+        );
         let ff = window.first_frame.as_ref().unwrap();
         let ff_hist = &decoded.histograms[0][histograms::FIRST_FRAME];
         assert_eq!(ff_hist.len(), 1);

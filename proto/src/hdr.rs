@@ -32,8 +32,15 @@
 //! is exact; but `high()` is smaller than the header's, and `hdrhistogram`'s `==` only compares
 //! the left side's slots: write `decoded == original`, not `original == decoded`.
 //!
+//! **Sparse decoding.** [`decode_sparse`] runs the same checks and keeps only the non-zero
+//! buckets, as `(counts-array index, count)` pairs ([`SparseHistogram`]): what ingest needs to
+//! merge a report into stored rows and series without allocating and zeroing a counts array
+//! per histogram. [`decode`] is [`decode_sparse`] followed by [`SparseHistogram::to_histogram`].
+//!
 //! [`Encoder`] keeps its buffers and DEFLATE state between histograms and takes a compression
-//! level; [`encode`] and [`try_encode`] use one at the default level.
+//! level; [`encode`] and [`try_encode`] use one at the default level;
+//! [`Encoder::encode_counts_into`] writes the same bytes from a plain counts array of
+//! stallwatch's layout.
 
 use std::cell::RefCell;
 
@@ -50,6 +57,22 @@ pub const HIGHEST_TRACKABLE_US: u64 = 1 << 36;
 /// Largest value a histogram with stallwatch's range ([`new_histogram`]) can hold: its counts
 /// array reaches past [`HIGHEST_TRACKABLE_US`] to the end of the last bucket.
 pub const HIGHEST_STORABLE_US: u64 = (1 << 37) - 1;
+
+/// Slots in the counts array of a histogram with stallwatch's range ([`new_histogram`]):
+/// indexes `0..STALLWATCH_SLOTS` hold every value up to [`HIGHEST_STORABLE_US`].
+pub const STALLWATCH_SLOTS: usize = 28_672;
+
+/// The layout of [`new_histogram`].
+const STALLWATCH_LAYOUT: Layout = Layout { unit_magnitude: 0, sub_bucket_half_count_magnitude: 10 };
+
+/// The counts-array index of `value` in stallwatch's layout ([`new_histogram`]: lowest
+/// discernible value 1, [`SIGNIFICANT_FIGURES`]), `None` above [`HIGHEST_STORABLE_US`].
+pub fn stallwatch_index(value: u64) -> Option<usize> {
+    if value > HIGHEST_STORABLE_US {
+        return None;
+    }
+    usize::try_from(STALLWATCH_LAYOUT.index_for(value)).ok()
+}
 
 /// Default cap on the compressed size of one histogram.
 pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
@@ -308,6 +331,59 @@ impl Encoder {
         {
             field.copy_from_slice(&HIGHEST_TRACKABLE_US.to_be_bytes());
         }
+        self.compress_raw(out)
+    }
+
+    /// Encodes the histogram of stallwatch's layout ([`new_histogram`]) whose counts array
+    /// is `counts` (index `i` as [`stallwatch_index`] maps values; missing slots are zero)
+    /// into `out`, replacing its contents: the same bytes [`Encoder::encode_into`] writes
+    /// for that histogram, without building it.
+    pub fn encode_counts_into(
+        &mut self,
+        counts: &[u64],
+        out: &mut Vec<u8>,
+    ) -> Result<(), HdrEncodeError> {
+        if counts.len() > STALLWATCH_SLOTS {
+            return Err(HdrEncodeError::Other(format!(
+                "{} counts, more than stallwatch's {STALLWATCH_SLOTS} slots",
+                counts.len()
+            )));
+        }
+        self.raw.clear();
+        self.raw.extend_from_slice(&(V2_COOKIE_BASE | 0x10).to_be_bytes());
+        self.raw.extend_from_slice(&[0; 4]);
+        self.raw.extend_from_slice(&0u32.to_be_bytes());
+        self.raw.extend_from_slice(&u32::from(SIGNIFICANT_FIGURES).to_be_bytes());
+        self.raw.extend_from_slice(&1u64.to_be_bytes());
+        self.raw.extend_from_slice(&HIGHEST_TRACKABLE_US.to_be_bytes());
+        self.raw.extend_from_slice(&1.0f64.to_be_bytes());
+        // As hdrhistogram: every slot up to the largest value's (slot 0 when there is none),
+        // a run of two or more zeros as its negated length.
+        let limit = counts.iter().rposition(|&c| c != 0).unwrap_or(0);
+        let mut index = 0;
+        while index <= limit {
+            let count = counts.get(index).copied().unwrap_or(0);
+            index += 1;
+            let value = if count == 0 {
+                let mut zeros = 1i64;
+                while index <= limit && counts.get(index).is_none_or(|&c| c == 0) {
+                    zeros += 1;
+                    index += 1;
+                }
+                if zeros > 1 { -zeros } else { 0 }
+            } else {
+                i64::try_from(count).map_err(|_| HdrEncodeError::CountTooLarge)?
+            };
+            write_varint(((value << 1) ^ (value >> 63)) as u64, &mut self.raw);
+        }
+        let payload = u32::try_from(self.raw.len() - V2_HEADER_LEN)
+            .map_err(|_| HdrEncodeError::Other("counts over 4 GiB".into()))?;
+        self.raw[4..8].copy_from_slice(&payload.to_be_bytes());
+        self.compress_raw(out)
+    }
+
+    /// Deflates the uncompressed V2 form in `self.raw` into `out` with the compressed prefix.
+    fn compress_raw(&mut self, out: &mut Vec<u8>) -> Result<(), HdrEncodeError> {
         out.clear();
         out.extend_from_slice(&(V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes());
         out.extend_from_slice(&[0; 4]);
@@ -332,8 +408,53 @@ impl Encoder {
 }
 
 /// Decodes a V2+DEFLATE histogram, enforcing `limits` before anything is allocated from a
-/// length or range field in the input.
+/// length or range field in the input. The result is compact (see the module documentation);
+/// it is [`decode_sparse`] followed by [`SparseHistogram::to_histogram`], so both accept and
+/// refuse exactly the same inputs.
 pub fn decode(bytes: &[u8], limits: &HdrLimits) -> Result<Histogram<u64>, HdrError> {
+    decode_sparse(bytes, limits)?.to_histogram()
+}
+
+/// Decodes a V2+DEFLATE histogram into its non-zero buckets only, under the same checks as
+/// [`decode`] (it refuses exactly what [`decode`] refuses, with the same errors). No counts
+/// array is allocated: a 10 s jitter histogram with 2,000 non-zero buckets takes 32 KB
+/// instead of some 55 KB of mostly zero counts, and reading it back is a walk over a slice.
+pub fn decode_sparse(bytes: &[u8], limits: &HdrLimits) -> Result<SparseHistogram, HdrError> {
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = const {
+            RefCell::new((Vec::new(), Vec::new()))
+        };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let (inflated, buckets) = &mut *scratch;
+            let result = decode_sparse_with(bytes, limits, inflated, buckets);
+            // Keep ordinary scratch space between calls, not what a huge stored row needed.
+            for cap in [inflated.capacity(), buckets.capacity() * 16] {
+                if cap > SCRATCH_KEEP_BYTES {
+                    *inflated = Vec::new();
+                    *buckets = Vec::new();
+                }
+            }
+            result
+        }
+        // Only reachable if decoding re-entered itself; use fresh buffers.
+        Err(_) => decode_sparse_with(bytes, limits, &mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+/// The inflated bytes and the parsed non-zero buckets of the histogram being decoded.
+type Scratch = (Vec<u8>, Vec<(u64, u64)>);
+
+/// Scratch space [`decode_sparse`] keeps per thread between calls, at most.
+const SCRATCH_KEEP_BYTES: usize = 1 << 20;
+
+fn decode_sparse_with(
+    bytes: &[u8],
+    limits: &HdrLimits,
+    inflated: &mut Vec<u8>,
+    buckets: &mut Vec<(u64, u64)>,
+) -> Result<SparseHistogram, HdrError> {
     if bytes.len() > limits.max_encoded_bytes {
         return Err(HdrError::EncodedTooLarge { len: bytes.len(), max: limits.max_encoded_bytes });
     }
@@ -348,38 +469,193 @@ pub fn decode(bytes: &[u8], limits: &HdrLimits) -> Result<Histogram<u64>, HdrErr
         return Err(HdrError::CompressedLength { declared, available: compressed.len() });
     }
 
-    let inflated = inflate_capped(compressed, limits.max_decoded_bytes)?;
-    check_v2_header(&inflated, limits)?;
+    inflate_capped(compressed, limits.max_decoded_bytes, inflated)?;
+    check_v2_header(inflated, limits)?;
     let counts = inflated.get(V2_HEADER_LEN..).unwrap_or_default();
-    let (nonzero, slots) = parse_counts(counts)?;
+    let (found, slots, total) = parse_counts(counts, buckets)?;
 
     let (sigfigs, low, high) = (
-        be_u32(&inflated, 12).unwrap_or_default(),
-        be_u64(&inflated, 16).unwrap_or_default(),
-        be_u64(&inflated, 24).unwrap_or_default(),
+        be_u32(inflated, 12).unwrap_or_default(),
+        be_u64(inflated, 16).unwrap_or_default(),
+        be_u64(inflated, 24).unwrap_or_default(),
     );
-    // Compact: the smallest range whose counts array holds the slots present (never more
-    // than the header's, so a payload too long for the header's range is still refused).
-    let compact = compact_high(low, sigfigs, slots).filter(|&c| c < high);
     let sigfig = u8::try_from(sigfigs).map_err(|_| HdrError::Deserialize("sigfigs".into()))?;
-    let mut h = Histogram::<u64>::new_with_bounds(low, compact.unwrap_or(high), sigfig)
-        .map_err(|e| HdrError::Deserialize(format!("{e:?}")))?;
-    if nonzero.last().is_some_and(|&(index, _)| index >= h.distinct_values() as u64) {
+    // What `Histogram::new_with_bounds` refuses (low and high are checked already), with its
+    // error's name, so this decoder refuses exactly what building the histogram would.
+    if sigfig > 5 {
+        return Err(HdrError::Deserialize("SigFigExceedsMax".into()));
+    }
+    let layout = Layout::new(low, sigfigs)
+        .ok_or_else(|| HdrError::Deserialize("CannotRepresentSigFigBeyondLow".into()))?;
+    if slots > layout.counts_len(high) {
         return Err(HdrError::Counts("more counts than the histogram's value range holds"));
     }
-    let layout = Layout::new(low, sigfigs).ok_or(HdrError::Deserialize("layout".into()))?;
-    for (index, count) in nonzero {
-        h.record_n(layout.value_for(index), count)
-            .map_err(|_| HdrError::Counts("more counts than the histogram's value range holds"))?;
+    Ok(SparseHistogram {
+        low,
+        high,
+        sigfig,
+        layout,
+        buckets: buckets.get(..found).unwrap_or_default().into(),
+        total,
+    })
+}
+
+/// A decoded histogram as its non-zero buckets: `(index, count)` pairs in ascending index
+/// order, where an index is a slot of the counts array `hdrhistogram` would lay out for the
+/// histogram's lowest discernible value and significant figures. What [`decode_sparse`]
+/// returns; [`SparseHistogram::to_histogram`] makes the full (compact) histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseHistogram {
+    low: u64,
+    high: u64,
+    sigfig: u8,
+    layout: Layout,
+    buckets: Box<[(u64, u64)]>,
+    total: u64,
+}
+
+/// One non-zero bucket of a [`SparseHistogram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseBucket {
+    /// Index in the counts array.
+    pub index: u64,
+    /// Lowest value counted in the bucket (`Histogram::value_from_index`).
+    pub value: u64,
+    /// Highest value counted in the bucket (`Histogram::highest_equivalent`), what
+    /// `iter_recorded` reports as `value_iterated_to`.
+    pub highest: u64,
+    /// Count, never 0.
+    pub count: u64,
+}
+
+impl SparseHistogram {
+    /// Total count (saturating, as `Histogram::len`).
+    pub fn len(&self) -> u64 {
+        self.total
     }
-    if compact.is_some() {
-        h.auto(true);
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
     }
-    Ok(h)
+
+    /// Lowest discernible value from the header.
+    pub fn low(&self) -> u64 {
+        self.low
+    }
+
+    /// Highest trackable value from the header.
+    pub fn high(&self) -> u64 {
+        self.high
+    }
+
+    /// Significant figures from the header.
+    pub fn sigfig(&self) -> u8 {
+        self.sigfig
+    }
+
+    /// Whether the layout is stallwatch's ([`new_histogram`]): lowest discernible value 1 and
+    /// [`SIGNIFICANT_FIGURES`], so indexes are those of every stallwatch histogram.
+    pub fn is_stallwatch_layout(&self) -> bool {
+        self.low == 1 && self.sigfig == SIGNIFICANT_FIGURES
+    }
+
+    /// Number of non-zero buckets.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// `(index, count)` of the non-zero buckets, ascending.
+    pub fn raw_buckets(&self) -> &[(u64, u64)] {
+        &self.buckets
+    }
+
+    /// The lowest value counted at counts-array `index` in this histogram's layout.
+    pub fn value_for(&self, index: u64) -> u64 {
+        self.layout.value_for(index)
+    }
+
+    /// The highest value counted at counts-array `index` in this histogram's layout.
+    pub fn highest_at(&self, index: u64) -> u64 {
+        self.layout.highest_equivalent(index)
+    }
+
+    /// The largest counts-array index whose values are all at most `value` in this
+    /// histogram's layout (each bucket of index `i <= last_index_at_most(v)` has its
+    /// [`SparseBucket::highest`] `<= v`), `None` when even index 0 holds larger values.
+    /// Lets a caller place buckets against fixed bounds by comparing indexes.
+    pub fn last_index_at_most(&self, value: u64) -> Option<u64> {
+        let index = self.layout.index_for(value);
+        if self.layout.highest_equivalent(index) <= value {
+            Some(index)
+        } else {
+            index.checked_sub(1)
+        }
+    }
+
+    /// The non-zero buckets, ascending, with their value range.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SparseBucket> + '_ {
+        let layout = self.layout;
+        self.buckets.iter().map(move |&(index, count)| SparseBucket {
+            index,
+            value: layout.value_for(index),
+            highest: layout.highest_equivalent(index),
+            count,
+        })
+    }
+
+    /// As `Histogram::max`: the highest value equivalent to the largest recorded value, 0 if
+    /// only zeros (or nothing) were recorded.
+    pub fn max(&self) -> u64 {
+        match self.buckets.last() {
+            Some(&(index, _)) if self.layout.value_for(index) > 0 => {
+                self.layout.highest_equivalent(index)
+            }
+            _ => 0,
+        }
+    }
+
+    /// As `Histogram::min_nz`: the lowest value equivalent to the smallest non-zero recorded
+    /// value, `u64::MAX` if there is none.
+    pub fn min_nz(&self) -> u64 {
+        self.buckets
+            .iter()
+            .map(|&(index, _)| self.layout.value_for(index))
+            .find(|&v| v > self.layout.unit_mask())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<(u64, u64)>()
+    }
+
+    /// The full histogram, compact as [`decode`] makes it: counts up to the largest value
+    /// held, auto-resizing when that is less than the header's range.
+    pub fn to_histogram(&self) -> Result<Histogram<u64>, HdrError> {
+        let slots = self.buckets.last().map_or(0, |&(index, _)| index.saturating_add(1));
+        // Compact: the smallest range whose counts array holds the slots present (never more
+        // than the header's).
+        let compact =
+            compact_high(self.low, u32::from(self.sigfig), slots).filter(|&c| c < self.high);
+        let mut h =
+            Histogram::<u64>::new_with_bounds(self.low, compact.unwrap_or(self.high), self.sigfig)
+                .map_err(|e| HdrError::Deserialize(format!("{e:?}")))?;
+        for &(index, count) in &self.buckets {
+            h.record_n(self.layout.value_for(index), count).map_err(|_| {
+                HdrError::Counts("more counts than the histogram's value range holds")
+            })?;
+        }
+        if compact.is_some() {
+            h.auto(true);
+        }
+        Ok(h)
+    }
 }
 
 /// How `hdrhistogram` maps counts-array indexes to values, for a lowest discernible value and
 /// significant figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     unit_magnitude: u32,
     sub_bucket_half_count_magnitude: u32,
@@ -403,13 +679,61 @@ impl Layout {
         })
     }
 
-    /// The lowest value counted at `index` (as `hdrhistogram`'s private `value_for`).
-    fn value_for(&self, index: u64) -> u64 {
+    /// Values below this are unit-equivalent to 0.
+    fn unit_mask(&self) -> u64 {
+        (1u64 << self.unit_magnitude) - 1
+    }
+
+    /// `(bucket shift, sub-bucket)` of `index`.
+    fn split(&self, index: u64) -> (u64, u64) {
         let half = 1u64 << self.sub_bucket_half_count_magnitude;
         let bucket = (index >> self.sub_bucket_half_count_magnitude).saturating_sub(1);
         let sub_bucket = if index < half { index } else { (index & (half - 1)) + half };
-        let shift = bucket + u64::from(self.unit_magnitude);
+        (bucket + u64::from(self.unit_magnitude), sub_bucket)
+    }
+
+    /// The lowest value counted at `index` (as `hdrhistogram`'s private `value_for`).
+    fn value_for(&self, index: u64) -> u64 {
+        let (shift, sub_bucket) = self.split(index);
         if shift >= 64 { u64::MAX } else { sub_bucket << shift }
+    }
+
+    /// The highest value counted at `index` (as `hdrhistogram`'s `highest_equivalent` of
+    /// [`Layout::value_for`]).
+    fn highest_equivalent(&self, index: u64) -> u64 {
+        let (shift, _) = self.split(index);
+        let value = self.value_for(index);
+        if shift >= 64 || value == u64::MAX {
+            return u64::MAX;
+        }
+        value.saturating_add(1 << shift) - 1
+    }
+
+    /// The counts-array index of `value` (as `hdrhistogram`'s private `index_for`).
+    fn index_for(&self, value: u64) -> u64 {
+        let count_magnitude = self.sub_bucket_half_count_magnitude + 1;
+        let mask = ((1u64 << count_magnitude) - 1) << self.unit_magnitude;
+        let base = 64 - self.unit_magnitude - count_magnitude;
+        let bucket = base - (value | mask).leading_zeros();
+        let sub_bucket = value >> (bucket + self.unit_magnitude);
+        let half = 1u64 << self.sub_bucket_half_count_magnitude;
+        ((u64::from(bucket) + 1) << self.sub_bucket_half_count_magnitude) + sub_bucket - half
+    }
+
+    /// Length of the counts array `hdrhistogram` allocates for highest trackable value `high`.
+    fn counts_len(&self, high: u64) -> u64 {
+        let half = 1u64 << self.sub_bucket_half_count_magnitude;
+        let mut smallest_untrackable = (half << 1) << self.unit_magnitude;
+        let mut buckets = 1u64;
+        while smallest_untrackable <= high {
+            if smallest_untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            smallest_untrackable <<= 1;
+            buckets += 1;
+        }
+        (buckets + 1) * half
     }
 }
 
@@ -434,25 +758,33 @@ fn compact_high(low: u64, sigfigs: u32, slots: u64) -> Option<u64> {
 /// Inflates a zlib stream, producing at most `max + 1` bytes so a bomb is caught after a
 /// bounded allocation. Reuses one inflate state per thread (creating one costs more than
 /// inflating a report's histogram).
-fn inflate_capped(compressed: &[u8], max: usize) -> Result<Vec<u8>, HdrError> {
+fn inflate_capped(compressed: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), HdrError> {
     thread_local! {
         static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
     }
     INFLATE.with(|state| match state.try_borrow_mut() {
-        Ok(mut decompress) => inflate_with(&mut decompress, compressed, max),
+        Ok(mut decompress) => inflate_with(&mut decompress, compressed, max, out),
         // Only reachable if inflating re-entered itself; use a fresh state.
-        Err(_) => inflate_with(&mut Decompress::new(true), compressed, max),
+        Err(_) => inflate_with(&mut Decompress::new(true), compressed, max, out),
     })
 }
 
+/// Inflates into `out` (cleared first, its capacity reused), producing at most `max + 1`
+/// bytes.
 fn inflate_with(
     decompress: &mut Decompress,
     compressed: &[u8],
     max: usize,
-) -> Result<Vec<u8>, HdrError> {
+    out: &mut Vec<u8>,
+) -> Result<(), HdrError> {
     decompress.reset(true);
     let limit = max.saturating_add(1);
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).max(64).min(limit));
+    out.clear();
+    if out.capacity() > limit {
+        // A buffer reused from a decode under larger limits: bring it within this one's.
+        out.shrink_to(limit);
+    }
+    out.reserve(compressed.len().saturating_mul(4).max(64).min(limit));
     loop {
         let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
         let input = compressed.get(consumed..).unwrap_or_default();
@@ -462,7 +794,7 @@ fn inflate_with(
         }
         let before = (decompress.total_in(), decompress.total_out());
         let status = decompress
-            .decompress_vec(input, &mut out, FlushDecompress::Finish)
+            .decompress_vec(input, out, FlushDecompress::Finish)
             .map_err(|e| HdrError::Inflate(e.to_string()))?;
         if out.len() > max {
             return Err(HdrError::DecompressedTooLarge { max });
@@ -482,7 +814,7 @@ fn inflate_with(
     if used < compressed.len() {
         return Err(HdrError::TrailingCompressed { extra: compressed.len() - used });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Checks the uncompressed V2 header against the bytes present and `limits`.
@@ -528,33 +860,60 @@ fn check_v2_header(inflated: &[u8], limits: &HdrLimits) -> Result<(), HdrError> 
     Ok(())
 }
 
-/// Parses the counts varints, rejecting what `hdrhistogram` would misread: a truncated varint,
-/// or a zero run of `i64::MIN` (its negation overflows). Returns the non-zero counts by index
-/// and the number of slots up to and including the last of them (saturating): what the
-/// decoded counts array must hold.
-fn parse_counts(mut counts: &[u8]) -> Result<(Vec<(u64, u64)>, u64), HdrError> {
-    // At least a byte per count: never grows.
-    let mut nonzero = Vec::with_capacity(counts.len());
-    let (mut index, mut end) = (0u64, 0u64);
+/// Parses the counts varints into `nonzero`, rejecting what `hdrhistogram` would misread: a
+/// truncated varint, or a zero run of `i64::MIN` (its negation overflows). Leaves the
+/// non-zero counts by index in the first entries of `nonzero` and returns how many there are,
+/// the number of slots up to and including the last of them (saturating), what the decoded
+/// counts array must hold, and the total count (saturating, as `hdrhistogram` adds it up).
+fn parse_counts(
+    mut counts: &[u8],
+    nonzero: &mut Vec<(u64, u64)>,
+) -> Result<(usize, u64, u64), HdrError> {
+    // At least a byte per count, so never more entries than bytes: every slot is written
+    // before it is read. Reused scratch keeps its length between calls, so it is only
+    // filled where it grows.
+    if nonzero.len() < counts.len() {
+        nonzero.resize(counts.len(), (0, 0));
+    }
+    let (mut len, mut index, mut total) = (0usize, 0u64, 0u64);
     while !counts.is_empty() {
         let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
         if value == u64::MAX {
             // Zig-zag of u64::MAX is i64::MIN.
             return Err(HdrError::Counts("zero run longer than any histogram"));
         }
-        if value & 1 == 1 {
-            // Zig-zag odd: -(value + 1) / 2, a run of that many zero counts.
-            index = index.saturating_add(value.div_ceil(2));
-        } else {
-            if value != 0 {
-                nonzero.push((index, value >> 1));
-                end = index.saturating_add(1);
-            }
-            index = index.saturating_add(1);
+        // Branch-free on purpose: counts and zero runs alternate at random in real data.
+        // Zig-zag even: a count of value / 2. Zig-zag odd: -(value + 1) / 2, a run of
+        // value / 2 + 1 zero counts.
+        let half = value >> 1;
+        let odd = value & 1;
+        let count = half & odd.wrapping_sub(1);
+        if let Some(slot) = nonzero.get_mut(len) {
+            *slot = (index, count);
         }
+        len += usize::from(count != 0);
+        total = total.saturating_add(count);
+        index = index.saturating_add((half & 0u64.wrapping_sub(odd)).saturating_add(1));
         counts = counts.get(used..).unwrap_or_default();
     }
-    Ok((nonzero, end))
+    let end = len
+        .checked_sub(1)
+        .and_then(|last| nonzero.get(last))
+        .map_or(0, |&(index, _)| index.saturating_add(1));
+    Ok((len, end, total))
+}
+
+/// Writes one LEB128-64b9B varint (as hdrhistogram's `varint_write`).
+fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+    for _ in 0..8 {
+        if value < 0x80 {
+            out.push(value as u8);
+            return;
+        }
+        out.push(0x80 | (value & 0x7f) as u8);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// Reads one LEB128-64b9B varint: up to 8 bytes of 7 bits, then a ninth byte used whole.
@@ -610,7 +969,9 @@ mod tests {
     /// Inflates a V2+DEFLATE encoding without any checks beyond a cap; lets tests mutate the
     /// uncompressed form of real histograms.
     fn inflate_raw_v2(encoded: &[u8], max: usize) -> Option<Vec<u8>> {
-        super::inflate_capped(encoded.get(super::COMPRESSED_PREFIX_LEN..)?, max).ok()
+        let mut out = Vec::new();
+        super::inflate_capped(encoded.get(super::COMPRESSED_PREFIX_LEN..)?, max, &mut out).ok()?;
+        Some(out)
     }
 
     fn sample() -> Histogram<u64> {
@@ -785,6 +1146,97 @@ mod tests {
     }
 
     #[test]
+    fn counts_len_is_hdrhistograms() {
+        for sigfigs in 0..=5u8 {
+            for low in [1u64, 2, 3, 1000, 1 << 20] {
+                for high in [2 * low, 1000, 1 << 20, 1 << 36, u64::MAX / 4, u64::MAX] {
+                    let Ok(h) = Histogram::<u64>::new_with_bounds(low, high, sigfigs) else {
+                        continue;
+                    };
+                    let layout = Layout::new(low, u32::from(sigfigs)).unwrap();
+                    assert_eq!(layout.counts_len(high), h.distinct_values() as u64, "{low} {high}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stallwatch_index_is_hdrhistograms() {
+        assert_eq!(new_histogram().distinct_values(), STALLWATCH_SLOTS);
+        let h = new_histogram();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values: Vec<u64> = (0..5000u64).collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x % (1 << (x % 38)));
+        }
+        values.extend([HIGHEST_TRACKABLE_US, HIGHEST_STORABLE_US, HIGHEST_STORABLE_US + 1]);
+        for v in values {
+            let Some(i) = stallwatch_index(v) else {
+                assert!(v > HIGHEST_STORABLE_US);
+                continue;
+            };
+            assert!(i < STALLWATCH_SLOTS, "{v}");
+            assert_eq!(STALLWATCH_LAYOUT.value_for(i as u64), h.lowest_equivalent(v), "{v}");
+            assert_eq!(STALLWATCH_LAYOUT.highest_equivalent(i as u64), h.highest_equivalent(v));
+            // The last index at most v: its highest value is <= v, the next one's is not.
+            let sparse = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+            match sparse.last_index_at_most(v) {
+                Some(j) => {
+                    assert!(STALLWATCH_LAYOUT.highest_equivalent(j) <= v, "{v}");
+                    assert!(STALLWATCH_LAYOUT.highest_equivalent(j + 1) > v, "{v}");
+                }
+                None => assert!(STALLWATCH_LAYOUT.highest_equivalent(0) > v, "{v}"),
+            }
+        }
+    }
+
+    #[test]
+    fn encode_counts_matches_encode() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut shapes = vec![new_histogram(), sample()];
+        let mut zeros = new_histogram();
+        zeros.record_n(0, 3).unwrap();
+        shapes.push(zeros);
+        for n in [1, 2, 10, 3000] {
+            let mut h = new_histogram();
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                h.record_n(x % (1 << (x % 37)), x % 3 + 1).unwrap();
+            }
+            shapes.push(h);
+        }
+        for level in [0, 6] {
+            let mut encoder = Encoder::with_level(level);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for h in &shapes {
+                let sparse = decode_sparse(&encode(h), &HdrLimits::default()).unwrap();
+                let mut counts = vec![0u64; 64];
+                for &(i, c) in sparse.raw_buckets() {
+                    if counts.len() <= i as usize {
+                        counts.resize(i as usize + 1, 0);
+                    }
+                    counts[i as usize] = c;
+                }
+                encoder.encode_counts_into(&counts, &mut ours).unwrap();
+                encoder.encode_into(h, &mut theirs).unwrap();
+                assert_eq!(ours, theirs, "level {level}, {} values", h.len());
+            }
+        }
+        let too_many = vec![1u64; STALLWATCH_SLOTS + 1];
+        assert!(Encoder::new().encode_counts_into(&too_many, &mut Vec::new()).is_err());
+        let huge = [0, u64::MAX];
+        assert!(matches!(
+            Encoder::new().encode_counts_into(&huge, &mut Vec::new()),
+            Err(HdrEncodeError::CountTooLarge)
+        ));
+    }
+
+    #[test]
     fn highest_storable_is_the_end_of_the_counts_array() {
         let mut h = new_histogram();
         assert!(h.record(HIGHEST_STORABLE_US).is_ok());
@@ -870,6 +1322,14 @@ mod tests {
                     h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
                 };
                 assert_eq!(recorded(&ours), recorded(&h));
+                let sparse = decode_sparse(&bytes, &limits).unwrap();
+                let highest: Vec<(u64, u64)> =
+                    sparse.iter().map(|b| (b.highest, b.count)).collect();
+                assert_eq!(highest, recorded(&h), "low {low} sigfigs {sigfigs}");
+                assert_eq!(
+                    (sparse.len(), sparse.max(), sparse.min_nz()),
+                    (h.len(), h.max(), h.min_nz())
+                );
                 assert_eq!((ours.min_nz(), ours.max(), ours.len()), (h.min_nz(), h.max(), h.len()));
             }
         }

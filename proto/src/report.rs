@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::hdr::{self, HdrError, HdrLimits};
+use crate::hdr::{self, HdrError, HdrLimits, SparseHistogram};
 
 /// Schema version this build writes and accepts.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -82,9 +82,9 @@ impl HistogramData {
 
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
-/// Default cap on decoded histogram counts memory per report: room for about 580
-/// histograms that use the full default HDR range (224 KiB of counts each; a decoded
-/// histogram's counts reach only to its largest value, see [`hdr`]).
+/// Default cap on decoded histogram memory per report. Decoded histograms are sparse
+/// ([`SparseHistogram`]): 16 bytes per non-zero bucket, so this is about 8 million buckets
+/// (a 10 s jitter histogram has a couple of thousand).
 pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 128 * 1024 * 1024;
 
 /// Limits [`decode_report`] enforces.
@@ -104,10 +104,11 @@ pub struct ReportLimits {
     pub max_name_len: usize,
     /// Longest label value (and agent name and version), in bytes.
     pub max_label_value_len: usize,
-    /// Most memory the decoded histograms' counts arrays may take together. Each histogram
-    /// is small on the wire but allocates a counts array reaching to its largest value (up
-    /// to 224 KiB at the default HDR limits), so without this a 1 MiB report could make the
-    /// decoder allocate gigabytes.
+    /// Most memory the decoded histograms may take together
+    /// ([`SparseHistogram::heap_bytes`]: 16 bytes per non-zero bucket). A histogram is small
+    /// on the wire but may inflate to many buckets (up to one per byte of its inflated form,
+    /// at most [`HdrLimits::max_decoded_bytes`]), so without this a 1 MiB report could make
+    /// the decoder allocate gigabytes.
     pub max_histogram_memory_bytes: usize,
     /// Limits for each histogram.
     pub hdr: HdrLimits,
@@ -134,8 +135,10 @@ impl Default for ReportLimits {
 pub struct DecodedReport {
     /// The report as sent.
     pub report: Report,
-    /// Decoded histograms, one map per series, in the order of `report.series`.
-    pub histograms: Vec<BTreeMap<String, Histogram<u64>>>,
+    /// Decoded histograms, one map per series, in the order of `report.series`: their
+    /// non-zero buckets ([`hdr::decode_sparse`]); [`SparseHistogram::to_histogram`] gives the
+    /// full `hdrhistogram` form where one is needed.
+    pub histograms: Vec<BTreeMap<String, SparseHistogram>>,
 }
 
 /// Why a report was rejected.
@@ -378,16 +381,15 @@ fn check_name(what: impl Fn() -> String, name: &str, max: usize) -> Result<(), R
 fn decode_histograms(
     report: &Report,
     limits: &ReportLimits,
-) -> Result<Vec<BTreeMap<String, Histogram<u64>>>, ReportError> {
+) -> Result<Vec<BTreeMap<String, SparseHistogram>>, ReportError> {
     let mut memory = 0usize;
     let mut out = Vec::with_capacity(report.series.len());
     for (series, s) in report.series.iter().enumerate() {
         let mut decoded = BTreeMap::new();
         for (name, data) in &s.histograms {
-            let h = hdr::decode(&data.hdr, &limits.hdr)
+            let h = hdr::decode_sparse(&data.hdr, &limits.hdr)
                 .map_err(|source| ReportError::Histogram { series, name: name.clone(), source })?;
-            memory = memory
-                .saturating_add(h.distinct_values().saturating_mul(std::mem::size_of::<u64>()));
+            memory = memory.saturating_add(h.heap_bytes());
             if memory > limits.max_histogram_memory_bytes {
                 return Err(ReportError::HistogramMemory {
                     series,
@@ -501,7 +503,10 @@ mod tests {
         let d = decode(&encode_report(&r)).unwrap();
         assert_eq!(d.report, r);
         assert_eq!(d.histograms.len(), 1);
-        assert_eq!(d.histograms[0]["jitter_us"], histogram(&[100, 2_000, 2_500, 31_000]));
+        let jitter = &d.histograms[0]["jitter_us"];
+        assert_eq!(jitter.to_histogram().unwrap(), histogram(&[100, 2_000, 2_500, 31_000]));
+        assert_eq!(jitter.len(), 4);
+        assert_eq!(jitter.bucket_count(), 4);
     }
 
     #[test]
@@ -580,10 +585,12 @@ mod tests {
 
     #[test]
     fn histogram_memory_is_capped() {
-        // Decoded histograms are compact: the sample's two take about 140 KB of counts.
-        let limits = ReportLimits { max_histogram_memory_bytes: 100_000, ..Default::default() };
+        // Decoded histograms are sparse: the sample's two take 5 buckets of 16 bytes.
+        let limits = ReportLimits { max_histogram_memory_bytes: 79, ..Default::default() };
         let e = decode_report(&encode_report(&sample()), &limits).unwrap_err();
         assert_eq!(e.reason(), "histogram_too_large", "{e}");
-        assert!(e.to_string().contains("100000-byte"), "{e}");
+        assert!(e.to_string().contains("79-byte"), "{e}");
+        let limits = ReportLimits { max_histogram_memory_bytes: 80, ..Default::default() };
+        assert!(decode_report(&encode_report(&sample()), &limits).is_ok());
     }
 }

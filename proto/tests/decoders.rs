@@ -30,9 +30,40 @@ fn feed_all(bytes: &[u8]) {
     let _ = Control::decode_frame(bytes);
     let _ = Control::decode_datagram(bytes);
     let _ = hdr::decode(bytes, &HdrLimits::default());
+    let _ = hdr::decode_sparse(bytes, &HdrLimits::default());
     let _ = decode_report(bytes, &ReportLimits::default());
     let _ = decode_plan(bytes, MAX_PLAN_BYTES);
     let _ = parse_duration(&String::from_utf8_lossy(bytes));
+}
+
+/// The sparse decoder accepts and refuses exactly what the full one does, and what it keeps
+/// is the full histogram: every recorded bucket (highest equivalent value and count, as
+/// `iter_recorded` walks them), the total, min and max.
+fn check_sparse_matches_full(bytes: &[u8], limits: &HdrLimits) {
+    let full = hdr::decode(bytes, limits);
+    let sparse = hdr::decode_sparse(bytes, limits);
+    match (&sparse, &full) {
+        (Ok(sparse), Ok(full)) => {
+            assert_eq!(&sparse.to_histogram().unwrap(), full);
+            assert_eq!(sparse.len(), full.len());
+            assert_eq!((sparse.max(), sparse.min_nz()), (full.max(), full.min_nz()));
+            assert_eq!((sparse.low(), sparse.sigfig()), (full.low(), full.sigfig()));
+            let recorded: Vec<(u64, u64, u64)> =
+                sparse.iter().map(|b| (b.value, b.highest, b.count)).collect();
+            let expected: Vec<(u64, u64, u64)> = full
+                .iter_recorded()
+                .map(|v| {
+                    let to = v.value_iterated_to();
+                    (full.lowest_equivalent(to), to, v.count_at_value())
+                })
+                .collect();
+            assert_eq!(recorded, expected);
+            assert_eq!(sparse.bucket_count(), expected.len());
+        }
+        // By their text: a NaN conversion ratio is not equal to itself.
+        (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+        _ => panic!("sparse {sparse:?} but full {full:?}"),
+    }
 }
 
 /// Like [`feed_all`], but also checks that whatever decodes re-encodes to the same value.
@@ -48,6 +79,7 @@ fn feed_all_checked(bytes: &[u8]) {
     if let Ok(h) = hdr::decode(bytes, &HdrLimits::default()) {
         assert_eq!(hdr::decode(&hdr::encode(&h), &HdrLimits::default()).as_ref(), Ok(&h));
     }
+    check_sparse_matches_full(bytes, &HdrLimits::default());
     if let Ok(plan) = decode_plan(bytes, MAX_PLAN_BYTES) {
         assert_eq!(decode_plan(&encode_plan(&plan), MAX_PLAN_BYTES), Ok(plan));
     }
@@ -303,7 +335,7 @@ mod arbitrary_bytes {
             let mut hdr_bytes = 0x1c84_9314u32.to_be_bytes().to_vec();
             hdr_bytes.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_be_bytes());
             hdr_bytes.extend_from_slice(&bytes);
-            let _ = hdr::decode(&hdr_bytes, &HdrLimits::default());
+            check_sparse_matches_full(&hdr_bytes, &HdrLimits::default());
 
             // Duration-alphabet text reaches past the first character.
             let alphabet = ['0', '1', '9', 'd', 'h', 'm', 's', 'n', 'u', 'µ', '-'];
@@ -337,6 +369,7 @@ mod mutations {
             // zlib checksum (and hdrhistogram's own parser) see the damage.
             let v2 = apply(raw.get(&seeds.raw_v2).clone(), &mutations);
             let encoded = deflate_v2(&v2);
+            check_sparse_matches_full(&encoded, &HdrLimits::default());
             if let Ok(h) = hdr::decode(&encoded, &HdrLimits::default()) {
                 prop_assert_eq!(hdr::decode(&hdr::encode(&h), &HdrLimits::default()), Ok(h));
             }
@@ -420,6 +453,7 @@ mod structured_hdr {
                 max_significant_figures: 5,
                 ..HdrLimits::default()
             }] {
+                check_sparse_matches_full(&encoded, &limits);
                 if let Ok(h) = hdr::decode(&encoded, &limits) {
                     let again = hdr::decode(&hdr::encode(&h), &limits);
                     prop_assert_eq!(again, Ok(h));
@@ -608,8 +642,19 @@ mod round_trips {
                 series,
             };
             let d = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
-            prop_assert_eq!(d.report, report);
-            prop_assert_eq!(d.histograms, decoded);
+            prop_assert_eq!(&d.report, &report);
+            let full: Vec<BTreeMap<String, Histogram<u64>>> = d
+                .histograms
+                .iter()
+                .map(|s| s.iter().map(|(k, h)| (k.clone(), h.to_histogram().unwrap())).collect())
+                .collect();
+            prop_assert_eq!(full, decoded);
+            for (series, hists) in report.series.iter().zip(&d.histograms) {
+                for (name, h) in hists {
+                    check_sparse_matches_full(&series.histograms[name].hdr, &HdrLimits::default());
+                    prop_assert_eq!(h.len(), series.histograms[name].count);
+                }
+            }
         }
 
         #[test]

@@ -114,7 +114,7 @@ fn archive_totals(fleet: &TestFleet, agents: &[AgentProcess]) -> Totals {
                         .or_insert_with(|| (0, 0, stallwatch_proto::hdr::new_histogram()));
                     entry.0 += data.count;
                     entry.1 += data.sum;
-                    entry.2.add(h).unwrap();
+                    entry.2.add(h.to_histogram().unwrap()).unwrap();
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! histogram in the catalogue, and every counter, in fixed-size arrays; plus each histogram's
 //! sparse native buckets (a short run of counts on the heap). Never an HDR histogram.
 
-use hdrhistogram::Histogram;
+use stallwatch_proto::hdr::SparseHistogram;
 
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
@@ -83,95 +83,60 @@ impl CohortState {
     /// (never down): boundaries are exact to the HDR's precision, and a figure is never
     /// reported better than measured.
     ///
-    /// Each classic bucket is one `count_between` over a contiguous run of HDR buckets, which
-    /// is several times faster than iterating the recorded values.
-    pub(crate) fn add_histogram(&mut self, index: usize, h: &Histogram<u64>, sum: u64) {
-        let bounds = HISTOGRAMS[index].family().bounds;
+    /// One pass over the histogram's non-zero buckets fills both the classic and the native
+    /// buckets.
+    pub(crate) fn add_histogram(&mut self, index: usize, h: &SparseHistogram, sum: u64) {
+        let family = HISTOGRAMS[index].family();
+        let bounds = family.bounds;
+        let divisor = family.unit.divisor();
         let start = BUCKET_OFFSETS[index];
         let buckets = &mut self.buckets[start..=start + bounds.len()];
-        let total = h.len();
-        let mut counted = 0u64;
-        // Lowest value of the first HDR bucket not counted yet.
-        let mut low = 0u64;
-        for (b, &bound) in bounds.iter().enumerate() {
-            if counted >= total {
-                break;
-            }
-            // Highest value of the last HDR bucket whose highest equivalent is <= bound.
-            let high = if h.highest_equivalent(bound) == bound {
-                bound
-            } else {
-                match h.lowest_equivalent(bound).checked_sub(1) {
-                    Some(high) => high,
-                    None => continue,
-                }
-            };
-            if high < low {
-                continue;
-            }
-            let n = h.count_between(low, high);
-            buckets[b] = buckets[b].saturating_add(n);
-            counted = counted.saturating_add(n);
-            low = high + 1;
-        }
-        let overflow = total.saturating_sub(counted);
-        buckets[bounds.len()] = buckets[bounds.len()].saturating_add(overflow);
-        self.counts[index] = self.counts[index].saturating_add(total);
-        self.sums[index] = self.sums[index].saturating_add(sum);
-        self.add_native(index, h);
-    }
-
-    /// Adds every recorded HDR bucket, by its highest equivalent value in the base unit, into
-    /// the native buckets (see `native`): the classic rule with native bounds. Each native
-    /// bucket between the smallest and largest value is one `count_between` over a run of
-    /// HDR buckets, several times faster than iterating the recorded values.
-    fn add_native(&mut self, index: usize, h: &Histogram<u64>) {
-        let total = h.len();
-        if total == 0 {
-            return;
-        }
-        let divisor = HISTOGRAMS[index].family().unit.divisor();
         let native = &mut self.native[index];
-        let zeros = h.count_between(0, 0);
-        native.add_zero(zeros);
-        let mut counted = zeros;
-        if counted >= total {
-            return;
-        }
-        let first = bucket_index(h.highest_equivalent(h.min_nz()) as f64 / divisor);
-        let last = bucket_index(h.max() as f64 / divisor);
-        // Lowest value of the first HDR bucket not counted yet.
-        let mut low = 1u64;
-        for k in first..=last {
-            if counted >= total {
-                break;
+        // Buckets are placed by comparing indexes: `limit` is the last HDR index counted in
+        // classic bucket `b` (by its highest equivalent value), computed once per bound.
+        let classic_limit = |b: usize| -> Option<u64> {
+            match bounds.get(b) {
+                Some(&bound) => h.last_index_at_most(bound),
+                None => Some(u64::MAX),
             }
-            let Some(top) = native_threshold(k, divisor) else {
+        };
+        let mut b = 0;
+        let mut limit = classic_limit(0);
+        // Native bucket being filled, what it holds so far, and the last HDR index it takes.
+        let mut run: Option<(i32, u64)> = None;
+        let mut run_limit = 0u64;
+        for &(hdr_index, count) in h.raw_buckets() {
+            while limit.is_none_or(|l| hdr_index > l) {
+                b += 1;
+                limit = classic_limit(b);
+            }
+            buckets[b] = buckets[b].saturating_add(count);
+            if hdr_index == 0 {
+                // The HDR bucket of 0 (values unit-equivalent to 0): the zero bucket.
+                native.add_zero(count);
                 continue;
-            };
-            // Highest value of the last HDR bucket whose highest equivalent is <= top.
-            let high = if h.highest_equivalent(top) == top {
-                top
-            } else {
-                match h.lowest_equivalent(top).checked_sub(1) {
-                    Some(high) => high,
-                    None => continue,
+            }
+            match &mut run {
+                Some((_, n)) if hdr_index <= run_limit => *n = n.saturating_add(count),
+                _ => {
+                    if let Some((at, n)) = run {
+                        native.add(at, n);
+                    }
+                    let highest = h.highest_at(hdr_index);
+                    let k = bucket_index(highest as f64 / divisor);
+                    run = Some((k, count));
+                    run_limit = native_threshold(k, divisor)
+                        .and_then(|top| h.last_index_at_most(top))
+                        .unwrap_or(hdr_index)
+                        .max(hdr_index);
                 }
-            };
-            if high < low {
-                continue;
             }
-            let n = h.count_between(low, high);
-            if n > 0 {
-                native.add(k, n);
-                counted = counted.saturating_add(n);
-            }
-            low = high + 1;
         }
-        // Unreachable for a consistent histogram; keeps the totals equal if it ever is not.
-        if counted < total {
-            native.add(last, total - counted);
+        if let Some((at, n)) = run {
+            native.add(at, n);
         }
+        self.counts[index] = self.counts[index].saturating_add(h.len());
+        self.sums[index] = self.sums[index].saturating_add(sum);
     }
 
     /// Heap bytes held by the native buckets.
@@ -200,7 +165,7 @@ fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
     while t > 0 && !in_bucket(t) {
         t -= 1;
     }
-    while in_bucket(t + 1) {
+    while t < u64::MAX && in_bucket(t + 1) {
         t += 1;
     }
     (t > 0).then_some(t)
@@ -283,5 +248,58 @@ impl<'a> HistogramView<'a> {
             below = through;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stallwatch_proto::hdr::{self, HdrLimits};
+
+    use super::*;
+
+    /// The rule spelled out per recorded HDR bucket, on the full histogram: classic bucket =
+    /// first bound at or above the bucket's highest equivalent value; native bucket = that
+    /// value's schema-3 index in the base unit, the bucket of 0 in the zero bucket.
+    fn reference(index: usize, h: &hdrhistogram::Histogram<u64>) -> (Vec<u64>, NativeBuckets) {
+        let family = HISTOGRAMS[index].family();
+        let mut classic = vec![0u64; family.bounds.len() + 1];
+        let mut native = NativeBuckets::default();
+        for v in h.iter_recorded() {
+            let highest = v.value_iterated_to();
+            let b = family.bounds.partition_point(|&bound| bound < highest);
+            classic[b] += v.count_at_value();
+            if h.lowest_equivalent(highest) == 0 {
+                native.add_zero(v.count_at_value());
+            } else {
+                native
+                    .add(bucket_index(highest as f64 / family.unit.divisor()), v.count_at_value());
+            }
+        }
+        (classic, native)
+    }
+
+    #[test]
+    fn one_pass_fold_places_every_bucket_as_the_rule_says() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for index in 0..HISTOGRAMS.len() {
+            for (samples, top_bits) in [(0, 1), (1, 20), (5, 4), (3000, 17), (3000, 26), (200, 36)]
+            {
+                let mut h = hdr::new_histogram();
+                for _ in 0..samples {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    h.record(x % (1 << (x % top_bits + 1))).unwrap();
+                }
+                let sparse = hdr::decode_sparse(&hdr::encode(&h), &HdrLimits::default()).unwrap();
+                let mut state = CohortState::default();
+                state.add_histogram(index, &sparse, 7);
+                let view = state.histogram(index);
+                let (classic, native) = reference(index, &h);
+                assert_eq!(view.bucket_counts(), &classic[..], "{index} {samples} {top_bits}");
+                assert_eq!(view.native(), &native, "{index} {samples} {top_bits}");
+                assert_eq!((view.count(), view.sum()), (h.len(), 7));
+            }
+        }
     }
 }

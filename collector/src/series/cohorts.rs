@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use hdrhistogram::Histogram;
-use stallwatch_proto::hdr::HdrError;
+use stallwatch_proto::hdr::{HdrError, SparseHistogram};
 use stallwatch_proto::report::{DecodedReport, Series};
 use thiserror::Error;
 
@@ -358,14 +357,14 @@ impl Cohorts {
 }
 
 /// A row's histograms, decoded: (catalogue index, histogram, exact sum) each.
-pub(crate) type DecodedRow = Vec<(Option<usize>, Histogram<u64>, u64)>;
+pub(crate) type DecodedRow = Vec<(Option<usize>, SparseHistogram, u64)>;
 
 /// Decodes a row's histograms.
 pub(crate) fn decode_row(row: &CohortRow) -> Result<DecodedRow, RestoreError> {
     row.histograms
         .iter()
         .map(|(name, stored)| {
-            let h = stored.decode().map_err(|source| RestoreError::CorruptHistogram {
+            let h = stored.decode_sparse().map_err(|source| RestoreError::CorruptHistogram {
                 metric: name.clone(),
                 cohort: Box::new(row.cohort.clone()),
                 source,

@@ -239,6 +239,12 @@ impl StoredHistogram {
         hdr::decode(&self.hdr, &STORED_HDR_LIMITS)
     }
 
+    /// Decodes the histogram's non-zero buckets under [`STORED_HDR_LIMITS`]
+    /// ([`hdr::decode_sparse`]).
+    pub fn decode_sparse(&self) -> Result<hdr::SparseHistogram, HdrError> {
+        hdr::decode_sparse(&self.hdr, &STORED_HDR_LIMITS)
+    }
+
     /// Decodes the histogram and adds it into `into` (best with the stallwatch layout,
     /// [`hdr::new_histogram`], which holds any stored value).
     pub fn add_to(&self, into: &mut Histogram<u64>) -> Result<(), StoreError> {

@@ -34,9 +34,12 @@
 //! # Ingest speed
 //!
 //! A batch's contributions are grouped by row first, so each row is read, merged and written
-//! once per batch however many reports touch it. Rows are merged as compact histograms
-//! (counts only up to the largest value held; see `stallwatch_proto::hdr`) and written with
-//! a reused encoder at DEFLATE level [`ROW_DEFLATE_LEVEL`]. The merged minute rows of the
+//! once per batch however many reports touch it. Rows are merged as plain counts arrays of
+//! stallwatch's HDR layout (only up to the largest value held): a report's histogram arrives
+//! as its non-zero buckets (`hdr::SparseHistogram`) and each is added at its index, and the
+//! row is encoded straight from the counts (`hdr::Encoder::encode_counts_into`, the same
+//! bytes `hdrhistogram` would write) with a reused encoder at DEFLATE level
+//! [`ROW_DEFLATE_LEVEL`]. The merged minute rows of the
 //! current minutes (collector clock) stay decoded in a row cache, so the hot minute is not inflated and parsed
 //! again every batch. The cache holds exactly what the database holds: rows enter it only
 //! after their transaction commits; any error drops it whole; `PRAGMA data_version` (read
@@ -55,7 +58,6 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::Series;
@@ -206,6 +208,15 @@ impl SqliteStore {
         self.row_cache.clear();
     }
 
+    /// Sets `synchronous=FULL` (one fsync of the WAL per commit, i.e. per group-committed
+    /// batch) instead of the default `NORMAL`, or back. For measuring what FULL costs (see
+    /// the module documentation); the collector itself runs with NORMAL.
+    pub fn set_synchronous_full(&mut self, full: bool) -> Result<(), StoreError> {
+        let mode = if full { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", mode)?;
+        Ok(())
+    }
+
     /// Rows and bytes of histogram counts in the row cache now.
     pub fn row_cache_usage(&self) -> (usize, usize) {
         (self.row_cache.rows.len(), self.row_cache.bytes)
@@ -319,7 +330,7 @@ impl SqliteStore {
                 let (bytes, sum, count): (Vec<u8>, u64, u64) = tx
                     .prepare_cached("SELECT hdr, sum, count FROM histograms WHERE rowid = ?1")?
                     .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                let minute_row = decode_stored(&bytes, &key)?;
+                let minute_row = decode_stored_sparse(&bytes, &key)?;
                 row.add(metric, &minute_row, sum, count)?;
             }
             store_histogram(&tx, &key, &row, &mut encoder, blob)?;
@@ -573,7 +584,7 @@ struct RowKey<'a> {
 
 /// One report's histogram on its way into a row.
 struct Part<'a> {
-    histogram: &'a Histogram<u64>,
+    histogram: &'a hdr::SparseHistogram,
     sum: u64,
     count: u64,
 }
@@ -647,49 +658,100 @@ impl RowCache {
     }
 }
 
-/// A histogram row being merged.
+/// A histogram row being merged: the counts array of a stallwatch-layout histogram
+/// ([`hdr::new_histogram`]), only as long as its largest value needs, with its total count
+/// and exact sum and count. Plain counts rather than an `hdrhistogram::Histogram`, so a
+/// report's non-zero buckets are added by index, and the row encodes to the same bytes
+/// ([`hdr::Encoder::encode_counts_into`]).
 struct MergedRow {
-    histogram: Histogram<u64>,
+    counts: Vec<u64>,
+    /// Sum of `counts` (saturating).
+    total: u64,
     sum: u64,
     count: u64,
 }
 
 impl MergedRow {
-    /// An empty row: a compact, auto-resizing histogram of stallwatch's layout.
+    /// An empty row.
     fn empty() -> Self {
-        let mut histogram =
-            Histogram::new(hdr::SIGNIFICANT_FIGURES).expect("constant histogram bounds are valid");
-        histogram.auto(true);
-        MergedRow { histogram, sum: 0, count: 0 }
+        MergedRow { counts: Vec::new(), total: 0, sum: 0, count: 0 }
     }
 
     /// Heap bytes of the counts array.
     fn bytes(&self) -> usize {
-        self.histogram.distinct_values() * std::mem::size_of::<u64>()
+        self.counts.capacity() * std::mem::size_of::<u64>()
     }
 
     /// Adds one contribution. A contribution that would push the row past `i64::MAX`
     /// recorded values (only reachable by an agent sending absurd counts many times over) is
     /// left out whole, histogram, sum and count alike, so the row stays self-consistent.
+    ///
+    /// Each non-zero bucket is added at the slot of its lowest value, which is what
+    /// `Histogram::add` does for any layout (directly by index when the layouts match, by
+    /// value otherwise), so the row holds the same counts.
     fn add(
         &mut self,
         metric: &str,
-        histogram: &Histogram<u64>,
+        histogram: &hdr::SparseHistogram,
         sum: u64,
         count: u64,
     ) -> Result<(), StoreError> {
-        if self.histogram.len().checked_add(histogram.len()).is_none_or(|total| total > I64_MAX) {
+        if self.total.checked_add(histogram.len()).is_none_or(|total| total > I64_MAX) {
             tracing::warn!(
                 metric,
                 "histogram row would exceed i64::MAX counts; contribution skipped"
             );
             return Ok(());
         }
-        self.histogram
-            .add(histogram)
-            .map_err(|e| StoreError::Merge(format!("histogram {metric:?}: {e}")))?;
+        self.add_buckets(metric, histogram)?;
         self.sum = saturate(self.sum, sum);
         self.count = saturate(self.count, count);
+        Ok(())
+    }
+
+    /// Adds a histogram's counts to the row's.
+    fn add_buckets(
+        &mut self,
+        metric: &str,
+        histogram: &hdr::SparseHistogram,
+    ) -> Result<(), StoreError> {
+        let out_of_range = || {
+            StoreError::Merge(format!(
+                "histogram {metric:?} holds {}, above the trackable {}",
+                histogram.max(),
+                hdr::HIGHEST_STORABLE_US
+            ))
+        };
+        if histogram.is_stallwatch_layout() {
+            let Some(&(top, _)) = histogram.raw_buckets().last() else { return Ok(()) };
+            let top = usize::try_from(top)
+                .ok()
+                .filter(|&t| t < hdr::STALLWATCH_SLOTS)
+                .ok_or_else(out_of_range)?;
+            if self.counts.len() <= top {
+                self.counts.reserve_exact(top + 1 - self.counts.len());
+                self.counts.resize(top + 1, 0);
+            }
+            for &(index, n) in histogram.raw_buckets() {
+                // In range: indexes ascend to `top`.
+                if let Some(slot) = self.counts.get_mut(index as usize) {
+                    *slot = slot.saturating_add(n);
+                }
+            }
+        } else {
+            let top = hdr::stallwatch_index(histogram.max()).ok_or_else(out_of_range)?;
+            if self.counts.len() <= top {
+                self.counts.reserve_exact(top + 1 - self.counts.len());
+                self.counts.resize(top + 1, 0);
+            }
+            for bucket in histogram.iter() {
+                let index = hdr::stallwatch_index(bucket.value).ok_or_else(out_of_range)?;
+                if let Some(slot) = self.counts.get_mut(index) {
+                    *slot = slot.saturating_add(bucket.count);
+                }
+            }
+        }
+        self.total = self.total.saturating_add(histogram.len());
         Ok(())
     }
 }
@@ -706,15 +768,11 @@ fn load_histogram(tx: &Transaction<'_>, key: &RowKey<'_>) -> Result<MergedRow, S
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    Ok(match existing {
-        Some((bytes, sum, count)) => {
-            let mut histogram = decode_stored(&bytes, key)?;
-            // Decoded rows are compact; let them grow to whatever a contribution holds.
-            histogram.auto(true);
-            MergedRow { histogram, sum, count }
-        }
-        None => MergedRow::empty(),
-    })
+    let Some((bytes, sum, count)) = existing else { return Ok(MergedRow::empty()) };
+    let stored = decode_stored_sparse(&bytes, key)?;
+    let mut row = MergedRow { sum, count, ..MergedRow::empty() };
+    row.add_buckets(key.name, &stored)?;
+    Ok(row)
 }
 
 fn store_histogram(
@@ -724,7 +782,7 @@ fn store_histogram(
     encoder: &mut hdr::Encoder,
     bytes: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    encoder.encode_into(&row.histogram, bytes)?;
+    encoder.encode_counts_into(&row.counts, bytes)?;
     tx.prepare_cached(
         "INSERT INTO histograms (resolution_ms, start_unix_ms, cohort, metric, hdr, sum, count)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -859,10 +917,18 @@ fn cohort_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cohort> {
     })
 }
 
-fn decode_stored(bytes: &[u8], key: &RowKey<'_>) -> Result<Histogram<u64>, StoreError> {
-    hdr::decode(bytes, &super::STORED_HDR_LIMITS).map_err(|source| StoreError::CorruptHistogram {
-        what: format!("{:?} {} cohort {} {:?}", key.resolution, key.start, key.cohort, key.name),
-        source,
+fn decode_stored_sparse(
+    bytes: &[u8],
+    key: &RowKey<'_>,
+) -> Result<hdr::SparseHistogram, StoreError> {
+    hdr::decode_sparse(bytes, &super::STORED_HDR_LIMITS).map_err(|source| {
+        StoreError::CorruptHistogram {
+            what: format!(
+                "{:?} {} cohort {} {:?}",
+                key.resolution, key.start, key.cohort, key.name
+            ),
+            source,
+        }
     })
 }
 

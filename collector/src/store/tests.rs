@@ -66,8 +66,9 @@ fn report(
     let mut data = BTreeMap::new();
     for (name, values) in histograms {
         let h = histogram(values);
-        data.insert(name.to_string(), HistogramData::from_histogram(&h, values.iter().sum()));
-        decoded.insert(name.to_string(), h);
+        let d = HistogramData::from_histogram(&h, values.iter().sum());
+        decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
+        data.insert(name.to_string(), d);
     }
     let series = Series {
         labels: BTreeMap::from([
@@ -555,7 +556,7 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
             packets += s.counters["packets"];
             for (name, h) in &r.histograms[0] {
                 let e = expected.entry(name).or_insert_with(|| (hdr::new_histogram(), 0));
-                e.0.add(h).unwrap();
+                e.0.add(h.to_histogram().unwrap()).unwrap();
                 e.1 += s.histograms[name].sum;
             }
         }

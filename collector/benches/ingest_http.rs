@@ -1,0 +1,281 @@
+//! Ingest throughput over HTTPS, end to end: the real collector server (`server::start`) in
+//! this process, and concurrent agents posting pre-encoded reports over mutual TLS with
+//! keep-alive connections, each agent one report at a time (as agents do). Counts `200`
+//! answers; every report is new, so each one is decoded, checked, group-committed to the
+//! SQLite store (WAL, `synchronous=NORMAL`) and folded into the series before its answer.
+//!
+//! ```text
+//! cargo bench -p stallwatch-collector --bench ingest_http
+//! STALLWATCH_BENCH_HTTP_AGENTS=200 STALLWATCH_BENCH_HTTP_REPORTS=8000 cargo bench -p stallwatch-collector --bench ingest_http
+//! ```
+//!
+//! The clients share the machine's cores with the server, and TLS, HTTP and JSON encoding
+//! of the answers cost the server more than the store does, so this figure is lower than
+//! `ingest_store`'s pipeline figure. Bounded: at most `STALLWATCH_BENCH_HTTP_REPORTS`
+//! reports and 120 s.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark reads the clock to time itself and to date its reports"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
+use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
+use stallwatch_proto::hdr;
+use stallwatch_proto::report::{
+    HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+};
+
+/// Packets in 10 s of a 2 Mbit/s 720p30 stream.
+const PACKETS: usize = 2_670;
+/// Distinct series bodies; reports reuse them under their own agent and sequence number.
+const POOL: usize = 16;
+/// Longest the timed phase may run.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((lo as f64) * ((hi as f64) / (lo as f64)).powf(u)) as u64
+    }
+}
+
+/// One series shaped like `ingest_store`'s: 8 histograms (4 with 2,670 samples), 30 counters.
+fn series(rng: &mut Rng, i: usize) -> Series {
+    let shapes: [(&str, usize, u64, u64); 8] = [
+        ("jitter_us", PACKETS, 200, 20_000),
+        ("pdv_us", PACKETS, 100, 50_000),
+        ("ipdv_us", PACKETS, 50, 20_000),
+        ("latency_us", PACKETS, 20_000, 80_000),
+        ("first_frame_us", 1, 300_000, 900_000),
+        ("stall_duration_us", 2, 500_000, 2_000_000),
+        ("reorder_distance_packets", 5, 1, 10),
+        ("burst_length_packets", 10, 1, 30),
+    ];
+    let mut histograms = BTreeMap::new();
+    for (name, samples, lo, hi) in shapes {
+        let mut h = hdr::new_histogram();
+        let mut sum = 0;
+        for _ in 0..samples {
+            let v = rng.log_uniform(lo, hi);
+            h.record(v).expect("in range");
+            sum += v;
+        }
+        histograms.insert(name.to_string(), HistogramData::from_histogram(&h, sum));
+    }
+    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next() % 10_000)).collect();
+    let labels = BTreeMap::from([
+        ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][i % 3].to_string()),
+        ("target".to_string(), "relay-1".to_string()),
+        ("probe".to_string(), "view".to_string()),
+    ]);
+    Series { labels, counters, histograms }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn client(cred: &stallwatch_collector::pki::AgentCredential) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cred.ca.clone()).expect("CA certificate");
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cred.cert.clone()], cred.key.clone_key().into())
+        .expect("client certificate");
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    other: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn main() {
+    let agents = env("STALLWATCH_BENCH_HTTP_AGENTS", 200).max(1);
+    let reports = env("STALLWATCH_BENCH_HTTP_REPORTS", 6_000).max(agents);
+    let per_agent = reports / agents;
+    println!(
+        "{} cores; load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+
+    let dir = std::env::temp_dir().join(format!("stallwatch-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let regions = ["eu", "us"];
+    let nets = ["wifi", "4g", "fiber"];
+    let spec = FleetSpec {
+        relay_agent: "relay-1-agent".into(),
+        relay_region: "eu".into(),
+        relay_port: 45_999,
+        agents: regions
+            .iter()
+            .map(|r| FleetAgent::new(&format!("seed-{r}"), r, "wifi", None, "720p30"))
+            .collect(),
+        every: "1m",
+        duration: "20s",
+        report_interval: "10s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let files = write_fleet(&dir, &spec, now).expect("fleet files");
+    let ca = Ca::load(&files.ca_dir).expect("CA");
+    let validity = Validity::days_from(now, 1).expect("validity");
+    let creds: Vec<_> = (0..agents)
+        .map(|a| {
+            let id = AgentIdentity::new(format!("bench-{a:04}"), regions[a / 3 % 2], nets[a % 3])
+                .expect("identity");
+            ca.issue_agent(&id, validity).expect("issue")
+        })
+        .collect();
+
+    // Pre-encoded bodies: each agent's reports 0..=per_agent (0 is the warm-up), 10 s
+    // windows ending in the last minutes.
+    let mut rng = Rng(0x5eed);
+    let pool: Vec<Series> = (0..POOL).map(|i| series(&mut rng, i)).collect();
+    let end = unix_ms() - 1_000;
+    let bodies: Vec<Vec<Vec<u8>>> = (0..agents)
+        .map(|a| {
+            (0..=per_agent)
+                .map(|seq| {
+                    let window_end_ms = end - (per_agent - seq) as u64 * 10;
+                    encode_report(&Report {
+                        schema_version: REPORT_SCHEMA_VERSION,
+                        agent: creds[a].identity.name.clone(),
+                        agent_version: "bench".into(),
+                        seq: seq as u64,
+                        window_start_ms: window_end_ms - 10_000,
+                        window_end_ms,
+                        plan_revision: 1,
+                        spool_depth: 0,
+                        series: vec![pool[(a * 7 + seq) % POOL].clone()],
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let body_len = bodies[0][1].len();
+
+    // The server, on its own runtime with a worker per core, as `stallwatch-collector run`.
+    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+    let running = server_rt
+        .block_on(stallwatch_collector::server::start(&files.config))
+        .expect("collector starts");
+    let url = format!("https://127.0.0.1:{}/api/v1/reports", running.ingest_addr.port());
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let tally = Arc::new(Tally::default());
+    let (warm, timed) = client_rt.block_on(async {
+        let clients: Vec<reqwest::Client> = creds.iter().map(client).collect();
+        let url = url.clone();
+        let post = move |client: reqwest::Client, body: Vec<u8>, tally: Arc<Tally>| {
+            let url = url.clone();
+            async move {
+                match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        if tally.other.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("answer {status}: {text}");
+                        }
+                    }
+                    Err(e) => {
+                        if tally.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("request failed: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        // Warm-up: every agent connects (TLS handshake) and sends report 0.
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for (a, c) in clients.iter().enumerate() {
+            set.spawn(post(c.clone(), bodies[a][0].clone(), tally.clone()));
+        }
+        while set.join_next().await.is_some() {}
+        let warm = t.elapsed();
+        let warm_ok = tally.ok.swap(0, Ordering::Relaxed);
+        assert_eq!(warm_ok, agents as u64, "every agent's first report is stored");
+
+        // Timed: every agent sends the rest of its reports, one at a time.
+        let start = Instant::now();
+        let deadline = start + DEADLINE;
+        let mut set = tokio::task::JoinSet::new();
+        for (a, c) in clients.iter().enumerate() {
+            let (c, tally, mine) = (c.clone(), tally.clone(), bodies[a][1..].to_vec());
+            let post = post.clone();
+            set.spawn(async move {
+                for body in mine {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    post(c.clone(), body, tally.clone()).await;
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+        (warm, start.elapsed())
+    });
+    let ok = tally.ok.load(Ordering::Relaxed);
+    let rate = ok as f64 / timed.as_secs_f64();
+    println!(
+        "ingest over HTTPS (mTLS, keep-alive): {agents} concurrent agents, {rate:.0} reports/s \
+         ({:.0} histograms/s) end to end; {ok} answers 200, {} other, {} failed in {timed:.2?}; \
+         report {body_len} B JSON, 8 histograms; warm-up ({agents} TLS handshakes + first \
+         reports) {warm:.2?}",
+        rate * 8.0,
+        tally.other.load(Ordering::Relaxed),
+        tally.errors.load(Ordering::Relaxed),
+    );
+    server_rt.block_on(running.stop());
+    drop(client_rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
