@@ -387,7 +387,8 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     rate
 }
 
-/// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL` (the collector runs NORMAL).
+/// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL`, as the collector runs;
+/// without it the bench uses `NORMAL`, to show what FULL costs.
 fn sync_full() -> bool {
     std::env::var_os("STALLWATCH_BENCH_SYNC_FULL").is_some()
 }
