@@ -52,15 +52,22 @@ impl Clock {
 /// yield-spinning. tokio's timer wheel has 1 ms granularity, too coarse for pacing media. A
 /// longer `spin` buys accuracy where wake-ups are slow (virtual machines) at the cost of CPU
 /// (see BENCHMARKS.md for both, measured).
-pub fn sleep_until_precise(deadline: Instant, spin: Duration) {
+///
+/// Returns how late the kernel sleep woke the thread (after the time it asked for, i.e.
+/// `spin` before `deadline`), or `None` if there was no time to sleep: the sample an adaptive
+/// spin needs (`transport::pacing::SpinController`).
+pub fn sleep_until_precise(deadline: Instant, spin: Duration) -> Option<Duration> {
+    let mut oversleep = None;
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return;
+            return oversleep;
         }
         let left = deadline - now;
-        if left > spin {
+        if left > spin && oversleep.is_none() {
+            let wake = now + (left - spin);
             std::thread::sleep(left - spin);
+            oversleep = Some(Instant::now().saturating_duration_since(wake));
         } else {
             std::thread::yield_now();
         }

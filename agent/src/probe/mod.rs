@@ -114,8 +114,9 @@ pub struct ProbeArgs {
     /// Where the viewer starts.
     #[arg(long, value_enum, default_value = "cached-gop")]
     pub start: StartChoice,
-    /// How long before each frame the pacing thread wakes and spins: longer is more accurate
-    /// where wake-ups are slow (VMs) and costs CPU (about 8 % of a core at 1ms for 720p30).
+    /// The most the pacing thread spins before each frame. It spins as long as its recent
+    /// wake-ups needed (the 99th percentile of the last 128 oversleeps plus 20 µs), up to this:
+    /// a longer cap keeps timing accurate where wake-ups are slow (VMs) and can cost CPU.
     #[arg(long, default_value = "200us", value_parser = duration_arg, env = "STALLWATCH_PACING_SPIN")]
     pub pacing_spin: Duration,
     /// No progress lines on stderr.

@@ -130,7 +130,7 @@ pub struct AttemptContext {
 const PLAYOUT_DELAY: Duration = Duration::from_millis(300);
 /// In loopback mode the viewer joins this long after the stream is accepted (mid-GOP).
 const VIEW_DELAY: Duration = Duration::from_secs(1);
-/// How early the pacing thread wakes to spin before each frame.
+/// The most the pacing thread spins before each frame (it adapts below this).
 const PACING_SPIN: Duration = Duration::from_micros(200);
 
 fn key(plan: &ProbePlan, role: Role) -> SeriesKey {

@@ -4,6 +4,7 @@
 
 pub mod pacing;
 pub mod quic;
+mod timer;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ pub struct PublishSpec {
     pub stream: String,
     pub profile: StreamProfile,
     pub duration: Duration,
-    /// How early the pacing thread wakes before each frame to spin (accuracy vs CPU).
+    /// The most the pacing thread spins before each frame (it adapts below; accuracy vs CPU).
     pub pacing_spin: Duration,
     /// Notified once the relay has accepted the stream (a loopback viewer waits for it).
     pub accepted: Option<std::sync::Arc<tokio::sync::Notify>>,

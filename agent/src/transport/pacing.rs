@@ -24,9 +24,63 @@ pub struct PaceStats {
     pub timer_error: Recorder,
 }
 
+/// Oversleeps the spin controller remembers (the most recent ones).
+const SPIN_WINDOW: usize = 128;
+/// Samples needed before the controller trusts them; until then it spins the full cap.
+const SPIN_WARMUP: usize = 32;
+/// Added to the observed oversleep quantile, for wake-ups a little later than any seen.
+const SPIN_MARGIN: Duration = Duration::from_micros(20);
+
+/// Chooses how long before each frame the pacing thread wakes to spin: just long enough to
+/// cover the kernel's recent wake-up lateness. The spin is the 99th percentile of the last
+/// [`SPIN_WINDOW`] oversleeps (how late a kernel sleep returned) plus [`SPIN_MARGIN`], between
+/// zero and `cap`; the full `cap` until [`SPIN_WARMUP`] samples are in. On an idle host whose
+/// sleeps return 50-60 µs late (Linux's default timer slack) that is about 100 µs instead of a
+/// fixed 200 µs; where wake-ups get slower (a busy VM) the spin grows back to the cap within a
+/// few frames. A pure function of its samples, so it is tested without a clock.
+#[derive(Debug, Clone)]
+pub struct SpinController {
+    cap: Duration,
+    ring: [u32; SPIN_WINDOW],
+    len: usize,
+    next: usize,
+    spin: Duration,
+}
+
+impl SpinController {
+    /// A controller that never spins longer than `cap`.
+    pub fn new(cap: Duration) -> Self {
+        SpinController { cap, ring: [0; SPIN_WINDOW], len: 0, next: 0, spin: cap }
+    }
+
+    /// The spin to use for the next sleep.
+    pub fn spin(&self) -> Duration {
+        self.spin
+    }
+
+    /// Records how late a kernel sleep returned.
+    pub fn record(&mut self, oversleep: Duration) {
+        let micros = u32::try_from(oversleep.as_micros()).unwrap_or(u32::MAX);
+        self.ring[self.next] = micros;
+        self.next = (self.next + 1) % SPIN_WINDOW;
+        self.len = (self.len + 1).min(SPIN_WINDOW);
+        if self.len < SPIN_WARMUP {
+            return;
+        }
+        let mut recent = self.ring;
+        let recent = &mut recent[..self.len];
+        // The 99th percentile, rounded up: the 2nd largest of 128, the largest of fewer than 100.
+        let rank = (self.len * 99).div_ceil(100).max(1) - 1;
+        let (_, &mut p99, _) = recent.select_nth_unstable(rank);
+        let wanted = Duration::from_micros(u64::from(p99)) + SPIN_MARGIN;
+        self.spin = wanted.min(self.cap);
+    }
+}
+
 /// Paces `profile` from `start` for `duration`, handing each frame to `sink` when due (waking
-/// `spin` early and spinning, see `clock::sleep_until_precise`). Stops early when `stop` is
-/// set or the sink fails (the error is returned).
+/// early and spinning, at most `spin` early: see [`SpinController`] and
+/// `clock::sleep_until_precise`). Stops early when `stop` is set or the sink fails (the error is
+/// returned).
 pub fn run(
     profile: StreamProfile,
     start: Time,
@@ -39,11 +93,14 @@ pub fn run(
     let end = start + duration;
     let mut pacer = Pacer::new(profile, start);
     let mut stats = PaceStats::default();
+    let mut spinner = SpinController::new(spin);
     while let Some(due) = pacer.poll_timeout().filter(|&t| t < end) {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        sleep_until_precise(clock.instant_at(due), spin);
+        if let Some(late) = sleep_until_precise(clock.instant_at(due), spinner.spin()) {
+            spinner.record(late);
+        }
         let woke = clock.now();
         stats.timer_error.record_nanos_as_micros(woke.saturating_since(due).as_nanos() as u64);
         while let Some(frame) = pacer.poll_frame(woke) {
@@ -60,4 +117,72 @@ pub fn run(
 pub fn frame_interval(profile: &StreamProfile) -> Duration {
     let rate = if profile.fps > 0 { profile.fps } else { profile.audio_pps.max(1) };
     Duration::from_nanos(1_000_000_000 / u64::from(rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn spins_the_full_cap_until_warmed_up() {
+        let mut c = SpinController::new(us(200));
+        for _ in 0..SPIN_WARMUP - 1 {
+            c.record(us(10));
+            assert_eq!(c.spin(), us(200));
+        }
+        c.record(us(10));
+        assert_eq!(c.spin(), us(10) + SPIN_MARGIN);
+    }
+
+    #[test]
+    fn follows_the_99th_percentile_of_recent_oversleeps() {
+        let mut c = SpinController::new(us(200));
+        // 126 quick wake-ups and two slow ones: the 2nd largest of 128 is the p99.
+        for _ in 0..126 {
+            c.record(us(50));
+        }
+        c.record(us(90));
+        c.record(us(120));
+        assert_eq!(c.spin(), us(90) + SPIN_MARGIN);
+        // One outlier among 128 is below the 99th percentile...
+        for _ in 0..127 {
+            c.record(us(50));
+        }
+        c.record(us(5_000));
+        assert_eq!(c.spin(), us(50) + SPIN_MARGIN);
+        // ...two are not, but the cap holds.
+        c.record(us(5_000));
+        assert_eq!(c.spin(), us(200));
+    }
+
+    #[test]
+    fn grows_back_when_wake_ups_get_slower_and_shrinks_when_they_recover() {
+        let mut c = SpinController::new(us(200));
+        for _ in 0..SPIN_WINDOW {
+            c.record(us(0));
+        }
+        assert_eq!(c.spin(), SPIN_MARGIN);
+        // A busy host: two slow wake-ups in the window are enough to spin longer.
+        c.record(us(150));
+        c.record(us(150));
+        assert_eq!(c.spin(), us(170));
+        // They age out of the window.
+        for _ in 0..SPIN_WINDOW {
+            c.record(us(30));
+        }
+        assert_eq!(c.spin(), us(30) + SPIN_MARGIN);
+    }
+
+    #[test]
+    fn a_zero_cap_never_spins_and_huge_samples_do_not_overflow() {
+        let mut c = SpinController::new(Duration::ZERO);
+        for _ in 0..SPIN_WINDOW {
+            c.record(Duration::from_secs(u64::MAX / 4));
+        }
+        assert_eq!(c.spin(), Duration::ZERO);
+    }
 }

@@ -14,6 +14,7 @@ use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
 
 use super::pacing::{self, FrameSink, frame_interval};
+use super::timer::Timer;
 use super::{Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec};
 use crate::clock::Clock;
 
@@ -299,6 +300,8 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
     let mut drain_until = None;
     // When the last frame would have played; the viewer does not count time after it.
     let mut stream_end = None;
+    // One timer for the loop, moved only when its deadline changes (see `Timer`).
+    let mut timer = Timer::new(clock.now());
     let end = loop {
         let now = clock.now();
         if now >= give_up {
@@ -329,7 +332,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             .chain(drain_until)
             .min()
             .expect("at least one deadline");
-        let sleep = tokio::time::sleep_until(clock.instant_at(wake).into());
+        timer.set(wake);
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let (len, from) = match received {
@@ -361,7 +364,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                 }
             }
             _ = super::cancelled(&mut cancel) => break ViewEnd::Cancelled,
-            _ = sleep => receiver.handle_timeout(clock.now()),
+            _ = timer.wait() => receiver.handle_timeout(clock.now()),
         }
     };
     let _ = send_control(&socket, relay, &Control::Goodbye).await;
