@@ -139,6 +139,7 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
         .write_bundle(&stranger)
         .unwrap();
     let (status, _) = fleet.curl_as(&stranger, &collector.url("/api/v1/plan"));
+    let _ = std::fs::remove_dir_all(&other);
     assert_eq!(status, 0, "another CA's certificate must not get an HTTP answer");
 
     // An expired certificate from the right CA: refused at the handshake too.
@@ -162,7 +163,6 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
         });
         assert!(logged, "the refusal is logged with its reason ({reason}):\n{}", collector.log());
     }
-    let _ = std::fs::remove_dir_all(&other);
 
     // A report that names another agent is refused, and so is an unknown target.
     let now = unix_ms();
