@@ -875,32 +875,70 @@ fn parse_counts(
     if nonzero.len() < counts.len() {
         nonzero.resize(counts.len(), (0, 0));
     }
-    let (mut len, mut index, mut total) = (0usize, 0u64, 0u64);
-    while !counts.is_empty() {
-        let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
-        if value == u64::MAX {
-            // Zig-zag of u64::MAX is i64::MIN.
-            return Err(HdrError::Counts("zero run longer than any histogram"));
+    let mut state = CountsState { len: 0, index: 0, total: 0 };
+    // Nearly every varint of a real histogram is one byte (a count under 64 or a run of
+    // under 64 zeros), so take eight at a time while none has its continuation bit set.
+    while let Some(word) = counts.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
+        if word & 0x8080_8080_8080_8080 == 0 {
+            for k in 0..8 {
+                state.step((word >> (8 * k)) & 0x7f, nonzero);
+            }
+            counts = counts.get(8..).unwrap_or_default();
+        } else {
+            counts = state.step_varint(counts, nonzero)?;
         }
-        // Branch-free on purpose: counts and zero runs alternate at random in real data.
-        // Zig-zag even: a count of value / 2. Zig-zag odd: -(value + 1) / 2, a run of
-        // value / 2 + 1 zero counts.
-        let half = value >> 1;
-        let odd = value & 1;
-        let count = half & odd.wrapping_sub(1);
-        if let Some(slot) = nonzero.get_mut(len) {
-            *slot = (index, count);
-        }
-        len += usize::from(count != 0);
-        total = total.saturating_add(count);
-        index = index.saturating_add((half & 0u64.wrapping_sub(odd)).saturating_add(1));
-        counts = counts.get(used..).unwrap_or_default();
     }
+    while !counts.is_empty() {
+        counts = state.step_varint(counts, nonzero)?;
+    }
+    let CountsState { len, index: _, total } = state;
     let end = len
         .checked_sub(1)
         .and_then(|last| nonzero.get(last))
         .map_or(0, |&(index, _)| index.saturating_add(1));
     Ok((len, end, total))
+}
+
+/// Where [`parse_counts`] is: non-zero buckets found, the next slot's index, the total count.
+struct CountsState {
+    len: usize,
+    index: u64,
+    total: u64,
+}
+
+impl CountsState {
+    /// Reads one varint from the front of `counts` and applies it; returns the rest.
+    #[inline]
+    fn step_varint<'a>(
+        &mut self,
+        counts: &'a [u8],
+        nonzero: &mut [(u64, u64)],
+    ) -> Result<&'a [u8], HdrError> {
+        let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
+        if value == u64::MAX {
+            // Zig-zag of u64::MAX is i64::MIN.
+            return Err(HdrError::Counts("zero run longer than any histogram"));
+        }
+        self.step(value, nonzero);
+        Ok(counts.get(used..).unwrap_or_default())
+    }
+
+    /// Applies one zig-zag value: even, a count of `value / 2` at the current slot; odd, a
+    /// run of `value / 2 + 1` zero counts. Written without data-dependent branches (counts
+    /// and zero runs alternate at random in real data, so a branch would mispredict often).
+    #[inline(always)]
+    fn step(&mut self, value: u64, nonzero: &mut [(u64, u64)]) {
+        let half = value >> 1;
+        let is_run = value & 1 == 1;
+        let count = std::hint::select_unpredictable(is_run, 0, half);
+        let advance = std::hint::select_unpredictable(is_run, half.saturating_add(1), 1);
+        if let Some(slot) = nonzero.get_mut(self.len) {
+            *slot = (self.index, count);
+        }
+        self.len += usize::from(count != 0);
+        self.total = self.total.saturating_add(count);
+        self.index = self.index.saturating_add(advance);
+    }
 }
 
 /// Writes one LEB128-64b9B varint (as hdrhistogram's `varint_write`).
