@@ -678,20 +678,30 @@ impl SparseHistogram {
         if counts.len() > STALLWATCH_SLOTS {
             return None;
         }
-        let mut buckets = Vec::with_capacity(counts.iter().filter(|&&count| count != 0).count());
-        let mut total = 0u64;
-        for (index, &count) in (0u64..).zip(counts) {
-            if count != 0 {
-                buckets.push((index, count));
-                total = total.saturating_add(count);
-            }
+        // One pass to size the pairs (and pick their width), one to fill them.
+        let (mut nonzero, mut largest, mut total) = (0usize, 0u64, 0u64);
+        for &count in counts {
+            nonzero += usize::from(count != 0);
+            largest = largest.max(count);
+            total = total.saturating_add(count);
         }
+        let pairs = (0u64..).zip(counts).filter(|&(_, &count)| count != 0);
+        // Indexes are below STALLWATCH_SLOTS, so they always fit 32 bits.
+        let buckets = if largest <= u64::from(u32::MAX) {
+            let mut narrow = Vec::with_capacity(nonzero);
+            narrow.extend(pairs.map(|(index, &count)| (index as u32, count as u32)));
+            Buckets::Narrow(narrow.into_boxed_slice())
+        } else {
+            let mut wide = Vec::with_capacity(nonzero);
+            wide.extend(pairs.map(|(index, &count)| (index, count)));
+            Buckets::Wide(wide.into_boxed_slice())
+        };
         Some(SparseHistogram {
             low: 1,
             high: HIGHEST_TRACKABLE_US,
             sigfig: SIGNIFICANT_FIGURES,
             layout: STALLWATCH_LAYOUT,
-            buckets: Buckets::new(&buckets),
+            buckets,
             total,
         })
     }
@@ -1208,15 +1218,19 @@ mod tests {
 
     #[test]
     fn sparse_from_stallwatch_counts_equals_decoding_the_encoded_counts() {
-        let h = sample();
-        let decoded = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
-        let mut counts = vec![0u64; 1 + decoded.last_index().unwrap() as usize];
-        for (index, count) in decoded.raw_buckets() {
-            counts[index as usize] = count;
+        let mut huge = sample();
+        // A count past 32 bits: the pairs are stored wide.
+        huge.record_n(7, 1 << 40).unwrap();
+        for h in [sample(), huge] {
+            let decoded = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+            let mut counts = vec![0u64; 1 + decoded.last_index().unwrap() as usize];
+            for (index, count) in decoded.raw_buckets() {
+                counts[index as usize] = count;
+            }
+            // Trailing zeros change nothing.
+            counts.extend([0, 0, 0]);
+            assert_eq!(SparseHistogram::from_stallwatch_counts(&counts), Some(decoded));
         }
-        // Trailing zeros change nothing.
-        counts.extend([0, 0, 0]);
-        assert_eq!(SparseHistogram::from_stallwatch_counts(&counts), Some(decoded));
         let empty = SparseHistogram::from_stallwatch_counts(&[0; 10]).unwrap();
         assert!(empty.is_empty() && empty.is_stallwatch_layout() && empty.bucket_count() == 0);
         assert_eq!(SparseHistogram::from_stallwatch_counts(&[1; STALLWATCH_SLOTS + 1]), None);
