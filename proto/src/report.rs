@@ -83,9 +83,9 @@ impl HistogramData {
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Default cap on decoded histogram memory per report. Decoded histograms are sparse
-/// ([`SparseHistogram`]): 16 bytes per non-zero bucket, so this is about 8 million buckets
+/// ([`SparseHistogram`]): 8 bytes per non-zero bucket, so this is about 8 million buckets
 /// (a 10 s jitter histogram has a couple of thousand).
-pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Limits [`decode_report`] enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
