@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p stallwatch-collector --bench ingest_store
 //! STALLWATCH_BENCH_REPORTS=61440 STALLWATCH_BENCH_BATCHES=64,256,512 cargo bench -p stallwatch-collector --bench ingest_store
+//! STALLWATCH_BENCH_PIPELINE_ONLY=1 STALLWATCH_BENCH_DECODERS=2 cargo bench -p stallwatch-collector --bench ingest_store
 //! ```
 //!
 //! A report is one series of 8 histograms and 30 counters, shaped like 10 s of a 2 Mbit/s
@@ -261,7 +262,7 @@ fn components() {
     // The store's row: a plain counts array of the stallwatch layout.
     let mut counts = vec![0u64; hdr::STALLWATCH_SLOTS];
     for r in (0..64).map(|i| pool_report(&mut rng, i, 12)) {
-        for &(i, c) in r.histograms[0]["jitter_us"].raw_buckets() {
+        for (i, c) in r.histograms[0]["jitter_us"].raw_buckets() {
             counts[i as usize] += c;
         }
     }
@@ -277,7 +278,7 @@ fn components() {
         encoded.len(),
         out.len(),
         time(n, || {
-            for &(i, c) in jitter.raw_buckets() {
+            for (i, c) in jitter.raw_buckets() {
                 if let Some(slot) = counts.get_mut(i as usize) {
                     *slot = slot.saturating_add(c);
                 }
@@ -292,7 +293,8 @@ fn components() {
 
 /// The server's shape on this machine: `decoders` threads decode report bodies (the tokio
 /// workers) and queue them to one writer thread, which takes everything queued (up to
-/// `MAX_BATCH`), commits it in one transaction and folds the stored reports into the series.
+/// `MAX_BATCH`), commits it in one transaction and folds what the stored reports added into
+/// the series (`SeriesStore::fold_committed`), as `server::ingest` does.
 /// Returns end-to-end reports/s.
 fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let dir = std::env::temp_dir().join(format!("stallwatch-bench-pipe-{}", std::process::id()));
@@ -311,11 +313,18 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let (mut commit_time, mut fold_time, mut batches, mut stored) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
     let start = Instant::now();
+    // As the server's writer hands each report back with its answer, so the request task
+    // frees it: the writer returns each batch's reports to the threads that decoded them.
+    let (returns, returned): (Vec<_>, Vec<_>) =
+        (0..decoders).map(|_| std::sync::mpsc::channel::<Vec<DecodedReport>>()).unzip();
     std::thread::scope(|scope| {
-        for d in 0..decoders {
+        for (d, returned) in returned.into_iter().enumerate() {
             let (tx, pool, limits) = (tx.clone(), &pool, &limits);
             scope.spawn(move || {
                 for n in (d..reports).step_by(decoders) {
+                    while let Ok(done) = returned.try_recv() {
+                        drop(done);
+                    }
                     let mut r =
                         decode_report(&pool[(n * 7 + n / AGENTS) % POOL], limits).expect("decodes");
                     let window_start = T0 + (n / AGENTS) as u64 * 10_000;
@@ -352,19 +361,24 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
                     }
                 })
                 .collect();
-            let outcomes = store.commit_batch(&items).expect("commit");
-            let committed = Instant::now();
-            commit_time += committed - t;
-            for ((n, report), outcome) in batch.iter().zip(&outcomes) {
-                if *outcome == Outcome::Stored {
-                    let (_, region, network_type) = &agents[n % AGENTS];
-                    series.fold(Identity { region, network_type }, report);
-                    stored += 1;
-                }
-            }
-            fold_time += committed.elapsed();
+            let committed = store.commit(&items).expect("commit");
+            let committed_at = Instant::now();
+            commit_time += committed_at - t;
+            let reports = batch.iter().zip(&committed.outcomes).filter_map(|((n, report), o)| {
+                let (_, region, network_type) = &agents[n % AGENTS];
+                (*o == Outcome::Stored).then_some((Identity { region, network_type }, report))
+            });
+            stored += series.fold_committed(reports, &committed.delta).series_folded;
+            fold_time += committed_at.elapsed();
             batches += 1;
-            batch.clear();
+            let mut back: Vec<Vec<DecodedReport>> = vec![Vec::new(); decoders];
+            for (n, report) in batch.drain(..) {
+                back[n % decoders].push(report);
+            }
+            for (to, reports) in returns.iter().zip(back) {
+                // A decoder that has finished is gone; then the writer frees them.
+                let _ = to.send(reports);
+            }
         }
     });
     let elapsed = start.elapsed();
@@ -428,6 +442,10 @@ fn main() {
         encode_report(&sample.report).len()
     );
     let only_pipeline = std::env::var_os("STALLWATCH_BENCH_PIPELINE_ONLY").is_some();
+    // Decoder threads of the pipeline runs; empty for none.
+    let decoder_counts: Vec<usize> = std::env::var("STALLWATCH_BENCH_DECODERS")
+        .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![1, 2]);
     for fleet in [
         Fleet { name: "per-target", region_nets: 6, transport_targets: 12 },
         Fleet { name: "per-region", region_nets: 4, transport_targets: 1 },
@@ -435,7 +453,7 @@ fn main() {
         for &batch in batches.iter().filter(|_| !only_pipeline) {
             run(&fleet, reports, batch);
         }
-        for decoders in [1, 2] {
+        for &decoders in &decoder_counts {
             pipeline(&fleet, reports, decoders);
         }
     }

@@ -996,3 +996,108 @@ fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
     assert_eq!(small.render_prometheus_text(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn series_folded_from_committed_batches_render_exactly_as_each_report_folded() {
+    use stallwatch_collector::series::{SERIES_PER_COHORT, SeriesLimits};
+    use stallwatch_collector::store::{
+        HistoryStore, IngestItem, MAX_REPORT_VALUE, Outcome, SqliteStore,
+    };
+
+    let fra = Identity { region: "eu-fra", network_type: "4g" };
+    let sea = Identity { region: "us-sea", network_type: "wifi" };
+    let start = 1_700_000_000_000u64 - 1_700_000_000_000 % 3_600_000;
+    let mut rng = 0x0bad_5eed_1234_5678u64;
+    let mut next = move |lo: u64, hi: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        lo + rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo)
+    };
+    // 40 reports over 6 cohorts (2 regions x 3 targets; a 2-cohort limit refuses 4) and two
+    // minutes, each with a name outside the catalogue; every 7th repeats the one before it
+    // (a resent report) and every 11th carries a counter the store refuses.
+    let mut items: Vec<(String, Identity<'_>, DecodedReport)> = Vec::new();
+    for i in 0..40u64 {
+        if i % 7 == 6 {
+            let again = items.last().unwrap().clone();
+            items.push(again);
+            continue;
+        }
+        let (agent, identity) = if i % 2 == 0 { ("fra-1", fra) } else { ("sea-1", sea) };
+        let jitter: Vec<u64> = (0..200).map(|_| next(1, 90_000)).collect();
+        let first_frame: Vec<u64> = (0..(i % 3)).map(|_| next(100_000, 3_000_000)).collect();
+        let packets = if i % 11 == 10 { MAX_REPORT_VALUE + 1 } else { next(1, 5_000) };
+        let target = ["relay-a", "relay-b", "relay-c"][(i % 3) as usize];
+        let s = series(
+            &[("probe", "v"), ("transport", "quic-datagram"), ("target", target)],
+            &[("packets", packets), ("stall_time_ns", next(0, 9_000_000)), ("nope", 1)],
+            &[("jitter_us", &jitter), ("first_frame_us", &first_frame), ("nope_us", &[5])],
+        );
+        // Windows around a minute boundary, so some batches touch two minute rows.
+        let end = start + 50_000 + i * 1_000;
+        let mut r = report(agent, "0.1.0", end, vec![s]);
+        r.report.seq = i + 1;
+        items.push((agent.to_string(), identity, r));
+    }
+
+    for limits in [
+        SeriesLimits::default(),
+        SeriesLimits { max_series: 2 * SERIES_PER_COHORT, ..Default::default() },
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "stallwatch-delta-{}-{}",
+            std::process::id(),
+            limits.max_series
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut history = SqliteStore::open(dir.join("history.db")).unwrap();
+        let (folded, batched) = (SeriesStore::new(limits), SeriesStore::new(limits));
+        let (mut stored, mut duplicates, mut rejected) = (0, 0, 0);
+        for batch in items.chunks(9) {
+            let ingest: Vec<IngestItem<'_>> = batch
+                .iter()
+                .map(|(agent, identity, r)| IngestItem {
+                    agent,
+                    region: identity.region,
+                    network_type: identity.network_type,
+                    report: r,
+                    received_unix_ms: r.report.window_end_ms,
+                })
+                .collect();
+            let committed = history.commit(&ingest).unwrap();
+            let kept = batch.iter().zip(&committed.outcomes).filter_map(|((_, id, r), o)| {
+                match o {
+                    Outcome::Stored => stored += 1,
+                    Outcome::Duplicate => duplicates += 1,
+                    Outcome::Rejected(_) => rejected += 1,
+                }
+                (*o == Outcome::Stored).then_some((*id, r))
+            });
+            let kept: Vec<_> = kept.collect();
+            for (identity, r) in &kept {
+                folded.fold(*identity, r);
+            }
+            batched.fold_committed(kept, &committed.delta);
+        }
+        // The batches did hold every kind of outcome.
+        assert!(
+            stored > 20 && duplicates >= 5 && rejected >= 3,
+            "{stored} {duplicates} {rejected}"
+        );
+        assert_eq!(batched.read().totals(), folded.read().totals());
+        assert_eq!(batched.render_prometheus_text(), folded.render_prometheus_text());
+        assert_eq!(batched.render_text(), folded.render_text());
+        assert_eq!(batched.render(Exposition::Protobuf), folded.render(Exposition::Protobuf));
+        let totals = batched.read().totals();
+        if limits.max_series == 2 * SERIES_PER_COHORT {
+            assert_eq!(batched.read().len(), 2);
+            assert!(totals.cohorts_refused > 0, "{totals:?}");
+        } else {
+            assert_eq!(batched.read().len(), 6);
+            assert!(totals.unknown_counters > 0 && totals.unknown_histograms > 0, "{totals:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -281,6 +281,8 @@ pub struct Encoder {
     v2: V2Serializer,
     raw: Vec<u8>,
     deflate: Compress,
+    /// 0: the zlib stream is written by hand as stored blocks (see [`write_stored_zlib`]).
+    level: u32,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -307,6 +309,7 @@ impl Encoder {
             v2: V2Serializer::new(),
             raw: Vec::new(),
             deflate: Compress::new(Compression::new(level.min(9)), true),
+            level: level.min(9),
         }
     }
 
@@ -387,6 +390,13 @@ impl Encoder {
         out.clear();
         out.extend_from_slice(&(V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes());
         out.extend_from_slice(&[0; 4]);
+        if self.level == 0 {
+            write_stored_zlib(&self.raw, out);
+            let body = u32::try_from(out.len() - COMPRESSED_PREFIX_LEN)
+                .map_err(|_| HdrEncodeError::Other("compressed histogram over 4 GiB".into()))?;
+            out[4..COMPRESSED_PREFIX_LEN].copy_from_slice(&body.to_be_bytes());
+            return Ok(());
+        }
         self.deflate.reset();
         loop {
             let consumed = usize::try_from(self.deflate.total_in()).unwrap_or(usize::MAX);
@@ -405,6 +415,32 @@ impl Encoder {
         out[4..COMPRESSED_PREFIX_LEN].copy_from_slice(&body.to_be_bytes());
         Ok(())
     }
+}
+
+/// Appends `data` as a zlib stream of stored (uncompressed) DEFLATE blocks: what zlib writes
+/// at level 0, without zlib. Resetting a zlib compressor clears its hash tables, some 180,000
+/// instructions, which made the reset most of the cost of encoding a minute row at level 0.
+fn write_stored_zlib(data: &[u8], out: &mut Vec<u8>) {
+    // CMF: deflate, 32 KiB window; FLG: fastest level, no dictionary, check bits (0x7801 is a
+    // multiple of 31).
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(usize::from(u16::MAX)).peekable();
+    if blocks.peek().is_none() {
+        // An empty final block.
+        out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        // BFINAL, BTYPE 00 (stored), then byte-aligned LEN and its complement, little-endian.
+        out.push(u8::from(last));
+        let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let mut adler = simd_adler32::Adler32::new();
+    adler.write(data);
+    out.extend_from_slice(&adler.finish().to_be_bytes());
 }
 
 /// Decodes a V2+DEFLATE histogram, enforcing `limits` before anything is allocated from a
@@ -495,7 +531,7 @@ fn decode_sparse_with(
         high,
         sigfig,
         layout,
-        buckets: buckets.get(..found).unwrap_or_default().into(),
+        buckets: Buckets::new(buckets.get(..found).unwrap_or_default()),
         total,
     })
 }
@@ -510,8 +546,114 @@ pub struct SparseHistogram {
     high: u64,
     sigfig: u8,
     layout: Layout,
-    buckets: Box<[(u64, u64)]>,
+    buckets: Buckets,
     total: u64,
+}
+
+/// The `(index, count)` pairs of a [`SparseHistogram`], 32-bit when every index and count
+/// fits (always, for real histograms: a 10 s report holds a few thousand values), else 64-bit.
+/// Narrow pairs halve what a decoded report takes (16 KB instead of 32 KB for a jitter
+/// histogram), so ingest copies and later reads half as much memory. Always narrow when the
+/// pairs fit, so equal histograms compare equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Buckets {
+    Narrow(Box<[(u32, u32)]>),
+    Wide(Box<[(u64, u64)]>),
+}
+
+impl Buckets {
+    fn new(pairs: &[(u64, u64)]) -> Self {
+        let fits =
+            |&(index, count): &(u64, u64)| index <= u32::MAX.into() && count <= u32::MAX.into();
+        if pairs.iter().all(fits) {
+            // Lossless: checked just above.
+            Buckets::Narrow(pairs.iter().map(|&(i, c)| (i as u32, c as u32)).collect())
+        } else {
+            Buckets::Wide(pairs.into())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buckets::Narrow(b) => b.len(),
+            Buckets::Wide(b) => b.len(),
+        }
+    }
+
+    fn last(&self) -> Option<(u64, u64)> {
+        self.iter().next_back()
+    }
+
+    fn iter(&self) -> RawBuckets<'_> {
+        RawBuckets(match self {
+            Buckets::Narrow(b) => RawIter::Narrow(b.iter()),
+            Buckets::Wide(b) => RawIter::Wide(b.iter()),
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Buckets::Narrow(b) => std::mem::size_of_val::<[(u32, u32)]>(b),
+            Buckets::Wide(b) => std::mem::size_of_val::<[(u64, u64)]>(b),
+        }
+    }
+}
+
+/// The non-zero buckets of a [`SparseHistogram`] as `(index, count)`, ascending
+/// ([`SparseHistogram::raw_buckets`]).
+#[derive(Debug, Clone)]
+pub struct RawBuckets<'a>(RawIter<'a>);
+
+#[derive(Debug, Clone)]
+enum RawIter<'a> {
+    Narrow(std::slice::Iter<'a, (u32, u32)>),
+    Wide(std::slice::Iter<'a, (u64, u64)>),
+}
+
+impl Iterator for RawBuckets<'_> {
+    type Item = (u64, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u64, u64)> {
+        match &mut self.0 {
+            RawIter::Narrow(it) => it.next().map(|&(i, c)| (u64::from(i), u64::from(c))),
+            RawIter::Wide(it) => it.next().copied(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.len();
+        (len, Some(len))
+    }
+
+    // One match for the whole walk rather than one per bucket.
+    #[inline]
+    fn fold<B, F: FnMut(B, (u64, u64)) -> B>(self, init: B, mut f: F) -> B {
+        match self.0 {
+            RawIter::Narrow(it) => {
+                it.fold(init, |acc, &(i, c)| f(acc, (u64::from(i), u64::from(c))))
+            }
+            RawIter::Wide(it) => it.fold(init, |acc, &pair| f(acc, pair)),
+        }
+    }
+}
+
+impl DoubleEndedIterator for RawBuckets<'_> {
+    fn next_back(&mut self) -> Option<(u64, u64)> {
+        match &mut self.0 {
+            RawIter::Narrow(it) => it.next_back().map(|&(i, c)| (u64::from(i), u64::from(c))),
+            RawIter::Wide(it) => it.next_back().copied(),
+        }
+    }
+}
+
+impl ExactSizeIterator for RawBuckets<'_> {
+    fn len(&self) -> usize {
+        match &self.0 {
+            RawIter::Narrow(it) => it.len(),
+            RawIter::Wide(it) => it.len(),
+        }
+    }
 }
 
 /// One non-zero bucket of a [`SparseHistogram`].
@@ -529,6 +671,41 @@ pub struct SparseBucket {
 }
 
 impl SparseHistogram {
+    /// The non-zero slots of a counts array of stallwatch's layout ([`new_histogram`], as
+    /// [`Encoder::encode_counts_into`] takes it), e.g. a merged row, as a histogram with
+    /// stallwatch's header. `None` if `counts` has more than [`STALLWATCH_SLOTS`] slots.
+    pub fn from_stallwatch_counts(counts: &[u64]) -> Option<SparseHistogram> {
+        if counts.len() > STALLWATCH_SLOTS {
+            return None;
+        }
+        // One pass to size the pairs (and pick their width), one to fill them.
+        let (mut nonzero, mut largest, mut total) = (0usize, 0u64, 0u64);
+        for &count in counts {
+            nonzero += usize::from(count != 0);
+            largest = largest.max(count);
+            total = total.saturating_add(count);
+        }
+        let pairs = (0u64..).zip(counts).filter(|&(_, &count)| count != 0);
+        // Indexes are below STALLWATCH_SLOTS, so they always fit 32 bits.
+        let buckets = if largest <= u64::from(u32::MAX) {
+            let mut narrow = Vec::with_capacity(nonzero);
+            narrow.extend(pairs.map(|(index, &count)| (index as u32, count as u32)));
+            Buckets::Narrow(narrow.into_boxed_slice())
+        } else {
+            let mut wide = Vec::with_capacity(nonzero);
+            wide.extend(pairs.map(|(index, &count)| (index, count)));
+            Buckets::Wide(wide.into_boxed_slice())
+        };
+        Some(SparseHistogram {
+            low: 1,
+            high: HIGHEST_TRACKABLE_US,
+            sigfig: SIGNIFICANT_FIGURES,
+            layout: STALLWATCH_LAYOUT,
+            buckets,
+            total,
+        })
+    }
+
     /// Total count (saturating, as `Histogram::len`).
     pub fn len(&self) -> u64 {
         self.total
@@ -566,8 +743,13 @@ impl SparseHistogram {
     }
 
     /// `(index, count)` of the non-zero buckets, ascending.
-    pub fn raw_buckets(&self) -> &[(u64, u64)] {
-        &self.buckets
+    pub fn raw_buckets(&self) -> RawBuckets<'_> {
+        self.buckets.iter()
+    }
+
+    /// Counts-array index of the last non-zero bucket, `None` when there is none.
+    pub fn last_index(&self) -> Option<u64> {
+        self.buckets.last().map(|(index, _)| index)
     }
 
     /// The lowest value counted at counts-array `index` in this histogram's layout.
@@ -596,7 +778,7 @@ impl SparseHistogram {
     /// The non-zero buckets, ascending, with their value range.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = SparseBucket> + '_ {
         let layout = self.layout;
-        self.buckets.iter().map(move |&(index, count)| SparseBucket {
+        self.buckets.iter().map(move |(index, count)| SparseBucket {
             index,
             value: layout.value_for(index),
             highest: layout.highest_equivalent(index),
@@ -608,7 +790,7 @@ impl SparseHistogram {
     /// only zeros (or nothing) were recorded.
     pub fn max(&self) -> u64 {
         match self.buckets.last() {
-            Some(&(index, _)) if self.layout.value_for(index) > 0 => {
+            Some((index, _)) if self.layout.value_for(index) > 0 => {
                 self.layout.highest_equivalent(index)
             }
             _ => 0,
@@ -620,20 +802,20 @@ impl SparseHistogram {
     pub fn min_nz(&self) -> u64 {
         self.buckets
             .iter()
-            .map(|&(index, _)| self.layout.value_for(index))
+            .map(|(index, _)| self.layout.value_for(index))
             .find(|&v| v > self.layout.unit_mask())
             .unwrap_or(u64::MAX)
     }
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.len() * std::mem::size_of::<(u64, u64)>()
+        self.buckets.heap_bytes()
     }
 
     /// The full histogram, compact as [`decode`] makes it: counts up to the largest value
     /// held, auto-resizing when that is less than the header's range.
     pub fn to_histogram(&self) -> Result<Histogram<u64>, HdrError> {
-        let slots = self.buckets.last().map_or(0, |&(index, _)| index.saturating_add(1));
+        let slots = self.buckets.last().map_or(0, |(index, _)| index.saturating_add(1));
         // Compact: the smallest range whose counts array holds the slots present (never more
         // than the header's).
         let compact =
@@ -641,7 +823,7 @@ impl SparseHistogram {
         let mut h =
             Histogram::<u64>::new_with_bounds(self.low, compact.unwrap_or(self.high), self.sigfig)
                 .map_err(|e| HdrError::Deserialize(format!("{e:?}")))?;
-        for &(index, count) in &self.buckets {
+        for (index, count) in self.buckets.iter() {
             h.record_n(self.layout.value_for(index), count).map_err(|_| {
                 HdrError::Counts("more counts than the histogram's value range holds")
             })?;
@@ -875,32 +1057,70 @@ fn parse_counts(
     if nonzero.len() < counts.len() {
         nonzero.resize(counts.len(), (0, 0));
     }
-    let (mut len, mut index, mut total) = (0usize, 0u64, 0u64);
-    while !counts.is_empty() {
-        let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
-        if value == u64::MAX {
-            // Zig-zag of u64::MAX is i64::MIN.
-            return Err(HdrError::Counts("zero run longer than any histogram"));
+    let mut state = CountsState { len: 0, index: 0, total: 0 };
+    // Nearly every varint of a real histogram is one byte (a count under 64 or a run of
+    // under 64 zeros), so take eight at a time while none has its continuation bit set.
+    while let Some(word) = counts.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
+        if word & 0x8080_8080_8080_8080 == 0 {
+            for k in 0..8 {
+                state.step((word >> (8 * k)) & 0x7f, nonzero);
+            }
+            counts = counts.get(8..).unwrap_or_default();
+        } else {
+            counts = state.step_varint(counts, nonzero)?;
         }
-        // Branch-free on purpose: counts and zero runs alternate at random in real data.
-        // Zig-zag even: a count of value / 2. Zig-zag odd: -(value + 1) / 2, a run of
-        // value / 2 + 1 zero counts.
-        let half = value >> 1;
-        let odd = value & 1;
-        let count = half & odd.wrapping_sub(1);
-        if let Some(slot) = nonzero.get_mut(len) {
-            *slot = (index, count);
-        }
-        len += usize::from(count != 0);
-        total = total.saturating_add(count);
-        index = index.saturating_add((half & 0u64.wrapping_sub(odd)).saturating_add(1));
-        counts = counts.get(used..).unwrap_or_default();
     }
+    while !counts.is_empty() {
+        counts = state.step_varint(counts, nonzero)?;
+    }
+    let CountsState { len, index: _, total } = state;
     let end = len
         .checked_sub(1)
         .and_then(|last| nonzero.get(last))
         .map_or(0, |&(index, _)| index.saturating_add(1));
     Ok((len, end, total))
+}
+
+/// Where [`parse_counts`] is: non-zero buckets found, the next slot's index, the total count.
+struct CountsState {
+    len: usize,
+    index: u64,
+    total: u64,
+}
+
+impl CountsState {
+    /// Reads one varint from the front of `counts` and applies it; returns the rest.
+    #[inline]
+    fn step_varint<'a>(
+        &mut self,
+        counts: &'a [u8],
+        nonzero: &mut [(u64, u64)],
+    ) -> Result<&'a [u8], HdrError> {
+        let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
+        if value == u64::MAX {
+            // Zig-zag of u64::MAX is i64::MIN.
+            return Err(HdrError::Counts("zero run longer than any histogram"));
+        }
+        self.step(value, nonzero);
+        Ok(counts.get(used..).unwrap_or_default())
+    }
+
+    /// Applies one zig-zag value: even, a count of `value / 2` at the current slot; odd, a
+    /// run of `value / 2 + 1` zero counts. Written without data-dependent branches (counts
+    /// and zero runs alternate at random in real data, so a branch would mispredict often).
+    #[inline(always)]
+    fn step(&mut self, value: u64, nonzero: &mut [(u64, u64)]) {
+        let half = value >> 1;
+        let is_run = value & 1 == 1;
+        let count = std::hint::select_unpredictable(is_run, 0, half);
+        let advance = std::hint::select_unpredictable(is_run, half.saturating_add(1), 1);
+        if let Some(slot) = nonzero.get_mut(self.len) {
+            *slot = (self.index, count);
+        }
+        self.len += usize::from(count != 0);
+        self.total = self.total.saturating_add(count);
+        self.index = self.index.saturating_add(advance);
+    }
 }
 
 /// Writes one LEB128-64b9B varint (as hdrhistogram's `varint_write`).
@@ -972,6 +1192,48 @@ mod tests {
         let mut out = Vec::new();
         super::inflate_capped(encoded.get(super::COMPRESSED_PREFIX_LEN..)?, max, &mut out).ok()?;
         Some(out)
+    }
+
+    #[test]
+    fn stored_zlib_streams_inflate_to_their_input() {
+        use std::io::Read;
+        for len in [0, 1, 1000, 65_535, 65_536, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut stream = Vec::new();
+            write_stored_zlib(&data, &mut stream);
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&stream[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{len} bytes");
+            // Nothing after the checksum: the decoder's trailing-bytes check holds.
+            let mut inflated = Vec::new();
+            inflate_capped(&stream, len + 1, &mut inflated).unwrap();
+            assert_eq!(inflated, data, "{len} bytes");
+        }
+        // Level 0 histograms decode to what was encoded.
+        let h = sample();
+        let mut out = Vec::new();
+        Encoder::with_level(0).encode_into(&h, &mut out).unwrap();
+        assert_eq!(decode(&out, &HdrLimits::default()).unwrap(), h);
+    }
+
+    #[test]
+    fn sparse_from_stallwatch_counts_equals_decoding_the_encoded_counts() {
+        let mut huge = sample();
+        // A count past 32 bits: the pairs are stored wide.
+        huge.record_n(7, 1 << 40).unwrap();
+        for h in [sample(), huge] {
+            let decoded = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+            let mut counts = vec![0u64; 1 + decoded.last_index().unwrap() as usize];
+            for (index, count) in decoded.raw_buckets() {
+                counts[index as usize] = count;
+            }
+            // Trailing zeros change nothing.
+            counts.extend([0, 0, 0]);
+            assert_eq!(SparseHistogram::from_stallwatch_counts(&counts), Some(decoded));
+        }
+        let empty = SparseHistogram::from_stallwatch_counts(&[0; 10]).unwrap();
+        assert!(empty.is_empty() && empty.is_stallwatch_layout() && empty.bucket_count() == 0);
+        assert_eq!(SparseHistogram::from_stallwatch_counts(&[1; STALLWATCH_SLOTS + 1]), None);
     }
 
     fn sample() -> Histogram<u64> {
@@ -1200,6 +1462,12 @@ mod tests {
         let mut zeros = new_histogram();
         zeros.record_n(0, 3).unwrap();
         shapes.push(zeros);
+        // Counts around the one-byte varint edge and far past it.
+        let mut big = new_histogram();
+        for (i, n) in [63, 64, 65, 127, 128, 1 << 20, 1 << 40, 1].into_iter().enumerate() {
+            big.record_n(1_000 * (i as u64 + 1), n).unwrap();
+        }
+        shapes.push(big);
         for n in [1, 2, 10, 3000] {
             let mut h = new_histogram();
             for _ in 0..n {
@@ -1216,7 +1484,7 @@ mod tests {
             for h in &shapes {
                 let sparse = decode_sparse(&encode(h), &HdrLimits::default()).unwrap();
                 let mut counts = vec![0u64; 64];
-                for &(i, c) in sparse.raw_buckets() {
+                for (i, c) in sparse.raw_buckets() {
                     if counts.len() <= i as usize {
                         counts.resize(i as usize + 1, 0);
                     }

@@ -83,9 +83,9 @@ impl HistogramData {
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Default cap on decoded histogram memory per report. Decoded histograms are sparse
-/// ([`SparseHistogram`]): 16 bytes per non-zero bucket, so this is about 8 million buckets
+/// ([`SparseHistogram`]): 8 bytes per non-zero bucket, so this is about 8 million buckets
 /// (a 10 s jitter histogram has a couple of thousand).
-pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Limits [`decode_report`] enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,8 @@ pub struct ReportLimits {
     /// Longest label value (and agent name and version), in bytes.
     pub max_label_value_len: usize,
     /// Most memory the decoded histograms may take together
-    /// ([`SparseHistogram::heap_bytes`]: 16 bytes per non-zero bucket). A histogram is small
+    /// ([`SparseHistogram::heap_bytes`]: 8 bytes per non-zero bucket, 16 in the histogram
+    /// whose counts exceed 32 bits). A histogram is small
     /// on the wire but may inflate to many buckets (up to one per byte of its inflated form,
     /// at most [`HdrLimits::max_decoded_bytes`]), so without this a 1 MiB report could make
     /// the decoder allocate gigabytes.
@@ -585,12 +586,12 @@ mod tests {
 
     #[test]
     fn histogram_memory_is_capped() {
-        // Decoded histograms are sparse: the sample's two take 5 buckets of 16 bytes.
-        let limits = ReportLimits { max_histogram_memory_bytes: 79, ..Default::default() };
+        // Decoded histograms are sparse: the sample's two take 5 buckets of 8 bytes.
+        let limits = ReportLimits { max_histogram_memory_bytes: 39, ..Default::default() };
         let e = decode_report(&encode_report(&sample()), &limits).unwrap_err();
         assert_eq!(e.reason(), "histogram_too_large", "{e}");
-        assert!(e.to_string().contains("79-byte"), "{e}");
-        let limits = ReportLimits { max_histogram_memory_bytes: 80, ..Default::default() };
+        assert!(e.to_string().contains("39-byte"), "{e}");
+        let limits = ReportLimits { max_histogram_memory_bytes: 40, ..Default::default() };
         assert!(decode_report(&encode_report(&sample()), &limits).is_ok());
     }
 }

@@ -395,7 +395,15 @@ impl Session {
             End::Goodbye | End::ControlFinished => {
                 self.conn.close(CLOSE_OK.into(), b"goodbye");
             }
-            End::StreamEnded => self.goodbye(control, b"stream ended").await,
+            End::StreamEnded => {
+                let _ = timeout(GOODBYE_WAIT, control.send_last(&Control::Goodbye)).await;
+                // Let the viewer close first: it does once every packet has arrived (or soon
+                // after the goodbye), and until then QUIC keeps retransmitting what is still in
+                // flight on earlier GOP streams; closing now would drop it and the viewer would
+                // count it lost.
+                let _ = timeout(FLUSH_WAIT, self.conn.closed()).await;
+                self.conn.close(CLOSE_OK.into(), b"stream ended");
+            }
             End::Shutdown => self.goodbye(control, b"relay shutting down").await,
             End::Protocol(fail) => self.protocol_error(control, fail).await,
             End::Lost => {}

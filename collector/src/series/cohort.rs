@@ -105,7 +105,7 @@ impl CohortState {
         // Native bucket being filled, what it holds so far, and the last HDR index it takes.
         let mut run: Option<(i32, u64)> = None;
         let mut run_limit = 0u64;
-        for &(hdr_index, count) in h.raw_buckets() {
+        for (hdr_index, count) in h.raw_buckets() {
             while limit.is_none_or(|l| hdr_index > l) {
                 b += 1;
                 limit = classic_limit(b);

@@ -70,7 +70,7 @@ pub use exposition::{
 pub use metrics::{CollectorMetrics, INGEST_DURATION_BOUNDS};
 pub use native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD, NativeBuckets};
 
-use crate::store::{AgentRow, CohortRow};
+use crate::store::{AgentRow, BatchDelta, CohortRow};
 use export::CohortsCollector;
 use metrics::OwnMetricsCollector;
 
@@ -116,6 +116,23 @@ impl SeriesStore {
     /// Adds an interval report; see [`Cohorts::fold`].
     pub fn fold(&self, identity: Identity<'_>, decoded: &DecodedReport) -> FoldSummary {
         self.cohorts.write().unwrap_or_else(PoisonError::into_inner).fold(identity, decoded)
+    }
+
+    /// Folds one committed batch: [`Cohorts::note_report`] of each stored report, then
+    /// [`Cohorts::add_delta`] of what the batch added, under one lock. The same series as
+    /// [`SeriesStore::fold`] of each report, for much less work (see `note_report`).
+    pub fn fold_committed<'a>(
+        &self,
+        reports: impl IntoIterator<Item = (Identity<'a>, &'a DecodedReport)>,
+        delta: &BatchDelta,
+    ) -> FoldSummary {
+        let mut cohorts = self.cohorts.write().unwrap_or_else(PoisonError::into_inner);
+        let mut summary = FoldSummary::default();
+        for (identity, report) in reports {
+            summary.add(&cohorts.note_report(identity, report));
+        }
+        cohorts.add_delta(delta);
+        summary
     }
 
     /// Adds one history row back after a restart; see [`Cohorts::restore_row`]. The row's

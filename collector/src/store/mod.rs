@@ -96,6 +96,50 @@ pub enum Outcome {
     Rejected(ItemError),
 }
 
+/// What [`HistoryStore::commit`] did with a batch.
+#[derive(Debug)]
+pub struct Committed {
+    /// One outcome per item, in order.
+    pub outcomes: Vec<Outcome>,
+    /// What the stored reports added, merged per cohort.
+    pub delta: BatchDelta,
+}
+
+/// What one committed batch added to history, merged per cohort over its stored reports
+/// (duplicates and refused reports add nothing): exactly the sum of those reports'
+/// contributions to the rows. A caller keeping running totals (the exported series) adds
+/// this once per cohort rather than each report, which is far cheaper when a batch holds many
+/// reports per cohort.
+#[derive(Debug, Default)]
+pub struct BatchDelta {
+    /// One entry per cohort the batch touched, in no particular order.
+    pub cohorts: Vec<CohortDelta>,
+}
+
+/// What a batch added to one cohort.
+#[derive(Debug)]
+pub struct CohortDelta {
+    /// The cohort.
+    pub cohort: Cohort,
+    /// Histograms added, by metric name. A name appears once per minute row the batch
+    /// touched (usually once; twice when the batch spans a minute boundary).
+    pub histograms: Vec<(String, HistogramDelta)>,
+    /// Counter increments by name, likewise once per minute row.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// A histogram a batch added to one row: its merged counts in stallwatch's layout, with the
+/// exact sum and count of the recorded values.
+#[derive(Debug)]
+pub struct HistogramDelta {
+    /// Non-zero buckets of the merged counts ([`hdr::SparseHistogram::from_stallwatch_counts`]).
+    pub histogram: hdr::SparseHistogram,
+    /// Exact sum.
+    pub sum: u64,
+    /// Number of values (the histogram's total count).
+    pub count: u64,
+}
+
 /// Why one report was refused by the store (the rest of its batch is unaffected).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ItemError {
@@ -356,11 +400,17 @@ impl Default for Retention {
 }
 
 /// A store of per-cohort history. Implementations must make each
-/// [`commit_batch`](HistoryStore::commit_batch) atomic and durable before it returns.
+/// [`commit`](HistoryStore::commit) atomic and durable before it returns.
 pub trait HistoryStore: Send {
     /// Stores a group of reports in one transaction and returns one outcome per item, in
-    /// order. On `Err` nothing of the batch is stored: answer 5xx to every report in it.
-    fn commit_batch(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError>;
+    /// order, with what the stored ones added ([`BatchDelta`]). On `Err` nothing of the batch
+    /// is stored: answer 5xx to every report in it.
+    fn commit(&mut self, batch: &[IngestItem<'_>]) -> Result<Committed, StoreError>;
+
+    /// [`HistoryStore::commit`], for callers that only need the outcomes.
+    fn commit_batch(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError> {
+        Ok(self.commit(batch)?.outcomes)
+    }
 
     /// Whether `(agent, seq)` is in the ledger (stored and not yet pruned).
     fn is_duplicate(&self, agent: &str, seq: u64) -> Result<bool, StoreError>;

@@ -34,16 +34,17 @@
 //! # Ingest speed
 //!
 //! A batch's contributions are grouped by row first, so each row is read, merged and written
-//! once per batch however many reports touch it. Rows are merged as plain counts arrays of
-//! stallwatch's HDR layout (only up to the largest value held): a report's histogram arrives
-//! as its non-zero buckets (`hdr::SparseHistogram`) and each is added at its index, and the
-//! row is encoded straight from the counts (`hdr::Encoder::encode_counts_into`, the same
-//! bytes `hdrhistogram` would write) with a reused encoder at DEFLATE level
-//! [`ROW_DEFLATE_LEVEL`]. The merged minute rows of the
-//! current minutes (collector clock) stay decoded in a row cache, so the hot minute is not inflated and parsed
-//! again every batch. The cache holds exactly what the database holds: rows enter it only
-//! after their transaction commits; any error drops it whole; `PRAGMA data_version` (read
-//! inside each ingest transaction, under the write lock) drops it when another connection
+//! once per batch however many reports touch it. They merge in a reused scratch row, which is
+//! then added to the row and kept, as non-zero buckets, for the batch's [`BatchDelta`]. Rows
+//! are plain counts arrays of stallwatch's HDR layout (only up to the largest value held): a
+//! report's histogram arrives as its non-zero buckets (`hdr::SparseHistogram`) and each is
+//! added at its index, and the row is encoded straight from the counts
+//! (`hdr::Encoder::encode_counts_into`, the V2 counts `hdrhistogram` would write) with a reused
+//! encoder at DEFLATE level [`ROW_DEFLATE_LEVEL`]. The merged minute rows of the current
+//! minutes (collector clock) stay decoded in a row cache, so the hot minute is not inflated
+//! and parsed again every batch. The cache holds exactly what the database holds: rows enter
+//! it only after their transaction commits; any error drops it whole; `PRAGMA data_version`
+//! (read inside each ingest transaction, under the write lock) drops it when another connection
 //! has committed since; maintenance on this connection drops it too.
 //!
 //! # Connections
@@ -63,9 +64,9 @@ use stallwatch_proto::hdr;
 use stallwatch_proto::report::Series;
 
 use super::{
-    AgentRow, Cohort, CohortFilter, CohortRow, DownsampleStats, HOUR_MS, HistoryStore, IngestItem,
-    ItemError, MAX_REPORT_VALUE, MINUTE_MS, Outcome, Resolution, RetainStats, StoreError,
-    StoredHistogram, minute_of,
+    AgentRow, BatchDelta, Cohort, CohortDelta, CohortFilter, CohortRow, Committed, DownsampleStats,
+    HOUR_MS, HistogramDelta, HistoryStore, IngestItem, ItemError, MAX_REPORT_VALUE, MINUTE_MS,
+    Outcome, Resolution, RetainStats, StoreError, StoredHistogram, minute_of,
 };
 
 /// Newest schema version this build writes.
@@ -135,9 +136,9 @@ const I64_MAX: u64 = i64::MAX as u64;
 
 /// DEFLATE level of minute rows: 0, stored blocks (still the V2+DEFLATE format every HDR
 /// reader takes). Every batch rewrites each minute row it touches, so encoding speed bounds
-/// ingest: a minute row of 250 reports' jitter encodes in about 13 us at level 0 against
-/// 90 us at level 1 and 190 us at level 6 (zlib-rs), and takes about 10 KB instead of 6 KB.
-/// Minute rows live for days; hour rows, kept for a year, are written at the default level.
+/// ingest: a row of 64 reports' jitter encodes in about 8 us at level 0 (stored blocks,
+/// written without zlib) against 90 us at level 6 (zlib-rs), and takes 5.6 KB instead of 4 KB
+/// (`ingest_store` bench, "one row"). Minute rows live for days; hour rows, kept for a year, are written at the default level.
 pub const ROW_DEFLATE_LEVEL: u32 = 0;
 
 /// Default bound on the row cache, bytes of histogram counts (see the module documentation).
@@ -162,6 +163,8 @@ pub struct SqliteStore {
     /// Reused row encoder and output buffer.
     encoder: hdr::Encoder,
     blob: Vec<u8>,
+    /// Reused row in which a batch's contributions to one row are merged.
+    scratch: MergedRow,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -198,6 +201,7 @@ impl SqliteStore {
             row_cache: RowCache::new(DEFAULT_ROW_CACHE_BYTES),
             encoder: hdr::Encoder::with_level(ROW_DEFLATE_LEVEL),
             blob: Vec::new(),
+            scratch: MergedRow::empty(),
         })
     }
 
@@ -222,8 +226,8 @@ impl SqliteStore {
         (self.row_cache.rows.len(), self.row_cache.bytes)
     }
 
-    fn commit_inner(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError> {
-        let SqliteStore { conn, cohort_ids, row_cache, encoder, blob } = self;
+    fn commit_inner(&mut self, batch: &[IngestItem<'_>]) -> Result<Committed, StoreError> {
+        let SqliteStore { conn, cohort_ids, row_cache, encoder, blob, scratch } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Under the write lock, so nothing commits between this read and our commit.
         let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
@@ -274,19 +278,27 @@ impl SqliteStore {
             outcomes.push(Outcome::Stored);
         }
         let mut merged = Vec::with_capacity(histograms.len());
+        let mut delta = DeltaBuilder::default();
         for (key, parts) in &histograms {
             let mut row = match row_cache.take(key) {
                 Some(row) => row,
                 None => load_histogram(&tx, key)?,
             };
+            // The batch's parts merged first, then into the row: the merged parts are also
+            // what the batch added (the delta), and the row is walked once.
+            let added = &mut *scratch;
+            added.clear();
             for part in parts {
-                row.add(key.name, part.histogram, part.sum, part.count)?;
+                added.add(key.name, part.histogram, part.sum, part.count, row.total)?;
             }
+            row.add_row(added);
             store_histogram(&tx, key, &row, encoder, blob)?;
             merged.push((key, row));
+            delta.histogram(key, added)?;
         }
         for (key, value) in &counters {
             add_counter(&tx, key, *value)?;
+            delta.counter(key, *value);
         }
         tx.commit()?;
         // Committed: the merged rows are now what the database holds.
@@ -296,7 +308,7 @@ impl SqliteStore {
         for (key, row) in merged {
             row_cache.insert(key, row);
         }
-        Ok(outcomes)
+        Ok(Committed { outcomes, delta: delta.finish(cohort_ids) })
     }
 
     /// Folds the minutes of the hour starting at `hour` into hour rows and deletes them, in
@@ -331,7 +343,7 @@ impl SqliteStore {
                     .prepare_cached("SELECT hdr, sum, count FROM histograms WHERE rowid = ?1")?
                     .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 let minute_row = decode_stored_sparse(&bytes, &key)?;
-                row.add(metric, &minute_row, sum, count)?;
+                row.add(metric, &minute_row, sum, count, 0)?;
             }
             store_histogram(&tx, &key, &row, &mut encoder, blob)?;
         }
@@ -377,9 +389,9 @@ impl SqliteStore {
 }
 
 impl HistoryStore for SqliteStore {
-    fn commit_batch(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError> {
+    fn commit(&mut self, batch: &[IngestItem<'_>]) -> Result<Committed, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Committed { outcomes: Vec::new(), delta: BatchDelta::default() });
         }
         let result = self.commit_inner(batch);
         if result.is_err() {
@@ -677,14 +689,21 @@ impl MergedRow {
         MergedRow { counts: Vec::new(), total: 0, sum: 0, count: 0 }
     }
 
+    /// Empties the row, keeping its allocation.
+    fn clear(&mut self) {
+        self.counts.clear();
+        (self.total, self.sum, self.count) = (0, 0, 0);
+    }
+
     /// Heap bytes of the counts array.
     fn bytes(&self) -> usize {
         self.counts.capacity() * std::mem::size_of::<u64>()
     }
 
-    /// Adds one contribution. A contribution that would push the row past `i64::MAX`
-    /// recorded values (only reachable by an agent sending absurd counts many times over) is
-    /// left out whole, histogram, sum and count alike, so the row stays self-consistent.
+    /// Adds one contribution, on its way into a row that holds `base` counts already (0 when
+    /// this is the row). A contribution that would push the row past `i64::MAX` recorded
+    /// values (only reachable by an agent sending absurd counts many times over) is left out
+    /// whole, histogram, sum and count alike, so the row stays self-consistent.
     ///
     /// Each non-zero bucket is added at the slot of its lowest value, which is what
     /// `Histogram::add` does for any layout (directly by index when the layouts match, by
@@ -695,8 +714,10 @@ impl MergedRow {
         histogram: &hdr::SparseHistogram,
         sum: u64,
         count: u64,
+        base: u64,
     ) -> Result<(), StoreError> {
-        if self.total.checked_add(histogram.len()).is_none_or(|total| total > I64_MAX) {
+        let total = base.checked_add(self.total).and_then(|t| t.checked_add(histogram.len()));
+        if total.is_none_or(|total| total > I64_MAX) {
             tracing::warn!(
                 metric,
                 "histogram row would exceed i64::MAX counts; contribution skipped"
@@ -707,6 +728,21 @@ impl MergedRow {
         self.sum = saturate(self.sum, sum);
         self.count = saturate(self.count, count);
         Ok(())
+    }
+
+    /// Adds another row (one whose contributions [`MergedRow::add`] checked against this
+    /// one's total, so the sum stays within `i64::MAX`).
+    fn add_row(&mut self, other: &MergedRow) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.reserve_exact(other.counts.len() - self.counts.len());
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (slot, &n) in self.counts.iter_mut().zip(&other.counts) {
+            *slot = slot.saturating_add(n);
+        }
+        self.total = self.total.saturating_add(other.total);
+        self.sum = saturate(self.sum, other.sum);
+        self.count = saturate(self.count, other.count);
     }
 
     /// Adds a histogram's counts to the row's.
@@ -723,7 +759,7 @@ impl MergedRow {
             ))
         };
         if histogram.is_stallwatch_layout() {
-            let Some(&(top, _)) = histogram.raw_buckets().last() else { return Ok(()) };
+            let Some(top) = histogram.last_index() else { return Ok(()) };
             let top = usize::try_from(top)
                 .ok()
                 .filter(|&t| t < hdr::STALLWATCH_SLOTS)
@@ -732,12 +768,13 @@ impl MergedRow {
                 self.counts.reserve_exact(top + 1 - self.counts.len());
                 self.counts.resize(top + 1, 0);
             }
-            for &(index, n) in histogram.raw_buckets() {
+            let counts = &mut self.counts[..=top];
+            histogram.raw_buckets().for_each(|(index, n)| {
                 // In range: indexes ascend to `top`.
-                if let Some(slot) = self.counts.get_mut(index as usize) {
+                if let Some(slot) = counts.get_mut(index as usize) {
                     *slot = slot.saturating_add(n);
                 }
-            }
+            });
         } else {
             let top = hdr::stallwatch_index(histogram.max()).ok_or_else(out_of_range)?;
             if self.counts.len() <= top {
@@ -753,6 +790,50 @@ impl MergedRow {
         }
         self.total = self.total.saturating_add(histogram.len());
         Ok(())
+    }
+}
+
+/// Collects what a batch adds, per cohort id, for [`BatchDelta`].
+#[derive(Default)]
+struct DeltaBuilder {
+    cohorts: BTreeMap<i64, Added>,
+}
+
+/// What a batch added to one cohort so far.
+#[derive(Default)]
+struct Added {
+    histograms: Vec<(String, HistogramDelta)>,
+    counters: Vec<(String, u64)>,
+}
+
+impl DeltaBuilder {
+    fn histogram(&mut self, key: &RowKey<'_>, added: &MergedRow) -> Result<(), StoreError> {
+        let histogram =
+            hdr::SparseHistogram::from_stallwatch_counts(&added.counts).ok_or_else(|| {
+                StoreError::Merge(format!("{:?} is beyond stallwatch's range", key.name))
+            })?;
+        let delta = HistogramDelta { histogram, sum: added.sum, count: added.count };
+        self.cohorts.entry(key.cohort).or_default().histograms.push((key.name.to_owned(), delta));
+        Ok(())
+    }
+
+    fn counter(&mut self, key: &RowKey<'_>, value: u64) {
+        self.cohorts.entry(key.cohort).or_default().counters.push((key.name.to_owned(), value));
+    }
+
+    /// Names each cohort id by its labels (every id of the batch is in `ids`: ids are cached
+    /// as they are looked up or created).
+    fn finish(self, ids: &HashMap<Cohort, i64>) -> BatchDelta {
+        let labels: HashMap<i64, &Cohort> = ids.iter().map(|(cohort, &id)| (id, cohort)).collect();
+        let cohorts = self
+            .cohorts
+            .into_iter()
+            .filter_map(|(id, Added { histograms, counters })| {
+                let cohort = (*labels.get(&id)?).clone();
+                Some(CohortDelta { cohort, histograms, counters })
+            })
+            .collect();
+        BatchDelta { cohorts }
     }
 }
 
