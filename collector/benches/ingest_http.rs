@@ -196,8 +196,11 @@ fn main() {
         .expect("collector starts");
     let url = format!("https://127.0.0.1:{}/api/v1/reports", running.ingest_addr.port());
 
+    // Named, so a profile tells the clients' share of the CPU from the server's
+    // (`perf report --sort comm`).
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("bench-client")
         .enable_all()
         .build()
         .expect("rt");

@@ -848,7 +848,10 @@ impl Layout {
         if low == 0 || sigfigs > 5 {
             return None;
         }
-        let unit_magnitude = 63 - low.leading_zeros();
+        // As hdrhistogram computes it, in floating point: a `low` within 2^-53 below a power
+        // of two rounds up to it, and a header that `Histogram::new_with_bounds` refuses
+        // for that must be refused here too.
+        let unit_magnitude = (low as f64).log2().floor() as u32;
         // Unit resolution up to 2 * 10^sigfigs, rounded up to a power of two.
         let largest = 2 * 10u64.pow(sigfigs);
         let sub_bucket_count_magnitude = 64 - (largest - 1).leading_zeros();
@@ -1256,6 +1259,24 @@ mod tests {
         b.extend_from_slice(&high.to_be_bytes());
         b.extend_from_slice(&1.0f64.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn a_low_that_rounds_up_to_a_power_of_two_is_refused_as_hdrhistogram_refuses_it() {
+        // hdrhistogram takes log2 of `low` in floating point: 2^63 - 1 rounds to 2^63, and
+        // with sigfig 0 the layout no longer fits 64 bits. Found by the decoders proptest.
+        let limits = HdrLimits {
+            max_highest_trackable: u64::MAX,
+            max_significant_figures: 5,
+            ..HdrLimits::default()
+        };
+        let bytes = deflate_raw_v2(&v2_header(0, 0, i64::MAX as u64, u64::MAX));
+        let expected = Histogram::<u64>::new_with_bounds(i64::MAX as u64, u64::MAX, 0);
+        assert!(expected.is_err());
+        assert!(matches!(
+            decode_sparse(&bytes, &limits),
+            Err(HdrError::Deserialize(e)) if e == "CannotRepresentSigFigBeyondLow"
+        ));
     }
 
     #[test]
