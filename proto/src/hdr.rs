@@ -1065,9 +1065,7 @@ fn parse_counts(
     // under 64 zeros), so take eight at a time while none has its continuation bit set.
     while let Some(word) = counts.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
         if word & 0x8080_8080_8080_8080 == 0 {
-            for k in 0..8 {
-                state.step((word >> (8 * k)) & 0x7f, nonzero);
-            }
+            state.step_eight(word, nonzero);
             counts = counts.get(8..).unwrap_or_default();
         } else {
             counts = state.step_varint(counts, nonzero)?;
@@ -1106,6 +1104,37 @@ impl CountsState {
         }
         self.step(value, nonzero);
         Ok(counts.get(used..).unwrap_or_default())
+    }
+
+    /// Applies eight one-byte varints (the bytes of `word`, none with its continuation bit):
+    /// [`CountsState::step`] eight times, with the bounds check and the overflow checks done
+    /// once for the block instead of per varint.
+    #[inline(always)]
+    fn step_eight(&mut self, word: u64, nonzero: &mut [(u64, u64)]) {
+        // Eight bytes remain and each earlier byte made at most one entry, so the block's
+        // eight slots exist; an index near overflow (after a huge zero run) takes the slow way.
+        let slots =
+            nonzero.get_mut(self.len..self.len + 8).and_then(|s| <&mut [_; 8]>::try_from(s).ok());
+        let (Some(slots), true) = (slots, self.index < 1 << 62) else {
+            for k in 0..8 {
+                self.step((word >> (8 * k)) & 0x7f, nonzero);
+            }
+            return;
+        };
+        let (mut at, mut index, mut total) = (0usize, self.index, 0u64);
+        for k in 0..8 {
+            let value = (word >> (8 * k)) & 0x7f;
+            let (half, odd) = (value >> 1, value & 1);
+            // Even: a count of `half`; odd: a run of `half + 1` zeros (see `step`).
+            let count = half & odd.wrapping_sub(1);
+            slots[at & 7] = (index, count);
+            at += usize::from(count != 0);
+            total += count;
+            index += (half & 0u64.wrapping_sub(odd)) + 1;
+        }
+        self.len += at;
+        self.index = index;
+        self.total = self.total.saturating_add(total);
     }
 
     /// Applies one zig-zag value: even, a count of `value / 2` at the current slot; odd, a
