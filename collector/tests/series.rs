@@ -886,11 +886,27 @@ fn series_negotiates_real_accept_headers() {
     );
 }
 
+/// Reports as the store takes them, received when their windows end (the registry keeps
+/// receive times; equal to the window ends, restored facts compare equal).
+fn ingest_items<'a>(
+    reports: impl Iterator<Item = (&'a str, Identity<'a>, &'a DecodedReport)>,
+) -> Vec<stallwatch_collector::store::IngestItem<'a>> {
+    reports
+        .map(|(agent, identity, report)| stallwatch_collector::store::IngestItem {
+            agent,
+            region: identity.region,
+            network_type: identity.network_type,
+            report,
+            received_unix_ms: report.report.window_end_ms,
+        })
+        .collect()
+}
+
 #[test]
 fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
     use stallwatch_collector::series::SeriesLimits;
     use stallwatch_collector::store::{
-        CohortFilter, HistoryStore, IngestItem, Outcome, Resolution, SqliteStore,
+        CohortFilter, HistoryStore, Outcome, Resolution, SqliteStore,
     };
 
     // 30 reports from 3 agents over 2 cohorts and three hours, with every kind of figure.
@@ -943,17 +959,7 @@ fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
     let db = dir.join("history.db");
     let _ = std::fs::remove_file(&db);
     let mut history = SqliteStore::open(&db).unwrap();
-    let batch: Vec<IngestItem<'_>> = items
-        .iter()
-        .map(|(agent, identity, r)| IngestItem {
-            agent,
-            region: identity.region,
-            network_type: identity.network_type,
-            report: r,
-            // The registry keeps receive times; make them the window ends to compare.
-            received_unix_ms: r.report.window_end_ms,
-        })
-        .collect();
+    let batch = ingest_items(items.iter().map(|(agent, id, r)| (*agent, *id, r)));
     let outcomes = history.commit_batch(&batch).unwrap();
     assert!(outcomes.iter().all(|o| *o == Outcome::Stored), "{outcomes:?}");
     // The first two hours become hour rows; the third stays in minutes.
@@ -1000,9 +1006,7 @@ fn series_restored_from_history_rows_render_exactly_as_the_folded_reports() {
 #[test]
 fn series_folded_from_committed_batches_render_exactly_as_each_report_folded() {
     use stallwatch_collector::series::{SERIES_PER_COHORT, SeriesLimits};
-    use stallwatch_collector::store::{
-        HistoryStore, IngestItem, MAX_REPORT_VALUE, Outcome, SqliteStore,
-    };
+    use stallwatch_collector::store::{HistoryStore, MAX_REPORT_VALUE, Outcome, SqliteStore};
 
     let fra = Identity { region: "eu-fra", network_type: "4g" };
     let sea = Identity { region: "us-sea", network_type: "wifi" };
@@ -1056,16 +1060,7 @@ fn series_folded_from_committed_batches_render_exactly_as_each_report_folded() {
         let (folded, batched) = (SeriesStore::new(limits), SeriesStore::new(limits));
         let (mut stored, mut duplicates, mut rejected) = (0, 0, 0);
         for batch in items.chunks(9) {
-            let ingest: Vec<IngestItem<'_>> = batch
-                .iter()
-                .map(|(agent, identity, r)| IngestItem {
-                    agent,
-                    region: identity.region,
-                    network_type: identity.network_type,
-                    report: r,
-                    received_unix_ms: r.report.window_end_ms,
-                })
-                .collect();
+            let ingest = ingest_items(batch.iter().map(|(agent, id, r)| (agent.as_str(), *id, r)));
             let committed = history.commit(&ingest).unwrap();
             let kept = batch.iter().zip(&committed.outcomes).filter_map(|((_, id, r), o)| {
                 match o {

@@ -138,7 +138,8 @@ const I64_MAX: u64 = i64::MAX as u64;
 /// reader takes). Every batch rewrites each minute row it touches, so encoding speed bounds
 /// ingest: a row of 64 reports' jitter encodes in about 8 us at level 0 (stored blocks,
 /// written without zlib) against 90 us at level 6 (zlib-rs), and takes 5.6 KB instead of 4 KB
-/// (`ingest_store` bench, "one row"). Minute rows live for days; hour rows, kept for a year, are written at the default level.
+/// (`ingest_store` bench, "one row"). Minute rows live for days; hour rows, kept for a year,
+/// are written at the default level.
 pub const ROW_DEFLATE_LEVEL: u32 = 0;
 
 /// Default bound on the row cache, bytes of histogram counts (see the module documentation).
