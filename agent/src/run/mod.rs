@@ -247,10 +247,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop_tx.send(true);
     runner.shutdown().await;
     let _ = finish_tx.send(());
-    let spool = reporter.await.context("the reporter failed")?;
+    let left = reporter.await.context("the reporter failed")?;
     if tokio::time::timeout(std::time::Duration::from_secs(1), poller).await.is_err() {
         warn!("plan poller did not stop in time");
     }
-    info!(spooled = spool.len(), "stopped");
+    info!(
+        spooled = left.spooled,
+        sent = left.stats.sent,
+        renumbered = left.stats.renumbered,
+        set_aside = left.stats.set_aside,
+        "stopped"
+    );
     Ok(())
 }
