@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rustls::RootCertStore;
+use rustls::pki_types::CertificateRevocationListDer;
 use stallwatch_proto::duration::format_duration;
 use stallwatch_proto::plan::{Plan, decode_plan};
 
 use super::bundle::Bundle;
 use super::config::CollectorUrl;
 use crate::report::SendOutcome;
-use crate::tls::provider;
+use crate::tls::{collector_verifier, provider};
 
 /// Largest plan body accepted.
 pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
@@ -57,14 +57,16 @@ pub enum PlanError {
 }
 
 /// The rustls client configuration for the collector: ring, TLS 1.3 only, the bundle's CA
-/// as the only root, and the bundle's certificate and key as the client identity.
-pub fn tls_config(bundle: &Bundle) -> Result<rustls::ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(bundle.ca.clone()).context("the bundle's CA certificate is unusable")?;
+/// as the only root, the fleet's collector CRLs if the agent holds any
+/// ([`collector_verifier`]), and the bundle's certificate and key as the client identity.
+pub fn tls_config(
+    bundle: &Bundle,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<rustls::ClientConfig> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("configuring TLS 1.3")?
-        .with_root_certificates(roots)
+        .with_webpki_verifier(collector_verifier(&bundle.ca, crls)?)
         .with_client_auth_cert(bundle.cert_chain.clone(), bundle.key.clone_key())
         .context("the bundle's certificate and private key do not match or are unsupported")?;
     // The agent speaks HTTP/1.1 only (reqwest is built without http2).
@@ -73,10 +75,15 @@ pub fn tls_config(bundle: &Bundle) -> Result<rustls::ClientConfig> {
 }
 
 impl CollectorClient {
-    /// A client for `url` authenticating with `bundle`.
-    pub fn new(url: CollectorUrl, bundle: &Bundle) -> Result<Self> {
+    /// A client for `url` authenticating with `bundle`, refusing collector certificates that
+    /// `crls` (the fleet's collector CRL, if the agent holds it) revoke.
+    pub fn new(
+        url: CollectorUrl,
+        bundle: &Bundle,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config(bundle)?)
+            .tls_backend_preconfigured(tls_config(bundle, crls)?)
             .connect_timeout(CONNECT_TIMEOUT)
             .no_proxy()
             .user_agent(concat!("stallwatch-agent/", env!("CARGO_PKG_VERSION")))
@@ -309,12 +316,16 @@ mod tests {
     fn the_tls_config_is_tls13_with_the_bundle_identity() {
         let (pem, _, _) = super::super::bundle::tests::make_bundle("edge-1");
         let bundle = super::super::bundle::parse_bundle(pem.as_bytes()).unwrap();
-        let config = tls_config(&bundle).unwrap();
+        let config = tls_config(&bundle, Vec::new()).unwrap();
         assert!(config.client_auth_cert_resolver.has_certs());
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert!(
-            CollectorClient::new(CollectorUrl::parse("https://127.0.0.1:1").unwrap(), &bundle)
-                .is_ok()
+            CollectorClient::new(
+                CollectorUrl::parse("https://127.0.0.1:1").unwrap(),
+                &bundle,
+                Vec::new()
+            )
+            .is_ok()
         );
     }
 }

@@ -31,6 +31,8 @@ struct State {
     ledger: BTreeMap<u64, Vec<u8>>,
     /// Windows of the stored reports, `(start, end)` unix ms.
     windows: Vec<(u64, u64)>,
+    /// TCP connections accepted (TLS handshakes started).
+    connections: usize,
     /// Windows of the reports answered 409 `seq-conflict`.
     conflicted: Vec<(u64, u64)>,
 }
@@ -42,6 +44,7 @@ async fn serve(
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else { return };
+        state.lock().unwrap().connections += 1;
         let (acceptor, state) = (acceptor.clone(), state.clone());
         tokio::spawn(async move {
             let Ok(mut tls) = acceptor.accept(tcp).await else { return };
@@ -145,6 +148,40 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Serial number of the fake collector's certificate.
+const COLLECTOR_SERIAL: u64 = 0x5eed;
+
+/// A collector CRL from `issuer` revoking `serials`, valid from `from` for `days` (PEM).
+fn collector_crl(
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    serials: &[u64],
+    from: time::OffsetDateTime,
+    days: i64,
+) -> String {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: from,
+        next_update: from + time::Duration::days(days),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|&s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(s),
+                revocation_time: from,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    params.signed_by(issuer).unwrap().pem().unwrap()
+}
+
+fn now_utc() -> time::OffsetDateTime {
+    let since_epoch = crate::clock::Clock::global().unix_ms();
+    time::OffsetDateTime::from_unix_timestamp((since_epoch / 1000) as i64).unwrap()
+}
+
 /// A fake collector on loopback for `ca_pem`'s fleet, with a certificate for `localhost`.
 /// Returns its port and the server task.
 async fn fake_collector(
@@ -155,6 +192,7 @@ async fn fake_collector(
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.serial_number = Some(rcgen::SerialNumber::from(COLLECTOR_SERIAL));
     let cert = params.signed_by(&key, issuer).unwrap();
     let ca_der = CertificateDer::from_pem_slice_ca(ca_pem);
     let mut roots = RootCertStore::empty();
@@ -320,6 +358,49 @@ async fn a_404_from_a_proxy_deletes_nothing_from_the_spool() {
     drop(s);
     server_task.abort();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A leaked collector key: the operator revokes its certificate and hands agents the fleet's
+/// collector CRL. An agent holding it refuses that collector (no plan, no report goes to it);
+/// with a CRL that revokes another certificate it works as before, and with one past its next
+/// update it refuses every collector (a withheld CRL cannot keep a revoked key usable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refuses_a_collector_whose_certificate_the_crl_revokes() {
+    let (pem, issuer, ca_pem) = make_bundle("edge-test-crl");
+    let state = Arc::new(Mutex::new(State { plan: Some(plan(1)), ..State::default() }));
+    let (port, server_task) = fake_collector(&issuer, &ca_pem, state.clone()).await;
+    let now = now_utc();
+    let cases = [
+        ("revoked", collector_crl(&issuer, &[COLLECTOR_SERIAL], now, 30), false),
+        ("another-revoked", collector_crl(&issuer, &[COLLECTOR_SERIAL + 1], now, 30), true),
+        ("expired", collector_crl(&issuer, &[], now - time::Duration::days(40), 30), false),
+    ];
+    for (name, crl, trusted) in cases {
+        let dir = test_dir(&format!("crl-{name}"));
+        std::fs::write(dir.join("agent.pem"), &pem).unwrap();
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        std::fs::write(dir.join("state").join(crate::tls::COLLECTOR_CRL_FILE), crl).unwrap();
+        let plans_before = state.lock().unwrap().plan_gets.len();
+        let connections_before = state.lock().unwrap().connections;
+        let reports_before = state.lock().unwrap().seqs.len();
+        let (stop, agent) = start_agent(settings(&dir, port));
+        if trusted {
+            wait_for("a plan request", || state.lock().unwrap().plan_gets.len() > plans_before)
+                .await;
+        } else {
+            // The agent reaches the collector, and its handshakes fail, again and again.
+            wait_for("two connections", || {
+                state.lock().unwrap().connections >= connections_before + 2
+            })
+            .await;
+            let s = state.lock().unwrap();
+            assert_eq!(s.plan_gets.len(), plans_before, "{name}: the agent asked for a plan");
+            assert_eq!(s.seqs.len(), reports_before, "{name}: the agent sent a report");
+        }
+        stop_agent(stop, agent).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    server_task.abort();
 }
 
 /// Copies the files of `from` (one level of subdirectories) to `to`, replacing it.
