@@ -11,7 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// ALPN of the `quic-stream` transport.
@@ -22,6 +25,46 @@ pub const ALPN_DATAGRAM: &[u8] = b"stallwatch-dgram/1";
 /// The one crypto provider: ring.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Where in its state directory an agent looks for the fleet's CRL of revoked collector
+/// certificates (`stallwatch-collector ca collector-crl` writes it; docs/security.md).
+pub const COLLECTOR_CRL_FILE: &str = "collectors.crl.pem";
+
+/// The CRLs in a PEM file (`X509 CRL` blocks); none if the file does not exist. Any other
+/// problem is an error: an agent told to honour revocations must not silently stop.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the collector CRL {}", path.display()))?;
+    if crls.is_empty() {
+        bail!("{}: no X509 CRL in it", path.display());
+    }
+    Ok(crls)
+}
+
+/// How an agent verifies the collector: the fleet CA, and, when it holds the fleet's
+/// collector CRL, that CRL too. With a CRL the collector's certificate must not be listed,
+/// and the CRL must not be past its next update: a leaked collector key can withhold a newer
+/// CRL from agents, but not for longer than that (docs/security.md, "Agent to collector").
+pub fn collector_verifier(
+    ca: &CertificateDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).context("the bundle's CA certificate is unusable")?;
+    let mut builder =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider());
+    if !crls.is_empty() {
+        builder = builder
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
+    }
+    builder.build().context("the collector CRL is unusable")
 }
 
 /// A relay's certificate chain and key.

@@ -426,6 +426,86 @@ mod pki {
         pki::main(args)
     }
 
+    /// Verifies a collector certificate as an agent does (rustls' WebPKI verifier), with the
+    /// CRL file `ca` wrote, at `now`.
+    fn agent_verifies(
+        ca: &Ca,
+        crl_pem: &[u8],
+        cert_pem: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{
+            CertificateDer, CertificateRevocationListDer, ServerName, UnixTime,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.certificate().clone()).unwrap();
+        let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(crl_pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(crls.len(), 1);
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .enforce_revocation_expiration()
+        .build()
+        .unwrap();
+        let cert = CertificateDer::from_pem_slice(cert_pem).unwrap();
+        let at =
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.unix_timestamp() as u64));
+        let name = ServerName::try_from("collector.example.net").unwrap();
+        verifier.verify_server_cert(&cert, &[], &name, &[], at).map(|_| ())
+    }
+
+    /// Collector certificates last 90 days by default; `revoke-collector` writes a CA-signed
+    /// CRL that agents' verifier honours: the revoked certificate is refused, a new one is
+    /// accepted, and the CRL itself stops being accepted after its next update.
+    #[test]
+    fn collector_certificates_are_short_lived_and_revocable() {
+        let tmp = TempDir::new("collector-crl");
+        let dir = tmp.join("ca");
+        run(&dir, &["init"]).unwrap();
+        let (old, new) = (tmp.join("old.pem"), tmp.join("new.pem"));
+        for (cert, key) in [(&old, tmp.join("old.key")), (&new, tmp.join("new.key"))] {
+            let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+            run(
+                &dir,
+                &["issue-collector", "collector.example.net", "--out-cert", cert, "--out-key", key],
+            )
+            .unwrap();
+        }
+        let der: rustls_pki_types::CertificateDer<'static> =
+            rustls_pki_types::pem::PemObject::from_pem_slice(&fs::read(&old).unwrap()).unwrap();
+        let info = inspect_certificate(&der).unwrap();
+        let lifetime = info.not_after - info.not_before;
+        assert_eq!(lifetime, Duration::days(90) + pki::BACKDATE, "90 days by default");
+
+        run(&dir, &["revoke-collector", &info.serial, "--crl-days", "7"]).unwrap();
+        let ca = Ca::load(&dir).unwrap();
+        let crl = fs::read(dir.join(pki::COLLECTOR_CRL_FILE)).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let refused = agent_verifies(&ca, &crl, &fs::read(&old).unwrap(), now).unwrap_err();
+        assert!(
+            matches!(refused, rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)),
+            "{refused:?}"
+        );
+        agent_verifies(&ca, &crl, &fs::read(&new).unwrap(), now).unwrap();
+        let expired = agent_verifies(&ca, &crl, &fs::read(&new).unwrap(), now + Duration::days(8))
+            .unwrap_err();
+        assert!(format!("{expired:?}").contains("Expired"), "{expired:?}");
+        // Signing it again keeps the revocation and gives a higher CRL number.
+        run(&dir, &["collector-crl", "--crl-days", "30"]).unwrap();
+        let again = fs::read(dir.join(pki::COLLECTOR_CRL_FILE)).unwrap();
+        assert!(String::from_utf8_lossy(&again).contains("CRL number 2"));
+        agent_verifies(&ca, &again, &fs::read(&old).unwrap(), now + Duration::days(8)).unwrap_err();
+        agent_verifies(&ca, &again, &fs::read(&new).unwrap(), now + Duration::days(8)).unwrap();
+        assert!(run(&dir, &["revoke-collector", "not-hex!"]).is_err());
+    }
+
     #[test]
     fn the_ca_command_runs_init_issue_revoke_and_list() {
         let tmp = TempDir::new("cli");

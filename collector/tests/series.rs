@@ -898,6 +898,9 @@ fn ingest_items<'a>(
             network_type: identity.network_type,
             report,
             received_unix_ms: report.report.window_end_ms,
+            digest: stallwatch_collector::store::report_digest(
+                &stallwatch_proto::report::encode_report(&report.report),
+            ),
         })
         .collect()
 }
@@ -1066,7 +1069,7 @@ fn series_folded_from_committed_batches_render_exactly_as_each_report_folded() {
                 match o {
                     Outcome::Stored => stored += 1,
                     Outcome::Duplicate => duplicates += 1,
-                    Outcome::Rejected(_) => rejected += 1,
+                    Outcome::Rejected(_) | Outcome::Conflict => rejected += 1,
                 }
                 (*o == Outcome::Stored).then_some((*id, r))
             });

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use stallwatch_collector::store::{
-    CohortFilter, HistoryStore, IngestItem, MINUTE_MS, Outcome, SqliteStore,
+    CohortFilter, HistoryStore, IngestItem, MINUTE_MS, Outcome, SqliteStore, report_digest,
 };
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
-    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series,
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
 };
 
 /// Set in the child: the database path.
@@ -80,6 +80,7 @@ fn store_crash_child() {
                 network_type: "wifi",
                 report: r,
                 received_unix_ms: T0 + 1_000_000,
+                digest: report_digest(&encode_report(&r.report)),
             })
             .collect();
         let outcomes = store.commit_batch(&items).unwrap();
@@ -88,6 +89,7 @@ fn store_crash_child() {
                 Outcome::Stored => "stored",
                 Outcome::Duplicate => "duplicate",
                 Outcome::Rejected(e) => panic!("rejected: {e}"),
+                Outcome::Conflict => panic!("conflict"),
             };
             writeln!(out, "ack {agent} {} {what}", r.report.seq).unwrap();
         }

@@ -195,8 +195,18 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     assert!(body.contains("\"stored\""), "{body}");
     let (status, body) = post_report(&collector, &agent, &ca, &good);
     assert_eq!((status, body.contains("\"duplicate\"")), (200, true), "{body}");
+    // Another report under the same seq (an agent rolled back to a snapshot) is a conflict:
+    // answered 409 so the agent renumbers it, counted, and not added to the series.
+    let reused = report("sea-4g-1", 1, now - 1_000, "relay-1", &[5_000_000]);
+    let (status, body) = post_report(&collector, &agent, &ca, &reused);
+    assert_eq!((status, body.contains("\"seq-conflict\"")), (409, true), "{body}");
     let (status, metrics) = collector.get("/metrics");
     assert_eq!(status, 200);
+    assert_eq!(
+        sample(&metrics, "stallwatch_collector_reports_rejected_total{reason=\"seq_conflict\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
     let cohort = "{region=\"sea\",network_type=\"4g\",transport=\"udp\",target=\"relay-1\"}";
     assert_eq!(
         sample(&metrics, &format!("stallwatch_first_frame_seconds_count{cohort}")),

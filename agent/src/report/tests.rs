@@ -280,12 +280,15 @@ fn drain_stops_on_retry_later_and_resumes_in_order() {
             Ok(match seq {
                 1 => SendOutcome::Accepted,
                 2 => SendOutcome::Duplicate,
-                _ => SendOutcome::RetryLater,
+                _ => SendOutcome::retry_later("503 store-unavailable"),
             })
         })
         .unwrap();
     assert_eq!(seen, vec![1, 2, 3], "stops at the first RetryLater");
-    assert_eq!(drained, Drained { accepted: 1, duplicates: 1, rejected: 0, retry_later: true });
+    assert_eq!(
+        drained,
+        Drained { accepted: 1, duplicates: 1, retry_later: true, ..Default::default() }
+    );
     assert_eq!(spool.len(), 3);
     // The collector is back; a new report was queued meanwhile.
     spool.push(&report(6)).unwrap();
@@ -499,9 +502,164 @@ fn archive_keeps_exactly_the_acknowledged_reports() {
     let (seq, _) = spool.peek_oldest().unwrap().unwrap();
     assert!(spool.settle(seq, &SendOutcome::Rejected("bad".into())).unwrap());
     let (seq, _) = spool.peek_oldest().unwrap().unwrap();
-    assert!(!spool.settle(seq, &SendOutcome::RetryLater).unwrap());
+    assert!(!spool.settle(seq, &SendOutcome::retry_later("404")).unwrap());
     let kept: Vec<_> = std::fs::read_dir(&archive).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(std::fs::read(&kept[0]).unwrap(), first);
     assert_eq!(spool.len(), 1);
+}
+
+/// Makes the next write of report `seq` fail (even as root): a directory where its temporary
+/// file goes.
+fn block_write(dir: &Path, seq: u64) -> PathBuf {
+    let blocker = dir.join(format!("{seq:020}.json.tmp"));
+    fs::create_dir_all(&blocker).unwrap();
+    blocker
+}
+
+#[test]
+fn a_failed_push_keeps_the_report_and_sends_it_later() {
+    let dir = TempDir::new("push-fails");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(1)).unwrap();
+    let blocker = block_write(dir.path(), 2);
+    assert!(spool.push(&report(2)).is_err(), "the write failed");
+    fs::remove_dir(&blocker).unwrap();
+    spool.push(&report(3)).unwrap();
+    let mut sent = Vec::new();
+    spool
+        .drain(|bytes| {
+            sent.push(seq_of(bytes));
+            Ok(SendOutcome::Accepted)
+        })
+        .unwrap();
+    assert_eq!(sent, vec![1, 2, 3], "the report whose write failed was sent, in order");
+}
+
+#[test]
+fn a_full_spool_evicts_nothing_for_a_write_that_fails() {
+    let dir = TempDir::new("evict-after-write");
+    let mut spool = Spool::open(dir.path(), BIG, 2).unwrap();
+    spool.push(&report(1)).unwrap();
+    spool.push(&report(2)).unwrap();
+    let blocker = block_write(dir.path(), 3);
+    assert!(spool.push(&report(3)).is_err());
+    assert_eq!(spool.stats().dropped_oldest, 0, "nothing evicted for a write that failed");
+    assert!(dir.path().join(format!("{:020}.json", 1)).exists());
+    fs::remove_dir(&blocker).unwrap();
+    let _ = fs::remove_dir_all(&blocker);
+}
+
+#[test]
+fn refusals_for_a_setting_are_set_aside_bounded_and_the_drain_goes_on() {
+    let dir = TempDir::new("set-aside");
+    let n = MAX_REFUSED as u64 + 3;
+    let mut spool = Spool::open(dir.path(), BIG, 1000).unwrap();
+    for seq in 1..=n + 1 {
+        spool.push(&report(seq)).unwrap();
+    }
+    let drained = spool
+        .drain(|bytes| {
+            Ok(if seq_of(bytes) <= n {
+                SendOutcome::SetAside("too-old".into())
+            } else {
+                SendOutcome::Accepted
+            })
+        })
+        .unwrap();
+    assert_eq!(drained, Drained { set_aside: n, accepted: 1, ..Default::default() });
+    assert!(spool.is_empty());
+    let refused = dir.path().join(REFUSED_DIR);
+    let mut kept: Vec<String> = fs::read_dir(&refused)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), MAX_REFUSED);
+    assert_eq!(kept[0], format!("{:020}.json", 4), "the newest are kept");
+    assert_eq!(fs::read(refused.join(&kept[0])).unwrap(), encode_report(&report(4)));
+    let stats = spool.stats();
+    assert_eq!((stats.set_aside, stats.refused_dropped, stats.sent), (n, 3, 1));
+}
+
+#[test]
+fn a_conflict_stops_the_drain_and_renumbering_resends_in_order() {
+    let dir = TempDir::new("renumber");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    for seq in 10..=13 {
+        spool.push(&report(seq)).unwrap();
+    }
+    let drained = spool
+        .drain(|bytes| {
+            Ok(if seq_of(bytes) == 10 { SendOutcome::Accepted } else { SendOutcome::Conflict })
+        })
+        .unwrap();
+    assert_eq!(drained, Drained { accepted: 1, conflict: Some(11), ..Default::default() });
+    assert_eq!(spool.len(), 3, "nothing deleted on a conflict");
+    // A first number below what is queued is raised above it.
+    let next = spool.renumber_from(11, 5).unwrap();
+    assert_eq!(next, 17);
+    assert_eq!(spooled(&mut spool), vec![14, 15, 16]);
+    assert_eq!(spool.stats().renumbered, 3);
+    let mut sent = Vec::new();
+    spool
+        .drain(|bytes| {
+            sent.push(seq_of(bytes));
+            Ok(SendOutcome::Accepted)
+        })
+        .unwrap();
+    assert_eq!(sent, vec![14, 15, 16]);
+    assert!(Spool::open(dir.path(), BIG, 100).unwrap().is_empty(), "no old file left behind");
+}
+
+#[test]
+fn renumbered_reports_keep_their_content() {
+    let dir = TempDir::new("renumber-content");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    let mut originals = Vec::new();
+    for seq in 1..=3 {
+        let mut r = report(seq);
+        r.series[0].counters.insert("packets".into(), 100 + seq);
+        spool.push(&r).unwrap();
+        originals.push(r);
+    }
+    spool.renumber_from(2, 1_000).unwrap();
+    for (new, old) in [(1_000u64, 2usize), (1_001, 3)] {
+        let bytes = fs::read(dir.path().join(format!("{new:020}.json"))).unwrap();
+        let mut expected = originals[old - 1].clone();
+        expected.seq = new;
+        assert_eq!(bytes, encode_report(&expected));
+    }
+    assert!(dir.path().join(format!("{:020}.json", 1)).exists(), "below `from`: untouched");
+}
+
+/// A crash after a renumbering renamed a file but before it rewrote it: the file holds its
+/// old number. Opening the spool finishes the job; the report is not lost nor doubled.
+#[test]
+fn open_finishes_a_renumbering_a_crash_interrupted() {
+    let dir = TempDir::new("renumber-crash");
+    fs::create_dir_all(dir.path()).unwrap();
+    fs::write(dir.path().join(format!("{:020}.json", 500)), encode_report(&report(7))).unwrap();
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    assert_eq!(spool.stats().corrupt, 0);
+    let (seq, bytes) = spool.peek_oldest().unwrap().unwrap();
+    assert_eq!(seq, 500);
+    assert_eq!(bytes, encode_report(&report(500)));
+    assert_eq!(spool.len(), 1);
+}
+
+#[test]
+fn reports_held_in_memory_are_renumbered_too() {
+    let dir = TempDir::new("renumber-held");
+    let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
+    spool.push(&report(1)).unwrap();
+    let blocker = block_write(dir.path(), 2);
+    assert!(spool.push(&report(2)).is_err());
+    assert_eq!(spool.unwritten(), 1);
+    assert_eq!(spool.renumber_from(1, 50).unwrap(), 52);
+    assert_eq!(spool.highest_seq(), Some(51));
+    fs::remove_dir(&blocker).unwrap();
+    spool.flush().unwrap();
+    assert_eq!(spool.unwritten(), 0);
+    assert_eq!(spooled(&mut spool), vec![50, 51]);
 }

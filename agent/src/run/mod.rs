@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::report::{ReportBuilder, Spool};
-use crate::tls::{Identity, Trust};
+use crate::tls::{COLLECTOR_CRL_FILE, Identity, Trust, load_crls};
 use attempt::AttemptContext;
 use bundle::load_bundle;
 use client::CollectorClient;
@@ -176,7 +176,12 @@ pub async fn shutdown_signal() {
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let bundle = load_bundle(&settings.bundle)?;
     let agent = bundle.identity.name.clone();
-    let client = Arc::new(CollectorClient::new(settings.collector.clone(), &bundle)?);
+    let crl_path = settings.state_dir.join(COLLECTOR_CRL_FILE);
+    let crls = load_crls(&crl_path)?;
+    if !crls.is_empty() {
+        info!(path = %crl_path.display(), "refusing collector certificates the fleet's CRL revokes");
+    }
+    let client = Arc::new(CollectorClient::new(settings.collector.clone(), &bundle, crls)?);
     let clock = Clock::global();
     std::fs::create_dir_all(&settings.state_dir).with_context(|| {
         format!("creating the state directory {}", settings.state_dir.display())
@@ -247,10 +252,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop_tx.send(true);
     runner.shutdown().await;
     let _ = finish_tx.send(());
-    let spool = reporter.await.context("the reporter failed")?;
+    let left = reporter.await.context("the reporter failed")?;
     if tokio::time::timeout(std::time::Duration::from_secs(1), poller).await.is_err() {
         warn!("plan poller did not stop in time");
     }
-    info!(spooled = spool.len(), "stopped");
+    info!(
+        spooled = left.spooled,
+        sent = left.stats.sent,
+        renumbered = left.stats.renumbered,
+        set_aside = left.stats.set_aside,
+        "stopped"
+    );
     Ok(())
 }

@@ -26,6 +26,17 @@ pub const CA_VALIDITY_DAYS: i64 = 3653;
 /// CA's still accepts them.
 pub const BACKDATE: Duration = Duration::hours(1);
 
+/// Default lifetime of a collector certificate, in days. Agents trust any certificate the
+/// CA signed for the collector's name, so a leaked collector key works until its certificate
+/// expires or agents learn it is revoked ([`COLLECTOR_CRL_FILE`]): keep it short and renew it
+/// (docs/security.md, "Agent to collector").
+pub const COLLECTOR_VALIDITY_DAYS: u32 = 90;
+/// Default days a collector CRL is valid; agents that hold one refuse the collector once it
+/// has expired, so it must be signed again (`ca collector-crl`) well before.
+pub const COLLECTOR_CRL_DAYS: u32 = 30;
+/// The CA-signed list of revoked collector certificates (PEM `X509 CRL`), for agents.
+pub const COLLECTOR_CRL_FILE: &str = "collectors.crl.pem";
+
 /// The files in a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -370,6 +381,86 @@ impl Ca {
         Ok(Revocation { changed, serials })
     }
 
+    /// Revokes collector certificate `serial` in `revoked.json` and signs a new collector CRL
+    /// valid for `days` ([`Ca::write_collector_crl`]). Returns whether the serial was not
+    /// revoked before, and the CRL's path.
+    pub fn revoke_collector(
+        &self,
+        serial: &str,
+        now: OffsetDateTime,
+        days: u32,
+    ) -> Result<(bool, PathBuf), PkiError> {
+        let normalized = super::lists::normalize_serial(serial);
+        if normalized.is_empty() || !normalized.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PkiError::InvalidField {
+                field: "serial",
+                value: serial.into(),
+                expected:
+                    "the certificate's serial number in hex, as `ca issue-collector` printed it"
+                        .into(),
+            });
+        }
+        let mut list = self.revocations()?;
+        let changed = list.revoke_collector(&normalized, now);
+        if changed {
+            list.save(&self.revoked_path())?;
+        }
+        Ok((changed, self.write_collector_crl(now, days)?))
+    }
+
+    /// Signs the collector CRL (every revoked collector serial; issued `now`, next update in
+    /// `days`; numbered one above the last) and writes it to [`COLLECTOR_CRL_FILE`] in the CA
+    /// directory. Returns its path.
+    pub fn write_collector_crl(&self, now: OffsetDateTime, days: u32) -> Result<PathBuf, PkiError> {
+        if days == 0 {
+            return Err(PkiError::Validity("--crl-days must be at least 1".into()));
+        }
+        let mut list = self.revocations()?;
+        let number = list.next_collector_crl_number();
+        let mut revoked_certs = Vec::new();
+        for (serial, at) in list.collectors() {
+            let bytes = unhex(serial).ok_or_else(|| PkiError::File {
+                path: self.revoked_path(),
+                reason: format!("collector serial {serial:?} is not hex"),
+            })?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: at,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let period = Validity::days_from(now, days)?;
+        let this_update = period.not_before;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update: period.not_after,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&Issuer::from_params(&self.params, &self.key))?;
+        let path = self.dir.join(COLLECTOR_CRL_FILE);
+        let pem = pem_block(
+            &[
+                format!("stallwatch revoked collector certificates, CRL number {number}"),
+                format!(
+                    "valid {} to {}; sign it again before then (ca collector-crl)",
+                    rfc3339(this_update),
+                    rfc3339(params.next_update)
+                ),
+                "Agents read it from STATE_DIR/collectors.crl.pem.".into(),
+            ],
+            "X509 CRL",
+            crl.der(),
+        );
+        files::write_atomic(&path, pem.as_bytes(), MODE_PUBLIC)?;
+        // The number is recorded after the CRL is written: a failed write reuses it.
+        list.save(&self.revoked_path())?;
+        Ok(path)
+    }
+
     /// Lifts the revocation of `name` so it can be issued a new certificate; certificates
     /// issued before stay revoked by serial. Returns whether the name was revoked.
     pub fn reinstate(&self, name: &str) -> Result<bool, PkiError> {
@@ -576,6 +667,12 @@ fn leaf_params(validity: &Validity) -> Result<CertificateParams, PkiError> {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     Ok(params)
+}
+
+/// Bytes of an even-length lowercase or uppercase hex string.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = if s.len() % 2 == 1 { format!("0{s}") } else { s.to_string() };
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
 /// 128 random bits, positive, encoded in exactly 16 bytes.

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::files::rfc3339;
 use super::{
-    AgentIdentity, CA_CERT_FILE, CA_KEY_FILE, Ca, ISSUED_FILE, NETWORK_TYPES, Validity,
-    fingerprint, inspect_certificate,
+    AgentIdentity, CA_CERT_FILE, CA_KEY_FILE, COLLECTOR_CRL_DAYS, COLLECTOR_VALIDITY_DAYS, Ca,
+    ISSUED_FILE, NETWORK_TYPES, Validity, fingerprint, inspect_certificate,
 };
 
 /// Fleet PKI: create the CA, issue agent and collector certificates, revoke agents.
@@ -43,6 +43,25 @@ pub enum CaCommand {
         /// Revoke the name even if this CA never issued it.
         #[arg(long)]
         force: bool,
+    },
+    /// Revoke a collector certificate (its key leaked, say): signs a new collector CRL
+    /// (collectors.crl.pem) that agents given it refuse the certificate with.
+    RevokeCollector {
+        /// The certificate's serial number (hex), as `issue-collector` printed it.
+        serial: String,
+        /// Days the new CRL is valid (1-365); agents holding it refuse every collector
+        /// after that until they get a newer one.
+        #[arg(long, default_value_t = COLLECTOR_CRL_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=365))]
+        crl_days: u32,
+    },
+    /// Sign the collector CRL again (collectors.crl.pem), with a new next update; run it
+    /// (from a timer) well within --crl-days and hand the file to agents.
+    CollectorCrl {
+        /// Days the CRL is valid (1-365).
+        #[arg(long, default_value_t = COLLECTOR_CRL_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=365))]
+        crl_days: u32,
     },
     /// List issued agent certificates and whether they are valid, expired or revoked.
     List {
@@ -87,8 +106,10 @@ pub struct IssueCollectorArgs {
     /// DNS names and IP addresses agents use to reach the collector.
     #[arg(required = true, value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Days the certificate is valid (1-3650).
-    #[arg(long, default_value_t = 365, env = "STALLWATCH_CA_DAYS",
+    /// Days the certificate is valid (1-3650). Short by default: a leaked collector key
+    /// serves plans to every agent until its certificate expires or is revoked; renew it
+    /// every two months or so (docs/security.md).
+    #[arg(long, default_value_t = COLLECTOR_VALIDITY_DAYS, env = "STALLWATCH_COLLECTOR_DAYS",
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Certificate file to write [default: DIR/collector.pem].
@@ -171,6 +192,33 @@ pub fn main(args: CaArgs) -> Result<()> {
                 rfc3339(cred.validity.not_after)
             );
             println!("wrote {} and {} (mode 0600)", cert.display(), key.display());
+            println!(
+                "renew it before {} (issue a new one, install it, restart or SIGHUP the \
+                 collector); if its key leaks: stallwatch-collector ca revoke-collector {}",
+                rfc3339(cred.validity.not_after),
+                cred.serial
+            );
+        }
+        CaCommand::RevokeCollector { serial, crl_days } => {
+            let ca = Ca::load(&dir)?;
+            let (changed, crl) = ca.revoke_collector(&serial, now, crl_days)?;
+            let verb = if changed { "revoked" } else { "was already revoked:" };
+            println!("{verb} collector certificate {serial}");
+            println!(
+                "wrote {}: copy it to every agent's STATE_DIR/collectors.crl.pem; agents \
+                 holding it refuse that certificate, and every collector once it expires \
+                 ({crl_days} days): sign it again with `ca collector-crl` before then",
+                crl.display()
+            );
+        }
+        CaCommand::CollectorCrl { crl_days } => {
+            let ca = Ca::load(&dir)?;
+            let crl = ca.write_collector_crl(now, crl_days)?;
+            println!(
+                "wrote {} (valid {crl_days} days): copy it to every agent's \
+                 STATE_DIR/collectors.crl.pem",
+                crl.display()
+            );
         }
         CaCommand::Revoke { name, force } => {
             let ca = Ca::load(&dir)?;

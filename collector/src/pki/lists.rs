@@ -81,6 +81,17 @@ pub struct RevocationList {
     /// Revoked serial numbers (lowercase hex).
     #[serde(default)]
     serials: BTreeMap<String, RevokedSerial>,
+    /// Revoked collector certificate serials (lowercase hex), with when: what the collector
+    /// CRL lists for agents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "time_map")]
+    collectors: BTreeMap<String, OffsetDateTime>,
+    /// Number of the last collector CRL signed (each new one is numbered one higher).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    collector_crl_number: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl RevocationList {
@@ -92,6 +103,10 @@ impl RevocationList {
         list.serials = std::mem::take(&mut list.serials)
             .into_iter()
             .map(|(serial, entry)| (normalize_serial(&serial), entry))
+            .collect();
+        list.collectors = std::mem::take(&mut list.collectors)
+            .into_iter()
+            .map(|(serial, at)| (normalize_serial(&serial), at))
             .collect();
         Ok(list)
     }
@@ -143,6 +158,29 @@ impl RevocationList {
     /// Revoked serials.
     pub fn serials(&self) -> impl Iterator<Item = (&str, &RevokedSerial)> {
         self.serials.iter().map(|(s, e)| (s.as_str(), e))
+    }
+
+    /// Revokes collector certificate `serial`; returns whether it was not revoked before.
+    pub fn revoke_collector(&mut self, serial: &str, at: OffsetDateTime) -> bool {
+        use std::collections::btree_map::Entry;
+        match self.collectors.entry(normalize_serial(serial)) {
+            Entry::Vacant(e) => {
+                e.insert(at);
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Revoked collector serials and when.
+    pub fn collectors(&self) -> impl Iterator<Item = (&str, OffsetDateTime)> {
+        self.collectors.iter().map(|(s, t)| (s.as_str(), *t))
+    }
+
+    /// Takes the number for the next collector CRL.
+    pub fn next_collector_crl_number(&mut self) -> u64 {
+        self.collector_crl_number += 1;
+        self.collector_crl_number
     }
 
     /// Whether nothing is revoked.

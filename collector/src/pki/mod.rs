@@ -8,7 +8,8 @@
 //! | `ca.pem` | the CA certificate (ECDSA P-256, 10 years) | collectors; agents get a copy in their bundle |
 //! | `ca.key` | the CA's private key, mode 0600 | only `ca` commands: keep it offline |
 //! | `issued.json` | every agent certificate issued ([`IssuedList`]) | `ca revoke`, `ca list` |
-//! | `revoked.json` | revoked agent names and serials ([`RevocationList`]) | collectors |
+//! | `revoked.json` | revoked agent names and serials, revoked collector serials ([`RevocationList`]) | collectors |
+//! | `collectors.crl.pem` | CA-signed CRL of revoked collector certificates, with a next update | agents (`STATE_DIR/collectors.crl.pem`) |
 //!
 //! An agent certificate says who the agent is in one SAN URI,
 //! `stallwatch:agent/NAME?region=R&network_type=T` ([`AgentIdentity::to_uri`]). The collector
@@ -34,9 +35,9 @@ use time::OffsetDateTime;
 
 pub use bundle::{Bundle, load_bundle};
 pub use ca::{
-    AgentCredential, BACKDATE, CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca,
-    CollectorCredential, ISSUED_FILE, REVOKED_FILE, Revocation, Validity, load_ca_certificate,
-    verify_issued_by,
+    AgentCredential, BACKDATE, CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_VALIDITY_DAYS,
+    COLLECTOR_CRL_DAYS, COLLECTOR_CRL_FILE, COLLECTOR_VALIDITY_DAYS, Ca, CollectorCredential,
+    ISSUED_FILE, REVOKED_FILE, Revocation, Validity, load_ca_certificate, verify_issued_by,
 };
 pub use cli::{CaArgs, CaCommand, IssueAgentArgs, IssueCollectorArgs, main};
 pub use error::PkiError;

@@ -27,7 +27,7 @@ use super::tls::Peer;
 use super::{ApiError, Shared, json_response};
 use crate::clock;
 use crate::series::Identity;
-use crate::store::{HistoryStore, IngestItem, Outcome, Retention};
+use crate::store::{HistoryStore, IngestItem, Outcome, Retention, report_digest};
 
 /// Most reports committed in one transaction. Batches only grow this large when reports
 /// arrive faster than the writer commits them; then each batch rewrites every minute row it
@@ -46,6 +46,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 pub struct Job {
     identity: crate::pki::AgentIdentity,
     decoded: DecodedReport,
+    digest: [u8; 32],
     received_unix_ms: u64,
     reply: oneshot::Sender<Answer>,
 }
@@ -184,7 +185,8 @@ async fn ingest(
     let seq = report.seq;
     let backfill = report.window_end_ms.saturating_add(BACKFILL_AGE_MS) < now;
     let (reply, answer) = oneshot::channel();
-    let job = Job { identity, decoded, received_unix_ms: now, reply };
+    let job =
+        Job { identity, decoded, digest: report_digest(&bytes), received_unix_ms: now, reply };
     shared.writer.try_send(job).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => ApiError::unavailable(
             "overloaded",
@@ -204,6 +206,15 @@ async fn ingest(
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unstorable", e.to_string())
                 .with_metric(e.reason()))
         }
+        Outcome::Conflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "seq-conflict",
+            format!(
+                "another report was stored under seq {seq} for this agent (was its state \
+                 restored from a snapshot?): resend it under a new number"
+            ),
+        )
+        .with_metric("seq_conflict")),
         outcome => {
             let metrics = shared.series.metrics();
             if outcome == Outcome::Stored {
@@ -303,6 +314,7 @@ fn commit(
             network_type: &job.identity.network_type,
             report: &job.decoded,
             received_unix_ms: job.received_unix_ms,
+            digest: job.digest,
         })
         .collect();
     let result = store.commit(&items);

@@ -82,6 +82,17 @@ pub struct IngestItem<'a> {
     /// When the collector received it, unix ms (collector clock); ages the ledger entry and
     /// sets the agent's last-report time.
     pub received_unix_ms: u64,
+    /// SHA-256 of the report's body as received ([`report_digest`]), kept in the ledger so a
+    /// reused `(agent, seq)` with another body is told from a resend.
+    pub digest: [u8; 32],
+}
+
+/// The digest the ledger keeps of a report body: SHA-256 of its bytes. Agents resend a
+/// spooled report byte for byte, so a resend has the same digest.
+pub fn report_digest(body: &[u8]) -> [u8; 32] {
+    let mut digest = [0; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, body).as_ref());
+    digest
 }
 
 /// What [`HistoryStore::commit_batch`] did with one report.
@@ -89,9 +100,13 @@ pub struct IngestItem<'a> {
 pub enum Outcome {
     /// Stored and durable: acknowledge it.
     Stored,
-    /// `(agent, seq)` was stored before (or earlier in the same batch): acknowledge it, it
-    /// was not counted again.
+    /// `(agent, seq)` was stored before (or earlier in the same batch) with the same digest:
+    /// acknowledge it, it was not counted again.
     Duplicate,
+    /// `(agent, seq)` was stored before with another digest: the agent reused the number (its
+    /// state was restored from a snapshot, say). Not stored; answer 409 `seq-conflict` so the
+    /// agent resends it under a new number.
+    Conflict,
     /// Not stored: values the store cannot hold exactly. Answer 4xx; a resend cannot succeed.
     Rejected(ItemError),
 }

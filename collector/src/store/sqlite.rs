@@ -6,7 +6,7 @@
 //! schema_version (version)                                   one row
 //! agents         (name PK, region, network_type, version, plan_revision,
 //!                 first_seen_unix_ms, last_report_unix_ms, last_seq, spool_depth, reports)
-//! ingest_ledger  ((agent, seq) PK, received_unix_ms)        dedup; indexed by received time
+//! ingest_ledger  ((agent, seq) PK, received_unix_ms, digest) dedup; indexed by received time
 //! cohorts        (id PK, region, network_type, transport, target)   unique labels
 //! histograms     (resolution_ms, start_unix_ms, cohort, metric) unique,
 //!                 hdr BLOB (V2+DEFLATE), sum, count
@@ -70,7 +70,7 @@ use super::{
 };
 
 /// Newest schema version this build writes.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; version 0 is an empty file.
 ///
@@ -127,6 +127,8 @@ const MIGRATIONS: &[&str] = &[
          value INTEGER NOT NULL,
          PRIMARY KEY (resolution_ms, start_unix_ms, cohort, name)
      ) WITHOUT ROWID;",
+    // 1 -> 2: the digest of each report's body (NULL for entries stored before).
+    "ALTER TABLE ingest_ledger ADD COLUMN digest BLOB;",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -248,12 +250,19 @@ impl SqliteStore {
             let report = &item.report.report;
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO ingest_ledger (agent, seq, received_unix_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO ingest_ledger (agent, seq, received_unix_ms, digest)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )?
-                .execute(params![item.agent, report.seq, item.received_unix_ms])?;
+                .execute(params![item.agent, report.seq, item.received_unix_ms, item.digest])?;
             if inserted == 0 {
-                outcomes.push(Outcome::Duplicate);
+                let stored: Option<Vec<u8>> = tx
+                    .prepare_cached(
+                        "SELECT digest FROM ingest_ledger WHERE agent = ?1 AND seq = ?2",
+                    )?
+                    .query_row(params![item.agent, report.seq], |r| r.get(0))?;
+                // An entry from before digests were kept counts as the same report.
+                let same = stored.is_none_or(|d| d == item.digest);
+                outcomes.push(if same { Outcome::Duplicate } else { Outcome::Conflict });
                 continue;
             }
             upsert_agent(&tx, item)?;

@@ -8,10 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hdrhistogram::Histogram;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
-    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series,
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
 };
 
 use super::*;
+
+fn digest_of(report: &DecodedReport) -> [u8; 32] {
+    report_digest(&encode_report(&report.report))
+}
 
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
 
@@ -106,7 +110,14 @@ fn simple(agent: &str, seq: u64, start_ms: u64) -> DecodedReport {
 }
 
 fn item<'a>(agent: &'a str, region: &'a str, report: &'a DecodedReport) -> IngestItem<'a> {
-    IngestItem { agent, region, network_type: "4g", report, received_unix_ms: T0 + 99_000 }
+    IngestItem {
+        agent,
+        region,
+        network_type: "4g",
+        report,
+        received_unix_ms: T0 + 99_000,
+        digest: digest_of(report),
+    }
 }
 
 /// Counter totals and histogram (count, sum) totals over all rows of a resolution.
@@ -151,6 +162,32 @@ fn duplicate_report_is_counted_once() {
     assert_eq!(counters["packets"], 200);
     assert_eq!(histograms["jitter_us"], (6, 2 * 33_000));
     assert_eq!(store.agents().unwrap()[0].reports, 2);
+}
+
+/// A reused `(agent, seq)` with another body (an agent whose state was rolled back) is a
+/// conflict: not stored, not counted, and the first report stays as it was.
+#[test]
+fn a_reused_seq_with_another_body_is_a_conflict() {
+    let dir = TempDir::new("conflict");
+    let mut store = open(&dir.db());
+    let first = simple("a1", 7, T0);
+    let reused = simple("a1", 7, T0 + 60_000);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &first)]).unwrap(), [Outcome::Stored]);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &first)]).unwrap(), [Outcome::Duplicate]);
+    // In one batch too; and the same seq from another agent is no conflict.
+    let (a, b) = (simple("a1", 9, T0), simple("a1", 9, T0 + 60_000));
+    let other = simple("a2", 7, T0);
+    assert_eq!(
+        store
+            .commit_batch(&[item("a1", "eu", &a), item("a1", "eu", &b), item("a2", "eu", &other)])
+            .unwrap(),
+        [Outcome::Stored, Outcome::Conflict, Outcome::Stored]
+    );
+    let (counters, _) = totals(&store, Resolution::Minute);
+    assert_eq!(counters["packets"], 300, "three reports stored, the conflicts not counted");
+    let rows = store.rows(Resolution::Minute, 0..u64::MAX, &CohortFilter::default()).unwrap();
+    assert!(rows.iter().all(|r| r.start_unix_ms == T0), "nothing from the conflicting windows");
 }
 
 #[test]
@@ -387,8 +424,32 @@ fn a_newer_schema_is_refused() {
     conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
     drop(conn);
     let e = SqliteStore::open(dir.db()).unwrap_err();
-    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 1 }), "{e}");
-    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 1");
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 2 }), "{e}");
+    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 2");
+}
+
+/// A version 1 file (a ledger without digests) is migrated; its entries, which have no
+/// digest, still answer `Duplicate` as before, and new entries get digests.
+#[test]
+fn a_ledger_without_digests_is_migrated() {
+    let dir = TempDir::new("migrate-digest");
+    let mut store = open(&dir.db());
+    let old = simple("a1", 7, T0);
+    store.commit_batch(&[item("a1", "eu", &old)]).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE ingest_ledger DROP COLUMN digest; UPDATE schema_version SET version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = open(&dir.db());
+    let other_body = simple("a1", 7, T0 + 60_000);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &other_body)]).unwrap(), [Outcome::Duplicate]);
+    let new = simple("a1", 8, T0);
+    store.commit_batch(&[item("a1", "eu", &new)]).unwrap();
+    let reused = simple("a1", 8, T0 + 60_000);
+    assert_eq!(store.commit_batch(&[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
 }
 
 #[test]
