@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::markdown::{change_text, kpi_value, slo_text, status_text};
+use super::markdown::{change_text, kpi_value, status_text};
 use super::{opt, svg};
 use crate::reports::i18n::{Lang, Texts, minutes, ms, num, pct};
 use crate::reports::recommend::Severity;
@@ -40,8 +40,8 @@ h3{font-size:14px;margin:0 0 8px;font-weight:600;color:var(--muted)}
 .rec .ev{font-size:12px;color:var(--muted)}
 .rec .worked{font-size:13px;background:#f2f6fc;border-radius:6px;padding:5px 10px;margin-top:6px}
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
-th{text-align:right;font-weight:600;color:var(--muted);border-bottom:2px solid var(--line);padding:6px 8px;white-space:nowrap}
-td{text-align:right;border-bottom:1px solid var(--line);padding:6px 8px}
+th{text-align:right;font-weight:600;color:var(--muted);border-bottom:2px solid var(--line);padding:5px 6px;vertical-align:bottom;font-size:12px}
+td{text-align:right;border-bottom:1px solid var(--line);padding:5px 6px;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 td.ok{color:var(--ok)}td.warn{color:var(--warn);font-weight:600}td.critical{color:var(--crit);font-weight:650}
 td.text,th.text{text-align:left}
@@ -90,6 +90,15 @@ pub fn esc(text: &str) -> String {
         }
     }
     out
+}
+
+/// The card's short SLO line: the warning threshold, as a target.
+fn target_text(k: &crate::reports::report::Kpi) -> String {
+    match k.slo_warn {
+        Some(w) if k.key == "stall_ratio" => format!("SLO < {}", kpi_value(k.unit, w)),
+        Some(w) => format!("SLO ≤ {}", kpi_value(k.unit, w)),
+        None => String::new(),
+    }
 }
 
 fn status_class(s: Status) -> &'static str {
@@ -240,14 +249,14 @@ pub fn render(r: &Report) -> String {
         let _ = write!(
             o,
             "<div class=\"kpi {}\"><div class=\"label\">{}</div><div class=\"value\">{}</div>\
-             <div class=\"line\"><span class=\"chip {}\">{}</span><span>SLO {}</span></div>\
+             <div class=\"line\"><span class=\"chip {}\">{}</span><span>{}</span></div>\
              <div class=\"line\"><span>{} {}</span><span>{arrow}{}</span></div></div>",
             status_class(k.status),
             esc(&k.label),
             opt(k.value, |v| kpi_value(k.unit, v)),
             status_class(k.status),
             esc(status_text(t, k.status)),
-            esc(&slo_text(k)),
+            esc(&target_text(k)),
             esc(t.previous),
             opt(k.previous, |v| kpi_value(k.unit, v)),
             esc(&change_text(t, k)),

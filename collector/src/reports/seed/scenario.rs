@@ -231,9 +231,10 @@ impl Scenario {
         (start, start + 25 * MINUTE_MS)
     }
 
-    /// The sea P1 window: 21:05-22:50 local, three days before the end.
+    /// The sea P1 window: 21:05-22:50 local, on the last local evening that ends at least a
+    /// day before the end.
     pub fn sea_p1_window(&self, zone: &Zone) -> (u64, u64) {
-        let local = zone.local(self.end_ms - 3 * DAY_MS).date();
+        let local = zone.local(self.end_ms - 2 * DAY_MS + 12 * HOUR_MS).date();
         let midnight = zone.midnight(local);
         (midnight + 21 * HOUR_MS + 5 * MINUTE_MS, midnight + 22 * HOUR_MS + 50 * MINUTE_MS)
     }
