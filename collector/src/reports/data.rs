@@ -154,6 +154,17 @@ impl Counts {
         }
     }
 
+    /// Records `count` values of `value` (µs or packets), for tests that build data by hand.
+    #[cfg(test)]
+    pub(crate) fn record(&mut self, value: u64, count: u64) {
+        let index = stallwatch_proto::hdr::stallwatch_index(value).expect("in range");
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, 0);
+        }
+        self.counts[index] += count;
+        self.total += count;
+    }
+
     /// Adds another accumulator.
     pub fn add(&mut self, other: &Counts) {
         if self.counts.len() < other.counts.len() {

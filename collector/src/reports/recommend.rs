@@ -106,7 +106,8 @@ fn ev(name: &'static str, value: f64, unit: &'static str) -> Evidence {
     Evidence { name, value, unit }
 }
 
-/// Runs every rule; recommendations first by severity, then by rule.
+/// Runs every rule; recommendations by severity, then rule (notes on insufficient data before
+/// "all clear").
 pub fn recommend(inputs: &Inputs<'_>) -> Vec<Recommendation> {
     let mut out = Vec::new();
     peak_stalls(inputs, &mut out);
@@ -119,7 +120,7 @@ pub fn recommend(inputs: &Inputs<'_>) -> Vec<Recommendation> {
     for r in &mut out {
         r.worked_before = worked_before(inputs.region, r);
     }
-    out.sort_by_key(|r| (r.severity, r.kind == RuleKind::InsufficientData, r.kind));
+    out.sort_by_key(|r| (r.severity, r.kind));
     out
 }
 
@@ -546,4 +547,141 @@ fn worked_before(region: &RegionSettings, r: &Recommendation) -> Vec<String> {
         .filter(|k| k.network_types.is_empty() || k.network_types.contains(&r.scope))
         .filter_map(|k| k.worked.as_ref().map(|w| format!("{} — {w}", k.issue)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::{Date, Month};
+
+    use super::*;
+    use crate::reports::data::Acc;
+
+    /// Counters of `minutes` of viewing with `ratio` of it stalled.
+    fn viewing(minutes: f64, ratio: f64) -> Counters {
+        let total = (minutes * 60e9) as u64;
+        let stall_ns = (total as f64 * ratio) as u64;
+        Counters {
+            play_ns: total - stall_ns,
+            stall_ns,
+            stalls: (stall_ns / 1_000_000_000).max(1),
+            ..Counters::default()
+        }
+    }
+
+    fn run(current: &PeriodData, previous: &PeriodData) -> Vec<Recommendation> {
+        let slo = Slo::default();
+        let region = RegionSettings::unconfigured();
+        let peak = region.peak_mask().unwrap();
+        recommend(&Inputs {
+            current,
+            previous,
+            peak,
+            slo: &slo,
+            min_minutes: 60.0,
+            region: &region,
+            lang: Lang::En,
+        })
+    }
+
+    fn kinds(recs: &[Recommendation]) -> Vec<(RuleKind, &str)> {
+        recs.iter().map(|r| (r.kind, r.scope.as_str())).collect()
+    }
+
+    #[test]
+    fn peak_stalls_needs_enough_data_on_both_sides() {
+        let mut data = PeriodData::default();
+        let mut hours = [Counters::default(); 24];
+        for (h, c) in hours.iter_mut().enumerate() {
+            *c = if (20..23).contains(&h) { viewing(30.0, 0.04) } else { viewing(10.0, 0.005) };
+        }
+        data.by_network_hour.insert("4g".into(), hours);
+        let recs = run(&data, &PeriodData::default());
+        assert_eq!(kinds(&recs), [(RuleKind::PeakStalls, "4g")]);
+        assert_eq!(recs[0].severity, Severity::Critical);
+        assert!(
+            recs[0].text.contains("4.00%") && recs[0].text.contains("0.50%"),
+            "{}",
+            recs[0].text
+        );
+        // 90 peak minutes but only 40 off peak: not judged, and said so.
+        for (h, c) in hours.iter_mut().enumerate() {
+            if !(20..23).contains(&h) {
+                *c = viewing(40.0 / 21.0, 0.005);
+            }
+        }
+        data.by_network_hour.insert("4g".into(), hours);
+        let recs = run(&data, &PeriodData::default());
+        assert_eq!(recs[0].kind, RuleKind::InsufficientData);
+        assert!(
+            recs[0].text.contains("Only 40 viewing minutes where 60 are needed"),
+            "{}",
+            recs[0].text
+        );
+        assert_eq!(recs.last().unwrap().kind, RuleKind::AllClear);
+    }
+
+    #[test]
+    fn slow_start_fires_only_on_a_fast_path() {
+        let mut data = PeriodData::default();
+        let mut acc = Acc::default();
+        acc.hist[Hist::FirstFrame as usize].record(3_100_000, 40);
+        acc.hist[Hist::FirstKeyframe as usize].record(2_900_000, 40);
+        acc.hist[Hist::Rtt as usize].record(30_000, 400);
+        data.by_target.insert("relay-fra-2".into(), acc.clone());
+        let recs = run(&data, &PeriodData::default());
+        assert_eq!(kinds(&recs), [(RuleKind::SlowStartLowRtt, "relay-fra-2")]);
+        assert!(
+            recs[0].text.contains("3.10 s") && recs[0].text.contains("30 ms"),
+            "{}",
+            recs[0].text
+        );
+        acc.hist[Hist::Rtt as usize] = Default::default();
+        acc.hist[Hist::Rtt as usize].record(400_000, 400);
+        data.by_target.insert("relay-fra-2".into(), acc);
+        assert_eq!(kinds(&run(&data, &PeriodData::default())), [(RuleKind::AllClear, "")]);
+    }
+
+    #[test]
+    fn loss_bursts_needs_bursty_loss_above_the_slo() {
+        let mut data = PeriodData::default();
+        let mut acc = Acc { counters: viewing(600.0, 0.0), ..Acc::default() };
+        let c = &mut acc.counters;
+        (c.expected, c.lost, c.burst_lost, c.bursts, c.burst_packets) =
+            (100_000, 2_200, 1_800, 300, 2_100);
+        data.by_network.insert("3g".into(), acc.clone());
+        let recs = run(&data, &PeriodData::default());
+        assert_eq!(kinds(&recs), [(RuleKind::LossBursts, "3g")]);
+        assert!(
+            recs[0].text.contains("2.20%") && recs[0].text.contains("81.8%"),
+            "{}",
+            recs[0].text
+        );
+        acc.counters.burst_lost = 300;
+        data.by_network.insert("3g".into(), acc);
+        assert_eq!(kinds(&run(&data, &PeriodData::default())), [(RuleKind::AllClear, "")]);
+    }
+
+    #[test]
+    fn degrading_compares_the_last_days_with_the_previous_period() {
+        let mut data = PeriodData::default();
+        for (day, ratio) in [(16, 0.004), (17, 0.005), (18, 0.02), (19, 0.035)] {
+            let date = Date::from_calendar_date(2026, Month::November, day).unwrap();
+            data.by_day.insert(date, Acc { counters: viewing(500.0, ratio), ..Acc::default() });
+        }
+        data.by_target
+            .insert("relay-sp-2".into(), Acc { counters: viewing(500.0, 0.04), ..Acc::default() });
+        data.by_target
+            .insert("relay-sp-1".into(), Acc { counters: viewing(500.0, 0.004), ..Acc::default() });
+        let mut previous = PeriodData::default();
+        previous.total.counters = viewing(2000.0, 0.005);
+        let recs = run(&data, &previous);
+        assert_eq!(kinds(&recs), [(RuleKind::Degrading, "relay-sp-2")]);
+        assert!(
+            recs[0].text.contains("2.75%") && recs[0].text.contains("0.50%"),
+            "{}",
+            recs[0].text
+        );
+        previous.total.counters = viewing(2000.0, 0.02);
+        assert_eq!(kinds(&run(&data, &previous)), [(RuleKind::AllClear, "")]);
+    }
 }
