@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{Shared, json_response};
 use crate::clock;
+use crate::reports::render::escape_html as escape;
 use crate::series::negotiate;
 
 /// An agent is stale (it stopped reporting) after this many of its report intervals.
@@ -140,22 +141,6 @@ pub async fn fleet_page(State(shared): State<Arc<Shared>>) -> Html<String> {
     }
     page.push_str("</tbody></table></body></html>\n");
     Html(page)
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Query of `GET /api/v1/reports/{region}`.

@@ -7,6 +7,8 @@ mod svg;
 
 use serde::{Deserialize, Serialize};
 
+pub use html::esc as escape_html;
+
 use super::report::Report;
 
 /// Output format.
