@@ -292,18 +292,23 @@ impl PeriodData {
         let c = &row.cohort;
         let local = zone.local_hour(row.start_unix_ms);
         self.total.add_row(decoded);
-        self.by_network.entry(c.network_type.clone()).or_default().add_row(decoded);
+        slot(&mut self.by_network, &c.network_type).add_row(decoded);
         let transport = if c.transport.is_empty() { "-" } else { &c.transport };
-        self.by_transport.entry(transport.to_owned()).or_default().add_row(decoded);
+        slot(&mut self.by_transport, transport).add_row(decoded);
         let target = if c.target.is_empty() { "-" } else { &c.target };
-        self.by_target.entry(target.to_owned()).or_default().add_row(decoded);
+        slot(&mut self.by_target, target).add_row(decoded);
         self.by_day.entry(local.date).or_default().add_row(decoded);
-        let hours = self
-            .by_network_hour
-            .entry(c.network_type.clone())
-            .or_insert_with(|| [Counters::default(); 24]);
-        hours[usize::from(local.hour)].add(&decoded.counters);
+        slot(&mut self.by_network_hour, &c.network_type)[usize::from(local.hour)]
+            .add(&decoded.counters);
     }
+}
+
+/// The entry for `key`, made on first use (without allocating a key for every row).
+fn slot<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// Reads `region`'s rows starting in `range` (unix ms; hour-aligned for hour rows to count

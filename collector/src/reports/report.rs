@@ -353,7 +353,7 @@ pub struct IncidentView {
     pub start_local: String,
     /// End, unix ms, if resolved.
     pub end_unix_ms: Option<u64>,
-    /// Minutes from start to end, or to the end of the period while open.
+    /// Minutes from start to end, or to the end of the period if it was open then.
     pub duration_minutes: u64,
     /// Still open at the end of the period.
     pub open: bool,
@@ -791,7 +791,12 @@ fn heatmap(
 
 fn incident_view(i: &Incident, zone: &Zone, period_end: u64, lang: Lang) -> IncidentView {
     let t = lang.texts();
-    let end = i.end_unix_ms.unwrap_or(period_end).max(i.start_unix_ms);
+    // An incident resolved after the period was still open at its end.
+    let end = match i.end_unix_ms {
+        Some(e) if e <= period_end => e,
+        _ => period_end,
+    }
+    .max(i.start_unix_ms);
     let cohorts = if i.cohorts.is_empty() {
         vec![t.whole_fleet.to_owned()]
     } else {

@@ -44,7 +44,7 @@ th{text-align:right;font-weight:600;color:var(--muted);border-bottom:2px solid v
 td{text-align:right;border-bottom:1px solid var(--line);padding:5px 6px;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 td.ok{color:var(--ok)}td.warn{color:var(--warn);font-weight:600}td.critical{color:var(--crit);font-weight:650}
-td.text,th.text{text-align:left}
+td.text,th.text{text-align:left;white-space:normal}
 .note{color:var(--muted);font-size:12.5px;margin:0 0 10px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:18px}
 .chart{width:100%;height:auto;display:block}

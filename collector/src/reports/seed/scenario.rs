@@ -362,14 +362,15 @@ pub fn attempt(s: &Scenario, key: &AttemptKey<'_>, zone: &Zone) -> Attempt {
         stall_gain = 14.0;
         stall_length = 1.0 + 0.4 * peak;
     }
-    let mut stall_rate = net.stall_rate * (1.0 + stall_gain * peak) * (1.0 + 10.0 * degrade);
+    // The degrading relay adds up to two stalls a minute by the end, whatever the network.
+    let mut stall_rate = net.stall_rate * (1.0 + stall_gain * peak) + 2.0 * degrade;
     if region == "sea" && key.network_type == "4g" {
         let (a, b) = s.sea_p1_window(zone);
         if t + ATTEMPT_MS > a && t < b {
             stall_rate *= 2.5;
         }
     }
-    let mut loss = net.loss * (1.0 + 1.5 * peak) + 0.025 * degrade;
+    let mut loss = net.loss * (1.0 + 1.5 * peak) + 0.03 * degrade;
     let mut bursty = net.bursty + 0.5 * degrade;
     let mut burst_mean = 3.0;
     if region == "me" && key.network_type == "3g" {
