@@ -65,13 +65,13 @@ dl.defs dt{font-weight:650;margin-top:8px}dl.defs dd{margin:2px 0 0;color:#36414
 .lvl{display:inline-block;min-width:28px;text-align:center;font-weight:700;border-radius:4px;padding:0 5px;color:#fff}
 .lvl.P0{background:var(--crit)}.lvl.P1{background:#d97706}.lvl.P2{background:#6b7785}
 footer{max-width:1140px;margin:0 auto;padding:0 32px 30px;color:var(--muted);font-size:12px}
-@media (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.two{grid-template-columns:1fr}main{padding:14px}}
+@media screen and (max-width:900px){.kpis{grid-template-columns:repeat(2,1fr)}.two{grid-template-columns:1fr}main{padding:14px}}
 @page{size:A4;margin:12mm}
 @media print{
 body{background:#fff;font-size:11.5px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
 header.top{padding:12px 16px}main{padding:10px 0;max-width:none}
 section{break-inside:avoid;border-color:#ccd2d9;padding:10px 14px;margin-bottom:10px}
-.kpis{grid-template-columns:repeat(4,1fr);gap:8px}.kpi .value{font-size:19px}
+.kpis{grid-template-columns:repeat(4,1fr);gap:8px}.kpi .value{font-size:19px}.two{grid-template-columns:1fr 1fr;gap:12px}
 .rec,tr{break-inside:avoid}h2{break-after:avoid}
 }
 "#;
