@@ -2,13 +2,14 @@
 //! per-cohort series, exports Prometheus metrics, raises alerts and writes regional reports.
 //!
 //! Built so far: the fleet PKI (`pki`), the configuration file (`config`), per-cohort series
-//! and their exposition (`series`) and the history store (`store`). Ingest, plans, alerts and
-//! reports are tracked in the issues.
+//! and their exposition (`series`), the history store (`store`), ingest and plans (`server`)
+//! and regional reports (`reports`). Alerts are tracked in the issues.
 
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod pki;
+pub mod reports;
 pub mod series;
 pub mod server;
 pub mod store;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stallwatch_collector::{config, demo, pki, server};
+use stallwatch_collector::{config, demo, pki, reports, server};
 
 /// Exit code for input the operator must fix (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -47,6 +47,17 @@ enum Command {
     /// Prints the /metrics and fleet-page URLs. Stops on Ctrl-C or after --duration, leaving
     /// no process behind. Example: `stallwatch-collector demo --duration 60s`.
     Demo(demo::DemoArgs),
+    /// Write a regional report (HTML, Markdown, CSV or JSON; English or Chinese) from the
+    /// history store: KPIs against the SLO and the previous period, peak hours in local time,
+    /// incidents and recommendations.
+    ///
+    /// Example: `stallwatch-collector report --region sea --period 7d --out sea.html`.
+    Report(reports::cli::ReportArgs),
+    /// Generate a deterministic history (store, incidents and a config) for trying reports.
+    ///
+    /// Four regions with local evening peaks, a few incidents and one region that degrades.
+    /// Example: `stallwatch-collector seed-history --dir /tmp/history --days 14`.
+    SeedHistory(reports::cli::SeedArgs),
 }
 
 /// `run` arguments.
@@ -70,6 +81,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => config::validate_main(args),
         Command::Run(args) => run(&args),
         Command::Demo(args) => demo_main(args),
+        Command::Report(args) => reports::cli::report_main(args),
+        Command::SeedHistory(args) => reports::cli::seed_main(args),
     }
 }
 

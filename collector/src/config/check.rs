@@ -143,6 +143,9 @@ pub(crate) fn check(config: &Config, locations: &Locations) -> Vec<Problem> {
     relays(&mut c, config);
     plans(&mut c, config);
     slo(&mut c, config);
+    crate::reports::check_config(&config.reports, &config.labels, &mut |path, message| {
+        c.problem(path, message)
+    });
     let mut problems = c.problems;
     problems.sort_by_key(|p| p.position);
     problems

@@ -1,5 +1,5 @@
 //! The collector's configuration file (TOML): listeners, TLS, storage, ingest limits, label
-//! allow-lists, relays, probe plans and SLO thresholds.
+//! allow-lists, relays, probe plans, SLO thresholds and regional report settings.
 //!
 //! [`load`] and [`parse`] return a checked [`Config`] or every problem found, each naming the
 //! file, line, column and field path:
@@ -68,6 +68,10 @@ pub struct Config {
     /// SLO thresholds (defaults: DESIGN.md section 4).
     #[serde(default)]
     pub slo: Slo,
+    /// Regional reports: incidents source and per-region knowledge
+    /// ([`crate::reports::ReportsSection`]).
+    #[serde(default)]
+    pub reports: crate::reports::ReportsSection,
     /// Where each field was in the file, for errors found after loading.
     #[serde(skip)]
     locations: Locations,
@@ -117,9 +121,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 impl PartialEq for Config {
     fn eq(&self, other: &Self) -> bool {
         // Every field but `locations`.
-        let Config { listen, tls, storage, ingest, labels, relays, plans, slo, locations: _ } =
-            self;
-        (listen, tls, storage, ingest, labels, relays, plans, slo)
+        let Config {
+            listen,
+            tls,
+            storage,
+            ingest,
+            labels,
+            relays,
+            plans,
+            slo,
+            reports,
+            locations: _,
+        } = self;
+        (listen, tls, storage, ingest, labels, relays, plans, slo, reports)
             == (
                 &other.listen,
                 &other.tls,
@@ -129,6 +143,7 @@ impl PartialEq for Config {
                 &other.relays,
                 &other.plans,
                 &other.slo,
+                &other.reports,
             )
     }
 }
@@ -169,6 +184,9 @@ impl Config {
         resolve(&mut self.tls.key);
         resolve(&mut self.tls.revoked);
         resolve(&mut self.storage.path);
+        if let Some(incidents) = &mut self.reports.incidents {
+            resolve(incidents);
+        }
     }
 
     /// Number of probes across all plans.

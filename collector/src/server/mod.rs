@@ -1,5 +1,5 @@
 //! `stallwatch-collector run`: the ingest listener (HTTPS, mutual TLS: plans and reports) and
-//! the metrics listener (plain HTTP: `/metrics`, the fleet view, `/-/reload`), over one
+//! the metrics listener (plain HTTP: `/metrics`, the fleet view, reports, `/-/reload`), over one
 //! shared state. The API is specified in docs/protocol.md ("Collector API").
 //!
 //! - `tls`: rustls config and the TLS listener that attaches the verified identity.
@@ -333,6 +333,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         .route("/", get(web::fleet_page))
         .route("/metrics", get(web::metrics))
         .route("/api/v1/agents", get(web::agents))
+        .route("/api/v1/reports/{region}", get(web::report))
         .route("/-/reload", post(web::reload))
         .route("/-/healthy", get(web::healthy))
         .with_state(shared.clone());

@@ -1,10 +1,10 @@
 //! The metrics listener: `/metrics` for Prometheus, the fleet view (`/api/v1/agents` and an
-//! HTML page) and `/-/reload` for people.
+//! HTML page), regional reports (`/api/v1/reports/{region}`) and `/-/reload` for people.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{Shared, json_response};
 use crate::clock;
+use crate::reports::render::escape_html as escape;
 use crate::series::negotiate;
 
 /// An agent is stale (it stopped reporting) after this many of its report intervals.
@@ -96,6 +97,19 @@ pub async fn fleet_page(State(shared): State<Arc<Shared>>) -> Html<String> {
          td.n{text-align:right}tr.stale{background:#fde2e1;color:#8a1c14;font-weight:600}\
          </style></head><body><h1>stallwatch fleet</h1>",
     );
+    let regions = &shared.live().config.labels.regions;
+    page.push_str("<p>Regional reports (last 7 days):");
+    for region in regions {
+        let region = escape(region);
+        let _ = write!(
+            page,
+            " <a href=\"/api/v1/reports/{region}?period=7d&amp;format=html\">{region}</a>"
+        );
+    }
+    page.push_str(
+        " · <a href=\"/api/v1/reports/REGION?period=7d&amp;format=md&amp;lang=zh\">\
+                   also md, csv, json; lang=zh</a></p>",
+    );
     let _ = write!(
         page,
         "<p>{} agents, <strong>{stale} stale</strong> (no report for {STALE_AFTER_INTERVALS} \
@@ -129,20 +143,72 @@ pub async fn fleet_page(State(shared): State<Arc<Shared>>) -> Html<String> {
     Html(page)
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// Query of `GET /api/v1/reports/{region}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReportQuery {
+    /// Length ending at the last whole hour (`7d`); default 7d.
+    period: Option<String>,
+    /// Start (RFC 3339 or a date); with `to`.
+    from: Option<String>,
+    /// End; with `from`.
+    to: Option<String>,
+    /// `html` (default), `md`, `csv` or `json`.
+    format: Option<String>,
+    /// `en` (default) or `zh`.
+    lang: Option<String>,
+}
+
+/// `GET /api/v1/reports/{region}?period=7d&format=html&lang=en`: a regional report from the
+/// history store (`docs/reports.md`).
+pub async fn report(
+    State(shared): State<Arc<Shared>>,
+    Path(region): Path<String>,
+    Query(query): Query<ReportQuery>,
+) -> Response {
+    use crate::reports::cli::{FailureKind, PeriodSpec, report_from_config};
+    let bad = |detail: String| {
+        json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad-request", "detail": detail}))
+    };
+    let format = match query.format.as_deref().unwrap_or("html").parse::<crate::reports::Format>() {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let lang = match query.lang.as_deref().unwrap_or("en").parse::<crate::reports::Lang>() {
+        Ok(l) => l,
+        Err(e) => return bad(e),
+    };
+    let period = match (query.from, query.to, query.period) {
+        (Some(from), Some(to), None) => PeriodSpec::Between(from, to),
+        (None, None, period) => {
+            match stallwatch_proto::duration::parse_duration(period.as_deref().unwrap_or("7d")) {
+                Ok(d) => PeriodSpec::Last(d),
+                Err(e) => return bad(format!("period: {e}")),
+            }
         }
+        _ => return bad("give either period, or both from and to".into()),
+    };
+    let live = shared.live();
+    // Reading history and rendering take a while: keep them off the async workers.
+    let made = tokio::task::spawn_blocking(move || {
+        report_from_config(&live.config, &region, &period, lang, clock::unix_ms())
+            .map(|r| crate::reports::render(&r, format))
+    })
+    .await;
+    match made {
+        Ok(Ok(body)) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], body)
+                .into_response()
+        }
+        Ok(Err(failure)) => {
+            let (status, code) = match failure.kind {
+                FailureKind::NotFound => (StatusCode::NOT_FOUND, "unknown-region"),
+                FailureKind::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
+                FailureKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "report-failed"),
+            };
+            json_response(status, &json!({"error": code, "detail": failure.message}))
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    out
 }
 
 /// `POST /-/reload`.
