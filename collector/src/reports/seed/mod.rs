@@ -24,7 +24,9 @@ use thiserror::Error;
 use super::incidents::IncidentFile;
 use super::zone::{Zone, ZoneError};
 use crate::config::Storage;
-use crate::store::{HistoryStore, IngestItem, Outcome, Retention, SqliteStore, StoreError};
+use crate::store::{
+    HistoryStore, IngestItem, Outcome, Retention, SqliteStore, StoreError, report_digest,
+};
 pub use scenario::{
     ATTEMPT_MS, Attempt, AttemptKey, DAY_MS, PEAK_HOURS, RegionScenario, Scenario, TRANSPORTS,
     attempt, regions,
@@ -153,7 +155,7 @@ pub fn seed(
         keep_hours: storage.hourly_retention,
         ..Retention::default()
     };
-    let mut pending: Vec<(&str, &str, &str, DecodedReport)> = Vec::with_capacity(BATCH);
+    let mut pending: Vec<(&str, &str, &str, DecodedReport, [u8; 32])> = Vec::with_capacity(BATCH);
     let mut stored = 0u64;
     let slots_per_day = DAY_MS / s.interval_ms;
     for day in 0..s.days {
@@ -161,8 +163,9 @@ pub fn seed(
             let start = s.start_ms() + day * DAY_MS + i * s.interval_ms;
             for (region, zone) in &chosen {
                 for &(agent, network_type) in region.agents {
-                    let report = agent_report(s, region, zone, agent, network_type, start)?;
-                    pending.push((agent, region.name, network_type, report));
+                    let (report, digest) =
+                        agent_report(s, region, zone, agent, network_type, start)?;
+                    pending.push((agent, region.name, network_type, report, digest));
                 }
             }
             if pending.len() >= BATCH {
@@ -189,15 +192,16 @@ pub fn seed(
 /// certificate would carry and a receive time just after the window.
 fn commit(
     store: &mut SqliteStore,
-    pending: &[(&str, &str, &str, DecodedReport)],
+    pending: &[(&str, &str, &str, DecodedReport, [u8; 32])],
 ) -> Result<u64, SeedError> {
     let items: Vec<IngestItem<'_>> = pending
         .iter()
-        .map(|(agent, region, network_type, report)| IngestItem {
+        .map(|(agent, region, network_type, report, digest)| IngestItem {
             agent,
             region,
             network_type,
             report,
+            digest: *digest,
             received_unix_ms: report.report.window_end_ms + 1_500,
         })
         .collect();
@@ -248,7 +252,7 @@ fn agent_report(
     agent: &str,
     network_type: &str,
     start: u64,
-) -> Result<DecodedReport, SeedError> {
+) -> Result<(DecodedReport, [u8; 32]), SeedError> {
     let mut series = Vec::new();
     for target in region.relays {
         for transport in TRANSPORTS {
@@ -268,8 +272,10 @@ fn agent_report(
         spool_depth: 0,
         series,
     };
-    decode_report(&encode_report(&report), &ReportLimits::default())
-        .map_err(|e| SeedError::Refused(e.to_string()))
+    let body = encode_report(&report);
+    let decoded = decode_report(&body, &ReportLimits::default())
+        .map_err(|e| SeedError::Refused(e.to_string()))?;
+    Ok((decoded, report_digest(&body)))
 }
 
 fn viewer_series(a: &Attempt, target: &str, transport: &str) -> Series {
