@@ -1,7 +1,9 @@
 //! Sender side: turns a [`StreamProfile`] into a schedule of frames, and frames into packets.
 //!
 //! The pacer never sleeps: the caller asks [`Pacer::poll_timeout`] when the next frame is due,
-//! waits however it likes, then drains [`Pacer::poll_frame`] with the current time.
+//! waits however it likes, then drains [`Pacer::poll_frame`] with the current time. A keyframe
+//! request ([`Pacer::request_keyframe`]) makes the next video frame a keyframe that starts a
+//! new GOP, as an encoder answers a PLI; the next scheduled keyframe is then a GOP later.
 
 use std::time::Duration;
 
@@ -31,12 +33,30 @@ pub struct Pacer {
     start: Time,
     next_video: u64,
     next_audio: u64,
+    /// First frame of the current GOP, and its number.
+    gop_start: u64,
+    gop: u32,
+    keyframe_requested: bool,
 }
 
 impl Pacer {
     /// A pacer whose first frame (a keyframe) is due at `start`.
     pub fn new(profile: StreamProfile, start: Time) -> Self {
-        Pacer { profile, start, next_video: 0, next_audio: 0 }
+        Pacer {
+            profile,
+            start,
+            next_video: 0,
+            next_audio: 0,
+            gop_start: 0,
+            gop: 0,
+            keyframe_requested: false,
+        }
+    }
+
+    /// Makes the next video frame a keyframe starting a new GOP (a keyframe request, RFC 4585
+    /// PLI). Requests before that frame is due make one keyframe.
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_requested = true;
     }
 
     /// The profile being paced.
@@ -67,16 +87,23 @@ impl Pacer {
         let video = self.video_due(self.next_video).filter(|&t| t <= now);
         let audio = self.audio_due(self.next_audio).filter(|&t| t <= now);
         let gop_frames = u64::from(self.profile.gop_frames.max(1));
-        let current_gop = |video_frame: u64| (video_frame / gop_frames) as u32;
         match (video, audio) {
             (Some(v), a) if a.is_none_or(|a| v <= a) => {
                 let n = self.next_video;
                 self.next_video += 1;
-                let key = n.is_multiple_of(gop_frames);
+                let scheduled = (n - self.gop_start).is_multiple_of(gop_frames);
+                let key = scheduled || self.keyframe_requested;
+                if key {
+                    self.keyframe_requested = false;
+                    if n > 0 {
+                        self.gop += 1;
+                    }
+                    self.gop_start = n;
+                }
                 Some(ScheduledFrame {
                     kind: if key { FrameKind::Key } else { FrameKind::Predicted },
                     frame: n as u32,
-                    gop: current_gop(n),
+                    gop: self.gop,
                     due: v,
                     size: if key {
                         self.profile.key_frame_bytes()
@@ -91,7 +118,7 @@ impl Pacer {
                 Some(ScheduledFrame {
                     kind: FrameKind::Audio,
                     frame: n as u32,
-                    gop: current_gop(self.next_video.saturating_sub(1)),
+                    gop: self.gop,
                     due: a,
                     size: self.profile.audio_packet_bytes(),
                 })
@@ -204,6 +231,30 @@ mod tests {
             frames.iter().filter(|f| f.kind == FrameKind::Key).map(|f| f.frame).collect();
         assert_eq!(keys, vec![0, 30, 60, 90]);
         assert!(frames.iter().filter(|f| f.kind.is_video()).all(|f| f.gop == f.frame / 30));
+    }
+
+    #[test]
+    fn a_keyframe_request_starts_a_new_gop_at_the_next_video_frame() {
+        let mut pacer = Pacer::new("360p15".parse().unwrap(), Time::ZERO);
+        drain(&mut pacer, Time::from_millis(1_000)); // frames 0..=15
+        pacer.request_keyframe();
+        pacer.request_keyframe();
+        let frames = drain(&mut pacer, Time::from_millis(6_000));
+        let video: Vec<&ScheduledFrame> = frames.iter().filter(|f| f.kind.is_video()).collect();
+        let keys: Vec<(u32, u32)> =
+            video.iter().filter(|f| f.kind == FrameKind::Key).map(|f| (f.frame, f.gop)).collect();
+        // Frame 16 answers the requests; the schedule restarts from it (a GOP is 30 frames).
+        assert_eq!(keys, vec![(16, 1), (46, 2), (76, 3)]);
+        assert_eq!(video[0].size, pacer.profile().key_frame_bytes());
+        assert!(video.iter().all(|f| f.gop == 1 + (f.frame - 16) / 30));
+        // Audio carries the GOP being sent.
+        let audio_gop = |f: &&ScheduledFrame| f.gop == if f.due < video[0].due { 0 } else { 1 };
+        assert!(
+            frames
+                .iter()
+                .filter(|f| !f.kind.is_video() && f.due < video[1].due)
+                .all(|f| audio_gop(&f))
+        );
     }
 
     #[test]
