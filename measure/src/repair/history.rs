@@ -148,6 +148,13 @@ impl Retransmitter {
         self.refilled = Some(now);
     }
 
+    /// Notes that packet `seq` was just sent to this peer as a retransmission without a NACK
+    /// from it: a relay forwarding what it repaired on its publisher leg. A NACK for it from
+    /// this peer within one RTT (sent before the forward arrived) is then a repeat.
+    pub fn note_resent(&mut self, now: Time, seq: u64) {
+        self.resent[(seq % RESEND_SLOTS as u64) as usize] = (seq + 1, now);
+    }
+
     /// Answers `nack` at `now`: the headers to send again, in the order asked, each marked
     /// [`FLAG_RETRANSMITTED`]. The transport stamps `send_ns` as it sends them and regenerates
     /// the payload (`payload_len` zero bytes).

@@ -104,20 +104,25 @@ pub enum Feedback {
     KeyframeRequest,
 }
 
-/// A smoothed round-trip time (RFC 6298: `srtt += (sample - srtt) / 8`).
+/// A smoothed round-trip time and its variation (RFC 6298: `rttvar += (|srtt - r| - rttvar)
+/// / 4`, then `srtt += (r - srtt) / 8`; the first sample sets `srtt = r`, `rttvar = r / 2`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RttEstimate {
     srtt: Option<Duration>,
+    rttvar: Duration,
 }
 
 impl RttEstimate {
     /// Adds one sample.
     pub fn on_sample(&mut self, rtt: Duration) {
-        self.srtt = Some(match self.srtt {
-            None => rtt,
-            Some(srtt) if rtt >= srtt => srtt + (rtt - srtt) / 8,
-            Some(srtt) => srtt - (srtt - rtt) / 8,
-        });
+        let Some(srtt) = self.srtt else {
+            self.srtt = Some(rtt);
+            self.rttvar = rtt / 2;
+            return;
+        };
+        let deviation = srtt.abs_diff(rtt);
+        self.rttvar = (self.rttvar * 3 + deviation) / 4;
+        self.srtt = Some((srtt * 7 + rtt) / 8);
     }
 
     /// The smoothed RTT, if any sample was seen.
@@ -128,6 +133,12 @@ impl RttEstimate {
     /// The smoothed RTT, or [`DEFAULT_RTT`] before the first sample.
     pub fn or_default(&self) -> Duration {
         self.srtt.unwrap_or(DEFAULT_RTT)
+    }
+
+    /// How long an answer to a request may take: `srtt + 4 rttvar` (RFC 6298's retransmission
+    /// timeout without its 1 s floor), [`DEFAULT_RTT`] before the first sample.
+    pub fn timeout(&self) -> Duration {
+        self.srtt.map_or(DEFAULT_RTT, |srtt| srtt + self.rttvar * 4)
     }
 }
 
@@ -171,14 +182,19 @@ mod tests {
 
     #[test]
     fn rtt_is_smoothed_like_rfc6298() {
+        let ms = Duration::from_millis;
         let mut rtt = RttEstimate::default();
-        assert_eq!(rtt.or_default(), DEFAULT_RTT);
-        rtt.on_sample(Duration::from_millis(80));
-        assert_eq!(rtt.get(), Some(Duration::from_millis(80)));
-        rtt.on_sample(Duration::from_millis(160));
-        assert_eq!(rtt.get(), Some(Duration::from_millis(90)));
-        rtt.on_sample(Duration::from_millis(10));
-        assert_eq!(rtt.get(), Some(Duration::from_millis(80)));
+        assert_eq!((rtt.or_default(), rtt.timeout()), (DEFAULT_RTT, DEFAULT_RTT));
+        rtt.on_sample(ms(80));
+        assert_eq!((rtt.get(), rtt.timeout()), (Some(ms(80)), ms(80 + 4 * 40)));
+        rtt.on_sample(ms(160));
+        // rttvar = (3 * 40 + 80) / 4 = 50; srtt = (7 * 80 + 160) / 8 = 90.
+        assert_eq!((rtt.get(), rtt.timeout()), (Some(ms(90)), ms(90 + 4 * 50)));
+        // A steady RTT: the variation decays and the timeout approaches the RTT.
+        for _ in 0..60 {
+            rtt.on_sample(ms(90));
+        }
+        assert!(rtt.timeout() < ms(91), "{:?}", rtt.timeout());
     }
 
     #[test]

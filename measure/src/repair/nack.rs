@@ -2,8 +2,10 @@
 //!
 //! - A gap is seen when a packet arrives above the highest sequence number so far. Each missing
 //!   number is asked for once [`REORDER_ALLOWANCE`] has passed (a reordered packet arriving in
-//!   the meantime is not asked for), then again at most once per retry interval,
-//!   `max(RTT, 20 ms)` (100 ms before an RTT is known), as libwebrtc's `NackRequester` does.
+//!   the meantime is not asked for), then again at most once per retry interval: at least one
+//!   RTT, as libwebrtc's `NackRequester` does, with room for the path's variation, so that an
+//!   answer still on its way is not asked for again: `max(SRTT + 4 RTTVAR, 20 ms)` (RFC 6298's
+//!   timeout without its 1 s floor), 100 ms before an RTT is known.
 //! - It is asked for while it can still be of use: until its playout deadline (the deadline of
 //!   the packet that revealed the gap, an upper bound: a missing packet was captured no later),
 //!   or, with no playout timeline (a relay, or a player not yet playing or rebuffering), until
@@ -122,9 +124,9 @@ impl NackScheduler {
         self.rtt.on_sample(rtt);
     }
 
-    /// The retry interval: `max(RTT, 20 ms)`, 100 ms before an RTT is known.
+    /// The retry interval: `max(SRTT + 4 RTTVAR, 20 ms)`, 100 ms before an RTT is known.
     pub fn retry_interval(&self) -> Duration {
-        self.rtt.or_default().max(MIN_RETRY_INTERVAL)
+        self.rtt.timeout().max(MIN_RETRY_INTERVAL)
     }
 
     /// Missing numbers being tracked.
@@ -256,11 +258,11 @@ mod tests {
         // No RTT yet: asked again 100 ms later.
         assert_eq!(n.poll_timeout(), Some(ms(140)));
         n.on_packet(ms(60), 3, 0); // a retransmission (or the late original) of 3
-        n.on_rtt_sample(Duration::from_millis(50));
+        n.on_rtt_sample(Duration::from_millis(40)); // srtt 40 ms, rttvar 20 ms
         assert!(drain(&mut n, ms(139), None).is_empty());
         assert_eq!(drain(&mut n, ms(140), None), vec![vec![2]]);
-        // Now the RTT is known: the next ask is 50 ms later.
-        assert_eq!(n.poll_timeout(), Some(ms(190)));
+        // Now the RTT is known: the next ask is srtt + 4 rttvar = 120 ms later.
+        assert_eq!(n.poll_timeout(), Some(ms(260)));
         let c = n.take_counters();
         assert_eq!((c.nacks_sent, c.packets_nacked, c.nack_retries), (2, 2, 1));
     }
@@ -284,7 +286,9 @@ mod tests {
         let mut n = NackScheduler::new(NackConfig::default());
         n.on_packet(ms(0), 0, 0);
         n.on_packet(ms(100), 2, 100_000_000);
-        n.on_rtt_sample(Duration::from_millis(100));
+        for _ in 0..100 {
+            n.on_rtt_sample(Duration::from_millis(100)); // a steady 100 ms: rttvar decays to 0
+        }
         let asked: Vec<u64> =
             (100..450u64).filter(|&t| !drain(&mut n, ms(t), Some(playout)).is_empty()).collect();
         assert_eq!(asked, vec![110, 210, 310]);
@@ -297,7 +301,7 @@ mod tests {
         let mut n = NackScheduler::new(config);
         n.on_packet(ms(0), 0, 0);
         n.on_packet(ms(0), 2, 0);
-        n.on_rtt_sample(Duration::from_millis(10)); // retry interval: the 20 ms floor
+        n.on_rtt_sample(Duration::from_millis(4)); // 4 + 4 x 2 ms: the 20 ms floor
         let asked: Vec<u64> =
             (0..200u64).filter(|&t| !drain(&mut n, ms(t), None).is_empty()).collect();
         assert_eq!(asked, vec![10, 30, 50]);
