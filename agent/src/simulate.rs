@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use stallwatch_measure::link::{self, LinkConfig};
+use stallwatch_measure::link::{self, LinkConfig, LinkStats};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::sim::{self, SimConfig};
 use stallwatch_measure::{Repair, StreamProfile};
@@ -51,6 +51,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary> {
         bail!("--duration must be longer than zero");
     }
     let (down, up) = links_from_arg(&args.emulate)?;
+    let rate = down.rate_bps;
     let mut config = SimConfig::new(down, args.duration);
     config.uplink = up;
     config.profile = args.profile.clone();
@@ -61,7 +62,30 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary> {
         config.receiver.medium = Medium::Audio;
     }
     let run = sim::run(&config);
-    Ok(Summary::with_repair(&sim::total(&run.windows), args.repair))
+    let mut summary = Summary::with_repair(&sim::total(&run.windows), args.repair);
+    summary.notes.extend(capacity_note(&args.profile, rate, &run.link));
+    Ok(summary)
+}
+
+/// Says so when the stream does not fit the emulated link: its bottleneck queue overflows, and
+/// no repair can help.
+fn capacity_note(
+    profile: &StreamProfile,
+    rate_bps: Option<u64>,
+    link: &LinkStats,
+) -> Option<String> {
+    let rate = rate_bps?;
+    let stream = profile.total_bitrate_bps();
+    let dropped = link.dropped_queue as f64 / link.packets.max(1) as f64;
+    (stream as f64 > 0.95 * rate as f64 || dropped > 0.01).then(|| {
+        format!(
+            "{profile} sends {:.2} Mbit/s (before headers) into a {:.2} Mbit/s link: {:.1} % of \
+             the packets offered were dropped at its queue; the stream does not fit this network",
+            stream as f64 / 1e6,
+            rate as f64 / 1e6,
+            dropped * 100.0
+        )
+    })
 }
 
 #[cfg(test)]
@@ -106,5 +130,18 @@ mod tests {
         let text = repaired.to_string();
         assert!(text.contains("repair        nack"), "{text}");
         assert!(text.contains("first render"), "{text}");
+        assert!(repaired.notes.is_empty(), "{:?}", repaired.notes);
+    }
+
+    #[test]
+    fn a_stream_larger_than_the_link_is_called_out() {
+        let mut a = args("3g", Repair::Nack);
+        a.duration = Duration::from_secs(20);
+        let s = simulate(&a).unwrap();
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert!(s.notes[0].contains("2.06 Mbit/s (before headers) into a 1.20 Mbit/s link"));
+        assert!(s.to_string().contains("does not fit"));
+        a.profile = "360p15".parse().unwrap();
+        assert!(simulate(&a).unwrap().notes.is_empty());
     }
 }

@@ -121,6 +121,8 @@ pub struct Summary {
     pub self_noise_windows: u64,
     /// Repair figures, when the run says which repair mode it used.
     pub repair: Option<RepairSummary>,
+    /// What the figures cannot say by themselves (e.g. a stream larger than the link).
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -177,6 +179,7 @@ impl Summary {
             },
             self_noise_windows: total.self_noise.windows,
             repair: None,
+            notes: Vec::new(),
         }
     }
 
@@ -270,6 +273,9 @@ impl fmt::Display for Summary {
             self.stall_time_ms,
             self.stall_ratio * 100.0
         )?;
+        for note in &self.notes {
+            write!(out, "\nnote          {note}")?;
+        }
         if self.self_noise_windows > 0 {
             write!(
                 out,

@@ -4,6 +4,8 @@
 //! waits however it likes, then drains [`Pacer::poll_frame`] with the current time. A keyframe
 //! request ([`Pacer::request_keyframe`]) makes the next video frame a keyframe that starts a
 //! new GOP, as an encoder answers a PLI; the next scheduled keyframe is then a GOP later.
+//! Requests less than [`MIN_KEYFRAME_REQUEST_INTERVAL`] after the last one honoured are
+//! ignored, as libwebrtc's sender does: several viewers asking at once make one keyframe.
 
 use std::time::Duration;
 
@@ -11,6 +13,10 @@ use stallwatch_proto::media::{FrameKind, MEDIA_HEADER_LEN, MediaHeader};
 
 use crate::profile::StreamProfile;
 use crate::time::Time;
+
+/// A keyframe request this soon after the last one honoured is ignored (libwebrtc
+/// `EncoderRtcpFeedback`'s `kMinKeyframeSendIntervalMs`).
+pub const MIN_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 /// One frame (or audio packet) the sender must emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,7 @@ pub struct Pacer {
     gop_start: u64,
     gop: u32,
     keyframe_requested: bool,
+    last_request_honoured: Option<Time>,
 }
 
 impl Pacer {
@@ -50,13 +57,20 @@ impl Pacer {
             gop_start: 0,
             gop: 0,
             keyframe_requested: false,
+            last_request_honoured: None,
         }
     }
 
-    /// Makes the next video frame a keyframe starting a new GOP (a keyframe request, RFC 4585
-    /// PLI). Requests before that frame is due make one keyframe.
-    pub fn request_keyframe(&mut self) {
+    /// A keyframe request (RFC 4585 PLI) at `now`: the next video frame is a keyframe starting
+    /// a new GOP, unless a request was honoured less than [`MIN_KEYFRAME_REQUEST_INTERVAL`]
+    /// ago. Returns whether it was honoured.
+    pub fn request_keyframe(&mut self, now: Time) -> bool {
+        if self.last_request_honoured.is_some_and(|t| now < t + MIN_KEYFRAME_REQUEST_INTERVAL) {
+            return false;
+        }
+        self.last_request_honoured = Some(now);
         self.keyframe_requested = true;
+        true
     }
 
     /// The profile being paced.
@@ -237,8 +251,9 @@ mod tests {
     fn a_keyframe_request_starts_a_new_gop_at_the_next_video_frame() {
         let mut pacer = Pacer::new("360p15".parse().unwrap(), Time::ZERO);
         drain(&mut pacer, Time::from_millis(1_000)); // frames 0..=15
-        pacer.request_keyframe();
-        pacer.request_keyframe();
+        assert!(pacer.request_keyframe(Time::from_millis(1_000)));
+        // A second request within 300 ms is the same keyframe; one after it is honoured.
+        assert!(!pacer.request_keyframe(Time::from_millis(1_299)));
         let frames = drain(&mut pacer, Time::from_millis(6_000));
         let video: Vec<&ScheduledFrame> = frames.iter().filter(|f| f.kind.is_video()).collect();
         let keys: Vec<(u32, u32)> =
@@ -247,6 +262,7 @@ mod tests {
         assert_eq!(keys, vec![(16, 1), (46, 2), (76, 3)]);
         assert_eq!(video[0].size, pacer.profile().key_frame_bytes());
         assert!(video.iter().all(|f| f.gop == 1 + (f.frame - 16) / 30));
+        assert!(pacer.request_keyframe(Time::from_millis(1_300)));
         // Audio carries the GOP being sent.
         let audio_gop = |f: &&ScheduledFrame| f.gop == if f.due < video[0].due { 0 } else { 1 };
         assert!(

@@ -78,8 +78,9 @@ pub struct SimResult {
     pub packets_sent: u64,
     /// How the sender answered NACKs.
     pub retransmit: RetransmitCounters,
-    /// Keyframe requests that reached the sender.
+    /// Keyframe requests that reached the sender, and the keyframes it started for them.
     pub keyframe_requests_received: u64,
+    pub keyframes_forced: u64,
     /// When the receiver was finished.
     pub end: Time,
 }
@@ -172,6 +173,7 @@ pub struct Simulation {
     next_ping: Time,
     packets_sent: u64,
     keyframe_requests_received: u64,
+    keyframes_forced: u64,
     finished: bool,
     trace: Option<Vec<(Time, MediaHeader)>>,
 }
@@ -200,6 +202,7 @@ impl Simulation {
             next_ping: Time::ZERO,
             packets_sent: 0,
             keyframe_requests_received: 0,
+            keyframes_forced: 0,
             finished: false,
             trace: None,
         }
@@ -214,6 +217,7 @@ impl Simulation {
             packets_sent: self.packets_sent,
             retransmit: *self.retransmitter.counters(),
             keyframe_requests_received: self.keyframe_requests_received,
+            keyframes_forced: self.keyframes_forced,
             end: self.now,
         }
     }
@@ -275,7 +279,7 @@ impl Simulation {
                 }
                 Up::Feedback(Feedback::KeyframeRequest) => {
                     self.keyframe_requests_received += 1;
-                    self.pacer.request_keyframe();
+                    self.keyframes_forced += u64::from(self.pacer.request_keyframe(now));
                 }
                 Up::Feedback(Feedback::Nack(nack)) => {
                     for mut header in self.retransmitter.on_nack(now, &nack, &self.history) {

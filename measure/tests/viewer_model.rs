@@ -444,7 +444,9 @@ fn a_relay_repairs_its_publisher_leg_and_its_viewers_with_the_same_pieces() {
                         );
                     }
                 }
-                Hop::ToPublisher(Feedback::KeyframeRequest) => pacer.request_keyframe(),
+                Hop::ToPublisher(Feedback::KeyframeRequest) => {
+                    let _ = pacer.request_keyframe(now);
+                }
                 Hop::FromViewer(Feedback::Nack(nack)) => {
                     for mut h in relay_rtx.on_nack(now, &nack, &relay_history) {
                         h.send_ns = now.as_nanos();
