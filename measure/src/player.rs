@@ -175,7 +175,8 @@ pub struct Player {
     first_keyframe: Option<Time>,
     first_render: Option<Time>,
     next_frame: u64,
-    /// Highest frame of which a fragment arrived.
+    /// Highest frame of which a fragment arrived (of frames from `next_frame` on, once
+    /// started).
     highest_frame: u64,
     /// The last frame played (its deadline passed) and its capture time.
     last_played: Option<(u64, u64)>,
@@ -277,9 +278,11 @@ impl Player {
                 self.counters.fragments_out_of_window += 1;
                 return;
             }
-            self.highest_frame = self.highest_frame.max(frame);
             self.waiting = false;
         }
+        // Before the start too: frames after the first keyframe may complete before it does
+        // (its last fragment repaired late).
+        self.highest_frame = self.highest_frame.max(frame);
         let slot = &mut self.slots[Self::index(frame)];
         if slot.state == SlotState::Empty || slot.frame != frame {
             *slot = Slot {
@@ -308,7 +311,6 @@ impl Player {
             self.started = true;
             self.first_keyframe = Some(now);
             self.next_frame = frame;
-            self.highest_frame = frame;
         }
         if self.offset_ns.is_none() && live {
             self.anchor(now, frame, capture_ns);
@@ -766,5 +768,24 @@ mod tests {
         }
         p.handle_timeout(Time::from_millis(200));
         assert_eq!((p.counters().frames_missing, p.needs_keyframe()), (1, false));
+    }
+
+    #[test]
+    fn a_first_keyframe_repaired_after_its_gop_still_starts_the_chain() {
+        // The replay's keyframe misses a fragment; frames 1 and 2 arrive whole; the missing
+        // fragment comes back as a retransmission; live frame 3 anchors the timeline.
+        let at = |ms| Time::from_millis(ms);
+        let mut p = Player::new(Medium::Video, Duration::from_millis(100));
+        p.on_fragment(at(100), &frame(0, FrameKind::Key, 2, 0), false);
+        p.on_fragment(at(100), &frame(1, FrameKind::Predicted, 1, 0), false);
+        p.on_fragment(at(100), &frame(2, FrameKind::Predicted, 1, 0), false);
+        p.on_fragment(at(150), &frame(0, FrameKind::Key, 2, 1), false);
+        assert_eq!((p.first_keyframe(), p.poll_timeout()), (Some(at(150)), None));
+        let live = frame(3, FrameKind::Predicted, 1, 0);
+        p.on_fragment(at(160), &live, true);
+        p.handle_timeout(at(260));
+        let c = p.counters();
+        assert_eq!((c.frames_caught_up, c.frames_rendered, c.frames_missing), (3, 1, 0));
+        assert_eq!(p.first_render(), Some(at(260)));
     }
 }
