@@ -343,6 +343,20 @@ impl Events {
         true
     }
 
+    /// Sends retransmissions, stamped now.
+    fn resend(
+        &mut self,
+        link: &mut Link,
+        now: Time,
+        headers: Vec<MediaHeader>,
+        hop: fn(MediaHeader) -> Hop,
+    ) {
+        for mut h in headers {
+            h.send_ns = now.as_nanos();
+            let _ = self.push(link, now, 48 + h.payload_len as usize, hop(h));
+        }
+    }
+
     fn next_at(&self) -> Option<Time> {
         self.heap.peek().map(|std::cmp::Reverse((at, _, _))| *at)
     }
@@ -434,29 +448,15 @@ fn a_relay_repairs_its_publisher_leg_and_its_viewers_with_the_same_pieces() {
                 }
                 Hop::ToViewer(h) => viewer.on_packet(now, &h),
                 Hop::ToPublisher(Feedback::Nack(nack)) => {
-                    for mut h in publisher_rtx.on_nack(now, &nack, &publisher_history) {
-                        h.send_ns = now.as_nanos();
-                        let _ = events.push(
-                            &mut up1,
-                            now,
-                            48 + h.payload_len as usize,
-                            Hop::ToRelay(h),
-                        );
-                    }
+                    let resent = publisher_rtx.on_nack(now, &nack, &publisher_history);
+                    events.resend(&mut up1, now, resent, Hop::ToRelay);
                 }
                 Hop::ToPublisher(Feedback::KeyframeRequest) => {
                     let _ = pacer.request_keyframe(now);
                 }
                 Hop::FromViewer(Feedback::Nack(nack)) => {
-                    for mut h in relay_rtx.on_nack(now, &nack, &relay_history) {
-                        h.send_ns = now.as_nanos();
-                        let _ = events.push(
-                            &mut up2,
-                            now,
-                            48 + h.payload_len as usize,
-                            Hop::ToViewer(h),
-                        );
-                    }
+                    let resent = relay_rtx.on_nack(now, &nack, &relay_history);
+                    events.resend(&mut up2, now, resent, Hop::ToViewer);
                 }
                 Hop::FromViewer(Feedback::KeyframeRequest) => {
                     if relay_gate.try_pass(now) {
