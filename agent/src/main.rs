@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use stallwatch_agent::simulate::{SimulateArgs, simulate};
 use stallwatch_agent::{impair, probe, relay, run};
-use stallwatch_measure::StreamProfile;
+use stallwatch_measure::{Repair, StreamProfile};
 use stallwatch_proto::duration::parse_duration;
 
 /// Exit code for bad input (sysexits EX_USAGE).
@@ -54,6 +54,10 @@ enum Command {
         /// Seed for the emulator's random choices; the same seed gives the same result.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Loss repair: `nack` (NACKs and keyframe requests over the reverse path, as on udp
+        /// and quic-datagram) or `none` (the raw stream).
+        #[arg(long, default_value = "nack", env = "STALLWATCH_REPAIR", value_parser = repair_arg)]
+        repair: Repair,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -82,6 +86,10 @@ enum Command {
     /// Check an agent configuration file: print the settings in force, or the first error as
     /// FILE:LINE:COLUMN: FIELD: problem (exit 64; 66 if unreadable).
     CheckConfig(run::CheckConfigArgs),
+}
+
+fn repair_arg(s: &str) -> Result<Repair, String> {
+    s.parse()
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -132,7 +140,7 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Simulate { profile, emulate, duration, playout_delay, seed, json } => {
+        Command::Simulate { profile, emulate, duration, playout_delay, seed, repair, json } => {
             let profile: StreamProfile = match profile.parse() {
                 Ok(p) => p,
                 Err(e) => {
@@ -140,7 +148,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            let args = SimulateArgs { profile, emulate, duration, playout_delay, seed };
+            let args = SimulateArgs { profile, emulate, duration, playout_delay, seed, repair };
             match simulate(&args) {
                 Ok(summary) if json => {
                     println!("{}", serde_json::to_string_pretty(&summary).expect("serializable"));
@@ -148,11 +156,12 @@ fn main() -> ExitCode {
                 }
                 Ok(summary) => {
                     println!(
-                        "simulated {} of {} over {:?} (seed {})\n{summary}",
+                        "simulated {} of {} over {:?} (seed {}, repair {})\n{summary}",
                         stallwatch_proto::duration::format_duration(args.duration),
                         args.profile,
                         args.emulate,
-                        args.seed
+                        args.seed,
+                        args.repair
                     );
                     ExitCode::SUCCESS
                 }

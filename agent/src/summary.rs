@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
-use stallwatch_measure::{Recorder, WindowMetrics};
+use stallwatch_measure::{Recorder, Repair, WindowMetrics};
 
 /// Quantiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -31,11 +31,57 @@ impl Quantiles {
     }
 }
 
+/// What repair did, for a viewer that ran it (or ran without it: `mode` says which).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RepairSummary {
+    /// `nack` or `none`.
+    pub mode: String,
+    /// Packets still missing after repair (by the end of the loss wait), and of how many.
+    pub residual_lost: u64,
+    pub residual_expected: u64,
+    pub residual_loss_ratio: f64,
+    /// NACK messages sent, numbers asked for (once each), and further asks.
+    pub nacks_sent: u64,
+    pub packets_nacked: u64,
+    pub nack_retries: u64,
+    pub retransmissions_received: u64,
+    /// Missing packets whose first copy was a retransmission.
+    pub packets_repaired: u64,
+    /// Gap detection to the repairing retransmission, ms.
+    pub repair_delay_ms: Option<Quantiles>,
+    pub keyframe_requests: u64,
+}
+
+impl RepairSummary {
+    fn new(total: &WindowMetrics, mode: Repair) -> Self {
+        let r = &total.repair;
+        RepairSummary {
+            mode: mode.name().to_string(),
+            residual_lost: r.residual_lost,
+            residual_expected: r.residual_expected,
+            residual_loss_ratio: if r.residual_expected == 0 {
+                0.0
+            } else {
+                r.residual_lost as f64 / r.residual_expected as f64
+            },
+            nacks_sent: r.nack.nacks_sent,
+            packets_nacked: r.nack.packets_nacked,
+            nack_retries: r.nack.nack_retries,
+            retransmissions_received: r.retransmissions_received,
+            packets_repaired: r.packets_repaired,
+            repair_delay_ms: Quantiles::from_micros(&total.repair_delay),
+            keyframe_requests: r.keyframe_requests,
+        }
+    }
+}
+
 /// Everything a probe measured, summed over its windows.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
     /// Attempt start to the first complete keyframe, ms; `None` if no keyframe arrived.
     pub first_frame_ms: Option<f64>,
+    /// Attempt start to the first frame on screen, ms; `None` if none was shown.
+    pub first_render_ms: Option<f64>,
     /// First-frame phases and their durations, ms.
     pub first_frame_phases_ms: Vec<(String, f64)>,
     pub packets_expected: u64,
@@ -60,6 +106,10 @@ pub struct Summary {
     pub frames_missing: u64,
     pub frames_undecodable: u64,
     pub frames_late: u64,
+    /// Frames of the GOP-cache replay decoded to reach the live edge, not shown.
+    pub frames_caught_up: u64,
+    /// Times the player's buffer ran dry and it resumed later.
+    pub rebuffers: u64,
     pub stalls: u64,
     pub stalls_600ms: u64,
     pub freezes: u64,
@@ -67,6 +117,12 @@ pub struct Summary {
     pub play_time_ms: f64,
     /// Stall time / (play time + stall time).
     pub stall_ratio: f64,
+    /// Windows in which the agent's own sender or emulator ran late beyond their bounds.
+    pub self_noise_windows: u64,
+    /// Repair figures, when the run says which repair mode it used.
+    pub repair: Option<RepairSummary>,
+    /// What the figures cannot say by themselves (e.g. a stream larger than the link).
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -77,6 +133,11 @@ impl Summary {
         let watched = player.stall_time_ns + player.play_time_ns;
         Summary {
             first_frame_ms: total.first_frame.as_ref().map(|f| f.total.as_secs_f64() * 1e3),
+            first_render_ms: total
+                .first_frame
+                .as_ref()
+                .and_then(|f| f.first_render)
+                .map(|d| d.as_secs_f64() * 1e3),
             first_frame_phases_ms: total
                 .first_frame
                 .iter()
@@ -104,6 +165,8 @@ impl Summary {
             frames_missing: player.frames_missing,
             frames_undecodable: player.frames_undecodable,
             frames_late: player.frames_late,
+            frames_caught_up: player.frames_caught_up,
+            rebuffers: player.rebuffers,
             stalls: player.stalls,
             stalls_600ms: player.stalls_600ms,
             freezes: player.freezes,
@@ -114,7 +177,15 @@ impl Summary {
             } else {
                 player.stall_time_ns as f64 / watched as f64
             },
+            self_noise_windows: total.self_noise.windows,
+            repair: None,
+            notes: Vec::new(),
         }
+    }
+
+    /// The summary of a viewer that ran with repair mode `mode`, with its repair figures.
+    pub fn with_repair(total: &WindowMetrics, mode: Repair) -> Self {
+        Summary { repair: Some(RepairSummary::new(total, mode)), ..Summary::new(total) }
     }
 }
 
@@ -139,6 +210,9 @@ impl fmt::Display for Summary {
             }
             None => writeln!(out, "first frame   none: no complete keyframe arrived")?,
         }
+        if let Some(ms) = self.first_render_ms {
+            writeln!(out, "first render  {ms:.1} ms  (on screen)")?;
+        }
         writeln!(
             out,
             "loss          {:.3} %  ({} of {} packets; {} bursts{}; Gilbert p {} r {})",
@@ -150,6 +224,26 @@ impl fmt::Display for Summary {
             self.gilbert_p.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
             self.gilbert_r.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into()),
         )?;
+        if let Some(r) = &self.repair {
+            writeln!(
+                out,
+                "repair        {}: residual loss {:.3} % ({} of {}); {} NACKs for {} packets \
+                 ({} re-asked), {} retransmissions received, {} repaired (delay {}); {} keyframe requests",
+                r.mode,
+                r.residual_loss_ratio * 100.0,
+                r.residual_lost,
+                r.residual_expected,
+                r.nacks_sent,
+                r.packets_nacked,
+                r.nack_retries,
+                r.retransmissions_received,
+                r.packets_repaired,
+                r.repair_delay_ms
+                    .map(|q| format!("p50 {:.1} ms, p99 {:.1} ms", q.p50, q.p99))
+                    .unwrap_or_else(|| "-".into()),
+                r.keyframe_requests,
+            )?;
+        }
         writeln!(
             out,
             "reordering    {} reordered, {} duplicates, {} after the loss wait",
@@ -162,8 +256,13 @@ impl fmt::Display for Summary {
         }
         writeln!(
             out,
-            "frames        {} rendered, {} missing, {} undecodable, {} late",
-            self.frames_rendered, self.frames_missing, self.frames_undecodable, self.frames_late
+            "frames        {} rendered, {} missing, {} undecodable, {} late, {} caught up; {} rebuffers",
+            self.frames_rendered,
+            self.frames_missing,
+            self.frames_undecodable,
+            self.frames_late,
+            self.frames_caught_up,
+            self.rebuffers
         )?;
         write!(
             out,
@@ -174,6 +273,17 @@ impl fmt::Display for Summary {
             self.stall_time_ms,
             self.stall_ratio * 100.0
         )?;
+        for note in &self.notes {
+            write!(out, "\nnote          {note}")?;
+        }
+        if self.self_noise_windows > 0 {
+            write!(
+                out,
+                "\nself-noise    {} windows: the agent's own sender or emulator ran late; \
+                 keep them out of conclusions",
+                self.self_noise_windows
+            )?;
+        }
         f.write_str(&out)
     }
 }

@@ -1,7 +1,11 @@
 //! Sender side: turns a [`StreamProfile`] into a schedule of frames, and frames into packets.
 //!
 //! The pacer never sleeps: the caller asks [`Pacer::poll_timeout`] when the next frame is due,
-//! waits however it likes, then drains [`Pacer::poll_frame`] with the current time.
+//! waits however it likes, then drains [`Pacer::poll_frame`] with the current time. A keyframe
+//! request ([`Pacer::request_keyframe`]) makes the next video frame a keyframe that starts a
+//! new GOP, as an encoder answers a PLI; the next scheduled keyframe is then a GOP later.
+//! Requests less than [`MIN_KEYFRAME_REQUEST_INTERVAL`] after the last one honoured are
+//! ignored, as libwebrtc's sender does: several viewers asking at once make one keyframe.
 
 use std::time::Duration;
 
@@ -9,6 +13,10 @@ use stallwatch_proto::media::{FrameKind, MEDIA_HEADER_LEN, MediaHeader};
 
 use crate::profile::StreamProfile;
 use crate::time::Time;
+
+/// A keyframe request this soon after the last one honoured is ignored (libwebrtc
+/// `EncoderRtcpFeedback`'s `kMinKeyframeSendIntervalMs`).
+pub const MIN_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 /// One frame (or audio packet) the sender must emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +39,38 @@ pub struct Pacer {
     start: Time,
     next_video: u64,
     next_audio: u64,
+    /// First frame of the current GOP, and its number.
+    gop_start: u64,
+    gop: u32,
+    keyframe_requested: bool,
+    last_request_honoured: Option<Time>,
 }
 
 impl Pacer {
     /// A pacer whose first frame (a keyframe) is due at `start`.
     pub fn new(profile: StreamProfile, start: Time) -> Self {
-        Pacer { profile, start, next_video: 0, next_audio: 0 }
+        Pacer {
+            profile,
+            start,
+            next_video: 0,
+            next_audio: 0,
+            gop_start: 0,
+            gop: 0,
+            keyframe_requested: false,
+            last_request_honoured: None,
+        }
+    }
+
+    /// A keyframe request (RFC 4585 PLI) at `now`: the next video frame is a keyframe starting
+    /// a new GOP, unless a request was honoured less than [`MIN_KEYFRAME_REQUEST_INTERVAL`]
+    /// ago. Returns whether it was honoured.
+    pub fn request_keyframe(&mut self, now: Time) -> bool {
+        if self.last_request_honoured.is_some_and(|t| now < t + MIN_KEYFRAME_REQUEST_INTERVAL) {
+            return false;
+        }
+        self.last_request_honoured = Some(now);
+        self.keyframe_requested = true;
+        true
     }
 
     /// The profile being paced.
@@ -67,16 +101,23 @@ impl Pacer {
         let video = self.video_due(self.next_video).filter(|&t| t <= now);
         let audio = self.audio_due(self.next_audio).filter(|&t| t <= now);
         let gop_frames = u64::from(self.profile.gop_frames.max(1));
-        let current_gop = |video_frame: u64| (video_frame / gop_frames) as u32;
         match (video, audio) {
             (Some(v), a) if a.is_none_or(|a| v <= a) => {
                 let n = self.next_video;
                 self.next_video += 1;
-                let key = n.is_multiple_of(gop_frames);
+                let scheduled = (n - self.gop_start).is_multiple_of(gop_frames);
+                let key = scheduled || self.keyframe_requested;
+                if key {
+                    self.keyframe_requested = false;
+                    if n > 0 {
+                        self.gop += 1;
+                    }
+                    self.gop_start = n;
+                }
                 Some(ScheduledFrame {
                     kind: if key { FrameKind::Key } else { FrameKind::Predicted },
                     frame: n as u32,
-                    gop: current_gop(n),
+                    gop: self.gop,
                     due: v,
                     size: if key {
                         self.profile.key_frame_bytes()
@@ -91,7 +132,7 @@ impl Pacer {
                 Some(ScheduledFrame {
                     kind: FrameKind::Audio,
                     frame: n as u32,
-                    gop: current_gop(self.next_video.saturating_sub(1)),
+                    gop: self.gop,
                     due: a,
                     size: self.profile.audio_packet_bytes(),
                 })
@@ -204,6 +245,32 @@ mod tests {
             frames.iter().filter(|f| f.kind == FrameKind::Key).map(|f| f.frame).collect();
         assert_eq!(keys, vec![0, 30, 60, 90]);
         assert!(frames.iter().filter(|f| f.kind.is_video()).all(|f| f.gop == f.frame / 30));
+    }
+
+    #[test]
+    fn a_keyframe_request_starts_a_new_gop_at_the_next_video_frame() {
+        let mut pacer = Pacer::new("360p15".parse().unwrap(), Time::ZERO);
+        drain(&mut pacer, Time::from_millis(1_000)); // frames 0..=15
+        assert!(pacer.request_keyframe(Time::from_millis(1_000)));
+        // A second request within 300 ms is the same keyframe; one after it is honoured.
+        assert!(!pacer.request_keyframe(Time::from_millis(1_299)));
+        let frames = drain(&mut pacer, Time::from_millis(6_000));
+        let video: Vec<&ScheduledFrame> = frames.iter().filter(|f| f.kind.is_video()).collect();
+        let keys: Vec<(u32, u32)> =
+            video.iter().filter(|f| f.kind == FrameKind::Key).map(|f| (f.frame, f.gop)).collect();
+        // Frame 16 answers the requests; the schedule restarts from it (a GOP is 30 frames).
+        assert_eq!(keys, vec![(16, 1), (46, 2), (76, 3)]);
+        assert_eq!(video[0].size, pacer.profile().key_frame_bytes());
+        assert!(video.iter().all(|f| f.gop == 1 + (f.frame - 16) / 30));
+        assert!(pacer.request_keyframe(Time::from_millis(1_300)));
+        // Audio carries the GOP being sent.
+        let audio_gop = |f: &&ScheduledFrame| f.gop == if f.due < video[0].due { 0 } else { 1 };
+        assert!(
+            frames
+                .iter()
+                .filter(|f| !f.kind.is_video() && f.due < video[1].due)
+                .all(|f| audio_gop(&f))
+        );
     }
 
     #[test]

@@ -1,17 +1,31 @@
-//! The virtual player: assembles frames from fragments and plays them on a fixed timeline, the
-//! way a live player with a fixed playout buffer would, counting what a viewer would see.
+//! The virtual player: assembles frames from fragments and plays them the way a live player
+//! with a playout buffer would, counting what a viewer would see.
 //!
-//! - Playback starts with the first complete keyframe. With `offset` = its completion time
-//!   minus its capture time, frame `f` is due at `capture(f) + offset + playout_delay`.
-//! - At its deadline a frame is rendered if it is complete and decodable: a keyframe always,
-//!   a predicted frame only if every earlier frame of its GOP was rendered (no B-frames, no
-//!   error concealment). Otherwise it is skipped: `missing` (not complete), `undecodable`
-//!   (complete but its GOP is broken). A frame completed after its deadline is `late`.
-//! - A gap between consecutive rendered frames longer than 500 ms is a stall (Agora RTC
-//!   SDK); longer than 600 ms, a 600 ms stall (Agora Analytics); at least
-//!   max(3 x avg, avg + 150 ms), with avg the mean of the previous 30 gaps, a freeze (W3C
-//!   webrtc-stats `freezeCount`). Stall time is the sum of stall gaps; play time the sum of the
-//!   other gaps.
+//! - **Start.** The decodable chain starts with the first complete keyframe. The timeline is
+//!   anchored on the first *live* frame: the first frame completed by a packet that crossed the
+//!   path at its own pace (not a GOP-cache replay, not a retransmission, not a live packet queued
+//!   behind a replay; the caller says which). With `offset` = its completion time minus its
+//!   capture time, frame `f` is due at `capture(f) + offset + playout_delay`. Frames before the
+//!   anchor (the cached GOP) are decoded to reach the live edge but not shown
+//!   (`frames_caught_up`), so every viewer has the configured buffer whatever its join time.
+//! - **Playing.** At its deadline a frame is rendered if it is complete and decodable: a
+//!   keyframe always, a predicted frame only if every earlier frame of its GOP was decoded (no
+//!   B-frames, no error concealment). Otherwise, if a later frame has arrived, it is skipped:
+//!   `missing` (not complete), `undecodable` (complete but its GOP is broken); a missing video
+//!   frame breaks its GOP, and the player needs a keyframe ([`Player::needs_keyframe`]). A
+//!   frame of which nothing arrived is due at a capture time interpolated between its
+//!   neighbours (frames are evenly spaced).
+//! - **Rebuffering.** If nothing after the frame has arrived, the buffer has run dry: the
+//!   player waits for it. When it completes, late, the player resumes at the new offset (its
+//!   completion minus its capture), so the frame is shown `playout_delay` after it arrived:
+//!   the buffer holds the playout delay again. A lasting delay step is one stall of about the
+//!   step, not a stall to the end. The offset never decreases (no catch-up).
+//! - **Stalls.** A gap between consecutive rendered frames longer than 500 ms is a stall (Agora
+//!   RTC SDK); longer than 600 ms, a 600 ms stall (Agora Analytics); at least
+//!   max(3 x avg, avg + 150 ms), with avg the mean of the previous 30 gaps and at least 5 of
+//!   them, a freeze (W3C webrtc-stats `freezeCount`, libwebrtc's
+//!   `kMinFrameSamplesToDetectFreeze`). Stall time is the sum of stall gaps; play time the sum
+//!   of the other gaps.
 //! - A stall still going on when a window closes is counted in that window, and its time so far
 //!   is reported, so a viewer that has stopped receiving anything shows up at once.
 //!
@@ -30,6 +44,9 @@ pub const STALL_GAP: Duration = Duration::from_millis(500);
 pub const STALL_GAP_600: Duration = Duration::from_millis(600);
 /// W3C freeze detection averages the durations of this many previous frames.
 pub const FREEZE_AVERAGE_FRAMES: usize = 30;
+/// W3C freeze detection needs at least this many previous frame gaps (libwebrtc
+/// `kMinFrameSamplesToDetectFreeze`).
+pub const FREEZE_MIN_SAMPLES: usize = 5;
 /// W3C freeze: a gap of at least avg + this is a freeze (if also at least 3 x avg).
 pub const FREEZE_EXTRA: Duration = Duration::from_millis(150);
 /// Frames the player tracks at once (17 s of 30 fps video); frames further ahead are dropped.
@@ -45,8 +62,12 @@ pub struct PlayerCounters {
     pub frames_undecodable: u64,
     /// Frames that became complete after their deadline.
     pub frames_late: u64,
+    /// Frames of a GOP-cache replay decoded to reach the live edge, not shown.
+    pub frames_caught_up: u64,
     /// Fragments of frames too far ahead of playback to track.
     pub fragments_out_of_window: u64,
+    /// Times the buffer ran dry and playback resumed at a later offset.
+    pub rebuffers: u64,
     pub stalls: u64,
     pub stalls_600ms: u64,
     pub freezes: u64,
@@ -61,7 +82,9 @@ impl std::ops::AddAssign<&PlayerCounters> for PlayerCounters {
         self.frames_missing += o.frames_missing;
         self.frames_undecodable += o.frames_undecodable;
         self.frames_late += o.frames_late;
+        self.frames_caught_up += o.frames_caught_up;
         self.fragments_out_of_window += o.fragments_out_of_window;
+        self.rebuffers += o.rebuffers;
         self.stalls += o.stalls;
         self.stalls_600ms += o.stalls_600ms;
         self.freezes += o.freezes;
@@ -71,14 +94,34 @@ impl std::ops::AddAssign<&PlayerCounters> for PlayerCounters {
     }
 }
 
+/// The player's timeline: a frame captured at `capture_ns` (sender's clock) is due at
+/// `capture_ns + offset` on the receiver's clock, the offset including the playout delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayoutClock {
+    capture_to_deadline_ns: i128,
+}
+
+impl PlayoutClock {
+    /// A timeline on which capture time `c` is due at receiver time `c + offset_ns`.
+    pub fn from_offset_ns(offset_ns: i128) -> Self {
+        PlayoutClock { capture_to_deadline_ns: offset_ns }
+    }
+
+    /// When a frame captured at `capture_ns` is due.
+    pub fn deadline(&self, capture_ns: u64) -> Time {
+        let ns = i128::from(capture_ns) + self.capture_to_deadline_ns;
+        Time::from_nanos(ns.clamp(0, i128::from(u64::MAX)) as u64)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     Empty,
     Assembling,
     Complete(Time),
-    /// Its deadline has passed; `rendered` says whether it was shown.
+    /// Its deadline has passed (or it was caught up); `decoded` says whether it was.
     Played {
-        rendered: bool,
+        decoded: bool,
     },
 }
 
@@ -124,12 +167,24 @@ pub struct Player {
     medium: Medium,
     playout_delay: Duration,
     slots: Vec<Slot>,
-    /// Receiver time minus capture time, set by the first complete keyframe.
+    /// The first complete keyframe has arrived: frames from `next_frame` on are tracked.
+    started: bool,
+    /// Receiver time minus capture time of the timeline (without the playout delay): set by the
+    /// first live frame, raised when the player rebuffers.
     offset_ns: Option<i128>,
     first_keyframe: Option<Time>,
+    first_render: Option<Time>,
     next_frame: u64,
+    /// Highest frame of which a fragment arrived (of frames from `next_frame` on, once
+    /// started).
     highest_frame: u64,
+    /// The last frame played (its deadline passed) and its capture time.
+    last_played: Option<(u64, u64)>,
+    /// The next frame's deadline passed with nothing after it: waiting for it.
+    waiting: bool,
     gop_ok: bool,
+    /// A video frame was lost: a keyframe newer than this frame is needed.
+    keyframe_needed_after: Option<u64>,
     last_render: Option<Time>,
     recent_gaps: [u64; FREEZE_AVERAGE_FRAMES],
     recent_len: usize,
@@ -147,11 +202,16 @@ impl Player {
             medium,
             playout_delay,
             slots: vec![EMPTY_SLOT; FRAME_SLOTS],
+            started: false,
             offset_ns: None,
             first_keyframe: None,
+            first_render: None,
             next_frame: 0,
             highest_frame: 0,
+            last_played: None,
+            waiting: false,
             gop_ok: false,
+            keyframe_needed_after: None,
             last_render: None,
             recent_gaps: [0; FREEZE_AVERAGE_FRAMES],
             recent_len: 0,
@@ -168,13 +228,48 @@ impl Player {
         self.first_keyframe
     }
 
+    /// When the first frame was shown, if one has been.
+    pub fn first_render(&self) -> Option<Time> {
+        self.first_render
+    }
+
+    /// The timeline frames are due on, while playing (not before the first live frame, nor
+    /// while waiting for a late frame).
+    pub fn playout_clock(&self) -> Option<PlayoutClock> {
+        let offset = self.offset_ns.filter(|_| !self.waiting)?;
+        Some(PlayoutClock::from_offset_ns(offset + self.playout_delay.as_nanos() as i128))
+    }
+
+    /// Whether a video frame was lost and no keyframe after it has started arriving.
+    pub fn needs_keyframe(&self) -> bool {
+        self.keyframe_needed_after.is_some()
+    }
+
+    fn index(frame: u64) -> usize {
+        (frame % FRAME_SLOTS as u64) as usize
+    }
+
+    /// The slot of `frame`, if anything of it is known.
+    fn known(&self, frame: u64) -> Option<&Slot> {
+        let slot = &self.slots[Self::index(frame)];
+        (slot.frame == frame && slot.state != SlotState::Empty).then_some(slot)
+    }
+
     /// Feeds one fragment that arrived at `now` (duplicates must already be filtered out).
-    pub fn on_fragment(&mut self, now: Time, header: &MediaHeader) {
+    /// `live` says it crossed the path at its own pace: not replayed from a GOP cache, not a
+    /// retransmission, not queued behind a replay. Only a frame completed by a live fragment
+    /// anchors the timeline.
+    pub fn on_fragment(&mut self, now: Time, header: &MediaHeader, live: bool) {
         if !self.medium.accepts(header.kind) {
             return;
         }
         let frame = u64::from(header.frame);
-        if self.offset_ns.is_some() {
+        let key = header.kind != FrameKind::Predicted;
+        if key && self.keyframe_needed_after.is_some_and(|lost| frame > lost) {
+            // A newer keyframe is on its way; if it does not make it, it will be lost in turn.
+            self.keyframe_needed_after = None;
+        }
+        if self.started {
             if frame < self.next_frame {
                 self.on_late_fragment(header);
                 return;
@@ -183,12 +278,16 @@ impl Player {
                 self.counters.fragments_out_of_window += 1;
                 return;
             }
+            self.waiting = false;
         }
-        let slot = &mut self.slots[(frame % FRAME_SLOTS as u64) as usize];
+        // Before the start too: frames after the first keyframe may complete before it does
+        // (its last fragment repaired late).
+        self.highest_frame = self.highest_frame.max(frame);
+        let slot = &mut self.slots[Self::index(frame)];
         if slot.state == SlotState::Empty || slot.frame != frame {
             *slot = Slot {
                 frame,
-                key: header.kind != FrameKind::Predicted,
+                key,
                 frag_count: header.frag_count,
                 received: 0,
                 capture_ns: header.capture_ns,
@@ -203,24 +302,70 @@ impl Player {
             return;
         }
         slot.state = SlotState::Complete(now);
-        let (key, capture_ns) = (slot.key, slot.capture_ns);
-        if self.offset_ns.is_none() {
-            if key {
-                // Playback starts here; earlier frames are not played.
-                self.offset_ns = Some(i128::from(now.as_nanos()) - i128::from(capture_ns));
-                self.first_keyframe = Some(now);
-                self.next_frame = frame;
-                self.highest_frame = frame;
+        let capture_ns = slot.capture_ns;
+        if !self.started {
+            if !key {
+                return;
             }
-            return;
+            // The decodable chain starts here; earlier frames are not played.
+            self.started = true;
+            self.first_keyframe = Some(now);
+            self.next_frame = frame;
         }
-        self.highest_frame = self.highest_frame.max(frame);
+        if self.offset_ns.is_none() && live {
+            self.anchor(now, frame, capture_ns);
+        }
+    }
+
+    /// Starts the timeline on `frame`, completed live at `now`. Frames before it (a GOP-cache
+    /// replay) are decoded to reach it, not shown.
+    fn anchor(&mut self, now: Time, frame: u64, capture_ns: u64) {
+        while self.next_frame < frame {
+            let f = self.next_frame;
+            match self.known(f).copied() {
+                Some(slot) => {
+                    let decoded = match slot.state {
+                        SlotState::Complete(_) if slot.key || self.gop_ok => {
+                            self.counters.frames_caught_up += 1;
+                            self.gop_ok = true;
+                            true
+                        }
+                        SlotState::Complete(_) => {
+                            self.counters.frames_undecodable += 1;
+                            false
+                        }
+                        _ => {
+                            self.lose(f);
+                            false
+                        }
+                    };
+                    self.slots[Self::index(f)].state = SlotState::Played { decoded };
+                    self.last_played = Some((f, slot.capture_ns));
+                }
+                None => self.lose(f),
+            }
+            self.next_frame += 1;
+        }
+        self.offset_ns = Some(i128::from(now.as_nanos()) - i128::from(capture_ns));
+    }
+
+    /// A frame not complete by its deadline: missing, and its GOP is broken.
+    fn lose(&mut self, frame: u64) {
+        self.counters.frames_missing += 1;
+        self.gop_ok = false;
+        if self.medium == Medium::Video && !self.keyframe_known_after(frame) {
+            self.keyframe_needed_after = Some(frame);
+        }
+    }
+
+    fn keyframe_known_after(&self, frame: u64) -> bool {
+        (frame + 1..=self.highest_frame).any(|f| self.known(f).is_some_and(|s| s.key))
     }
 
     /// A fragment of a frame whose deadline has passed: it may complete the frame, late.
     fn on_late_fragment(&mut self, header: &MediaHeader) {
         let frame = u64::from(header.frame);
-        let slot = &mut self.slots[(frame % FRAME_SLOTS as u64) as usize];
+        let slot = &mut self.slots[Self::index(frame)];
         if slot.state == SlotState::Empty || slot.frame < frame {
             // Nothing of it had arrived by its deadline.
             *slot = Slot {
@@ -229,10 +374,10 @@ impl Player {
                 frag_count: header.frag_count,
                 received: 0,
                 capture_ns: header.capture_ns,
-                state: SlotState::Played { rendered: false },
+                state: SlotState::Played { decoded: false },
             };
         }
-        if slot.frame != frame || slot.state != (SlotState::Played { rendered: false }) {
+        if slot.frame != frame || slot.state != (SlotState::Played { decoded: false }) {
             return;
         }
         slot.received = slot.received.saturating_add(1);
@@ -241,69 +386,89 @@ impl Player {
         }
     }
 
-    fn deadline(&self, slot: &Slot) -> Time {
-        let offset = self.offset_ns.unwrap_or(0);
-        let ns = i128::from(slot.capture_ns) + offset + self.playout_delay.as_nanos() as i128;
-        Time::from_nanos(ns.clamp(0, i128::from(u64::MAX)) as u64)
+    fn deadline(&self, offset_ns: i128, capture_ns: u64) -> Time {
+        PlayoutClock::from_offset_ns(offset_ns + self.playout_delay.as_nanos() as i128)
+            .deadline(capture_ns)
     }
 
-    /// The next frame the player knows of, at or after `next_frame`.
-    fn next_known(&self) -> Option<(u64, Time)> {
-        self.offset_ns?;
-        (self.next_frame..=self.highest_frame).find_map(|f| {
-            let slot = &self.slots[(f % FRAME_SLOTS as u64) as usize];
-            (slot.frame == f && slot.state != SlotState::Empty).then(|| (f, self.deadline(slot)))
-        })
+    /// Capture time of the next frame to play: its own if anything of it arrived, else
+    /// interpolated between the last played frame and the next known one (`None` if no later
+    /// frame has arrived: nothing to play yet).
+    fn next_capture(&self) -> Option<u64> {
+        let f = self.next_frame;
+        if let Some(slot) = self.known(f) {
+            return Some(slot.capture_ns);
+        }
+        let (k, ck) =
+            (f + 1..=self.highest_frame).find_map(|k| self.known(k).map(|s| (k, s.capture_ns)))?;
+        let Some((a, ca)) = self.last_played else { return Some(ck) };
+        let span = i128::from(ck) - i128::from(ca);
+        let c = i128::from(ca) + span * i128::from(f - a) / i128::from(k - a);
+        Some(c.clamp(i128::from(ca.min(ck)), i128::from(ca.max(ck))) as u64)
     }
 
-    /// When the next known frame is due.
+    /// When the next frame is due (`None` before the timeline starts, while waiting for a late
+    /// frame, or when nothing is left to play).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.next_known().map(|(_, deadline)| deadline)
+        let offset = self.offset_ns.filter(|_| !self.waiting)?;
+        Some(self.deadline(offset, self.next_capture()?))
     }
 
     /// Plays every frame whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        while let Some((frame, deadline)) = self.next_known().filter(|&(_, d)| d <= now) {
-            // Frames between the last played one and this one never arrived at all.
-            let never_arrived = frame - self.next_frame;
-            if never_arrived > 0 {
-                self.counters.frames_missing += never_arrived;
-                self.gop_ok = false;
+        while let Some(offset) = self.offset_ns {
+            let f = self.next_frame;
+            let Some(capture_ns) = self.next_capture() else { return };
+            let deadline = self.deadline(offset, capture_ns);
+            if deadline > now {
+                return;
             }
-            let index = (frame % FRAME_SLOTS as u64) as usize;
-            let slot = self.slots[index];
-            let rendered = match slot.state {
-                SlotState::Complete(at) if at <= deadline && (slot.key || self.gop_ok) => {
-                    self.render(deadline);
-                    if slot.key {
+            let later_arrived = self.highest_frame > f;
+            let slot = self.known(f).copied();
+            let decoded = match slot.map(|s| (s.state, s.key)) {
+                Some((SlotState::Complete(at), key)) if at <= deadline => {
+                    if key || self.gop_ok {
+                        self.render(deadline);
                         self.gop_ok = true;
+                        true
+                    } else {
+                        self.counters.frames_undecodable += 1;
+                        false
                     }
-                    true
                 }
-                SlotState::Complete(at) if at <= deadline => {
-                    self.counters.frames_undecodable += 1;
-                    false
+                Some((SlotState::Complete(at), _)) if !later_arrived => {
+                    // The buffer ran dry waiting for this frame: resume with it, a playout
+                    // delay after it completed.
+                    let resumed = i128::from(at.as_nanos()) - i128::from(capture_ns);
+                    self.offset_ns = Some(offset.max(resumed));
+                    self.counters.rebuffers += 1;
+                    continue;
                 }
-                SlotState::Complete(_) => {
-                    // Completed after its deadline (seen only now): late, and so missing.
+                _ if !later_arrived => {
+                    self.waiting = true;
+                    return;
+                }
+                Some((SlotState::Complete(_), _)) => {
                     self.counters.frames_late += 1;
-                    self.counters.frames_missing += 1;
-                    self.gop_ok = false;
+                    self.lose(f);
                     false
                 }
                 _ => {
-                    self.counters.frames_missing += 1;
-                    self.gop_ok = false;
+                    self.lose(f);
                     false
                 }
             };
-            self.slots[index].state = SlotState::Played { rendered };
-            self.next_frame = frame + 1;
+            if slot.is_some() {
+                self.slots[Self::index(f)].state = SlotState::Played { decoded };
+            }
+            self.last_played = Some((f, capture_ns));
+            self.next_frame = f + 1;
         }
     }
 
     fn render(&mut self, at: Time) {
         self.counters.frames_rendered += 1;
+        self.first_render.get_or_insert(at);
         if let Some(last) = self.last_render.replace(at) {
             self.account_gap(at.saturating_since(last));
         }
@@ -330,7 +495,7 @@ impl Player {
             c.play_time_ns += gap_ns;
         }
         self.open_stall_600_counted = false;
-        if self.recent_len > 0 {
+        if self.recent_len >= FREEZE_MIN_SAMPLES {
             let avg =
                 self.recent_gaps[..self.recent_len].iter().sum::<u64>() / self.recent_len as u64;
             let threshold = (3 * avg).max(avg + FREEZE_EXTRA.as_nanos() as u64);
@@ -424,7 +589,7 @@ mod tests {
             p.handle_timeout(now);
             if !skip(f) {
                 let kind = if f % 60 == 0 { FrameKind::Key } else { FrameKind::Predicted };
-                p.on_fragment(now, &frame(f, kind, 1, 0));
+                p.on_fragment(now, &frame(f, kind, 1, 0), true);
             }
         }
         let end = Time::from_nanos(u64::from(n) * FRAME_NS + 200_000_000);
@@ -469,10 +634,10 @@ mod tests {
     fn playback_starts_with_the_first_complete_keyframe() {
         let mut p = Player::new(Medium::Video, Duration::from_millis(100));
         // A P frame first (ignored), then a keyframe in two fragments.
-        p.on_fragment(Time::from_millis(1), &frame(59, FrameKind::Predicted, 1, 0));
-        p.on_fragment(Time::from_millis(5), &frame(60, FrameKind::Key, 2, 0));
+        p.on_fragment(Time::from_millis(1), &frame(59, FrameKind::Predicted, 1, 0), true);
+        p.on_fragment(Time::from_millis(5), &frame(60, FrameKind::Key, 2, 0), true);
         assert_eq!(p.first_keyframe(), None);
-        p.on_fragment(Time::from_millis(9), &frame(60, FrameKind::Key, 2, 1));
+        p.on_fragment(Time::from_millis(9), &frame(60, FrameKind::Key, 2, 1), true);
         assert_eq!(p.first_keyframe(), Some(Time::from_millis(9)));
         assert_eq!(p.poll_timeout(), Some(Time::from_millis(109)));
     }
@@ -480,13 +645,13 @@ mod tests {
     #[test]
     fn an_ongoing_stall_is_reported_when_the_window_closes_and_not_counted_twice() {
         let mut p = Player::new(Medium::Video, Duration::ZERO);
-        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0));
+        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0), true);
         p.handle_timeout(Time::ZERO);
         // Nothing more for 2 s: the window closing at 1 s sees a 1 s stall in progress.
         let (c, _) = p.take_window(Time::from_millis(1_000));
         assert_eq!((c.stalls, c.stall_time_ns), (1, 1_000_000_000));
         let f = frame(60, FrameKind::Key, 1, 0); // captured at 2 s
-        p.on_fragment(Time::from_nanos(f.capture_ns), &f);
+        p.on_fragment(Time::from_nanos(f.capture_ns), &f, true);
         let (c, stalls) = p.take_window(Time::from_nanos(f.capture_ns));
         assert_eq!(c.stalls, 0);
         assert_eq!(c.stall_time_ns, 60 * FRAME_NS - 1_000_000_000);
@@ -495,38 +660,132 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_completing_after_its_deadline_is_late_not_rendered() {
-        // Frames arrive in order but 1 s late from frame 50 on, with a 100 ms playout delay:
-        // each completes before the player looks at it, yet after its deadline.
+    fn a_lasting_delay_step_is_one_stall_of_about_the_step_then_playback_goes_on() {
+        // Frames arrive in order, 1 s later from frame 50 on, with a 100 ms playout delay.
+        // Frame 49 shows at c49 + 110 ms. Frame 50's deadline (c50 + 110 ms) passes with
+        // nothing after it: the player waits, and when frame 50 arrives (c50 + 1010 ms) it
+        // resumes a playout delay later, at c50 + 1110 ms, on the new offset. One stall of
+        // (c50 - c49) + 1000 ms = 1033.3 ms; every frame is shown.
         let mut p = Player::new(Medium::Video, Duration::from_millis(100));
         for f in 0..200u32 {
             let delay = if f < 50 { 10_000_000 } else { 1_010_000_000 };
             let now = Time::from_nanos(u64::from(f) * FRAME_NS + delay);
+            p.handle_timeout(now);
             let kind = if f % 60 == 0 { FrameKind::Key } else { FrameKind::Predicted };
-            p.on_fragment(now, &frame(f, kind, 1, 0));
+            p.on_fragment(now, &frame(f, kind, 1, 0), true);
             p.handle_timeout(now);
         }
-        let (c, _) = p.finish(Time::from_nanos(200 * FRAME_NS + 1_200_000_000));
-        assert_eq!(c.frames_rendered, 50);
-        assert_eq!(c.frames_late, 150);
-        assert_eq!(c.frames_missing, 150);
-        // Nothing rendered after frame 49: one stall, open at the end, recorded by finish.
-        assert_eq!(c.stalls, 1);
-        assert!(c.stall_time_ns > 6_000_000_000);
+        let (c, stalls) = p.finish(Time::from_nanos(200 * FRAME_NS + 1_200_000_000));
+        assert_eq!(c.frames_rendered, 200);
+        assert_eq!((c.frames_late, c.frames_missing, c.frames_undecodable), (0, 0, 0));
+        assert_eq!((c.stalls, c.rebuffers), (1, 1));
+        assert_eq!(c.stall_time_ns, FRAME_NS + 1_000_000_000);
+        assert_eq!(stalls.sum(), 1_033_333);
+        assert_eq!(c.play_time_ns, 198 * FRAME_NS);
+        assert!(!p.needs_keyframe());
     }
 
     #[test]
     fn late_frames_are_counted_once() {
         let mut p = Player::new(Medium::Video, Duration::from_millis(50));
-        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0));
-        p.on_fragment(Time::from_millis(10), &frame(1, FrameKind::Predicted, 2, 0));
-        p.on_fragment(Time::from_millis(40), &frame(2, FrameKind::Predicted, 1, 0));
+        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0), true);
+        p.on_fragment(Time::from_millis(10), &frame(1, FrameKind::Predicted, 2, 0), true);
+        p.on_fragment(Time::from_millis(40), &frame(2, FrameKind::Predicted, 1, 0), true);
         p.handle_timeout(Time::from_millis(200));
-        p.on_fragment(Time::from_millis(210), &frame(1, FrameKind::Predicted, 2, 1));
+        p.on_fragment(Time::from_millis(210), &frame(1, FrameKind::Predicted, 2, 1), true);
         let (c, _) = p.take_window(Time::from_millis(220));
         assert_eq!(c.frames_late, 1);
         assert_eq!(c.frames_missing, 1);
         assert_eq!(c.frames_undecodable, 1);
         assert_eq!(c.frames_rendered, 1);
+    }
+
+    #[test]
+    fn a_cached_gop_is_caught_up_and_the_timeline_starts_on_the_first_live_frame() {
+        // A viewer joins 1 s into a GOP: the relay replays frames 0..=29 (captured 0..967 ms)
+        // at once at t = 2 s, then live frame 30 arrives at c30 + 20 ms = 1020 ms... on the
+        // viewer's clock 2020 ms (offset 1 s). Nothing is shown before frame 30, which is due
+        // a playout delay after it arrived.
+        let at = |ms| Time::from_millis(ms);
+        let mut p = Player::new(Medium::Video, Duration::from_millis(300));
+        for f in 0..30u32 {
+            let kind = if f == 0 { FrameKind::Key } else { FrameKind::Predicted };
+            p.on_fragment(at(2_000), &frame(f, kind, 1, 0), false);
+        }
+        assert_eq!(p.first_keyframe(), Some(at(2_000)));
+        assert_eq!(p.poll_timeout(), None, "no timeline before a live frame");
+        let live = frame(30, FrameKind::Predicted, 1, 0);
+        let arrival = Time::from_nanos(live.capture_ns + 1_020_000_000);
+        p.on_fragment(arrival, &live, true);
+        assert_eq!(p.poll_timeout(), Some(arrival + Duration::from_millis(300)));
+        p.handle_timeout(arrival + Duration::from_millis(300));
+        assert_eq!(p.first_render(), Some(arrival + Duration::from_millis(300)));
+        let c = p.counters();
+        assert_eq!((c.frames_caught_up, c.frames_rendered, c.frames_missing), (30, 1, 0));
+    }
+
+    #[test]
+    fn a_freeze_needs_five_earlier_frame_gaps() {
+        // Frames 0, 1, 2 and then 12: the third gap is 10 intervals (333 ms), at least
+        // max(3 x 33 ms, 33 + 150 ms), but only two gaps came before it.
+        let mut p = Player::new(Medium::Video, Duration::from_millis(100));
+        for f in [0u32, 1, 2, 12, 13, 14, 15, 16, 17, 27] {
+            let now = Time::from_nanos(u64::from(f) * FRAME_NS + 10_000_000);
+            p.handle_timeout(now);
+            let kind =
+                if f == 0 || f == 12 || f == 27 { FrameKind::Key } else { FrameKind::Predicted };
+            p.on_fragment(now, &frame(f, kind, 1, 0), true);
+        }
+        let (c, _) = p.finish(Time::from_nanos(27 * FRAME_NS + 200_000_000));
+        assert_eq!(c.frames_rendered, 10);
+        // Only the last gap (17 -> 27), after six gaps, is a freeze.
+        assert_eq!((c.freezes, c.freeze_time_ns), (1, 10 * FRAME_NS));
+    }
+
+    #[test]
+    fn a_lost_video_frame_needs_a_keyframe_until_a_newer_one_arrives() {
+        let mut p = Player::new(Medium::Video, Duration::from_millis(100));
+        for f in 0..10u32 {
+            let now = Time::from_nanos(u64::from(f) * FRAME_NS + 10_000_000);
+            p.handle_timeout(now);
+            if f != 5 {
+                let kind = if f == 0 { FrameKind::Key } else { FrameKind::Predicted };
+                p.on_fragment(now, &frame(f, kind, 1, 0), true);
+            }
+        }
+        p.handle_timeout(Time::from_nanos(5 * FRAME_NS + 110_000_000));
+        assert!(p.needs_keyframe());
+        assert_eq!(p.counters().frames_missing, 1);
+        // The first fragment of a newer keyframe is enough: it is on its way.
+        p.on_fragment(Time::from_nanos(10 * FRAME_NS), &frame(10, FrameKind::Key, 3, 0), true);
+        assert!(!p.needs_keyframe());
+        // An audio player never needs one.
+        let mut p = Player::new(Medium::Audio, Duration::from_millis(100));
+        for n in [0u32, 1, 3] {
+            let mut a = frame(n, FrameKind::Audio, 1, 0);
+            a.capture_ns = u64::from(n) * 20_000_000;
+            p.on_fragment(Time::from_nanos(a.capture_ns), &a, true);
+        }
+        p.handle_timeout(Time::from_millis(200));
+        assert_eq!((p.counters().frames_missing, p.needs_keyframe()), (1, false));
+    }
+
+    #[test]
+    fn a_first_keyframe_repaired_after_its_gop_still_starts_the_chain() {
+        // The replay's keyframe misses a fragment; frames 1 and 2 arrive whole; the missing
+        // fragment comes back as a retransmission; live frame 3 anchors the timeline.
+        let at = |ms| Time::from_millis(ms);
+        let mut p = Player::new(Medium::Video, Duration::from_millis(100));
+        p.on_fragment(at(100), &frame(0, FrameKind::Key, 2, 0), false);
+        p.on_fragment(at(100), &frame(1, FrameKind::Predicted, 1, 0), false);
+        p.on_fragment(at(100), &frame(2, FrameKind::Predicted, 1, 0), false);
+        p.on_fragment(at(150), &frame(0, FrameKind::Key, 2, 1), false);
+        assert_eq!((p.first_keyframe(), p.poll_timeout()), (Some(at(150)), None));
+        let live = frame(3, FrameKind::Predicted, 1, 0);
+        p.on_fragment(at(160), &live, true);
+        p.handle_timeout(at(260));
+        let c = p.counters();
+        assert_eq!((c.frames_caught_up, c.frames_rendered, c.frames_missing), (3, 1, 0));
+        assert_eq!(p.first_render(), Some(at(260)));
     }
 }

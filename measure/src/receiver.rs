@@ -1,22 +1,27 @@
 //! Receiver side: feed it every media packet with its arrival time; take per-window results.
 //!
 //! Shape follows `quinn-proto`: [`Receiver::on_packet`] and [`Receiver::handle_timeout`] take
-//! `now`, [`Receiver::poll_timeout`] says when to call again, nothing here reads a clock.
+//! `now`, [`Receiver::poll_timeout`] says when to call again, [`Receiver::poll_feedback`] hands
+//! out what to send back (NACKs, keyframe requests), nothing here reads a clock.
 //! Definitions of every figure are in `docs/metrics.md`.
 
 use std::time::Duration;
 
-use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
+use stallwatch_proto::media::{FLAG_RETRANSMITTED, MEDIA_HEADER_LEN, MediaHeader};
 
+use crate::noise::SelfNoise;
 use crate::player::{Medium, Player, PlayerCounters};
 use crate::recorder::Recorder;
+use crate::repair::{
+    Feedback, KEYFRAME_REQUEST_IDLE, KeyframeGate, NackConfig, NackCounters, NackScheduler, Repair,
+};
 use crate::sequence::{Arrival, LossCounters, SeqTracker};
 use crate::time::Time;
 
 /// Receiver settings.
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
-    /// The virtual player's playout delay (its fixed jitter buffer).
+    /// The virtual player's playout delay (its jitter buffer).
     pub playout_delay: Duration,
     /// RFC 7680 wait time: a missing packet is lost this long after its gap is seen.
     pub loss_wait: Duration,
@@ -25,6 +30,9 @@ pub struct ReceiverConfig {
     /// Sender clock minus receiver clock in ns, when known (0 when one process both publishes
     /// and views on one clock). Only then is one-way latency recorded.
     pub sender_clock_offset_ns: Option<i64>,
+    /// Whether this viewer repairs loss. With [`Repair::Nack`] the caller MUST send what
+    /// [`Receiver::poll_feedback`] returns; the default is [`Repair::None`], the raw stream.
+    pub repair: Repair,
 }
 
 impl Default for ReceiverConfig {
@@ -34,6 +42,7 @@ impl Default for ReceiverConfig {
             loss_wait: Duration::from_secs(2),
             medium: Medium::Video,
             sender_clock_offset_ns: None,
+            repair: Repair::None,
         }
     }
 }
@@ -82,6 +91,37 @@ pub struct FirstFrame {
     pub phases: Vec<(Phase, Duration)>,
     /// Attempt start to the first complete keyframe.
     pub total: Duration,
+    /// Attempt start to the first frame on screen (`None` if none was shown by the end).
+    pub first_render: Option<Duration>,
+}
+
+/// What repair did in one window, and what it left missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairCounters {
+    /// Sequence numbers decided on the repaired stream (originals and retransmissions); with
+    /// [`Repair::None`], the network's `expected`.
+    pub residual_expected: u64,
+    /// Of those, never received by the end of their loss wait: residual loss after repair.
+    pub residual_lost: u64,
+    /// NACKs sent and what they asked for.
+    pub nack: NackCounters,
+    /// Packets marked retransmitted that arrived (duplicates included).
+    pub retransmissions_received: u64,
+    /// Missing packets whose first copy was a retransmission, within the loss wait.
+    pub packets_repaired: u64,
+    /// Keyframe requests sent.
+    pub keyframe_requests: u64,
+}
+
+impl std::ops::AddAssign<&RepairCounters> for RepairCounters {
+    fn add_assign(&mut self, o: &RepairCounters) {
+        self.residual_expected += o.residual_expected;
+        self.residual_lost += o.residual_lost;
+        self.nack += &o.nack;
+        self.retransmissions_received += o.retransmissions_received;
+        self.packets_repaired += o.packets_repaired;
+        self.keyframe_requests += o.keyframe_requests;
+    }
 }
 
 /// Everything measured in one window.
@@ -89,12 +129,16 @@ pub struct FirstFrame {
 pub struct WindowMetrics {
     pub start: Time,
     pub end: Time,
-    /// Set in the window in which the first keyframe became complete.
+    /// Set in the window in which the first frame was shown (or, if none was, the last one
+    /// after the first keyframe became complete).
     pub first_frame: Option<FirstFrame>,
-    /// Packets that arrived (including duplicates) and their bytes on the wire, headers included.
+    /// Packets that arrived (including duplicates and retransmissions) and their bytes on the
+    /// wire, headers included.
     pub packets: u64,
     pub bytes: u64,
+    /// Network loss, before repair: original transmissions only.
     pub loss: LossCounters,
+    /// The player, on the repaired stream (the raw one with [`Repair::None`]).
     pub player: PlayerCounters,
     /// RFC 3550 interarrival jitter, sampled at every packet, µs.
     pub jitter: Recorder,
@@ -108,12 +152,20 @@ pub struct WindowMetrics {
     pub latency: Recorder,
     /// Packets a relay replayed from its GOP cache (not used for jitter, PDV, IPDV, latency).
     pub packets_from_cache: u64,
+    /// Live packets that queued behind a cache replay (not used for jitter, PDV, IPDV, latency).
+    pub packets_behind_replay: u64,
     /// For reordered packets, NextExp minus the sequence number, packets.
     pub reorder_distance: Recorder,
     /// RFC 3611 burst lengths, packets.
     pub burst_length: Recorder,
     /// Stall durations, µs.
     pub stall_duration: Recorder,
+    /// Repair figures (all zero but the residual loss with [`Repair::None`]).
+    pub repair: RepairCounters,
+    /// Gap detection to the arrival of the retransmission that repaired it, µs.
+    pub repair_delay: Recorder,
+    /// The agent's own lateness, and whether it marks this window.
+    pub self_noise: SelfNoise,
 }
 
 impl WindowMetrics {
@@ -127,8 +179,11 @@ impl WindowMetrics {
         self.packets += w.packets;
         self.bytes += w.bytes;
         self.packets_from_cache += w.packets_from_cache;
+        self.packets_behind_replay += w.packets_behind_replay;
         self.loss += &w.loss;
         self.player += &w.player;
+        self.repair += &w.repair;
+        self.self_noise += &w.self_noise;
         self.jitter.merge(&w.jitter);
         self.pdv.merge(&w.pdv);
         self.ipdv.merge(&w.ipdv);
@@ -136,8 +191,127 @@ impl WindowMetrics {
         self.reorder_distance.merge(&w.reorder_distance);
         self.burst_length.merge(&w.burst_length);
         self.stall_duration.merge(&w.stall_duration);
+        self.repair_delay.merge(&w.repair_delay);
         self.jitter_now_ns = w.jitter_now_ns;
         self.end = w.end;
+    }
+}
+
+/// The repair side of a viewer: the repaired stream's sequence numbers, the NACK scheduler and
+/// keyframe requests.
+#[derive(Debug, Clone)]
+struct RepairState {
+    /// Every copy, originals and retransmissions: residual loss.
+    residual: SeqTracker,
+    nack: NackScheduler,
+    keyframe_gate: KeyframeGate,
+    last_packet: Option<Time>,
+    /// The last time feedback was polled.
+    polled_at: Option<Time>,
+    retransmissions_received: u64,
+    packets_repaired: u64,
+    keyframe_requests: u64,
+    repair_delay: Recorder,
+}
+
+impl RepairState {
+    fn new(loss_wait: Duration) -> Self {
+        RepairState {
+            residual: SeqTracker::new(loss_wait),
+            nack: NackScheduler::new(NackConfig { max_age: loss_wait, ..NackConfig::default() }),
+            keyframe_gate: KeyframeGate::default(),
+            last_packet: None,
+            polled_at: None,
+            retransmissions_received: 0,
+            packets_repaired: 0,
+            keyframe_requests: 0,
+            repair_delay: Recorder::new(),
+        }
+    }
+
+    /// Feeds one packet; returns whether it is the first copy of its number on the repaired
+    /// stream.
+    fn on_packet(&mut self, now: Time, header: &MediaHeader, retransmitted: bool) -> bool {
+        self.last_packet = Some(now);
+        let gap_seen = retransmitted.then(|| self.residual.missing_since(header.seq)).flatten();
+        let arrival = self.residual.on_packet(now, header.seq);
+        self.nack.on_packet(now, header.seq, header.capture_ns);
+        if retransmitted {
+            self.retransmissions_received += 1;
+        }
+        if let (Some(seen), Arrival::New { .. }) = (gap_seen, arrival) {
+            self.packets_repaired += 1;
+            self.repair_delay.record_nanos_as_micros(now.saturating_since(seen).as_nanos() as u64);
+        }
+        matches!(arrival, Arrival::New { .. } | Arrival::LateAfterWait)
+    }
+
+    /// When a keyframe request would next be repeated, while one is needed and packets come
+    /// (not a time already polled: nothing went out then, so nothing is due).
+    fn keyframe_repeat_at(&self, needed: bool) -> Option<Time> {
+        let next = self.keyframe_gate.next_pass()?;
+        let active_until = self.last_packet? + KEYFRAME_REQUEST_IDLE;
+        let fresh = self.polled_at.is_none_or(|t| next > t);
+        (needed && fresh && next < active_until).then_some(next)
+    }
+
+    fn take_window(&mut self) -> (RepairCounters, Recorder) {
+        let (residual, _, _) = self.residual.take_window();
+        let counters = RepairCounters {
+            residual_expected: residual.expected,
+            residual_lost: residual.lost,
+            nack: self.nack.take_counters(),
+            retransmissions_received: std::mem::take(&mut self.retransmissions_received),
+            packets_repaired: std::mem::take(&mut self.packets_repaired),
+            keyframe_requests: std::mem::take(&mut self.keyframe_requests),
+        };
+        (counters, self.repair_delay.take())
+    }
+}
+
+/// Tells live packets that queued behind a GOP-cache replay: after the replay, live packets
+/// that arrive back to back at the rate the replay drained (at most twice the replay's mean
+/// arrival time per byte after the previous packet) waited behind it; the first that arrives
+/// later ends the queue.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReplayQueue {
+    first: Option<Time>,
+    last: Time,
+    bytes_after_first: u64,
+    draining: bool,
+}
+
+impl ReplayQueue {
+    /// Feeds one packet of `wire` bytes arriving at `now` after one at `previous`; returns
+    /// whether it is a live packet that queued behind the replay.
+    fn on_packet(
+        &mut self,
+        now: Time,
+        previous: Option<Time>,
+        header: &MediaHeader,
+        wire: u64,
+    ) -> bool {
+        if header.from_cache() {
+            match self.first {
+                None => self.first = Some(now),
+                Some(_) => self.bytes_after_first += wire,
+            }
+            self.last = now;
+            self.draining = true;
+            return false;
+        }
+        let Some(first) = self.first.filter(|_| self.draining) else { return false };
+        if header.flags & FLAG_RETRANSMITTED != 0 {
+            return false;
+        }
+        let span_ns = u128::from(self.last.saturating_since(first).as_nanos() as u64);
+        let allowed_ns = match self.bytes_after_first {
+            0 => 0,
+            bytes => 2 * u128::from(wire) * span_ns / u128::from(bytes),
+        };
+        let gap_ns = u128::from(now.saturating_since(previous.unwrap_or(now)).as_nanos() as u64);
+        self.draining = gap_ns <= allowed_ns;
+        self.draining
     }
 }
 
@@ -145,13 +319,18 @@ impl WindowMetrics {
 #[derive(Debug, Clone)]
 pub struct Receiver {
     attempt_start: Time,
+    playout_delay: Duration,
     phases: [Option<Time>; 5],
     first_frame_reported: bool,
     window_start: Time,
     packets: u64,
     bytes: u64,
+    /// Original transmissions: network loss.
     sequence: SeqTracker,
+    repair: Option<RepairState>,
     player: Player,
+    last_arrival: Option<Time>,
+    replay: ReplayQueue,
     /// RFC 3550 state: last transit time and J, both in ns.
     last_transit: Option<i64>,
     jitter_ns: f64,
@@ -162,6 +341,8 @@ pub struct Receiver {
     clock_offset_ns: Option<i64>,
     latency: Recorder,
     packets_from_cache: u64,
+    packets_behind_replay: u64,
+    self_noise: SelfNoise,
 }
 
 impl Receiver {
@@ -170,13 +351,17 @@ impl Receiver {
     pub fn new(config: ReceiverConfig, attempt_start: Time) -> Self {
         Receiver {
             attempt_start,
+            playout_delay: config.playout_delay,
             phases: [None; 5],
             first_frame_reported: false,
             window_start: attempt_start,
             packets: 0,
             bytes: 0,
             sequence: SeqTracker::new(config.loss_wait),
+            repair: (config.repair == Repair::Nack).then(|| RepairState::new(config.loss_wait)),
             player: Player::new(config.medium, config.playout_delay),
+            last_arrival: None,
+            replay: ReplayQueue::default(),
             last_transit: None,
             jitter_ns: 0.0,
             jitter: Recorder::new(),
@@ -186,6 +371,8 @@ impl Receiver {
             clock_offset_ns: config.sender_clock_offset_ns,
             latency: Recorder::new(),
             packets_from_cache: 0,
+            packets_behind_replay: 0,
+            self_noise: SelfNoise::default(),
         }
     }
 
@@ -208,23 +395,37 @@ impl Receiver {
     pub fn on_packet(&mut self, now: Time, header: &MediaHeader) {
         // Time passes first: what was due before this packet arrived happens without it.
         self.handle_timeout(now);
+        let wire = (MEDIA_HEADER_LEN as u64).saturating_add(u64::from(header.payload_len));
         self.packets += 1;
-        self.bytes += (MEDIA_HEADER_LEN as u64).saturating_add(u64::from(header.payload_len));
+        self.bytes += wire;
         self.mark_phase(Phase::FirstByte, now);
-        let arrival = self.sequence.on_packet(now, header.seq);
-        if !matches!(arrival, Arrival::New { .. }) {
-            self.handle_timeout(now);
-            return;
-        }
-        if header.from_cache() {
-            // Sent long before this viewer joined: it says nothing about the path's delay.
-            self.packets_from_cache += 1;
-        } else {
+        let previous = self.last_arrival.replace(now);
+        let behind_replay = self.replay.on_packet(now, previous, header, wire);
+        let retransmitted = header.flags & FLAG_RETRANSMITTED != 0;
+        // Network loss and timing: original transmissions only.
+        let network = (!retransmitted).then(|| self.sequence.on_packet(now, header.seq));
+        let first_copy = match &mut self.repair {
+            Some(repair) => repair.on_packet(now, header, retransmitted),
+            None => matches!(network, Some(Arrival::New { .. } | Arrival::LateAfterWait)),
+        };
+        // A packet that crossed the path just now, at its own pace: a timing sample. Not a
+        // replay (sent long before this viewer joined), not one queued behind a replay, not a
+        // retransmission, not one already declared lost (its delay would be counted as loss
+        // and as delay both).
+        let on_path = !header.from_cache() && !behind_replay && !retransmitted;
+        if on_path && matches!(network, Some(Arrival::New { .. })) {
             self.on_path_timing(now, header);
         }
-        self.player.on_fragment(now, header);
-        if let Some(t) = self.player.first_keyframe() {
-            self.mark_phase(Phase::FirstKeyframe, t);
+        if first_copy {
+            if header.from_cache() {
+                self.packets_from_cache += 1;
+            } else if behind_replay {
+                self.packets_behind_replay += 1;
+            }
+            self.player.on_fragment(now, header, on_path);
+            if let Some(t) = self.player.first_keyframe() {
+                self.mark_phase(Phase::FirstKeyframe, t);
+            }
         }
         self.handle_timeout(now);
     }
@@ -257,18 +458,71 @@ impl Receiver {
         }
     }
 
+    /// A round-trip-time sample towards the sender (a ping, the QUIC path RTT): paces NACKs.
+    pub fn on_rtt_sample(&mut self, rtt: Duration) {
+        if let Some(repair) = &mut self.repair {
+            repair.nack.on_rtt_sample(rtt);
+        }
+    }
+
+    /// Notes how late the publisher's send timer woke (when the publisher is this agent): a
+    /// window where it exceeds a tenth of the playout delay is self-noise.
+    pub fn note_sender_lateness(&mut self, late: Duration) {
+        self.self_noise.note_sender(late);
+    }
+
+    /// Notes how late the agent's emulator delivered a packet of this stream: a window where it
+    /// exceeds [`EMULATOR_LATENESS_BOUND`](crate::noise::EMULATOR_LATENESS_BOUND) is self-noise.
+    pub fn note_emulator_lateness(&mut self, late: Duration) {
+        self.self_noise.note_emulator(late);
+    }
+
+    /// What to send back to the sender at `now` (NACKs, keyframe requests); call until `None`
+    /// after every [`Receiver::on_packet`] and [`Receiver::handle_timeout`]. Always `None` with
+    /// [`Repair::None`].
+    pub fn poll_feedback(&mut self, now: Time) -> Option<Feedback> {
+        let repair = self.repair.as_mut()?;
+        repair.polled_at = Some(now);
+        // Keyframe requests stop when nothing arrives: a dead path gets no stream of them.
+        let active = repair.last_packet.is_some_and(|t| now < t + KEYFRAME_REQUEST_IDLE);
+        if self.player.needs_keyframe() && active && repair.keyframe_gate.try_pass(now) {
+            repair.keyframe_requests += 1;
+            return Some(Feedback::KeyframeRequest);
+        }
+        repair.nack.poll_nack(now, self.player.playout_clock()).map(Feedback::Nack)
+    }
+
     /// Advances loss decisions and playback to `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.sequence.handle_timeout(now);
+        if let Some(repair) = &mut self.repair {
+            repair.residual.handle_timeout(now);
+        }
         self.player.handle_timeout(now);
     }
 
-    /// When [`Receiver::handle_timeout`] next has work to do, if ever without new packets.
+    /// When [`Receiver::handle_timeout`] or [`Receiver::poll_feedback`] next has work to do, if
+    /// ever without new packets.
     pub fn poll_timeout(&self) -> Option<Time> {
-        match (self.sequence.poll_timeout(), self.player.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let repair = self.repair.as_ref();
+        [
+            self.sequence.poll_timeout(),
+            self.player.poll_timeout(),
+            repair.and_then(|r| r.residual.poll_timeout()),
+            repair.and_then(|r| r.nack.poll_timeout()),
+            repair.and_then(|r| r.keyframe_repeat_at(self.player.needs_keyframe())),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Whether playback has nothing left to do without new packets: no frame left to play (or
+    /// the next one never arrived) and no missing packet still being asked for. A viewer whose
+    /// stream has ended can be finished then.
+    pub fn playout_done(&self) -> bool {
+        self.player.poll_timeout().is_none()
+            && self.repair.as_ref().is_none_or(|r| r.nack.pending() == 0)
     }
 
     /// The first-frame measurement, once the first keyframe is complete.
@@ -284,28 +538,47 @@ impl Receiver {
                 previous = t;
             }
         }
-        Some(FirstFrame { phases, total: end.saturating_since(self.attempt_start) })
+        Some(FirstFrame {
+            phases,
+            total: end.saturating_since(self.attempt_start),
+            first_render: self
+                .player
+                .first_render()
+                .map(|t| t.saturating_since(self.attempt_start)),
+        })
     }
 
     /// Closes the window at `now` and returns its results; the next window starts at `now`.
     pub fn take_window(&mut self, now: Time) -> WindowMetrics {
-        self.take_window_with(now, Player::take_window)
+        self.take_window_with(now, Player::take_window, false)
     }
 
     fn take_window_with(
         &mut self,
         now: Time,
         close_player: fn(&mut Player, Time) -> (PlayerCounters, Recorder),
+        last: bool,
     ) -> WindowMetrics {
         self.handle_timeout(now);
-        let first_frame = if self.first_frame_reported {
-            None
-        } else {
-            let ff = self.first_frame();
-            self.first_frame_reported = ff.is_some();
-            ff
+        let first_frame = match self.first_frame() {
+            Some(ff) if !self.first_frame_reported && (ff.first_render.is_some() || last) => {
+                self.first_frame_reported = true;
+                Some(ff)
+            }
+            _ => None,
         };
         let (loss, reorder_distance, burst_length) = self.sequence.take_window();
+        let (repair, repair_delay) = match &mut self.repair {
+            Some(repair) => repair.take_window(),
+            None => (
+                RepairCounters {
+                    residual_expected: loss.expected,
+                    residual_lost: loss.lost,
+                    ..RepairCounters::default()
+                },
+                Recorder::new(),
+            ),
+        };
         let (player, stall_duration) = close_player(&mut self.player, now);
         let start = std::mem::replace(&mut self.window_start, now);
         WindowMetrics {
@@ -322,20 +595,27 @@ impl Receiver {
             ipdv: self.ipdv.take(),
             latency: self.latency.take(),
             packets_from_cache: std::mem::take(&mut self.packets_from_cache),
+            packets_behind_replay: std::mem::take(&mut self.packets_behind_replay),
             reorder_distance,
             burst_length,
             stall_duration,
+            repair,
+            repair_delay,
+            self_noise: self.self_noise.take_window(self.playout_delay),
         }
     }
 
     /// Ends the stream at `now`: pending gaps are declared lost, and the last window returned.
     /// A viewer that stops at `now` counts a stall if nothing rendered in the last 500 ms, so
     /// after a normal end of stream, finish once the last frame's deadline has passed
-    /// ([`Receiver::poll_timeout`] returns `None` then).
+    /// ([`Receiver::playout_done`]).
     pub fn finish(&mut self, now: Time) -> WindowMetrics {
         self.handle_timeout(now);
         self.sequence.finish();
-        self.take_window_with(now, Player::finish)
+        if let Some(repair) = &mut self.repair {
+            repair.residual.finish();
+        }
+        self.take_window_with(now, Player::finish, true)
     }
 }
 
@@ -491,7 +771,8 @@ mod tests {
         let w = rx.take_window(Time::from_millis(2_000));
         assert_eq!(w.packets_from_cache, 1);
         assert_eq!(w.loss.received, 3);
-        assert_eq!(w.player.frames_rendered, 3);
+        // The cached keyframe is decoded to reach the live edge, not shown.
+        assert_eq!((w.player.frames_caught_up, w.player.frames_rendered), (1, 2));
         assert_eq!(w.pdv.count(), 2);
         assert_eq!(w.jitter.count(), 1);
         assert_eq!((w.latency.count(), w.latency.sum()), (2, 40_000));

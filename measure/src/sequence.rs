@@ -34,6 +34,9 @@ pub const MAX_PENDING_GAPS: usize = 4096;
 pub enum Arrival {
     /// First copy of this sequence number; `in_order` is false for a reordered packet.
     New { in_order: bool },
+    /// First copy of a sequence number already declared lost (its wait had ended): it stays
+    /// lost, and is counted as reordered and `late_after_wait`.
+    LateAfterWait,
     /// A sequence number already received.
     Duplicate,
     /// Too far behind the highest sequence number to tell a duplicate from a late packet.
@@ -243,6 +246,8 @@ impl SeqTracker {
         self.reorder_distance.record(self.highest + 1 - seq);
         if seq < self.frontier {
             self.counters.late_after_wait += 1;
+            self.advance(now, 0);
+            return Arrival::LateAfterWait;
         } else {
             // Fill the pending gap holding `seq`; gaps are sorted and disjoint.
             let i = self.gaps.partition_point(|g| g.end <= seq);
@@ -255,6 +260,15 @@ impl SeqTracker {
         }
         self.advance(now, 0);
         Arrival::New { in_order: false }
+    }
+
+    /// When the gap holding `seq` was seen, if `seq` is missing and not yet decided.
+    pub fn missing_since(&self, seq: u64) -> Option<Time> {
+        if !self.started || seq < self.frontier || seq > self.highest || self.bit(seq) {
+            return None;
+        }
+        let i = self.gaps.partition_point(|g| g.end <= seq);
+        self.gaps.get(i).filter(|g| g.start <= seq).map(|g| g.detected)
     }
 
     /// Declares lost every gap whose wait has ended by `now`.
@@ -402,7 +416,8 @@ mod tests {
         t.handle_timeout(Time::from_millis(2_040));
         assert_eq!(t.counters().lost, 1); // seq 3
         t.handle_timeout(Time::from_millis(2_080));
-        assert_eq!(t.on_packet(Time::from_millis(2_100), 9), Arrival::New { in_order: false });
+        assert_eq!(t.missing_since(9), None, "already declared lost");
+        assert_eq!(t.on_packet(Time::from_millis(2_100), 9), Arrival::LateAfterWait);
         let (c, reorder, _) = t.take_window();
         assert_eq!(c.expected, 11);
         assert_eq!(c.received, 8);
@@ -417,7 +432,14 @@ mod tests {
     #[test]
     fn a_gap_filled_within_the_wait_is_decided_at_once() {
         let mut t = SeqTracker::new(WAIT);
-        feed(&mut t, &[(0, 0), (1, 2), (2, 1)]);
+        feed(&mut t, &[(0, 0), (1, 2)]);
+        assert_eq!(t.missing_since(1), Some(Time::from_millis(1)));
+        assert_eq!(
+            (t.missing_since(0), t.missing_since(2), t.missing_since(3)),
+            (None, None, None)
+        );
+        feed(&mut t, &[(2, 1)]);
+        assert_eq!(t.missing_since(1), None);
         assert_eq!(t.counters().expected, 3);
         assert_eq!(t.counters().lost, 0);
         assert_eq!(t.poll_timeout(), None);

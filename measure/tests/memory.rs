@@ -1,13 +1,14 @@
-//! The receiver's memory does not grow with the length of the stream (no per-packet storage).
+//! The receiver's memory, repair included, does not grow with the length of the stream (no
+//! per-packet storage).
 #![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use stallwatch_measure::Repair;
 use stallwatch_measure::link::LinkConfig;
-use stallwatch_measure::sim::{Arrivals, SimConfig};
-use stallwatch_measure::{Receiver, ReceiverConfig, Time};
+use stallwatch_measure::sim::{SimConfig, Simulation};
 
 struct Counting;
 static LIVE: AtomicI64 = AtomicI64::new(0);
@@ -27,39 +28,39 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 #[test]
-fn receiver_heap_stays_flat_from_five_to_twenty_five_minutes_of_stream() {
+fn heap_stays_flat_from_five_to_twenty_five_minutes_of_stream_with_repair_on() {
+    // 1 % loss each way: NACKs, retransmissions, keyframe requests and their losses too.
     let link = LinkConfig {
         loss: 0.01,
         delay: Duration::from_millis(40),
         jitter: Duration::from_millis(5),
         ..LinkConfig::default()
     };
-    let config = SimConfig::new(link, Duration::from_secs(1_500));
+    let mut config = SimConfig::new(link, Duration::from_secs(1_500));
+    config.receiver.repair = Repair::Nack;
     let before = LIVE.load(Ordering::Relaxed);
-    let mut rx = Receiver::new(ReceiverConfig::default(), Time::ZERO);
-    let mut arrivals = Arrivals::new(&config);
-    let mut next_window = Time::from_millis(10_000);
+    // Sender (history, retransmitter, pacer), both links with what is in flight, receiver.
+    let mut sim = Simulation::new(&config);
     let mut at_five_minutes = None;
-    let mut packets = 0u64;
-    for (at, header) in arrivals.by_ref() {
-        if at >= next_window {
-            drop(rx.take_window(next_window));
-            next_window += Duration::from_secs(10);
-            if at >= Time::from_millis(300_000) && at_five_minutes.is_none() {
-                at_five_minutes = Some(LIVE.load(Ordering::Relaxed) - before);
-            }
+    let mut repaired = 0;
+    for window in sim.by_ref() {
+        repaired += window.repair.packets_repaired;
+        if window.end >= stallwatch_measure::Time::from_millis(300_000) && at_five_minutes.is_none()
+        {
+            at_five_minutes = Some(LIVE.load(Ordering::Relaxed) - before);
         }
-        rx.on_packet(at, &header);
-        packets += 1;
+        drop(window);
     }
     let at_end = LIVE.load(Ordering::Relaxed) - before;
     let at_five_minutes = at_five_minutes.unwrap();
-    assert!(packets > 390_000, "{packets} packets");
-    // Receiver plus the generator's in-flight packets: well under a MiB, and not growing.
+    let result = sim.result();
+    assert!(result.packets_sent > 390_000, "{} packets", result.packets_sent);
+    assert!(repaired > 3_000, "only {repaired} packets repaired");
+    // Well under a MiB, and not growing.
     assert!(at_end < 1024 * 1024, "{at_end} bytes after 25 minutes");
     assert!(
         at_end <= at_five_minutes + 16 * 1024,
         "heap grew from {at_five_minutes} to {at_end} bytes"
     );
-    drop(rx);
+    drop(sim);
 }

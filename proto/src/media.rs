@@ -8,6 +8,7 @@
 //!  2  frag_index   u16  (0-based fragment of the frame)
 //!  4  frag_count   u16  (>= 1)
 //!  6  flags        u16  (bit 0: FROM_CACHE, set by a relay replaying its GOP cache;
+//!                         bit 1: RETRANSMITTED, a repair answering a NACK;
 //!                         other bits reserved: sent as 0, ignored)
 //!  8  stream_id    u32
 //! 12  payload_len  u32  (bytes of synthetic payload after the header)
@@ -30,6 +31,10 @@ pub const MEDIA_HEADER_LEN: usize = 48;
 /// `flags` bit: the relay replayed this packet from its GOP cache to a joining viewer, long
 /// after it was sent, so it says nothing about the path's jitter or delay.
 pub const FLAG_FROM_CACHE: u16 = 1;
+
+/// `flags` bit: a retransmission answering a NACK (RFC 4585 generic NACK), not the packet's
+/// original transmission, so it says nothing about the path's loss, jitter or delay.
+pub const FLAG_RETRANSMITTED: u16 = 2;
 
 /// Kind of media a packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

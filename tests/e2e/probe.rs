@@ -42,8 +42,9 @@ fn a_clean_path_has_no_loss_no_stalls_and_a_fast_first_frame_on_every_transport(
         assert!(r["errors"].as_array().unwrap().is_empty(), "{t}: {r:#}");
         let v = viewer(r);
         assert_eq!(u(&v["packets_lost"]), 0, "{t}");
-        // quic-stream sends a frame per object, the others about 270 packets a second.
-        assert!(u(&v["frames_rendered"]) > 5 * 30, "{t}");
+        // quic-stream sends a frame per object, the others about 270 packets a second. Frames
+        // of the cached GOP are decoded to reach the live edge, not shown.
+        assert!(u(&v["frames_rendered"]) + u(&v["frames_caught_up"]) > 5 * 30, "{t}");
         assert_eq!(u(&v["stalls"]), 0, "{t}");
         assert_eq!(u(&v["frames_missing"]) + u(&v["frames_undecodable"]), 0, "{t}");
         // The GOP cache hands the joining viewer a keyframe at once.
@@ -188,7 +189,8 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
             "{transport}: stall {measured} ms, predicted {stall_ms} ms"
         );
     }
-    // quic-stream retransmits after the blackout, too late for a 300 ms playout buffer.
+    // quic-stream retransmits after the blackout: nothing is skipped, the player waits for
+    // late frames (rebuffering) instead, so the blackout costs at most a short pause.
     let r = probe_json(
         &args(
             &relay,
@@ -206,8 +208,8 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
         LIMIT,
     );
     let v = viewer(&r);
-    assert!(u(&v["stalls"]) >= 1, "{v:#}");
-    assert!(f(&v["stall_time_ms"]) >= 300.0, "{v:#}");
+    assert_eq!(u(&v["frames_missing"]) + u(&v["frames_undecodable"]), 0, "{v:#}");
+    assert!(u(&v["stalls"]) <= 1 && f(&v["stall_time_ms"]) < 1_000.0, "{v:#}");
 }
 
 #[test]
@@ -249,7 +251,8 @@ fn fifty_viewers(relay: &RelayProcess, transport: &str, attempt: u32) -> Result<
     let viewers = r["viewers"].as_array().unwrap();
     assert_eq!(viewers.len(), 50, "{transport}: {:?}", r["errors"]);
     for v in viewers {
-        assert!(u(&v["frames_rendered"]) > 6 * 30, "{transport}: {v:#}");
+        let frames = u(&v["frames_rendered"]) + u(&v["frames_caught_up"]);
+        assert!(frames > 6 * 30, "{transport}: {v:#}");
         if u(&v["packets_lost"]) != 0 {
             return Err(format!("a viewer lost packets: {v:#}"));
         }

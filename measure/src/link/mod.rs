@@ -532,7 +532,7 @@ pub enum ParseLinkConfigError {
 /// | key | value | example |
 /// |---|---|---|
 /// | `delay` | duration | `delay=100ms` |
-/// | `jitter` | duration | `jitter=20ms` |
+/// | `jitter` | duration; keeps packet order (reorder with `order=any` or `reorder`) | `jitter=20ms` |
 /// | `loss` | probability | `loss=1%` |
 /// | `ge` | `p/r` or `p/r/loss_good/loss_bad`, probabilities | `ge=0.01/0.3` |
 /// | `rate` | rate | `rate=2mbit` |
@@ -981,6 +981,21 @@ mod tests {
             .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "FIFO delivery went backwards");
         assert_eq!(link.stats().reordered, 0);
+    }
+
+    #[test]
+    fn custom_jitter_keeps_packet_order_unless_asked_to_reorder() {
+        // The demo's latam/wifi settings: access links deliver in order.
+        let mut link = Link::new("delay=90ms,jitter=8ms,loss=0.3%".parse().unwrap(), 4);
+        let times: Vec<Time> = run(&mut link, 10_000, ms(1), 100)
+            .iter()
+            .filter_map(|(_, f)| f.delivery_time())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(link.stats().reordered, 0);
+        let mut link = Link::new("delay=90ms,jitter=8ms,order=any".parse().unwrap(), 4);
+        let _ = run(&mut link, 10_000, ms(1), 100);
+        assert!(link.stats().reordered > 1_000, "{:?}", link.stats());
     }
 
     #[test]
