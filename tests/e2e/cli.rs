@@ -93,10 +93,8 @@ fn the_deploy_examples_are_valid() {
     let out =
         agent().arg("check-config").arg(root.join("deploy/agent.example.toml")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = collector()
-        .arg("validate")
-        .arg(root.join("deploy/collector.example.toml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for config in ["deploy/collector.example.toml", "deploy/compose/collector.toml"] {
+        let out = collector().arg("validate").arg(root.join(config)).output().unwrap();
+        assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use stallwatch_tests::{binary, heavy, run_binary};
+use stallwatch_tests::demo::{DemoProcess, first_complete_summary};
+use stallwatch_tests::fleet::wait_until;
+use stallwatch_tests::load_tolerant;
 
 /// Processes whose command line mentions `needle` (by /proc), other than this test's.
 fn processes_mentioning(needle: &str) -> Vec<String> {
@@ -23,37 +25,44 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn demo_shows_every_cohort_within_a_minute_and_leaves_nothing_behind() {
-    let _heavy = heavy();
+fn demo_shows_every_cohort_within_a_minute_and_stops_on_ctrl_c_leaving_nothing_behind() {
+    let _tolerant = load_tolerant();
     let dir = std::env::temp_dir().join(format!("stallwatch-e2e-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let args: Vec<String> =
-        ["demo", "--duration", "60s", "--dir", &dir.display().to_string()].map(String::from).into();
-    let (code, stdout, stderr) =
-        run_binary(&binary("stallwatch-collector"), &args, Duration::from_secs(120));
-    assert_eq!(code, Some(0), "demo failed:\n{stderr}\n{stdout}");
-    assert!(stdout.contains("/metrics") && stdout.contains("fleet page"), "{stdout}");
+    let mut demo = DemoProcess::start(&dir, &[]);
+    let out = demo.stdout();
+    assert!(out.contains("/metrics") && out.contains("fleet page"), "{out}");
 
-    // The summaries: "-- NNs  9 cohorts" then one line per cohort. Some summary within the
-    // 60 s shows data for all nine (3 agents x 3 transports), none still waiting.
-    let mut complete_at = None;
-    for block in stdout.split("\n-- ").skip(1) {
-        let mut lines = block.lines();
-        let head = lines.next().unwrap_or_default();
-        let secs: u64 = head.trim().split('s').next().unwrap_or("").trim().parse().unwrap_or(999);
-        let rows: Vec<&str> = lines.take_while(|l| l.starts_with("   ")).collect();
-        if rows.len() == 9 && rows.iter().all(|r| r.contains("first frame p95")) && secs <= 60 {
-            complete_at = Some(secs);
-            break;
-        }
-    }
-    assert!(complete_at.is_some(), "no summary with data for all nine cohorts:\n{stdout}");
+    // Some live summary within a minute shows data for all nine cohorts (3 agents x 3
+    // transports), none still waiting; then Ctrl-C, as README says.
+    let complete =
+        wait_until(Duration::from_secs(75), || first_complete_summary(&demo.stdout(), 9).is_some());
+    let code = demo.interrupt();
+    let stdout = demo.stdout();
+    assert!(complete, "no summary with data for all nine cohorts:\n{stdout}");
+    let secs = first_complete_summary(&stdout, 9).unwrap();
+    assert!(secs <= 60, "all nine cohorts only after {secs} s:\n{stdout}");
+    assert_eq!(code, Some(0), "demo failed on Ctrl-C:\n{}\n{stdout}", demo.stderr());
     for region_type in ["sea/4g", "sea/3g", "latam/wifi"] {
         assert!(stdout.contains(region_type), "{region_type} missing:\n{stdout}");
     }
+    assert_nothing_left(&dir);
+}
 
-    // Nothing left running: no agent, relay or collector with the demo directory.
+#[test]
+fn demo_with_a_duration_stops_by_itself_leaving_nothing_behind() {
+    let _tolerant = load_tolerant();
+    let dir =
+        std::env::temp_dir().join(format!("stallwatch-e2e-demo-short-{}", std::process::id()));
+    let mut demo = DemoProcess::start(&dir, &["--duration", "3s"]);
+    let code = demo.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "demo --duration 3s:\n{}\n{}", demo.stderr(), demo.stdout());
+    assert!(demo.stdout().contains("stopping the agents"), "{}", demo.stdout());
+    assert_nothing_left(&dir);
+}
+
+/// No agent, relay or collector mentions the demo directory any more; removes it.
+fn assert_nothing_left(dir: &std::path::Path) {
     let left = processes_mentioning(&dir.display().to_string());
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

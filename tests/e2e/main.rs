@@ -3,6 +3,7 @@
 mod architecture;
 mod cli;
 mod collector;
+mod dashboards;
 mod demo;
 mod fleet;
 mod probe;

@@ -16,6 +16,18 @@ fn args(relay: &RelayProcess, extra: &[&str]) -> Vec<String> {
     a
 }
 
+/// Runs one probe per argument list, side by side (each its own process and emulator), and
+/// returns their JSON results in the same order.
+fn probes_side_by_side(runs: &[Vec<String>]) -> Vec<Value> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = runs.iter().map(|a| s.spawn(|| probe_json(a, LIMIT))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 fn viewer(result: &Value) -> &Value {
     let viewers = result["viewers"].as_array().expect("viewers");
     assert_eq!(viewers.len(), 1, "{result:#}");
@@ -63,11 +75,12 @@ fn without_the_gop_cache_first_frame_waits_for_the_next_keyframe() {
     let _serial = heavy();
     let relay = RelayProcess::start(&["--no-gop-cache"]);
     // The viewer joins 1 s into a 2 s GOP: the next keyframe is about 1 s away.
-    for transport in ["quic-stream", "quic-datagram", "udp"] {
-        let r = probe_json(
-            &args(&relay, &["--transport", transport, "--duration", "4s", "--view-delay", "1s"]),
-            LIMIT,
-        );
+    let transports = ["quic-stream", "quic-datagram", "udp"];
+    let runs: Vec<Vec<String>> = transports
+        .iter()
+        .map(|t| args(&relay, &["--transport", t, "--duration", "4s", "--view-delay", "1s"]))
+        .collect();
+    for (transport, r) in transports.iter().zip(probes_side_by_side(&runs)) {
         let v = viewer(&r);
         let ff = f(&v["first_frame_ms"]);
         assert!((600.0..1_400.0).contains(&ff), "{transport}: first frame {ff} ms");
@@ -79,27 +92,26 @@ fn without_the_gop_cache_first_frame_waits_for_the_next_keyframe() {
 fn emulated_two_percent_loss_is_measured_against_the_emulators_drops() {
     let _serial = heavy();
     let relay = RelayProcess::start(&[]);
+    // One probe process (and emulator) per transport, side by side.
+    let lossy = |transport: &str, duration: &str, view_delay: &[&str]| {
+        let mut extra = vec!["--transport", transport, "--duration", duration];
+        extra.extend(view_delay);
+        extra.extend(["--emulate", "loss=2%"]);
+        args(&relay, &extra)
+    };
+    let [udp, datagram, stream]: [Value; 3] = probes_side_by_side(&[
+        lossy("udp", "20s", &["--view-delay", "0s"]),
+        lossy("quic-datagram", "20s", &["--view-delay", "0s"]),
+        lossy("quic-stream", "10s", &[]),
+    ])
+    .try_into()
+    .unwrap();
+
     // udp: every media packet crosses the emulator twice (publisher up, viewer down); the viewer
     // sees exactly the media drops, but for runs of drops before its first or after its last
     // received packet, which it cannot see.
-    let r = probe_json(
-        &args(
-            &relay,
-            &[
-                "--transport",
-                "udp",
-                "--duration",
-                "20s",
-                "--view-delay",
-                "0s",
-                "--emulate",
-                "loss=2%",
-            ],
-        ),
-        LIMIT,
-    );
-    let v = viewer(&r);
-    let e = &r["emulator"];
+    let v = viewer(&udp);
+    let e = &udp["emulator"];
     let realised = u(&e["up"]["media_dropped"]) + u(&e["down"]["media_dropped"]);
     let lost = u(&v["packets_lost"]);
     let n = u(&v["packets_expected"]) as f64;
@@ -112,37 +124,18 @@ fn emulated_two_percent_loss_is_measured_against_the_emulators_drops() {
 
     // quic-datagram: datagrams are not retransmitted; each crosses two 2 % links, so about
     // 1 - 0.98^2 = 3.96 % of them are lost, within 3 binomial standard deviations.
-    let r = probe_json(
-        &args(
-            &relay,
-            &[
-                "--transport",
-                "quic-datagram",
-                "--duration",
-                "20s",
-                "--view-delay",
-                "0s",
-                "--emulate",
-                "loss=2%",
-            ],
-        ),
-        LIMIT,
-    );
-    let v = viewer(&r);
+    let v = viewer(&datagram);
     let n = u(&v["packets_expected"]) as f64;
     let p = 1.0 - 0.98f64 * 0.98;
     let lost = u(&v["packets_lost"]) as f64;
     assert!((lost - n * p).abs() <= 3.0 * (n * p * (1.0 - p)).sqrt(), "lost {lost} of {n}");
-    let dropped = u(&r["emulator"]["up"]["dropped"]) + u(&r["emulator"]["down"]["dropped"]);
+    let e = &datagram["emulator"];
+    let dropped = u(&e["up"]["dropped"]) + u(&e["down"]["dropped"]);
     assert!(lost <= dropped as f64, "lost {lost} but the emulator dropped only {dropped}");
 
     // quic-stream: QUIC retransmits, so the media is whole and QUIC saw the losses.
-    let r = probe_json(
-        &args(&relay, &["--transport", "quic-stream", "--duration", "10s", "--emulate", "loss=2%"]),
-        LIMIT,
-    );
-    assert_eq!(u(&viewer(&r)["packets_lost"]), 0);
-    assert!(u(&r["publisher"]["quic"]["lost_packets"]) > 0, "{r:#}");
+    assert_eq!(u(&viewer(&stream)["packets_lost"]), 0);
+    assert!(u(&stream["publisher"]["quic"]["lost_packets"]) > 0, "{stream:#}");
 }
 
 /// What the virtual player predicts for a 720p30 stream whose path goes dark for
@@ -164,23 +157,17 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
     // lands at about 4.5 s of stream: mid-GOP, 1.5 s before the keyframe at 6 s.
     let (stalls, stall_ms) = predicted_blackout(Duration::from_millis(4_500));
     assert_eq!(stalls, 1);
-    for transport in ["udp", "quic-datagram"] {
-        let r = probe_json(
-            &args(
-                &relay,
-                &[
-                    "--transport",
-                    transport,
-                    "--duration",
-                    "10s",
-                    "--view-delay",
-                    "0s",
-                    "--emulate",
-                    "outage=4500ms/300ms",
-                ],
-            ),
-            LIMIT,
-        );
+    let blackout = |transport: &str| {
+        let extra = ["--transport", transport, "--duration", "10s", "--view-delay", "0s"];
+        let mut a = args(&relay, &extra);
+        a.extend(["--emulate".into(), "outage=4500ms/300ms".into()]);
+        a
+    };
+    // udp and quic-datagram side by side, one probe process (and emulator, whose clock the
+    // outage is on) each.
+    let transports = ["udp", "quic-datagram"];
+    let runs: Vec<Vec<String>> = transports.iter().map(|t| blackout(t)).collect();
+    for (transport, r) in transports.iter().zip(probes_side_by_side(&runs)) {
         let v = viewer(&r);
         assert_eq!(u(&v["stalls"]), stalls, "{transport}: {v:#}");
         let measured = f(&v["stall_time_ms"]);
@@ -190,23 +177,9 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
         );
     }
     // quic-stream retransmits after the blackout: nothing is skipped, the player waits for
-    // late frames (rebuffering) instead, so the blackout costs at most a short pause.
-    let r = probe_json(
-        &args(
-            &relay,
-            &[
-                "--transport",
-                "quic-stream",
-                "--duration",
-                "10s",
-                "--view-delay",
-                "0s",
-                "--emulate",
-                "outage=4500ms/300ms",
-            ],
-        ),
-        LIMIT,
-    );
+    // late frames (rebuffering) instead, so the blackout costs at most a short pause. Alone:
+    // the retransmission's timing shifts with load.
+    let r = probe_json(&blackout("quic-stream"), LIMIT);
     let v = viewer(&r);
     assert_eq!(u(&v["frames_missing"]) + u(&v["frames_undecodable"]), 0, "{v:#}");
     assert!(u(&v["stalls"]) <= 1 && f(&v["stall_time_ms"]) < 1_000.0, "{v:#}");
@@ -262,70 +235,78 @@ fn fifty_viewers(relay: &RelayProcess, transport: &str, attempt: u32) -> Result<
 
 #[test]
 fn failures_get_clear_errors() {
-    let _serial = heavy();
+    // Light: the probes fail at once or wait on timeouts, sending next to nothing, so this
+    // runs beside other tests; its probes run side by side.
     let relay = RelayProcess::start(&[]);
-    let run = |extra: &[&str]| run_agent(&args(&relay, extra), LIMIT);
-
-    let (code, _, err) = run(&["--view", "no-such-stream", "--duration", "2s", "--quiet"]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("not found") && err.contains("no-such-stream"), "{err}");
-
-    let wrong_pin = "00".repeat(32);
-    let (code, _, err) = run_agent(
-        &[
-            "probe".into(),
-            relay.quic.to_string(),
-            "--pin".into(),
-            wrong_pin,
-            "--duration".into(),
-            "2s".into(),
-        ],
-        LIMIT,
-    );
-    assert_ne!(code, Some(0));
-    assert!(err.contains("fingerprint") && err.contains("this probe"), "{err}");
-
-    let (code, _, err) = run_agent(
-        &["probe".into(), relay.quic.to_string(), "--duration".into(), "2s".into()],
-        LIMIT,
-    );
-    assert_ne!(code, Some(0));
-    assert!(err.contains("--pin"), "{err}");
-
-    // Nothing listens on these ports.
+    // Nothing listens on this port.
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    let (code, _, err) = run_agent(
-        &[
-            "probe".into(),
-            dead_addr.to_string(),
-            "--pin".into(),
-            relay.fingerprint.clone(),
-            "--duration".into(),
-            "2s".into(),
-        ],
-        LIMIT,
-    );
+    let owned = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let (quic, dead_port) = (relay.quic.to_string(), dead_addr.port().to_string());
+    let wrong_pin = "00".repeat(32);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            args(&relay, &["--view", "no-such-stream", "--duration", "2s", "--quiet"]),
+            "unknown stream",
+        ),
+        (owned(&["probe", &quic, "--pin", &wrong_pin, "--duration", "2s"]), "wrong pin"),
+        (owned(&["probe", &quic, "--duration", "2s"]), "no pin"),
+        (
+            owned(&[
+                "probe",
+                &dead_addr.to_string(),
+                "--pin",
+                &relay.fingerprint,
+                "--duration",
+                "2s",
+            ]),
+            "unreachable",
+        ),
+        (
+            owned(&[
+                "probe",
+                &quic,
+                "--transport",
+                "udp",
+                "--udp-port",
+                &dead_port,
+                "--duration",
+                "2s",
+            ]),
+            "udp blocked",
+        ),
+        (args(&relay, &["--transport", "carrier-pigeon"]), "bad flag"),
+    ];
+    let outcomes: Vec<(Option<i32>, String)> = std::thread::scope(|s| {
+        let runs: Vec<_> = cases.iter().map(|(a, _)| s.spawn(|| run_agent(a, LIMIT))).collect();
+        runs.into_iter().map(|r| r.join().unwrap()).map(|(code, _, err)| (code, err)).collect()
+    });
+    let outcome = |case: &str| {
+        let i = cases.iter().position(|(_, c)| *c == case).unwrap();
+        (outcomes[i].0, outcomes[i].1.as_str())
+    };
+
+    let (code, err) = outcome("unknown stream");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not found") && err.contains("no-such-stream"), "{err}");
+
+    let (code, err) = outcome("wrong pin");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("fingerprint") && err.contains("this probe"), "{err}");
+
+    let (code, err) = outcome("no pin");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--pin"), "{err}");
+
+    let (code, err) = outcome("unreachable");
     assert_ne!(code, Some(0));
     assert!(err.contains("unreachable"), "{err}");
 
-    let (code, _, err) = run_agent(
-        &[
-            "probe".into(),
-            relay.quic.to_string(),
-            "--transport".into(),
-            "udp".into(),
-            "--udp-port".into(),
-            dead_addr.port().to_string(),
-            "--duration".into(),
-            "2s".into(),
-        ],
-        LIMIT,
-    );
+    let (code, err) = outcome("udp blocked");
     assert_ne!(code, Some(0));
     assert!(err.contains("UDP may be blocked"), "{err}");
 
-    let (code, _, err) = run(&["--transport", "carrier-pigeon"]);
+    let (code, err) = outcome("bad flag");
     assert_eq!(code, Some(2), "{err}");
 }

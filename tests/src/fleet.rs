@@ -146,6 +146,22 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A point in time some checks share: each may wait only for what is left of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline(Instant::now() + limit)
+    }
+
+    /// What is left until it passes (zero once it has).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
 /// Runs curl with `args` (and `body` on stdin for `--data-binary @-`); returns the HTTP status
 /// (0 if no HTTP answer, e.g. a refused TLS handshake) and the body.
 pub fn curl(args: &[&str], body: Option<&[u8]>) -> (u16, String) {
@@ -304,23 +320,33 @@ impl PrometheusProcess {
     /// Starts Prometheus in `dir` scraping `target` (`host:port`) every `interval`, and waits
     /// until it is ready.
     pub fn start(dir: &Path, target: SocketAddr, interval: &str) -> PrometheusProcess {
+        Self::launch(dir, &scrape_config(target, interval, &[]), &[])
+    }
+
+    /// As [`start`](Self::start), with native histograms on
+    /// (`--enable-feature=native-histograms`) and the rule files matching `rule_files` (glob
+    /// patterns) evaluated every `interval`.
+    pub fn start_native(
+        dir: &Path,
+        target: SocketAddr,
+        interval: &str,
+        rule_files: &[&Path],
+    ) -> PrometheusProcess {
+        let config = scrape_config(target, interval, rule_files);
+        Self::launch(dir, &config, &["--enable-feature=native-histograms"])
+    }
+
+    fn launch(dir: &Path, config_text: &str, flags: &[&str]) -> PrometheusProcess {
         std::fs::create_dir_all(dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
-                 scrape_configs:\n  - job_name: stallwatch\n    static_configs:\n      \
-                 - targets: ['{target}']\n"
-            ),
-        )
-        .expect("prometheus config");
+        std::fs::write(&config, config_text).expect("prometheus config");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -335,12 +361,31 @@ impl PrometheusProcess {
 
     /// An instant query's result vector (`data.result`), as JSON.
     pub fn query(&self, promql: &str) -> serde_json::Value {
-        let url = format!("http://{}/api/v1/query", self.addr);
-        let (status, body) =
-            curl(&["-G", "--data-urlencode", &format!("query={promql}"), &url], None);
-        assert_eq!(status, 200, "query {promql}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
-        v["data"]["result"].clone()
+        self.try_query(promql).unwrap_or_else(|e| panic!("query {promql}: {e}"))
+    }
+
+    /// An instant query's result vector, or what went wrong (an HTTP error, Prometheus'
+    /// error message).
+    pub fn try_query(&self, promql: &str) -> Result<serde_json::Value, String> {
+        self.api("/api/v1/query", &[("query", promql)]).map(|data| data["result"].clone())
+    }
+
+    /// `GET` an API path with URL-encoded `params`; its `data`, or what went wrong.
+    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+        let url = format!("http://{}{path}", self.addr);
+        let encoded: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = vec!["-G"];
+        for p in &encoded {
+            args.extend(["--data-urlencode", p]);
+        }
+        args.push(&url);
+        let (status, body) = curl(&args, None);
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("HTTP {status}, not JSON ({e}): {body}"))?;
+        if status != 200 || v["status"] != "success" {
+            return Err(format!("HTTP {status}: {} {}", v["errorType"], v["error"]));
+        }
+        Ok(v["data"].clone())
     }
 
     /// The single value of an instant query, if it returned one series.
@@ -352,6 +397,25 @@ impl PrometheusProcess {
         }
         series[0]["value"][1].as_str()?.parse().ok()
     }
+}
+
+/// A Prometheus config scraping `target` every `interval` and evaluating `rule_files` as often.
+fn scrape_config(target: SocketAddr, interval: &str, rule_files: &[&Path]) -> String {
+    let mut config = format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  \
+         evaluation_interval: {interval}\n"
+    );
+    if !rule_files.is_empty() {
+        config.push_str("rule_files:\n");
+        for pattern in rule_files {
+            config.push_str(&format!("  - '{}'\n", pattern.display()));
+        }
+    }
+    config.push_str(&format!(
+        "scrape_configs:\n  - job_name: stallwatch\n    static_configs:\n      \
+         - targets: ['{target}']\n"
+    ));
+    config
 }
 
 impl Drop for PrometheusProcess {

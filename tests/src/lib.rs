@@ -2,6 +2,7 @@
 // Test harness code times the processes it runs; the sans-IO rule is for the product crates.
 #![allow(clippy::disallowed_methods, reason = "test harness deadlines read the clock")]
 
+pub mod demo;
 pub mod fleet;
 
 use std::path::PathBuf;
@@ -33,12 +34,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Serializes the heavy end-to-end tests (real relays and probes, timing-sensitive): on a
-/// 2-core machine two of them at once would measure each other's load, not the path.
-pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+/// Serializes the heavy end-to-end tests (real relays and probes whose assertions are about
+/// timing: first-frame times, stall lengths, no socket overruns): on a 2-core machine a heavy
+/// test must not run beside any other process-starting test, or it measures their load, not
+/// the path.
+pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PROCESS_TESTS.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// For end-to-end tests that start fleets of real processes but assert counts and exact
+/// totals, not timing (collector, demo, Prometheus): they may run beside each other, mostly
+/// waiting on schedules, but never beside a [`heavy`] test.
+pub fn load_tolerant() -> std::sync::RwLockReadGuard<'static, ()> {
+    PROCESS_TESTS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+static PROCESS_TESTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// A relay started as a real `stallwatch-agent relay` process on loopback; killed on drop.
 pub struct RelayProcess {
