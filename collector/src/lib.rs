@@ -1,9 +1,10 @@
 //! The stallwatch collector: takes agents' interval reports over mutual TLS, merges them into
 //! per-cohort series, exports Prometheus metrics, raises alerts and writes regional reports.
 //!
-//! Built so far: the fleet PKI (`pki`), the configuration file (`config`), per-cohort series
-//! and their exposition (`series`) and the history store (`store`). Ingest, plans, alerts and
-//! reports are tracked in the issues.
+//! Built so far: the fleet PKI (`pki`), the configuration file (`config`), the history store
+//! (`store`), per-cohort series and their exposition (`series`), the collector's own telemetry
+//! (`telemetry`) and the server (`server`: ingest, plans, `/metrics`). Alerts and reports are
+//! tracked in the issues.
 
 pub mod clock;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod pki;
 pub mod series;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -74,6 +74,22 @@ pub fn stallwatch_index(value: u64) -> Option<usize> {
     usize::try_from(STALLWATCH_LAYOUT.index_for(value)).ok()
 }
 
+/// The highest value counted at counts-array `index` of stallwatch's layout.
+pub fn stallwatch_highest_equivalent(index: u64) -> u64 {
+    STALLWATCH_LAYOUT.highest_equivalent(index)
+}
+
+/// The largest counts-array index of stallwatch's layout whose values are all at most `value`
+/// ([`SparseHistogram::last_index_at_most`] for that layout).
+pub fn stallwatch_last_index_at_most(value: u64) -> Option<u64> {
+    let index = STALLWATCH_LAYOUT.index_for(value);
+    if STALLWATCH_LAYOUT.highest_equivalent(index) <= value {
+        Some(index)
+    } else {
+        index.checked_sub(1)
+    }
+}
+
 /// Default cap on the compressed size of one histogram.
 pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
 /// Default cap on the inflated (uncompressed V2) size of one histogram.
