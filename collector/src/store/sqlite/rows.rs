@@ -105,51 +105,35 @@ pub(super) fn read(
     }
     let resolution_ms = to_i64(resolution.millis())?;
     let (start, end) = (clamp_i64(range.start), clamp_i64(range.end));
-    let filter_args = [&filter.region, &filter.network_type, &filter.transport, &filter.target];
-    const COHORT_FILTER: &str =
-        "(?4 IS NULL OR c.region = ?4) AND (?5 IS NULL OR c.network_type = ?5)
-             AND (?6 IS NULL OR c.transport = ?6) AND (?7 IS NULL OR c.target = ?7)";
-    let mut out: BTreeMap<(u64, Cohort), CohortRow> = BTreeMap::new();
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT h.start_unix_ms, c.region, c.network_type, c.transport, c.target,
-                    h.metric, h.hdr, h.sum, h.count
-             FROM histograms h JOIN cohorts c ON c.id = h.cohort
-             WHERE h.resolution_ms = ?1 AND h.start_unix_ms >= ?2 AND h.start_unix_ms < ?3
-               AND {COHORT_FILTER}"
-    ))?;
-    let mut rows = stmt.query(params![
+    let args = params![
         resolution_ms,
         start,
         end,
-        filter_args[0],
-        filter_args[1],
-        filter_args[2],
-        filter_args[3]
-    ])?;
+        filter.region,
+        filter.network_type,
+        filter.transport,
+        filter.target
+    ];
+    let query = |table: &str, columns: &str| {
+        format!(
+            "SELECT h.start_unix_ms, c.region, c.network_type, c.transport, c.target, {columns}
+             FROM {table} h JOIN cohorts c ON c.id = h.cohort
+             WHERE h.resolution_ms = ?1 AND h.start_unix_ms >= ?2 AND h.start_unix_ms < ?3
+               AND (?4 IS NULL OR c.region = ?4) AND (?5 IS NULL OR c.network_type = ?5)
+               AND (?6 IS NULL OR c.transport = ?6) AND (?7 IS NULL OR c.target = ?7)"
+        )
+    };
+    let mut out: BTreeMap<(u64, Cohort), CohortRow> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(&query("histograms", "h.metric, h.hdr, h.sum, h.count"))?;
+    let mut rows = stmt.query(args)?;
     while let Some(r) = rows.next()? {
         let row = row_entry(&mut out, resolution, r.get(0)?, cohort_from(r)?);
         let histogram = StoredHistogram { hdr: r.get(6)?, sum: r.get(7)?, count: r.get(8)? };
         row.histograms.insert(r.get(5)?, histogram);
     }
     drop(rows);
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT h.start_unix_ms, c.region, c.network_type, c.transport, c.target,
-                    h.name, h.value
-             FROM counters h JOIN cohorts c ON c.id = h.cohort
-             WHERE h.resolution_ms = ?1 AND h.start_unix_ms >= ?2 AND h.start_unix_ms < ?3
-               AND {COHORT_FILTER}"
-    ))?;
-    let mut rows = stmt.query(params![
-        resolution_ms,
-        start,
-        end,
-        filter_args[0],
-        filter_args[1],
-        filter_args[2],
-        filter_args[3]
-    ])?;
+    let mut stmt = conn.prepare_cached(&query("counters", "h.name, h.value"))?;
+    let mut rows = stmt.query(args)?;
     while let Some(r) = rows.next()? {
         let row = row_entry(&mut out, resolution, r.get(0)?, cohort_from(r)?);
         row.counters.insert(r.get(5)?, r.get(6)?);
