@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use stallwatch_collector::pki::{AgentIdentity, Ca, VerifiedAgent};
+use stallwatch_collector::pki::{AgentIdentity, VerifiedAgent};
 use stallwatch_collector::series::SeriesStore;
 use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
@@ -396,18 +396,58 @@ fn sync_full() -> bool {
     std::env::var_os("STALLWATCH_BENCH_SYNC_FULL").is_some()
 }
 
+/// A fleet CA made with rcgen directly: `Ca` records every certificate it issues in a file,
+/// too slow for thousands of agents per run.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+    /// One key for every agent certificate: only the signatures differ.
+    agent_key: rcgen::KeyPair,
+}
+
+impl Ca {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "bench CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("a CA");
+        let agent_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("a key");
+        Ca { params, key, cert, agent_key }
+    }
+
+    /// An agent certificate as `ca issue-agent` makes it, verified as the listener verifies it.
+    fn agent(&self, identity: &AgentIdentity) -> VerifiedAgent {
+        use rcgen::{ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType};
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, identity.name.as_str());
+        let uri = rcgen::string::Ia5String::try_from(identity.to_uri()).expect("an ia5 uri");
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&self.agent_key, &issuer).expect("signed");
+        let now = std::time::Duration::from_millis(T0);
+        let now = rustls_pki_types::UnixTime::since_unix_epoch(now);
+        VerifiedAgent::verify(cert.der(), self.cert.der(), now).expect("verifies")
+    }
+}
+
 /// The fleet's agents, each with a certificate from `ca` verified as ingest verifies it.
 fn fleet_agents(ca: &Ca, fleet: &Fleet) -> Vec<VerifiedAgent> {
     let regions = ["eu", "us"];
     let nets = ["wifi", "4g", "fiber"];
-    let now = time::OffsetDateTime::from_unix_timestamp((T0 / 1000) as i64).expect("a time");
     (0..AGENTS)
         .map(|a| {
             let rn = a % fleet.region_nets;
             let identity =
                 AgentIdentity::new(format!("agent{a:05}"), regions[rn / 3 % 2], nets[rn % 3])
                     .expect("a valid identity");
-            VerifiedAgent::issue_and_verify(ca, &identity, now).expect("verifies")
+            ca.agent(&identity)
         })
         .collect()
 }
@@ -440,8 +480,7 @@ fn main() {
     let decoder_counts: Vec<usize> = std::env::var("STALLWATCH_BENCH_DECODERS")
         .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
         .unwrap_or_else(|_| vec![1, 2]);
-    let ca_dir = std::env::temp_dir().join(format!("stallwatch-bench-ca-{}", std::process::id()));
-    let ca = Ca::init(&ca_dir, time::OffsetDateTime::now_utc(), true).expect("a CA");
+    let ca = Ca::new();
     let cohorts: Option<usize> =
         std::env::var("STALLWATCH_BENCH_COHORTS").ok().and_then(|v| v.parse().ok());
     for fleet in [
@@ -458,6 +497,5 @@ fn main() {
             pipeline(&ca, &fleet, reports, decoders);
         }
     }
-    let _ = std::fs::remove_dir_all(&ca_dir);
     components();
 }

@@ -97,8 +97,10 @@ impl HistogramCounts {
             self.counts.reserve_exact(other.counts.len() - self.counts.len());
             self.counts.resize(other.counts.len(), 0);
         }
+        // Cannot wrap: `add` kept both totals together within `i64::MAX`. Plain adds
+        // vectorize; saturating ones do not.
         for (slot, &n) in self.counts.iter_mut().zip(&other.counts) {
-            *slot = slot.saturating_add(n);
+            *slot = slot.wrapping_add(n);
         }
         self.total = self.total.saturating_add(other.total);
         self.sum = saturate(self.sum, other.sum);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::Series;
 
@@ -75,7 +75,7 @@ impl SqliteStore {
                 continue;
             }
             if !agents.contains_key(name) {
-                let stored = read_agents(&tx, Some(name))?.pop();
+                let stored = read_agent(&tx, name)?;
                 agents
                     .insert(name.to_owned(), stored.unwrap_or_else(|| AgentFacts::new(item.agent)));
             }
@@ -171,30 +171,35 @@ const AGENT_COLUMNS: &str =
     "name, region, network_type, version, plan_revision, first_seen_unix_ms,
      last_report_unix_ms, last_seq, spool_depth, reports, last_window_end_ms";
 
-/// The registry, ordered by name, or the one agent `name`.
-pub(super) fn read_agents(
-    conn: &Connection,
-    name: Option<&str>,
-) -> Result<Vec<AgentFacts>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE ?1 IS NULL OR name = ?1 ORDER BY name"
-    ))?;
-    let rows = stmt.query_map([name], |r| {
-        Ok(AgentFacts {
-            name: r.get(0)?,
-            region: r.get(1)?,
-            network_type: r.get(2)?,
-            version: r.get(3)?,
-            plan_revision: r.get(4)?,
-            first_seen_unix_ms: r.get(5)?,
-            last_report_unix_ms: r.get(6)?,
-            last_seq: r.get(7)?,
-            spool_depth: r.get(8)?,
-            reports: r.get(9)?,
-            last_window_end_ms: r.get(10)?,
-        })
-    })?;
+/// The registry, ordered by name.
+pub(super) fn read_agents(conn: &Connection) -> Result<Vec<AgentFacts>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
+    let rows = stmt.query_map([], agent_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One agent's registry record, if it has one.
+fn read_agent(conn: &Connection, name: &str) -> Result<Option<AgentFacts>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"))?;
+    Ok(stmt.query_row([name], agent_from).optional()?)
+}
+
+fn agent_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentFacts> {
+    Ok(AgentFacts {
+        name: r.get(0)?,
+        region: r.get(1)?,
+        network_type: r.get(2)?,
+        version: r.get(3)?,
+        plan_revision: r.get(4)?,
+        first_seen_unix_ms: r.get(5)?,
+        last_report_unix_ms: r.get(6)?,
+        last_seq: r.get(7)?,
+        spool_depth: r.get(8)?,
+        reports: r.get(9)?,
+        last_window_end_ms: r.get(10)?,
+    })
 }
 
 /// Writes an agent's record as [`AgentFacts::absorb`] left it.

@@ -189,7 +189,7 @@ impl HistoryStore for SqliteStore {
     }
 
     fn agents(&self) -> Result<Vec<AgentFacts>, StoreError> {
-        ingest::read_agents(&self.conn, None)
+        ingest::read_agents(&self.conn)
     }
 
     fn downsample(&mut self, older_than_unix_ms: u64) -> Result<DownsampleStats, StoreError> {

@@ -240,7 +240,7 @@ pub(super) fn replay(
         stats.rows += rows;
     }
     let mut delta = Delta::new(Origin::Restored);
-    for facts in read_agents(conn, None)? {
+    for facts in read_agents(conn)? {
         delta.push_agent(facts, 0);
         stats.agents += 1;
     }
