@@ -55,7 +55,8 @@ impl HistogramCounts {
         count: u64,
     ) -> Result<Self, StoreError> {
         let mut row = HistogramCounts { sum, count, ..Default::default() };
-        row.add_buckets(metric, histogram)?;
+        // Whatever the file holds: saturate rather than wrap.
+        row.add_buckets(metric, histogram, u64::saturating_add)?;
         Ok(row)
     }
 
@@ -84,7 +85,8 @@ impl HistogramCounts {
             );
             return Ok(());
         }
-        self.add_buckets(metric, histogram)?;
+        // The total stays within i64::MAX (checked above), so no slot can wrap.
+        self.add_buckets(metric, histogram, u64::wrapping_add)?;
         self.sum = saturate(self.sum, sum);
         self.count = saturate(self.count, count);
         Ok(())
@@ -107,11 +109,12 @@ impl HistogramCounts {
         self.count = saturate(self.count, other.count);
     }
 
-    /// Adds a histogram's counts to these.
+    /// Adds a histogram's counts to these, slot by slot with `plus`.
     fn add_buckets(
         &mut self,
         metric: &str,
         histogram: &hdr::SparseHistogram,
+        plus: impl Fn(u64, u64) -> u64,
     ) -> Result<(), StoreError> {
         let out_of_range = || {
             StoreError::Merge(format!(
@@ -134,7 +137,7 @@ impl HistogramCounts {
             histogram.raw_buckets().for_each(|(index, n)| {
                 // In range: indexes ascend to `top`.
                 if let Some(slot) = counts.get_mut(index as usize) {
-                    *slot = slot.saturating_add(n);
+                    *slot = plus(*slot, n);
                 }
             });
         } else {
@@ -146,7 +149,7 @@ impl HistogramCounts {
             for bucket in histogram.iter() {
                 let index = hdr::stallwatch_index(bucket.value).ok_or_else(out_of_range)?;
                 if let Some(slot) = self.counts.get_mut(index) {
-                    *slot = slot.saturating_add(bucket.count);
+                    *slot = plus(*slot, bucket.count);
                 }
             }
         }
