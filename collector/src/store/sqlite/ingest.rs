@@ -205,8 +205,15 @@ fn agent_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentFacts> {
 /// Writes an agent's record as [`AgentFacts::absorb`] left it.
 fn write_agent(tx: &Transaction<'_>, facts: &AgentFacts) -> Result<(), StoreError> {
     tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO agents ({AGENT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (name) DO UPDATE SET
+             region = excluded.region, network_type = excluded.network_type,
+             version = excluded.version, plan_revision = excluded.plan_revision,
+             first_seen_unix_ms = excluded.first_seen_unix_ms,
+             last_report_unix_ms = excluded.last_report_unix_ms, last_seq = excluded.last_seq,
+             spool_depth = excluded.spool_depth, reports = excluded.reports,
+             last_window_end_ms = excluded.last_window_end_ms"
     ))?
     .execute(params![
         facts.name,
