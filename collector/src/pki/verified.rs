@@ -12,7 +12,7 @@ use super::{AgentIdentity, Ca, PkiError, Validity, agent_identity};
 
 /// An agent's identity (name, region, network type) from a client certificate that chains to
 /// the fleet CA. No public constructor takes the fields: it comes from the ingest listener,
-/// whose TLS handshake verified the certificate ([`VerifiedAgent::from_verified_handshake`]), or
+/// whose TLS handshake verified the certificate (`from_verified_handshake`), or
 /// from [`VerifiedAgent::verify`], which runs the same verification.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VerifiedAgent {

@@ -29,7 +29,7 @@
 //!   [`SeriesLimits::max_series`] (default 50k: 1,136 cohorts) is dropped and counted.
 //!
 //! - **Native histograms**: each histogram also keeps sparse exponential buckets (schema 3,
-//!   factor 2^(1/8); see [`native`]) filled exactly from the HDR buckets at fold time, and
+//!   factor 2^(1/8); see [`native`]) filled exactly from the HDR buckets when a delta is applied, and
 //!   exported only in the protobuf exposition, beside the classic buckets.
 //! - **Restore**: after a restart, the store replays its history as deltas
 //!   ([`HistoryStore::replay`](crate::store::HistoryStore::replay)), which

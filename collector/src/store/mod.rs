@@ -9,7 +9,7 @@
 //!   counts once;
 //! - builds the [`Delta`]: the admitted reports' histograms merged per row
 //!   `(minute, cohort, metric)` into [`HistogramCounts`], their counters per
-//!   `(minute, cohort, name)`, and the facts of their agents ([`AgentFacts::absorb`]);
+//!   `(minute, cohort, name)`, and the facts of their agents (`AgentFacts::absorb`);
 //! - writes the rows and the registry from that delta (each merged HDR histogram in
 //!   V2+DEFLATE, plus the exact sum and count).
 //!
@@ -232,7 +232,7 @@ pub struct CohortFilter {
 ///
 /// Kept encoded (typically 1-3 KiB): a decoded histogram takes 224 KiB of counts whatever it
 /// holds, so a read of a few hours of cohorts decoded eagerly would need gigabytes. Call
-/// [`StoredHistogram::decode`] for the rows you need, or [`StoredHistogram::add_to`] to merge.
+/// [`StoredHistogram::decode`] (or `decode_sparse`) for the rows you need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredHistogram {
     /// V2+DEFLATE ([`hdr::encode`]).
