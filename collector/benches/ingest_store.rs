@@ -1,12 +1,14 @@
-//! History store ingest throughput: the whole per-report ingest path the server runs, on one
-//! core. Each report is a JSON body (as an agent sends it) decoded with
-//! `proto::report::decode_report`, then committed with `SqliteStore::commit_batch` in
-//! group-commit batches, into a SQLite store on disk (WAL, synchronous=NORMAL).
+//! History store ingest throughput: the whole per-report ingest path the server runs. Each
+//! report is a JSON body (as an agent sends it) decoded with `proto::report::decode_report`,
+//! then committed with `SqliteStore::commit` in group-commit batches, into a SQLite store on
+//! disk (WAL, synchronous=NORMAL unless `STALLWATCH_BENCH_SYNC_FULL` is set), and in the
+//! pipeline runs the committed delta is added to the series.
 //!
 //! ```text
 //! cargo bench -p stallwatch-collector --bench ingest_store
 //! STALLWATCH_BENCH_REPORTS=61440 STALLWATCH_BENCH_BATCHES=64,256,512 cargo bench -p stallwatch-collector --bench ingest_store
 //! STALLWATCH_BENCH_PIPELINE_ONLY=1 STALLWATCH_BENCH_DECODERS=2 cargo bench -p stallwatch-collector --bench ingest_store
+//! STALLWATCH_BENCH_COHORTS=72 (only that fleet shape; 72 or 4)
 //! ```
 //!
 //! A report is one series of 8 histograms and 30 counters, shaped like 10 s of a 2 Mbit/s
@@ -26,7 +28,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use stallwatch_collector::series::{Identity, SeriesStore};
+use stallwatch_collector::pki::{AgentIdentity, VerifiedAgent};
+use stallwatch_collector::series::SeriesStore;
 use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
     HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
@@ -139,7 +142,7 @@ impl Fleet {
 }
 
 /// Ingests `reports` reports in batches of `batch`; returns reports/s.
-fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
+fn run(ca: &Ca, fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     let dir = std::env::temp_dir().join(format!("stallwatch-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -153,7 +156,7 @@ fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
         .collect();
-    let agents = fleet_agents(fleet);
+    let agents = fleet_agents(ca, fleet);
     let limits = ReportLimits::default();
 
     let batches = reports.div_ceil(batch);
@@ -181,19 +184,14 @@ fn run(fleet: &Fleet, reports: usize, batch: usize) -> f64 {
         let items: Vec<IngestItem<'_>> = decoded
             .iter()
             .enumerate()
-            .map(|(i, report)| {
-                let (agent, region, network_type) = &agents[(b * batch + i) % AGENTS];
-                IngestItem {
-                    agent,
-                    region,
-                    network_type,
-                    report,
-                    received_unix_ms: report.report.window_end_ms + 500,
-                    digest: digest_of(report),
-                }
+            .map(|(i, report)| IngestItem {
+                agent: &agents[(b * batch + i) % AGENTS],
+                report,
+                received_unix_ms: report.report.window_end_ms + 500,
+                digest: digest_of(report),
             })
             .collect();
-        let outcomes = store.commit_batch(&items).expect("commit");
+        let outcomes = store.commit(&items).expect("commit").outcomes;
         let elapsed = decoded_at.elapsed();
         commit_time += elapsed;
         latencies.saturating_record(elapsed.as_micros() as u64);
@@ -256,14 +254,12 @@ fn components() {
     let mut fast = hdr::Encoder::with_level(ROW_DEFLATE_LEVEL);
     let mut out = Vec::new();
     fast.encode_into(&minute_row, &mut out).expect("encodes");
-    let series = SeriesStore::default();
-    let identity = Identity { region: "eu", network_type: "wifi" };
     let n = 300;
     println!(
-        "one report: decode_report {:.1?} ({} B JSON), fold into the series {:.1?}; its jitter          ({} buckets): decode sparse {:.1?}, full {:.1?}",
+        "one report: decode_report {:.1?} ({} B JSON); its jitter ({} buckets): decode sparse \
+         {:.1?}, full {:.1?}",
         time(n, || decode_report(&body, &limits).expect("decodes")),
         body.len(),
-        time(n, || series.fold(identity, &report)),
         jitter.bucket_count(),
         time(n, || hdr::decode_sparse(&jitter_bytes, &limits.hdr).expect("decodes")),
         time(n, || hdr::decode(&jitter_bytes, &limits.hdr).expect("decodes")),
@@ -302,10 +298,10 @@ fn components() {
 
 /// The server's shape on this machine: `decoders` threads decode report bodies (the tokio
 /// workers) and queue them to one writer thread, which takes everything queued (up to
-/// `MAX_BATCH`), commits it in one transaction and folds what the stored reports added into
-/// the series (`SeriesStore::fold_committed`), as `server::ingest` does.
+/// `MAX_BATCH`), commits it in one transaction and adds the committed delta to the series
+/// (`SeriesStore::apply`), as `server::ingest` does.
 /// Returns end-to-end reports/s.
-fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
+fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let dir = std::env::temp_dir().join(format!("stallwatch-bench-pipe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -316,7 +312,7 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
         .collect();
-    let agents = fleet_agents(fleet);
+    let agents = fleet_agents(ca, fleet);
     let limits = ReportLimits::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, DecodedReport)>(QUEUE_DEPTH);
     let (mut commit_time, mut fold_time, mut batches, mut stored) =
@@ -359,26 +355,19 @@ fn pipeline(fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
             let t = Instant::now();
             let items: Vec<IngestItem<'_>> = batch
                 .iter()
-                .map(|(n, report)| {
-                    let (agent, region, network_type) = &agents[n % AGENTS];
-                    IngestItem {
-                        agent,
-                        region,
-                        network_type,
-                        report,
-                        received_unix_ms: report.report.window_end_ms + 500,
-                        digest: digest_of(report),
-                    }
+                .map(|(n, report)| IngestItem {
+                    agent: &agents[n % AGENTS],
+                    report,
+                    received_unix_ms: report.report.window_end_ms + 500,
+                    digest: digest_of(report),
                 })
                 .collect();
             let committed = store.commit(&items).expect("commit");
+            drop(items);
             let committed_at = Instant::now();
             commit_time += committed_at - t;
-            let reports = batch.iter().zip(&committed.outcomes).filter_map(|((n, report), o)| {
-                let (_, region, network_type) = &agents[n % AGENTS];
-                (*o == Outcome::Stored).then_some((Identity { region, network_type }, report))
-            });
-            stored += series.fold_committed(reports, &committed.delta).series_folded;
+            stored += committed.outcomes.iter().filter(|o| **o == Outcome::Stored).count() as u64;
+            series.apply(&committed.delta);
             fold_time += committed_at.elapsed();
             batches += 1;
             let mut back: Vec<Vec<DecodedReport>> = vec![Vec::new(); decoders];
@@ -417,13 +406,58 @@ fn sync_full() -> bool {
     std::env::var_os("STALLWATCH_BENCH_SYNC_FULL").is_some()
 }
 
-fn fleet_agents(fleet: &Fleet) -> Vec<(String, String, String)> {
+/// A fleet CA made with rcgen directly: `Ca` records every certificate it issues in a file,
+/// too slow for thousands of agents per run.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+    /// One key for every agent certificate: only the signatures differ.
+    agent_key: rcgen::KeyPair,
+}
+
+impl Ca {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "bench CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("a CA");
+        let agent_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("a key");
+        Ca { params, key, cert, agent_key }
+    }
+
+    /// An agent certificate as `ca issue-agent` makes it, verified as the listener verifies it.
+    fn agent(&self, identity: &AgentIdentity) -> VerifiedAgent {
+        use rcgen::{ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType};
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, identity.name.as_str());
+        let uri = rcgen::string::Ia5String::try_from(identity.to_uri()).expect("an ia5 uri");
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&self.agent_key, &issuer).expect("signed");
+        let now = std::time::Duration::from_millis(T0);
+        let now = rustls_pki_types::UnixTime::since_unix_epoch(now);
+        VerifiedAgent::verify(cert.der(), self.cert.der(), now).expect("verifies")
+    }
+}
+
+/// The fleet's agents, each with a certificate from `ca` verified as ingest verifies it.
+fn fleet_agents(ca: &Ca, fleet: &Fleet) -> Vec<VerifiedAgent> {
     let regions = ["eu", "us"];
-    let nets = ["wifi", "4g", "cable"];
+    let nets = ["wifi", "4g", "fiber"];
     (0..AGENTS)
         .map(|a| {
             let rn = a % fleet.region_nets;
-            (format!("agent{a:05}"), regions[rn / 3 % 2].to_string(), nets[rn % 3].to_string())
+            let identity =
+                AgentIdentity::new(format!("agent{a:05}"), regions[rn / 3 % 2], nets[rn % 3])
+                    .expect("a valid identity");
+            ca.agent(&identity)
         })
         .collect()
 }
@@ -456,15 +490,21 @@ fn main() {
     let decoder_counts: Vec<usize> = std::env::var("STALLWATCH_BENCH_DECODERS")
         .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
         .unwrap_or_else(|_| vec![1, 2]);
+    let ca = Ca::new();
+    let cohorts: Option<usize> =
+        std::env::var("STALLWATCH_BENCH_COHORTS").ok().and_then(|v| v.parse().ok());
     for fleet in [
         Fleet { name: "per-target", region_nets: 6, transport_targets: 12 },
         Fleet { name: "per-region", region_nets: 4, transport_targets: 1 },
     ] {
+        if cohorts.is_some_and(|c| c != fleet.cohorts()) {
+            continue;
+        }
         for &batch in batches.iter().filter(|_| !only_pipeline) {
-            run(&fleet, reports, batch);
+            run(&ca, &fleet, reports, batch);
         }
         for &decoders in &decoder_counts {
-            pipeline(&fleet, reports, decoders);
+            pipeline(&ca, &fleet, reports, decoders);
         }
     }
     components();

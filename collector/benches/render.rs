@@ -1,5 +1,6 @@
 //! `/metrics` at the series limit: render time, exposition size, memory per series, and the
-//! cost of folding one report. Run: `cargo bench -p stallwatch-collector --bench render`
+//! cost of adding one report's committed delta to the series. Run:
+//! `cargo bench -p stallwatch-collector --bench render`
 //!
 //! Fills the default 50,000-series budget (1,136 cohorts of 44 series) with every histogram
 //! observed, the worst case for the exposition's size, then renders it.
@@ -16,10 +17,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use stallwatch_collector::pki::{AgentIdentity, Ca, VerifiedAgent};
 use stallwatch_collector::series::catalogue::{COUNTERS, HISTOGRAMS};
 use stallwatch_collector::series::{
-    Cohorts, Exposition, Identity, SERIES_PER_COHORT, SeriesLimits, SeriesStore,
+    Cohorts, Exposition, SERIES_PER_COHORT, SeriesLimits, SeriesStore,
 };
+use stallwatch_collector::store::{Delta, HistoryStore, IngestItem, SqliteStore, report_digest};
+use stallwatch_collector::telemetry::Telemetry;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -45,7 +49,7 @@ static ALLOCATOR: Counting = Counting;
 
 const REGIONS: [&str; 8] =
     ["eu-fra", "eu-lon", "us-sea", "us-iad", "ap-sin", "ap-tyo", "sa-gru", "af-jnb"];
-const NETWORK_TYPES: [&str; 4] = ["wired", "wifi", "4g", "3g"];
+const NETWORK_TYPES: [&str; 4] = ["fiber", "wifi", "4g", "3g"];
 const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
 
 /// xorshift64*: deterministic values without `rand`.
@@ -116,19 +120,72 @@ fn set_label(r: &mut DecodedReport, key: &str, value: String) {
     r.report.series[0].labels.insert(key.to_owned(), value);
 }
 
-/// Fills the store to its series limit: every cohort gets every histogram and counter.
-fn fill(store: &SeriesStore, template: &mut DecodedReport) -> usize {
-    let cohorts = store.read().limits().max_cohorts();
+/// The production path's history store and agents: a temp dir with a CA and a database.
+struct History {
+    dir: std::path::PathBuf,
+    ca: Ca,
+    store: SqliteStore,
+}
+
+impl History {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("stallwatch-bench-render-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca = Ca::init(&dir.join("ca"), now(), true).unwrap();
+        let store = SqliteStore::open(dir.join("history.sqlite")).unwrap();
+        History { dir, ca, store }
+    }
+
+    fn agent(&self, name: &str, region: &str, network_type: &str) -> VerifiedAgent {
+        let identity = AgentIdentity::new(name, region, network_type).unwrap();
+        VerifiedAgent::issue_and_verify(&self.ca, &identity, now()).unwrap()
+    }
+
+    /// Commits `reports` from their agents in one batch; the delta.
+    fn commit(&mut self, reports: &[(VerifiedAgent, DecodedReport)]) -> Delta {
+        let items: Vec<IngestItem<'_>> = reports
+            .iter()
+            .map(|(agent, report)| IngestItem {
+                agent,
+                report,
+                received_unix_ms: report.report.window_end_ms,
+                digest: report_digest(&encode_report(&report.report)),
+            })
+            .collect();
+        self.store.commit(&items).unwrap().delta
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+}
+
+/// One committed batch that fills `cohorts` cohorts: every cohort gets every histogram and
+/// counter.
+fn fill(history: &mut History, template: &mut DecodedReport, cohorts: usize) -> Delta {
+    let mut agents = BTreeMap::new();
+    let mut reports = Vec::with_capacity(cohorts);
     for i in 0..cohorts {
-        let identity = Identity {
-            region: REGIONS[i % REGIONS.len()],
-            network_type: NETWORK_TYPES[(i / REGIONS.len()) % NETWORK_TYPES.len()],
-        };
+        let who =
+            (REGIONS[i % REGIONS.len()], NETWORK_TYPES[(i / REGIONS.len()) % NETWORK_TYPES.len()]);
+        let agent = agents
+            .entry(who)
+            .or_insert_with(|| history.agent(&template.report.agent, who.0, who.1))
+            .clone();
         set_label(template, "transport", TRANSPORTS[i % TRANSPORTS.len()].to_owned());
         set_label(template, "target", format!("relay-{:04}", i / 3));
-        store.fold(identity, template);
+        let mut report = template.clone();
+        report.report.seq = i as u64;
+        reports.push((agent, report));
     }
-    cohorts
+    history.commit(&reports)
 }
 
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -147,17 +204,22 @@ fn main() {
     let all: Vec<&'static str> = HISTOGRAMS.iter().map(|h| h.report).collect();
     let mut template = report(&all);
 
+    let mut history = History::new();
+    let cohorts = SeriesLimits::default().max_cohorts();
+    let delta = fill(&mut history, &mut template, cohorts);
     let before = LIVE.load(Ordering::Relaxed);
     let store = SeriesStore::new(SeriesLimits::default());
-    let cohorts = fill(&store, &mut template);
+    store.apply(&delta);
     let heap = LIVE.load(Ordering::Relaxed) - before;
+    drop(delta);
+    let telemetry = Telemetry::default();
     let series = store.read().series();
     assert_eq!(store.read().len(), cohorts);
 
     let (copy_time, _) = best_of(7, || store.read().clone());
-    let (om_time, om) = best_of(7, || store.render_text());
-    let (prom_time, prom) = best_of(7, || store.render_prometheus_text());
-    let (pb_time, pb) = best_of(7, || store.render(Exposition::Protobuf));
+    let (om_time, om) = best_of(7, || store.render_text(&telemetry));
+    let (prom_time, prom) = best_of(7, || store.render_prometheus_text(&telemetry));
+    let (pb_time, pb) = best_of(7, || store.render(Exposition::Protobuf, &telemetry));
     let lines = om.lines().count();
     let native_heap = store.read().native_heap_bytes();
 
@@ -198,8 +260,9 @@ fn main() {
         native_heap / (cohorts * HISTOGRAMS.len()),
     );
 
-    // Folding alone (decoding is ingest's), into an existing cohort: a viewer report with
-    // 8 histograms of 3,000 / 1 / 3 / 20 samples and all 31 counters.
+    // Adding one report's committed delta (decoding and committing are ingest's), into an
+    // existing cohort: a viewer report with 8 histograms of 3,000 / 1 / 3 / 20 samples and all
+    // 31 counters.
     let eight = [
         "jitter_us",
         "pdv_us",
@@ -210,17 +273,20 @@ fn main() {
         "stall_duration_us",
         "burst_length_packets",
     ];
-    let viewer = report(&eight);
-    let identity = Identity { region: "eu-fra", network_type: "4g" };
+    let mut viewer = report(&eight);
+    viewer.report.seq = u64::MAX >> 2;
+    let agent = history.agent(&viewer.report.agent, "eu-fra", "4g");
+    let delta = history.commit(&[(agent, viewer)]);
     let mut cohorts = Cohorts::default();
     let folds = 20_000;
     let (fold_time, ()) = best_of(3, || {
         for _ in 0..folds {
-            cohorts.fold(identity, &viewer);
+            cohorts.apply(&delta);
         }
     });
     println!(
-        "fold: {:.2} µs per report (8 histograms, 31 counters) = {:.0} reports/s on one core",
+        "apply: {:.2} µs per report's delta (8 histograms, 31 counters) = {:.0} reports/s on \
+         one core",
         fold_time.as_secs_f64() * 1e6 / folds as f64,
         folds as f64 / fold_time.as_secs_f64(),
     );

@@ -1,9 +1,10 @@
 //! The stallwatch collector: takes agents' interval reports over mutual TLS, merges them into
 //! per-cohort series, exports Prometheus metrics, raises alerts and writes regional reports.
 //!
-//! Built so far: the fleet PKI (`pki`), the configuration file (`config`), per-cohort series
-//! and their exposition (`series`), the history store (`store`), ingest and plans (`server`)
-//! and regional reports (`reports`). Alerts are tracked in the issues.
+//! Built so far: the fleet PKI (`pki`), the configuration file (`config`), the history store
+//! (`store`), per-cohort series and their exposition (`series`), the collector's own telemetry
+//! (`telemetry`), the server (`server`: ingest, plans, `/metrics`, reports over HTTP) and
+//! regional reports (`reports`). Alerts are tracked in the issues.
 
 pub mod clock;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod reports;
 pub mod series;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -318,6 +318,45 @@ fn html_renders_in_chromium_without_requests_or_console_errors() {
     eprintln!("screenshots and PDFs in {}", out.display());
 }
 
+/// The store holds each generated agent under the identity of a certificate the seed's own
+/// fleet CA issued (the store takes only verified identities), and a directory that already
+/// holds a CA is refused before anything is written.
+#[test]
+fn seeded_agents_are_the_ones_its_ca_issued() {
+    use stallwatch_collector::pki::Ca;
+    use stallwatch_collector::store::{HistoryStore, SqliteStore};
+    let f = fixture();
+    let ca = Ca::load(&f.dir.join("ca")).expect("the seed's fleet CA");
+    let mut issued: Vec<(String, String, String)> = ca
+        .issued()
+        .unwrap()
+        .agents
+        .into_iter()
+        .map(|a| (a.name, a.region, a.network_type))
+        .collect();
+    let store = SqliteStore::open(f.dir.join("history.db")).unwrap();
+    let mut stored: Vec<(String, String, String)> =
+        store.agents().unwrap().into_iter().map(|a| (a.name, a.region, a.network_type)).collect();
+    let sea = regions().into_iter().find(|r| r.name == "sea").unwrap();
+    let mut generated: Vec<(String, String, String)> = sea
+        .agents
+        .iter()
+        .map(|(name, network)| (name.to_string(), "sea".to_string(), network.to_string()))
+        .collect();
+    for list in [&mut issued, &mut stored, &mut generated] {
+        list.sort();
+    }
+    assert_eq!(issued, generated, "one certificate per generated agent");
+    assert_eq!(stored, generated);
+
+    let other = f.dir.join("has-a-ca");
+    Ca::init(&other.join("ca"), time::OffsetDateTime::UNIX_EPOCH, false).unwrap();
+    let options = SeedOptions { scenario: f.scenario.clone(), regions: vec!["sea".into()] };
+    let refused = seed::seed(&other, &options, |_| {}).unwrap_err();
+    assert!(matches!(refused, seed::SeedError::Exists(ref p) if p.ends_with("ca")), "{refused}");
+    assert!(!other.join("history.db").exists() && !other.join("collector.toml").exists());
+}
+
 #[test]
 fn command_line_writes_reports_and_names_bad_input() {
     let f = fixture();

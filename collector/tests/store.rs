@@ -9,8 +9,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use stallwatch_collector::pki::{AgentIdentity, Ca, VerifiedAgent};
 use stallwatch_collector::store::{
-    CohortFilter, HistoryStore, IngestItem, MINUTE_MS, Outcome, SqliteStore, report_digest,
+    CohortFilter, HistoryStore, IngestItem, MINUTE_MS, Outcome, Resolution, SqliteStore,
+    report_digest,
 };
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
@@ -65,25 +67,33 @@ fn report(agent: &str, seq: u64) -> DecodedReport {
 #[test]
 fn store_crash_child() {
     let Some(path) = std::env::var_os(CHILD_ENV) else { return };
-    let mut store = SqliteStore::open(PathBuf::from(path)).unwrap();
+    let path = PathBuf::from(path);
+    let now = time::OffsetDateTime::from_unix_timestamp((T0 / 1000) as i64).unwrap();
+    let ca = Ca::init(&path.with_extension("ca"), now, true).unwrap();
+    let verified: Vec<VerifiedAgent> = AGENTS
+        .iter()
+        .map(|a| {
+            let identity = AgentIdentity::new(*a, "eu", "wifi").unwrap();
+            VerifiedAgent::issue_and_verify(&ca, &identity, now).unwrap()
+        })
+        .collect();
+    let mut store = SqliteStore::open(&path).unwrap();
     let mut out = std::io::stdout().lock();
     let mut first = 0;
     while first < CHILD_MAX_SEQ {
-        let reports: Vec<(&str, DecodedReport)> = (first..first + SEQS_PER_BATCH)
-            .flat_map(|seq| AGENTS.iter().map(move |a| (*a, report(a, seq))))
+        let reports: Vec<(usize, DecodedReport)> = (first..first + SEQS_PER_BATCH)
+            .flat_map(|seq| AGENTS.iter().enumerate().map(move |(i, a)| (i, report(a, seq))))
             .collect();
         let items: Vec<IngestItem<'_>> = reports
             .iter()
             .map(|(agent, r)| IngestItem {
-                agent,
-                region: "eu",
-                network_type: "wifi",
+                agent: &verified[*agent],
                 report: r,
                 received_unix_ms: T0 + 1_000_000,
                 digest: report_digest(&encode_report(&r.report)),
             })
             .collect();
-        let outcomes = store.commit_batch(&items).unwrap();
+        let outcomes = store.commit(&items).unwrap().outcomes;
         for ((agent, r), outcome) in reports.iter().zip(outcomes) {
             let what = match outcome {
                 Outcome::Stored => "stored",
@@ -91,7 +101,7 @@ fn store_crash_child() {
                 Outcome::Rejected(e) => panic!("rejected: {e}"),
                 Outcome::Conflict => panic!("conflict"),
             };
-            writeln!(out, "ack {agent} {} {what}", r.report.seq).unwrap();
+            writeln!(out, "ack {} {} {what}", AGENTS[*agent], r.report.seq).unwrap();
         }
         out.flush().unwrap();
         first += SEQS_PER_BATCH;
@@ -168,8 +178,18 @@ fn store_acknowledged_reports_survive_kill_9() {
     assert!(double.is_empty(), "stored twice across restarts: {double:?}");
 
     let store = SqliteStore::open(&db).unwrap();
+    let ledger = rusqlite::Connection::open(&db).unwrap();
+    let in_ledger = |agent: &str, seq: u64| -> bool {
+        ledger
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM ingest_ledger WHERE agent = ?1 AND seq = ?2)",
+                rusqlite::params![agent, seq as i64],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
     for (agent, seq) in &acked {
-        assert!(store.is_duplicate(agent, *seq).unwrap(), "acknowledged {agent} {seq} was lost");
+        assert!(in_ledger(agent, *seq), "acknowledged {agent} {seq} was lost");
     }
     // The ledger may also hold reports committed just before a kill and never acknowledged;
     // the totals must match exactly the reports in the ledger, each counted once.
@@ -180,7 +200,7 @@ fn store_acknowledged_reports_survive_kill_9() {
     let mut per_agent: BTreeMap<&str, u64> = BTreeMap::new();
     for agent in AGENTS {
         for seq in 0..=max_seq {
-            if store.is_duplicate(agent, seq).unwrap() {
+            if in_ledger(agent, seq) {
                 let r = report(agent, seq);
                 expect_packets += seq + 1;
                 let data = &r.report.series[0].histograms["jitter_us"];
@@ -191,7 +211,7 @@ fn store_acknowledged_reports_survive_kill_9() {
         }
     }
     let (mut packets, mut count, mut sum) = (0, 0, 0);
-    for row in store.minutes(0..u64::MAX, &CohortFilter::default()).unwrap() {
+    for row in store.rows(Resolution::Minute, 0..u64::MAX, &CohortFilter::default()).unwrap() {
         packets += row.counters["packets"];
         let h = &row.histograms["jitter_us"];
         assert_eq!(h.decode().unwrap().len(), h.count);

@@ -74,6 +74,22 @@ pub fn stallwatch_index(value: u64) -> Option<usize> {
     usize::try_from(STALLWATCH_LAYOUT.index_for(value)).ok()
 }
 
+/// The highest value counted at counts-array `index` of stallwatch's layout.
+pub fn stallwatch_highest_equivalent(index: u64) -> u64 {
+    STALLWATCH_LAYOUT.highest_equivalent(index)
+}
+
+/// The largest counts-array index of stallwatch's layout whose values are all at most `value`
+/// ([`SparseHistogram::last_index_at_most`] for that layout).
+pub fn stallwatch_last_index_at_most(value: u64) -> Option<u64> {
+    let index = STALLWATCH_LAYOUT.index_for(value);
+    if STALLWATCH_LAYOUT.highest_equivalent(index) <= value {
+        Some(index)
+    } else {
+        index.checked_sub(1)
+    }
+}
+
 /// Default cap on the compressed size of one histogram.
 pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
 /// Default cap on the inflated (uncompressed V2) size of one histogram.
@@ -458,29 +474,37 @@ pub fn decode(bytes: &[u8], limits: &HdrLimits) -> Result<Histogram<u64>, HdrErr
 pub fn decode_sparse(bytes: &[u8], limits: &HdrLimits) -> Result<SparseHistogram, HdrError> {
     thread_local! {
         static SCRATCH: RefCell<Scratch> = const {
-            RefCell::new((Vec::new(), Vec::new()))
+            RefCell::new(Scratch { inflated: Vec::new(), narrow: Vec::new(), wide: Vec::new() })
         };
     }
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => {
-            let (inflated, buckets) = &mut *scratch;
-            let result = decode_sparse_with(bytes, limits, inflated, buckets);
+            let result = decode_sparse_with(bytes, limits, &mut scratch);
             // Keep ordinary scratch space between calls, not what a huge stored row needed.
-            for cap in [inflated.capacity(), buckets.capacity() * 16] {
-                if cap > SCRATCH_KEEP_BYTES {
-                    *inflated = Vec::new();
-                    *buckets = Vec::new();
-                }
+            if scratch.heap_bytes() > SCRATCH_KEEP_BYTES {
+                *scratch = Scratch::default();
             }
             result
         }
         // Only reachable if decoding re-entered itself; use fresh buffers.
-        Err(_) => decode_sparse_with(bytes, limits, &mut Vec::new(), &mut Vec::new()),
+        Err(_) => decode_sparse_with(bytes, limits, &mut Scratch::default()),
     })
 }
 
-/// The inflated bytes and the parsed non-zero buckets of the histogram being decoded.
-type Scratch = (Vec<u8>, Vec<(u64, u64)>);
+/// The inflated bytes and the parsed non-zero buckets of the histogram being decoded: 32-bit
+/// pairs, or 64-bit ones for the rare histogram whose indexes or counts do not fit.
+#[derive(Default)]
+struct Scratch {
+    inflated: Vec<u8>,
+    narrow: Vec<(u32, u32)>,
+    wide: Vec<(u64, u64)>,
+}
+
+impl Scratch {
+    fn heap_bytes(&self) -> usize {
+        self.inflated.capacity() + self.narrow.capacity() * 8 + self.wide.capacity() * 16
+    }
+}
 
 /// Scratch space [`decode_sparse`] keeps per thread between calls, at most.
 const SCRATCH_KEEP_BYTES: usize = 1 << 20;
@@ -488,9 +512,9 @@ const SCRATCH_KEEP_BYTES: usize = 1 << 20;
 fn decode_sparse_with(
     bytes: &[u8],
     limits: &HdrLimits,
-    inflated: &mut Vec<u8>,
-    buckets: &mut Vec<(u64, u64)>,
+    scratch: &mut Scratch,
 ) -> Result<SparseHistogram, HdrError> {
+    let Scratch { inflated, narrow, wide } = scratch;
     if bytes.len() > limits.max_encoded_bytes {
         return Err(HdrError::EncodedTooLarge { len: bytes.len(), max: limits.max_encoded_bytes });
     }
@@ -508,7 +532,18 @@ fn decode_sparse_with(
     inflate_capped(compressed, limits.max_decoded_bytes, inflated)?;
     check_v2_header(inflated, limits)?;
     let counts = inflated.get(V2_HEADER_LEN..).unwrap_or_default();
-    let (found, slots, total) = parse_counts(counts, buckets)?;
+    // Real histograms always fit 32-bit pairs; parse again into 64-bit ones when one does not.
+    let (buckets, slots, total) = match parse_counts(counts, narrow)? {
+        Some((found, slots, total)) => {
+            // `to_vec` copies in one `memcpy`; `Box::from(&[T])` copies pair by pair.
+            let pairs = narrow.get(..found).unwrap_or_default().to_vec();
+            (Buckets::Narrow(pairs.into_boxed_slice()), slots, total)
+        }
+        None => {
+            let (found, slots, total) = parse_counts(counts, wide)?.unwrap_or_default();
+            (Buckets::new(wide.get(..found).unwrap_or_default()), slots, total)
+        }
+    };
 
     let (sigfigs, low, high) = (
         be_u32(inflated, 12).unwrap_or_default(),
@@ -526,14 +561,7 @@ fn decode_sparse_with(
     if slots > layout.counts_len(high) {
         return Err(HdrError::Counts("more counts than the histogram's value range holds"));
     }
-    Ok(SparseHistogram {
-        low,
-        high,
-        sigfig,
-        layout,
-        buckets: Buckets::new(buckets.get(..found).unwrap_or_default()),
-        total,
-    })
+    Ok(SparseHistogram { low, high, sigfig, layout, buckets, total })
 }
 
 /// A decoded histogram as its non-zero buckets: `(index, count)` pairs in ascending index
@@ -1045,41 +1073,78 @@ fn check_v2_header(inflated: &[u8], limits: &HdrLimits) -> Result<(), HdrError> 
     Ok(())
 }
 
+/// A `(index, count)` pair as [`parse_counts`] stores it: 32-bit ([`Buckets::Narrow`]) or
+/// 64-bit.
+trait Pair: Copy + Default {
+    /// Largest index or count the pair holds.
+    const MAX: u64;
+    /// The pair; only called when both fit (or for a zero count, which is overwritten).
+    fn new(index: u64, count: u64) -> Self;
+    fn index(self) -> u64;
+}
+
+impl Pair for (u32, u32) {
+    const MAX: u64 = u32::MAX as u64;
+    #[inline(always)]
+    fn new(index: u64, count: u64) -> Self {
+        (index as u32, count as u32)
+    }
+    fn index(self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
+impl Pair for (u64, u64) {
+    const MAX: u64 = u64::MAX;
+    #[inline(always)]
+    fn new(index: u64, count: u64) -> Self {
+        (index, count)
+    }
+    fn index(self) -> u64 {
+        self.0
+    }
+}
+
 /// Parses the counts varints into `nonzero`, rejecting what `hdrhistogram` would misread: a
 /// truncated varint, or a zero run of `i64::MIN` (its negation overflows). Leaves the
 /// non-zero counts by index in the first entries of `nonzero` and returns how many there are,
 /// the number of slots up to and including the last of them (saturating), what the decoded
 /// counts array must hold, and the total count (saturating, as `hdrhistogram` adds it up).
-fn parse_counts(
+/// `None` when a non-zero count or its index does not fit `P` (never for 64-bit pairs).
+fn parse_counts<P: Pair>(
     mut counts: &[u8],
-    nonzero: &mut Vec<(u64, u64)>,
-) -> Result<(usize, u64, u64), HdrError> {
+    nonzero: &mut Vec<P>,
+) -> Result<Option<(usize, u64, u64)>, HdrError> {
     // At least a byte per count, so never more entries than bytes: every slot is written
     // before it is read. Reused scratch keeps its length between calls, so it is only
     // filled where it grows.
     if nonzero.len() < counts.len() {
-        nonzero.resize(counts.len(), (0, 0));
+        nonzero.resize(counts.len(), P::default());
     }
     let mut state = CountsState { len: 0, index: 0, total: 0 };
     // Nearly every varint of a real histogram is one byte (a count under 64 or a run of
     // under 64 zeros), so take eight at a time while none has its continuation bit set.
     while let Some(word) = counts.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
         if word & 0x8080_8080_8080_8080 == 0 {
-            state.step_eight(word, nonzero);
+            if !state.step_eight(word, nonzero) {
+                return Ok(None);
+            }
             counts = counts.get(8..).unwrap_or_default();
         } else {
-            counts = state.step_varint(counts, nonzero)?;
+            let Some(rest) = state.step_varint(counts, nonzero)? else { return Ok(None) };
+            counts = rest;
         }
     }
     while !counts.is_empty() {
-        counts = state.step_varint(counts, nonzero)?;
+        let Some(rest) = state.step_varint(counts, nonzero)? else { return Ok(None) };
+        counts = rest;
     }
     let CountsState { len, index: _, total } = state;
     let end = len
         .checked_sub(1)
         .and_then(|last| nonzero.get(last))
-        .map_or(0, |&(index, _)| index.saturating_add(1));
-    Ok((len, end, total))
+        .map_or(0, |pair| pair.index().saturating_add(1));
+    Ok(Some((len, end, total)))
 }
 
 /// Where [`parse_counts`] is: non-zero buckets found, the next slot's index, the total count.
@@ -1090,27 +1155,35 @@ struct CountsState {
 }
 
 impl CountsState {
-    /// Reads one varint from the front of `counts` and applies it; returns the rest.
+    /// Reads one varint from the front of `counts` and applies it; returns the rest, or
+    /// `None` if its count does not fit `P`.
     #[inline]
-    fn step_varint<'a>(
+    fn step_varint<'a, P: Pair>(
         &mut self,
         counts: &'a [u8],
-        nonzero: &mut [(u64, u64)],
-    ) -> Result<&'a [u8], HdrError> {
+        nonzero: &mut [P],
+    ) -> Result<Option<&'a [u8]>, HdrError> {
         let (value, used) = read_varint(counts).ok_or(HdrError::Counts("truncated varint"))?;
         if value == u64::MAX {
             // Zig-zag of u64::MAX is i64::MIN.
             return Err(HdrError::Counts("zero run longer than any histogram"));
         }
+        if value & 1 == 0 && value != 0 && (value >> 1 > P::MAX || self.index > P::MAX) {
+            return Ok(None);
+        }
         self.step(value, nonzero);
-        Ok(counts.get(used..).unwrap_or_default())
+        Ok(Some(counts.get(used..).unwrap_or_default()))
     }
 
     /// Applies eight one-byte varints (the bytes of `word`, none with its continuation bit):
     /// [`CountsState::step`] eight times, with the bounds check and the overflow checks done
-    /// once for the block instead of per varint.
+    /// once for the block instead of per varint. False if an index in it may not fit `P`.
     #[inline(always)]
-    fn step_eight(&mut self, word: u64, nonzero: &mut [(u64, u64)]) {
+    fn step_eight<P: Pair>(&mut self, word: u64, nonzero: &mut [P]) -> bool {
+        // A block advances the index by at most 8 * 64, and its counts are under 64.
+        if self.index > P::MAX - 512 {
+            return false;
+        }
         // Eight bytes remain and each earlier byte made at most one entry, so the block's
         // eight slots exist; an index near overflow (after a huge zero run) takes the slow way.
         let slots =
@@ -1119,7 +1192,7 @@ impl CountsState {
             for k in 0..8 {
                 self.step((word >> (8 * k)) & 0x7f, nonzero);
             }
-            return;
+            return true;
         };
         let (mut at, mut index, mut total) = (0usize, self.index, 0u64);
         for k in 0..8 {
@@ -1127,7 +1200,7 @@ impl CountsState {
             let (half, odd) = (value >> 1, value & 1);
             // Even: a count of `half`; odd: a run of `half + 1` zeros (see `step`).
             let count = half & odd.wrapping_sub(1);
-            slots[at & 7] = (index, count);
+            slots[at & 7] = P::new(index, count);
             at += usize::from(count != 0);
             total += count;
             index += (half & 0u64.wrapping_sub(odd)) + 1;
@@ -1135,19 +1208,20 @@ impl CountsState {
         self.len += at;
         self.index = index;
         self.total = self.total.saturating_add(total);
+        true
     }
 
     /// Applies one zig-zag value: even, a count of `value / 2` at the current slot; odd, a
     /// run of `value / 2 + 1` zero counts. Written without data-dependent branches (counts
     /// and zero runs alternate at random in real data, so a branch would mispredict often).
     #[inline(always)]
-    fn step(&mut self, value: u64, nonzero: &mut [(u64, u64)]) {
+    fn step<P: Pair>(&mut self, value: u64, nonzero: &mut [P]) {
         let half = value >> 1;
         let is_run = value & 1 == 1;
         let count = std::hint::select_unpredictable(is_run, 0, half);
         let advance = std::hint::select_unpredictable(is_run, half.saturating_add(1), 1);
         if let Some(slot) = nonzero.get_mut(self.len) {
-            *slot = (self.index, count);
+            *slot = P::new(self.index, count);
         }
         self.len += usize::from(count != 0);
         self.total = self.total.saturating_add(count);
@@ -1224,6 +1298,23 @@ mod tests {
         let mut out = Vec::new();
         super::inflate_capped(encoded.get(super::COMPRESSED_PREFIX_LEN..)?, max, &mut out).ok()?;
         Some(out)
+    }
+
+    #[test]
+    fn counts_beyond_32_bits_decode_into_wide_pairs_with_the_same_result() {
+        let mut h = new_histogram();
+        h.record_n(3, 7).unwrap();
+        h.record_n(40_000, 5_000_000_000).unwrap();
+        h.record_n(900_000, 2).unwrap();
+        let sparse = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+        assert_eq!(sparse.heap_bytes(), 3 * 16, "wide pairs");
+        assert_eq!(sparse.len(), 5_000_000_009);
+        assert_eq!(sparse.to_histogram().unwrap(), h);
+        h.reset();
+        h.record_n(40_000, u64::from(u32::MAX)).unwrap();
+        let sparse = decode_sparse(&encode(&h), &HdrLimits::default()).unwrap();
+        assert_eq!(sparse.heap_bytes(), 8, "a count of u32::MAX still fits a narrow pair");
+        assert_eq!(sparse.to_histogram().unwrap(), h);
     }
 
     #[test]

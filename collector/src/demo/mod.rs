@@ -15,7 +15,7 @@ use stallwatch_proto::duration::{format_duration, parse_duration};
 use tracing::{info, warn};
 
 use crate::clock;
-use crate::series::{CohortKey, SeriesStore};
+use crate::series::{Cohort, SeriesStore};
 use fleet::{FleetAgent, FleetSpec, RELAY_NAME, free_relay_port, write_fleet};
 
 /// `demo` arguments.
@@ -136,12 +136,12 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
         Some(d) => println!("running for {}; Ctrl-C stops earlier", format_duration(d)),
         None => println!("Ctrl-C stops the demo"),
     }
-    let expected: Vec<CohortKey> = spec
+    let expected: Vec<Cohort> = spec
         .agents
         .iter()
         .flat_map(|a| {
             ["quic-stream", "quic-datagram", "udp"]
-                .map(|t| CohortKey::new(&a.region, &a.network_type, t, RELAY_NAME))
+                .map(|t| Cohort::new(&a.region, &a.network_type, t, RELAY_NAME))
         })
         .collect();
     let started = clock::monotonic();
@@ -207,9 +207,9 @@ async fn stop_agents(agents: &mut [AgentProcess]) {
 }
 
 /// One line per cohort: what a viewer felt so far.
-fn print_summary(series: &SeriesStore, expected: &[CohortKey], elapsed: Duration) {
+fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
     let cohorts = series.read();
-    let mut keys: Vec<&CohortKey> = cohorts.keys().collect();
+    let mut keys: Vec<&Cohort> = cohorts.keys().collect();
     for key in expected {
         if !keys.contains(&key) {
             keys.push(key);

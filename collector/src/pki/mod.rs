@@ -28,6 +28,7 @@ mod error;
 mod files;
 mod identity;
 mod lists;
+pub(crate) mod verified;
 
 use std::net::IpAddr;
 
@@ -47,6 +48,7 @@ pub use identity::{
     validate_agent_name, validate_network_type, validate_region,
 };
 pub use lists::{IssuedAgent, IssuedList, RevocationList, RevokedSerial};
+pub use verified::VerifiedAgent;
 
 /// What a certificate says, for logs and checks (e.g. why ingest refused an agent).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -269,12 +269,13 @@ fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `seed-history` flags.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Writes DIR/history.db, DIR/incidents.json and DIR/collector.toml; then:\n  \
+    after_help = "Writes DIR/ca/ (the fleet CA that issues the agents' certificates), DIR/history.db,\n\
+    DIR/incidents.json and DIR/collector.toml; then:\n  \
     stallwatch-collector report --config DIR/collector.toml --region sea --period 7d --out sea.html\n\n\
     The same seed, days, interval and end give the same history."
 )]
 pub struct SeedArgs {
-    /// Directory to write into (created; must not hold a history.db yet).
+    /// Directory to write into (created; must not hold a history.db or ca/ yet).
     #[arg(long, value_name = "DIR", env = "STALLWATCH_SEED_DIR")]
     pub dir: PathBuf,
     /// Days of history.
@@ -331,6 +332,7 @@ pub fn seed_main(args: SeedArgs) -> ExitCode {
     match result {
         Ok(done) => {
             println!("config    {}", done.config.display());
+            println!("ca        {}", done.ca.display());
             println!("store     {}", done.store.display());
             println!("incidents {}", done.incidents.display());
             println!("{} reports from {} days", done.reports, args.days);

@@ -2,39 +2,14 @@
 //! histogram in the catalogue, and every counter, in fixed-size arrays; plus each histogram's
 //! sparse native buckets (a short run of counts on the heap). Never an HDR histogram.
 
-use stallwatch_proto::hdr::SparseHistogram;
+use stallwatch_proto::hdr;
+
+use crate::store::HistogramCounts;
 
 use super::catalogue::{
     BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
 };
 use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
-
-/// The labels every stallwatch series carries. `region` and `network_type` come from the
-/// agent's certificate, `transport` and `target` from the report series' labels. There is
-/// no agent label: a cohort merges every agent that shares these four.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CohortKey {
-    /// Agent region, from its certificate.
-    pub region: String,
-    /// Agent network type, from its certificate.
-    pub network_type: String,
-    /// Transport (`quic-stream`, `quic-datagram`, `udp`), from the series labels.
-    pub transport: String,
-    /// Relay or endpoint name, from the series labels.
-    pub target: String,
-}
-
-impl CohortKey {
-    /// A key from its four label values.
-    pub fn new(region: &str, network_type: &str, transport: &str, target: &str) -> Self {
-        CohortKey {
-            region: region.to_owned(),
-            network_type: network_type.to_owned(),
-            transport: transport.to_owned(),
-            target: target.to_owned(),
-        }
-    }
-}
 
 /// Cumulative state of one cohort: `size_of::<CohortState>()` (about 2.6 KiB, fixed by the
 /// catalogue) plus each histogram's native bucket run (at most about 2.3 KiB each, a few
@@ -75,7 +50,8 @@ impl CohortState {
         self.counters[index]
     }
 
-    /// Adds an interval histogram whose exact sum (recorded unit) is `sum`.
+    /// Adds a histogram (the merged reports of a batch, or stored history) with its exact sum
+    /// (recorded unit); its count is the HDR total.
     ///
     /// Each recorded HDR bucket goes, whole, into the first classic bucket whose upper bound
     /// is at least the HDR bucket's *highest equivalent value*. HDR keeps 3 significant
@@ -85,7 +61,7 @@ impl CohortState {
     ///
     /// One pass over the histogram's non-zero buckets fills both the classic and the native
     /// buckets.
-    pub(crate) fn add_histogram(&mut self, index: usize, h: &SparseHistogram, sum: u64) {
+    pub(crate) fn add_histogram(&mut self, index: usize, h: &HistogramCounts) {
         let family = HISTOGRAMS[index].family();
         let bounds = family.bounds;
         let divisor = family.unit.divisor();
@@ -96,7 +72,7 @@ impl CohortState {
         // classic bucket `b` (by its highest equivalent value), computed once per bound.
         let classic_limit = |b: usize| -> Option<u64> {
             match bounds.get(b) {
-                Some(&bound) => h.last_index_at_most(bound),
+                Some(&bound) => hdr::stallwatch_last_index_at_most(bound),
                 None => Some(u64::MAX),
             }
         };
@@ -105,7 +81,8 @@ impl CohortState {
         // Native bucket being filled, what it holds so far, and the last HDR index it takes.
         let mut run: Option<(i32, u64)> = None;
         let mut run_limit = 0u64;
-        for (hdr_index, count) in h.raw_buckets() {
+        let nonzero = (0u64..).zip(h.counts()).filter(|&(_, &count)| count != 0);
+        for (hdr_index, &count) in nonzero {
             while limit.is_none_or(|l| hdr_index > l) {
                 b += 1;
                 limit = classic_limit(b);
@@ -122,11 +99,11 @@ impl CohortState {
                     if let Some((at, n)) = run {
                         native.add(at, n);
                     }
-                    let highest = h.highest_at(hdr_index);
+                    let highest = hdr::stallwatch_highest_equivalent(hdr_index);
                     let k = bucket_index(highest as f64 / divisor);
                     run = Some((k, count));
                     run_limit = native_threshold(k, divisor)
-                        .and_then(|top| h.last_index_at_most(top))
+                        .and_then(hdr::stallwatch_last_index_at_most)
                         .unwrap_or(hdr_index)
                         .max(hdr_index);
                 }
@@ -135,8 +112,8 @@ impl CohortState {
         if let Some((at, n)) = run {
             native.add(at, n);
         }
-        self.counts[index] = self.counts[index].saturating_add(h.len());
-        self.sums[index] = self.sums[index].saturating_add(sum);
+        self.counts[index] = self.counts[index].saturating_add(h.total());
+        self.sums[index] = self.sums[index].saturating_add(h.sum());
     }
 
     /// Heap bytes held by the native buckets.
@@ -292,8 +269,9 @@ mod tests {
                     h.record(x % (1 << (x % top_bits + 1))).unwrap();
                 }
                 let sparse = hdr::decode_sparse(&hdr::encode(&h), &HdrLimits::default()).unwrap();
+                let counts = HistogramCounts::stored("t", &sparse, 7, sparse.len()).unwrap();
                 let mut state = CohortState::default();
-                state.add_histogram(index, &sparse, 7);
+                state.add_histogram(index, &counts);
                 let view = state.histogram(index);
                 let (classic, native) = reference(index, &h);
                 assert_eq!(view.bucket_counts(), &classic[..], "{index} {samples} {top_bits}");

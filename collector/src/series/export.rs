@@ -16,8 +16,8 @@ use prometheus_client::registry::Unit;
 use super::catalogue::{
     COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramUnit,
 };
-use super::cohort::CohortKey;
 use super::cohorts::Cohorts;
+use crate::store::Cohort;
 
 /// Exports the shared [`Cohorts`] on every scrape. It holds the read lock only to copy them
 /// (about 1 ms at the series limit), not for the encoding, so folds wait that long at most.
@@ -38,7 +38,7 @@ impl Collector for CohortsCollector {
 
 /// The four cohort labels, then any the metric adds (`phase`, `result`, ...).
 struct CohortLabels<'a> {
-    key: &'a CohortKey,
+    key: &'a Cohort,
     extra: &'a [(&'static str, &'static str)],
 }
 
@@ -174,7 +174,7 @@ fn encode_agents(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt:
     let mut last =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
     for (name, facts) in agents {
-        ConstGauge::new(facts.last_report_ms as f64 / 1e3)
+        ConstGauge::new(facts.last_window_end_ms as f64 / 1e3)
             .encode(last.encode_family(&[("agent", name.as_str())])?)?;
     }
     Ok(())
@@ -233,7 +233,8 @@ pub(crate) fn names_ignored(
     )
 }
 
-/// The store's part of the collector's own metrics; `CollectorMetrics` has the rest.
+/// The series' part of the collector's own metrics; [`Telemetry`](crate::telemetry::Telemetry)
+/// has the rest.
 fn encode_own(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
     for (name, help, value) in own_gauges(cohorts) {
         let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;

@@ -1,13 +1,15 @@
 //! Per-cohort cumulative series and their Prometheus exposition (DESIGN.md section 6).
 //!
 //! Agents send *interval* reports: HDR histograms with exact sums and counts, and counter
-//! increments. [`Cohorts::fold`] adds each one into running per-cohort totals, so everything
-//! exports as Prometheus counters and cumulative histograms, never as snapshots.
+//! increments. The store merges each committed batch per cohort into a [`Delta`], and
+//! [`Cohorts::apply`] adds that into running per-cohort totals (the only way in), so
+//! everything exports as Prometheus counters and cumulative histograms, never as snapshots.
 //!
-//! - **Cohort**: `region` and `network_type` from the agent's certificate (passed in as an
-//!   [`Identity`], never read from the report), `transport` and `target` from the report
-//!   series' labels. No agent label: per-agent facts are `stallwatch_agent_info{agent,
-//!   region,network_type,version}` and `stallwatch_agent_last_report_timestamp_seconds{agent}`.
+//! - **Cohort**: [`Cohort`]: `region` and `network_type` from the agent's verified
+//!   certificate, never read from the report, `transport` and `target` from the report
+//!   series' labels. No agent label: per-agent facts ([`AgentFacts`], from the delta) are
+//!   `stallwatch_agent_info{agent,region,network_type,version}` and
+//!   `stallwatch_agent_last_report_timestamp_seconds{agent}`.
 //! - **Histograms**: one fixed classic bucket layout per metric ([`catalogue`]). A cohort keeps
 //!   bucket counts, the exact sum and the count per histogram in fixed arrays (about 2 KiB for
 //!   the whole cohort), not HDR histograms. HDR counts are distributed exactly: each recorded
@@ -27,13 +29,14 @@
 //!   [`SeriesLimits::max_series`] (default 50k: 1,136 cohorts) is dropped and counted.
 //!
 //! - **Native histograms**: each histogram also keeps sparse exponential buckets (schema 3,
-//!   factor 2^(1/8); see [`native`]) filled exactly from the HDR buckets at fold time, and
+//!   factor 2^(1/8); see [`native`]) filled exactly from the HDR buckets when a delta is applied, and
 //!   exported only in the protobuf exposition, beside the classic buckets.
-//! - **Restore**: after a restart, [`SeriesStore::restore_row`] adds the history store's
-//!   minute and hour rows back exactly as folding their reports did, and
-//!   [`SeriesStore::restore_agent`] seeds the per-agent facts.
+//! - **Restore**: after a restart, the store replays its history as deltas
+//!   ([`HistoryStore::replay`](crate::store::HistoryStore::replay)), which
+//!   [`SeriesStore::apply`] adds exactly as the committed batches were added.
 //!
-//! Exposition: [`SeriesStore::render`] in the [`Exposition`] that [`negotiate`] picks from the
+//! Exposition: [`SeriesStore::render`] (with the collector's own [`Telemetry`]) in the
+//! [`Exposition`] that [`negotiate`] picks from the
 //! scrape's `Accept` header: OpenMetrics 1.0 text ([`OPENMETRICS_CONTENT_TYPE`]), the
 //! Prometheus 0.0.4 text format ([`PROMETHEUS_TEXT_CONTENT_TYPE`], also the default), or
 //! Prometheus protobuf with native histograms ([`PROTOBUF_CONTENT_TYPE`]), which Prometheus
@@ -45,7 +48,6 @@ mod cohort;
 mod cohorts;
 mod export;
 mod exposition;
-mod metrics;
 pub mod native;
 mod protobuf;
 #[cfg(test)]
@@ -55,35 +57,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use prometheus_client::registry::Registry;
-use stallwatch_proto::report::DecodedReport;
 
 pub use catalogue::SERIES_PER_COHORT;
-pub use cohort::{CohortKey, HistogramView};
-pub use cohorts::{
-    AgentFacts, Cohorts, DEFAULT_MAX_AGENTS, DEFAULT_MAX_SERIES, FoldSummary, Identity,
-    RestoreError, SeriesLimits,
-};
+pub use cohort::HistogramView;
+pub use cohorts::{Cohorts, DEFAULT_MAX_AGENTS, DEFAULT_MAX_SERIES, FoldSummary, SeriesLimits};
 pub use exposition::{
     Exposition, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
     negotiate,
 };
-pub use metrics::{CollectorMetrics, INGEST_DURATION_BOUNDS};
 pub use native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD, NativeBuckets};
 
-use crate::store::{AgentRow, BatchDelta, CohortRow};
+use crate::store::Delta;
+#[doc(no_inline)]
+pub use crate::store::{AgentFacts, Cohort};
+use crate::telemetry::{Telemetry, TelemetryCollector};
 use export::CohortsCollector;
-use metrics::OwnMetricsCollector;
 
-/// The shared, thread-safe series: [`Cohorts`] behind a lock, the collector's own metrics,
-/// and the registry that exports both.
+/// The shared, thread-safe series: [`Cohorts`] behind a lock.
 ///
-/// Folding takes the write lock; rendering holds the read lock only while it copies the
-/// cohorts, then encodes the copy.
+/// Applying a delta takes the write lock; rendering holds the read lock only while it copies
+/// the cohorts, then encodes the copy.
 #[derive(Debug)]
 pub struct SeriesStore {
     cohorts: Arc<RwLock<Cohorts>>,
-    metrics: CollectorMetrics,
-    registry: Registry,
     /// Length of the last text exposition, to size the next one's buffer in one allocation.
     last_len: AtomicUsize,
     /// The same for the protobuf exposition.
@@ -99,54 +95,16 @@ impl Default for SeriesStore {
 impl SeriesStore {
     /// An empty store.
     pub fn new(limits: SeriesLimits) -> Self {
-        let cohorts = Arc::new(RwLock::new(Cohorts::new(limits)));
-        let metrics = CollectorMetrics::default();
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(OwnMetricsCollector { metrics: metrics.clone() }));
-        registry.register_collector(Box::new(CohortsCollector { cohorts: cohorts.clone() }));
         SeriesStore {
-            cohorts,
-            metrics,
-            registry,
+            cohorts: Arc::new(RwLock::new(Cohorts::new(limits))),
             last_len: AtomicUsize::new(0),
             last_protobuf_len: AtomicUsize::new(0),
         }
     }
 
-    /// Adds an interval report; see [`Cohorts::fold`].
-    pub fn fold(&self, identity: Identity<'_>, decoded: &DecodedReport) -> FoldSummary {
-        self.cohorts.write().unwrap_or_else(PoisonError::into_inner).fold(identity, decoded)
-    }
-
-    /// Folds one committed batch: [`Cohorts::note_report`] of each stored report, then
-    /// [`Cohorts::add_delta`] of what the batch added, under one lock. The same series as
-    /// [`SeriesStore::fold`] of each report, for much less work (see `note_report`).
-    pub fn fold_committed<'a>(
-        &self,
-        reports: impl IntoIterator<Item = (Identity<'a>, &'a DecodedReport)>,
-        delta: &BatchDelta,
-    ) -> FoldSummary {
-        let mut cohorts = self.cohorts.write().unwrap_or_else(PoisonError::into_inner);
-        let mut summary = FoldSummary::default();
-        for (identity, report) in reports {
-            summary.add(&cohorts.note_report(identity, report));
-        }
-        cohorts.add_delta(delta);
-        summary
-    }
-
-    /// Adds one history row back after a restart; see [`Cohorts::restore_row`]. The row's
-    /// histograms are decoded before the write lock is taken.
-    pub fn restore_row(&self, row: &CohortRow) -> Result<FoldSummary, RestoreError> {
-        let decoded = cohorts::decode_row(row)?;
-        let mut cohorts = self.cohorts.write().unwrap_or_else(PoisonError::into_inner);
-        Ok(cohorts.restore_decoded(row, &decoded))
-    }
-
-    /// Seeds one agent's facts from the history store's registry; see
-    /// [`Cohorts::restore_agent`]. False if it was new and over the agent limit.
-    pub fn restore_agent(&self, row: &AgentRow) -> bool {
-        self.cohorts.write().unwrap_or_else(PoisonError::into_inner).restore_agent(row)
+    /// Adds a delta the store made; see [`Cohorts::apply`].
+    pub fn apply(&self, delta: &Delta) -> FoldSummary {
+        self.cohorts.write().unwrap_or_else(PoisonError::into_inner).apply(delta)
     }
 
     /// The cohorts, read-locked (for summaries and tests; do not hold it long).
@@ -154,34 +112,30 @@ impl SeriesStore {
         self.cohorts.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hooks for ingest to count reports and time them.
-    pub fn metrics(&self) -> &CollectorMetrics {
-        &self.metrics
-    }
-
-    /// Everything, in `format`; answer with `format.content_type()`.
-    pub fn render(&self, format: Exposition) -> Vec<u8> {
+    /// The series and the collector's own `telemetry`, in `format`; answer with
+    /// `format.content_type()`.
+    pub fn render(&self, format: Exposition, telemetry: &Telemetry) -> Vec<u8> {
         match format {
-            Exposition::OpenMetrics => self.render_text().into_bytes(),
-            Exposition::PrometheusText => self.render_prometheus_text().into_bytes(),
-            Exposition::Protobuf => self.render_protobuf(),
+            Exposition::OpenMetrics => self.render_text(telemetry).into_bytes(),
+            Exposition::PrometheusText => self.render_prometheus_text(telemetry).into_bytes(),
+            Exposition::Protobuf => self.render_protobuf(telemetry),
         }
     }
 
     /// Everything, as OpenMetrics text ending in `# EOF` ([`OPENMETRICS_CONTENT_TYPE`]).
-    pub fn render_text(&self) -> String {
-        self.render_with(prometheus_client::encoding::text::encode)
+    pub fn render_text(&self, telemetry: &Telemetry) -> String {
+        self.render_with(telemetry, prometheus_client::encoding::text::encode)
     }
 
     /// Everything, as Prometheus text format 0.0.4 ([`PROMETHEUS_TEXT_CONTENT_TYPE`]).
-    pub fn render_prometheus_text(&self) -> String {
-        self.render_with(prometheus_client::encoding::prometheus_text::encode)
+    pub fn render_prometheus_text(&self, telemetry: &Telemetry) -> String {
+        self.render_with(telemetry, prometheus_client::encoding::prometheus_text::encode)
     }
 
     /// Everything, as length-delimited Prometheus protobuf with native histograms
     /// ([`PROTOBUF_CONTENT_TYPE`]). Holds the read lock only to copy the cohorts.
-    pub fn render_protobuf(&self) -> Vec<u8> {
-        let own = self.metrics.totals();
+    pub fn render_protobuf(&self, telemetry: &Telemetry) -> Vec<u8> {
+        let own = telemetry.totals();
         let cohorts = self.read().clone();
         let hint = self.last_protobuf_len.load(Ordering::Relaxed);
         let out = protobuf::encode(&cohorts, &own, hint + hint / 8);
@@ -191,11 +145,16 @@ impl SeriesStore {
 
     fn render_with(
         &self,
+        telemetry: &Telemetry,
         encode: impl FnOnce(&mut String, &Registry) -> std::fmt::Result,
     ) -> String {
+        // Two collectors behind shared handles: building the registry per render is cheap.
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(TelemetryCollector { telemetry: telemetry.clone() }));
+        registry.register_collector(Box::new(CohortsCollector { cohorts: self.cohorts.clone() }));
         let hint = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity(hint + hint / 8);
-        encode(&mut out, &self.registry).expect("encoding into a String cannot fail");
+        encode(&mut out, &registry).expect("encoding into a String cannot fail");
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }

@@ -9,9 +9,9 @@
 //! It costs at most 8 buckets per doubling: a delay histogram spanning 100 µs to 60 ms uses
 //! about 74, and the whole HDR range (1 µs to 2^36 µs, or 1 to 2^36 packets) at most 290.
 //!
-//! Counts are added at fold time from the HDR histogram, one recorded HDR bucket at a time,
-//! by its *highest equivalent value* converted to the base unit: the rule the classic buckets
-//! follow. HDR buckets are at most 1/1024 of their value wide, so only an HDR bucket that
+//! Counts are added when a delta is applied, from the HDR counts, one recorded HDR bucket at
+//! a time, by its *highest equivalent value* converted to the base unit: the rule the classic
+//! buckets follow. HDR buckets are at most 1/1024 of their value wide, so only an HDR bucket that
 //! straddles a native bound can land one native bucket up, never down. Because placement is
 //! per HDR bucket, adding merged histograms gives the same buckets as adding their parts.
 

@@ -13,13 +13,14 @@
 use super::catalogue::{
     COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramFamily,
 };
-use super::cohort::{CohortKey, HistogramView};
+use super::cohort::HistogramView;
 use super::cohorts::Cohorts;
 use super::export::{AGENT_INFO, LAST_REPORT, names_ignored, own_counters, own_gauges};
-use super::metrics::{
+use super::native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
+use crate::store::Cohort;
+use crate::telemetry::{
     ACCEPTED, BACKFILLED, INGEST_DURATION, INGEST_DURATION_BOUNDS, OwnTotals, REJECTED,
 };
-use super::native::{NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
 
 /// `MetricType` values.
 const COUNTER: u64 = 0;
@@ -95,7 +96,7 @@ fn label(buf: &mut Vec<u8>, name: &str, value: &str) {
     });
 }
 
-fn cohort_labels(buf: &mut Vec<u8>, key: &CohortKey, extra: &[(&str, &str)]) {
+fn cohort_labels(buf: &mut Vec<u8>, key: &Cohort, extra: &[(&str, &str)]) {
     label(buf, "region", &key.region);
     label(buf, "network_type", &key.network_type);
     label(buf, "transport", &key.transport);
@@ -320,7 +321,7 @@ fn encode_agents(out: &mut Vec<u8>, cohorts: &Cohorts) {
             .map(|(agent, facts)| {
                 metric(f, |m| {
                     label(m, "agent", agent);
-                    gauge(m, facts.last_report_ms as f64 / 1e3);
+                    gauge(m, facts.last_window_end_ms as f64 / 1e3);
                 })
             })
             .sum()

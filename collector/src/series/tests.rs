@@ -11,9 +11,54 @@ use super::catalogue::{
 };
 use super::cohort::CohortState;
 use super::*;
+use crate::store::{Delta, HistoryStore, IngestItem, Outcome, SqliteStore};
 
-const FRA_4G: Identity<'static> = Identity { region: "eu-fra", network_type: "4g" };
-const SEA_WIFI: Identity<'static> = Identity { region: "us-sea", network_type: "wifi" };
+/// An agent's certificate region and network type.
+type Who = (&'static str, &'static str);
+const FRA_4G: Who = ("eu-fra", "4g");
+const SEA_WIFI: Who = ("us-sea", "wifi");
+
+/// The production path in miniature: each report is committed to a history store of its own
+/// (with a fresh sequence number, received in call order, from an agent with a verified
+/// certificate), and the series get the committed delta.
+struct Ingest {
+    dir: std::path::PathBuf,
+    store: SqliteStore,
+    received: u64,
+}
+
+impl Ingest {
+    fn new() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("stallwatch-series-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(dir.join("history.sqlite")).unwrap();
+        Ingest { dir, store, received: 1_700_000_000_000 }
+    }
+
+    /// Commits `report` from agent `report.agent` of `who`; the delta.
+    fn delta(&mut self, who: Who, report: &DecodedReport) -> Delta {
+        let mut report = report.clone();
+        self.received += 1;
+        report.report.seq = self.received;
+        let agent = crate::pki::verified::test_agent(&report.report.agent, who.0, who.1);
+        let digest = crate::store::report_digest(&encode_report(&report.report));
+        let item = IngestItem { agent, report: &report, received_unix_ms: self.received, digest };
+        let committed = self.store.commit(&[item]).unwrap();
+        assert_eq!(committed.outcomes, [Outcome::Stored]);
+        committed.delta
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
 
 fn hist(values: &[u64]) -> Histogram<u64> {
     let mut h = hdr::new_histogram();
@@ -64,8 +109,8 @@ fn report(agent: &str, window_end_ms: u64, series: Vec<Series>) -> DecodedReport
     decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
 }
 
-fn key(region: &str, network_type: &str, transport: &str, target: &str) -> CohortKey {
-    CohortKey::new(region, network_type, transport, target)
+fn key(region: &str, network_type: &str, transport: &str, target: &str) -> Cohort {
+    Cohort::new(region, network_type, transport, target)
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so tests need no `rand`.
@@ -138,6 +183,7 @@ fn series_state_is_small_and_fixed() {
 
 #[test]
 fn series_values_land_in_known_buckets_with_exact_sums_and_counts() {
+    let mut ingest = Ingest::new();
     // jitter bounds, µs: 1000 2000 5000 10000 20000 30000 50000 75000 100000 200000 500000
     // 1000000 2000000 5000000, then +Inf.
     let values = [
@@ -151,10 +197,10 @@ fn series_values_land_in_known_buckets_with_exact_sums_and_counts() {
         9_000_000, // +Inf
     ];
     let mut cohorts = Cohorts::default();
-    let summary = cohorts.fold(
+    let summary = cohorts.apply(&ingest.delta(
         FRA_4G,
         &report("a1", 1_000, vec![series("udp", "relay-1", &[], &[("jitter_us", &values)])]),
-    );
+    ));
     assert_eq!(summary.series_folded, 1);
     let h = cohorts.histogram(&key("eu-fra", "4g", "udp", "relay-1"), "jitter_us").unwrap();
     let mut expected = [0u64; DELAY_BOUNDS_US.len() + 1];
@@ -169,13 +215,16 @@ fn series_values_land_in_known_buckets_with_exact_sums_and_counts() {
 
 #[test]
 fn series_buckets_follow_the_highest_equivalent_rule_for_any_value() {
+    let mut ingest = Ingest::new();
     let mut rng = Rng(7);
     let values: Vec<u64> = (0..20_000).map(|_| rng.log_uniform(1.0, 3e8)).collect();
     let h = hist(&values);
     let mut cohorts = Cohorts::default();
     for name in ["jitter_us", "first_frame_us", "stall_duration_us", "burst_length_packets"] {
-        cohorts
-            .fold(FRA_4G, &report("a1", 1_000, vec![series("udp", "r", &[], &[(name, &values)])]));
+        cohorts.apply(&ingest.delta(
+            FRA_4G,
+            &report("a1", 1_000, vec![series("udp", "r", &[], &[(name, &values)])]),
+        ));
         let view = cohorts.histogram(&key("eu-fra", "4g", "udp", "r"), name).unwrap();
         let mut expected = vec![0u64; view.bounds().len() + 1];
         for &v in &values {
@@ -187,6 +236,7 @@ fn series_buckets_follow_the_highest_equivalent_rule_for_any_value() {
 
 #[test]
 fn series_accumulate_across_folds_and_merge_agents_and_probes() {
+    let mut ingest = Ingest::new();
     let mut cohorts = Cohorts::default();
     let one = |jitter: &[u64], lost: u64| {
         series(
@@ -196,13 +246,14 @@ fn series_accumulate_across_folds_and_merge_agents_and_probes() {
             &[("jitter_us", jitter)],
         )
     };
-    cohorts.fold(FRA_4G, &report("a1", 10_000, vec![one(&[1_500, 3_000], 2)]));
+    cohorts.apply(&ingest.delta(FRA_4G, &report("a1", 10_000, vec![one(&[1_500, 3_000], 2)])));
     // Another agent, same certificate cohort: merged, no agent label.
     let mut other_probe = one(&[700], 5);
     other_probe.labels.insert("probe".into(), "p2".into());
-    cohorts.fold(FRA_4G, &report("a2", 20_000, vec![one(&[40_000], 1), other_probe]));
+    cohorts
+        .apply(&ingest.delta(FRA_4G, &report("a2", 20_000, vec![one(&[40_000], 1), other_probe])));
     // Same labels, another region: another cohort.
-    cohorts.fold(SEA_WIFI, &report("a3", 20_000, vec![one(&[9_000], 7)]));
+    cohorts.apply(&ingest.delta(SEA_WIFI, &report("a3", 20_000, vec![one(&[9_000], 7)])));
 
     let fra = key("eu-fra", "4g", "quic-datagram", "relay-fra");
     let h = cohorts.histogram(&fra, "jitter_us").unwrap();
@@ -222,6 +273,7 @@ fn series_accumulate_across_folds_and_merge_agents_and_probes() {
 /// lands within one bucket of the quantile of the merged HDR histograms.
 #[test]
 fn series_quantiles_agree_with_merged_hdr_within_one_bucket() {
+    let mut ingest = Ingest::new();
     let mut rng = Rng(42);
     let mut cohorts = Cohorts::default();
     let names = ["jitter_us", "pdv_us", "first_frame_us", "stall_duration_us"];
@@ -241,14 +293,14 @@ fn series_quantiles_agree_with_merged_hdr_within_one_bucket() {
             }
             let hists: Vec<(&str, &[u64])> =
                 names.iter().zip(&per_agent).map(|(n, v)| (*n, v.as_slice())).collect();
-            cohorts.fold(
+            cohorts.apply(&ingest.delta(
                 FRA_4G,
                 &report(
                     &format!("a{agent}"),
                     10_000 * (window + 1),
                     vec![series("udp", "r", &[], &hists)],
                 ),
-            );
+            ));
         }
     }
     let cohort = key("eu-fra", "4g", "udp", "r");
@@ -277,13 +329,14 @@ fn series_quantiles_agree_with_merged_hdr_within_one_bucket() {
 
 #[test]
 fn series_quantile_interpolates_like_prometheus() {
+    let mut ingest = Ingest::new();
     let mut cohorts = Cohorts::default();
     // Stall bounds (s): 0.5 0.6 1 2 3 5 10 20 60; four stalls in le 1, four in le 2.
     let stalls = [700_000, 800_000, 900_000, 950_000, 1_200_000, 1_500_000, 1_700_000, 1_900_000];
-    cohorts.fold(
+    cohorts.apply(&ingest.delta(
         FRA_4G,
         &report("a1", 1, vec![series("udp", "r", &[], &[("stall_duration_us", &stalls)])]),
-    );
+    ));
     let h = cohorts.histogram(&key("eu-fra", "4g", "udp", "r"), "stall_duration_us").unwrap();
     // rank 4 of 8 is the top of the le=1 bucket; rank 6 is half-way through (1, 2].
     assert_eq!(h.quantile(0.5), Some(1.0));
@@ -291,14 +344,14 @@ fn series_quantile_interpolates_like_prometheus() {
     assert_eq!(h.quantile(1.0), Some(2.0));
     assert_eq!(h.quantile(1.5), None);
     // A rank in the first bucket interpolates from 0; in +Inf it is the highest bound.
-    cohorts.fold(
+    cohorts.apply(&ingest.delta(
         FRA_4G,
         &report(
             "a1",
             2,
             vec![series("udp", "r", &[], &[("reorder_distance_packets", &[1, 1, 5000])])],
         ),
-    );
+    ));
     let h =
         cohorts.histogram(&key("eu-fra", "4g", "udp", "r"), "reorder_distance_packets").unwrap();
     assert_eq!(h.quantile(0.5), Some(0.75));
@@ -309,11 +362,16 @@ fn series_quantile_interpolates_like_prometheus() {
 
 #[test]
 fn series_limit_refuses_new_cohorts_and_counts_them() {
+    let mut ingest = Ingest::new();
     let limits = SeriesLimits { max_series: 2 * SERIES_PER_COHORT + 1, ..Default::default() };
     let store = SeriesStore::new(limits);
-    let fold = |target: &str| {
-        store.fold(FRA_4G, &report("a1", 1, vec![series("udp", target, &[("stalls", 1)], &[])]))
-    };
+    let mut fold =
+        |target: &str| {
+            store.apply(&ingest.delta(
+                FRA_4G,
+                &report("a1", 1, vec![series("udp", target, &[("stalls", 1)], &[])]),
+            ))
+        };
     assert_eq!(fold("t1").cohorts_created, 1);
     assert_eq!(fold("t2").cohorts_created, 1);
     let refused = fold("t3");
@@ -326,7 +384,7 @@ fn series_limit_refuses_new_cohorts_and_counts_them() {
     assert_eq!(cohorts.counter(&key("eu-fra", "4g", "udp", "t1"), "stalls"), Some(2));
     assert_eq!(cohorts.totals().cohorts_refused, 2);
     drop(cohorts);
-    let text = store.render_text();
+    let text = store.render_text(&Telemetry::default());
     assert!(text.contains("stallwatch_collector_cohorts_refused_total 2\n"), "{text}");
     assert!(text.contains(&format!("stallwatch_collector_series {}\n", 2 * SERIES_PER_COHORT)));
     assert!(!text.contains("target=\"t3\""));
@@ -335,17 +393,18 @@ fn series_limit_refuses_new_cohorts_and_counts_them() {
 
 #[test]
 fn series_without_cohort_labels_and_unknown_names_are_ignored_and_counted() {
+    let mut ingest = Ingest::new();
     let mut cohorts = Cohorts::default();
     let mut odd = series("udp", "r", &[("stalls", 1), ("warp_factor", 9)], &[("jitter_us", &[10])]);
     odd.histograms.insert("mystery_us".into(), HistogramData::from_histogram(&hist(&[5]), 5));
-    let summary = cohorts.fold(
+    let summary = cohorts.apply(&ingest.delta(
         FRA_4G,
         &report(
             "a1",
             1,
             vec![odd, series("", "r", &[("stalls", 1)], &[]), series("udp", "", &[], &[])],
         ),
-    );
+    ));
     assert_eq!(summary.series_folded, 1);
     assert_eq!(summary.series_missing_labels, 2);
     assert_eq!((summary.unknown_counters, summary.unknown_histograms), (1, 1));
@@ -355,24 +414,26 @@ fn series_without_cohort_labels_and_unknown_names_are_ignored_and_counted() {
 
 #[test]
 fn series_agent_facts_come_from_the_certificate_and_keep_the_newest_window() {
+    let mut ingest = Ingest::new();
     let mut cohorts = Cohorts::new(SeriesLimits { max_agents: 2, ..Default::default() });
-    cohorts.fold(FRA_4G, &report("a1", 50_000, vec![]));
+    cohorts.apply(&ingest.delta(FRA_4G, &report("a1", 50_000, vec![])));
     let mut later = report("a1", 40_000, vec![]);
     later.report.agent_version = "0.2.0".into();
-    cohorts.fold(SEA_WIFI, &later);
+    cohorts.apply(&ingest.delta(SEA_WIFI, &later));
     let a1 = &cohorts.agents()["a1"];
     assert_eq!((a1.region.as_str(), a1.network_type.as_str()), ("us-sea", "wifi"));
     assert_eq!(a1.version, "0.2.0");
-    assert_eq!(a1.last_report_ms, 50_000, "a backfilled older window does not move it back");
-    cohorts.fold(FRA_4G, &report("a2", 1, vec![]));
-    assert_eq!(cohorts.fold(FRA_4G, &report("a3", 1, vec![])).agents_refused, 1);
+    assert_eq!(a1.last_window_end_ms, 50_000, "a backfilled older window does not move it back");
+    cohorts.apply(&ingest.delta(FRA_4G, &report("a2", 1, vec![])));
+    assert_eq!(cohorts.apply(&ingest.delta(FRA_4G, &report("a3", 1, vec![]))).agents_refused, 1);
     assert_eq!(cohorts.agents().len(), 2);
 }
 
 #[test]
 fn series_exposition_in_both_text_formats() {
+    let mut ingest = Ingest::new();
     let store = SeriesStore::default();
-    store.fold(
+    store.apply(&ingest.delta(
         FRA_4G,
         &report(
             "a1",
@@ -384,14 +445,13 @@ fn series_exposition_in_both_text_formats() {
                 &[("first_frame_us", &[850_000]), ("burst_length_packets", &[2, 9])],
             )],
         ),
-    );
-    store.metrics().report_accepted();
-    store.metrics().report_rejected("count_mismatch");
-    store.metrics().observe_ingest(std::time::Duration::from_millis(3));
-    assert_eq!(store.metrics().accepted(), 1);
-    assert_eq!(store.metrics().rejected("count_mismatch"), 1);
+    ));
+    let telemetry = Telemetry::default();
+    telemetry.report_accepted();
+    telemetry.report_rejected("count_mismatch");
+    telemetry.observe_ingest(std::time::Duration::from_millis(3));
 
-    let om = store.render_text();
+    let om = store.render_text(&telemetry);
     let labels = r#"region="eu-fra",network_type="4g",transport="udp",target="relay \"1\"""#;
     for line in [
         "# TYPE stallwatch_first_frame_seconds histogram",
@@ -418,7 +478,7 @@ fn series_exposition_in_both_text_formats() {
     // Families never observed are left out rather than exported empty.
     assert!(!om.contains("stallwatch_latency_seconds"));
 
-    let prom = store.render_prometheus_text();
+    let prom = store.render_prometheus_text(&telemetry);
     assert!(!prom.contains("# EOF") && !prom.contains("# UNIT"));
     for line in [
         "# TYPE stallwatch_frames_total counter",
@@ -432,6 +492,7 @@ fn series_exposition_in_both_text_formats() {
 
 #[test]
 fn series_native_buckets_hold_every_sample_by_its_highest_equivalent_value() {
+    let mut ingest = Ingest::new();
     let mut rng = Rng(11);
     let mut values: Vec<u64> = (0..20_000).map(|_| rng.log_uniform(1.0, 6e10)).collect();
     values.extend([0, 0, 1, 2_048, 2_049, 1_000_000]);
@@ -440,10 +501,10 @@ fn series_native_buckets_hold_every_sample_by_its_highest_equivalent_value() {
     for name in ["jitter_us", "reorder_distance_packets"] {
         // Twice: the buckets accumulate.
         for _ in 0..2 {
-            cohorts.fold(
+            cohorts.apply(&ingest.delta(
                 FRA_4G,
                 &report("a1", 1_000, vec![series("udp", "r", &[], &[(name, &values)])]),
-            );
+            ));
         }
         let view = cohorts.histogram(&key("eu-fra", "4g", "udp", "r"), name).unwrap();
         let divisor = view.spec().family().unit.divisor();

@@ -2,13 +2,15 @@
 //! allow-lists and the clock, then hands it to the group-commit writer and answers only once
 //! the store has made it durable.
 //!
-//! The writer is one thread that owns the store: it takes every report waiting in its queue
-//! (up to [`MAX_BATCH`]) and commits them in one transaction, so concurrent agents share one
-//! fsync. Only after the commit does it fold the stored reports into the exported series and
-//! the fleet registry: the series never show data that a crash could lose. The series take
-//! the batch's numbers merged per cohort ([`crate::store::BatchDelta`]), not report by report.
+//! The one ingest path: decode ([`decode_report`], on the request's tokio worker) -> checks
+//! -> the writer thread, which owns the store: it takes every report waiting in its queue (up
+//! to [`MAX_BATCH`]) and commits them in one transaction, so concurrent agents share one
+//! fsync. The transaction admits each report through the ledger and builds the batch's
+//! [`Delta`](crate::store::Delta) (histograms merged per cohort and minute, counters, agent
+//! facts), from which it writes the rows; once it has committed, the writer adds that same
+//! delta to the exported series, which also hold the facts the fleet view shows. The series
+//! never show data that a crash could lose.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -26,14 +28,14 @@ use tracing::{error, info, warn};
 use super::tls::Peer;
 use super::{ApiError, Shared, json_response};
 use crate::clock;
-use crate::series::Identity;
+use crate::pki::VerifiedAgent;
+use crate::series::SeriesStore;
 use crate::store::{HistoryStore, IngestItem, Outcome, Retention, report_digest};
 
 /// Most reports committed in one transaction. Batches only grow this large when reports
 /// arrive faster than the writer commits them; then each batch rewrites every minute row it
-/// touches once, so bigger batches cost less per report: with 72 cohorts the
-/// `ingest_store` pipeline went from about 8,500 reports/s at 512 to 11,500 at 2,048
-/// (BENCHMARKS.md), for at most some 150 ms more before a report is acknowledged.
+/// touches once, so bigger batches cost less per report (BENCHMARKS.md), for at most some
+/// 150 ms more before a report is acknowledged.
 pub const MAX_BATCH: usize = 2048;
 /// Reports waiting for the writer beyond which ingest answers 503 `overloaded`.
 pub const QUEUE_DEPTH: usize = 8192;
@@ -44,7 +46,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
 /// One checked report on its way to the store.
 pub struct Job {
-    identity: crate::pki::AgentIdentity,
+    agent: VerifiedAgent,
     decoded: DecodedReport,
     digest: [u8; 32],
     received_unix_ms: u64,
@@ -59,29 +61,6 @@ struct Answer {
     _decoded: DecodedReport,
 }
 
-/// What the fleet view shows for one agent: the latest stored report's facts.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FleetAgent {
-    /// Agent name (certificate).
-    pub name: String,
-    /// Region (certificate).
-    pub region: String,
-    /// Network type (certificate).
-    pub network_type: String,
-    /// Build version the agent reported.
-    pub version: String,
-    /// Plan revision the agent ran.
-    pub plan_revision: u64,
-    /// When its latest report arrived, unix ms (collector clock).
-    pub last_report_unix_ms: u64,
-    /// Sequence number of its latest report.
-    pub last_seq: u64,
-    /// Reports waiting in its spool when it sent the latest one.
-    pub spool_depth: u64,
-    /// Reports stored from it (duplicates not counted).
-    pub reports: u64,
-}
-
 /// The handler.
 pub async fn post_report(
     State(shared): State<Arc<Shared>>,
@@ -91,10 +70,10 @@ pub async fn post_report(
 ) -> Response {
     let started = clock::monotonic();
     let result = ingest(&shared, &peer, &headers, body).await;
-    let metrics = shared.series.metrics();
+    let telemetry = &shared.telemetry;
     match result {
         Ok((outcome, seq)) => {
-            metrics.observe_ingest(started.elapsed());
+            telemetry.observe_ingest(clock::monotonic().saturating_duration_since(started));
             let result = if outcome == Outcome::Stored { "stored" } else { "duplicate" };
             json_response(StatusCode::OK, &json!({"result": result, "seq": seq}))
         }
@@ -104,7 +83,7 @@ pub async fn post_report(
             } else {
                 info!(peer = %peer.addr, reason = e.code, detail = %e.detail, "ingest: report refused");
             }
-            metrics.report_rejected(e.metric_reason());
+            telemetry.report_rejected(e.metric_reason());
             e.into_response()
         }
     }
@@ -116,7 +95,7 @@ async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Outcome, u64), ApiError> {
-    let identity = shared.check_peer(peer)?;
+    let agent = shared.check_peer(peer)?;
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
     {
@@ -145,17 +124,18 @@ async fn ingest(
         ApiError::new(status, code, e.to_string()).with_metric(e.reason())
     })?;
     let report = &decoded.report;
-    if report.agent != identity.name {
+    if report.agent != agent.name() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "agent-mismatch",
             format!(
                 "report names agent {:?} but the certificate is {:?}'s",
-                report.agent, identity.name
+                report.agent,
+                agent.name()
             ),
         ));
     }
-    check_labels(&live.config.labels, &identity, &decoded)?;
+    check_labels(&live.config.labels, &agent, &decoded)?;
     let now = clock::unix_ms();
     let skew = millis(live.config.ingest.max_clock_skew);
     if report.window_end_ms > now.saturating_add(skew) {
@@ -185,8 +165,7 @@ async fn ingest(
     let seq = report.seq;
     let backfill = report.window_end_ms.saturating_add(BACKFILL_AGE_MS) < now;
     let (reply, answer) = oneshot::channel();
-    let job =
-        Job { identity, decoded, digest: report_digest(&bytes), received_unix_ms: now, reply };
+    let job = Job { agent, decoded, digest: report_digest(&bytes), received_unix_ms: now, reply };
     shared.writer.try_send(job).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => ApiError::unavailable(
             "overloaded",
@@ -216,11 +195,10 @@ async fn ingest(
         )
         .with_metric("seq_conflict")),
         outcome => {
-            let metrics = shared.series.metrics();
             if outcome == Outcome::Stored {
-                metrics.report_accepted();
+                shared.telemetry.report_accepted();
                 if backfill {
-                    metrics.report_backfilled();
+                    shared.telemetry.report_backfilled();
                 }
             }
             Ok((outcome, seq))
@@ -231,22 +209,22 @@ async fn ingest(
 /// Refuses a report whose cohort labels are outside the allow-lists, naming the value.
 fn check_labels(
     labels: &crate::config::Labels,
-    identity: &crate::pki::AgentIdentity,
+    agent: &VerifiedAgent,
     decoded: &DecodedReport,
 ) -> Result<(), ApiError> {
     let refuse = |detail: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "label-not-allowed", detail)
     };
-    if !labels.allows_region(&identity.region) {
+    if !labels.allows_region(agent.region()) {
         return Err(refuse(format!(
             "region {:?} (from the certificate) is not in this collector's labels.regions",
-            identity.region
+            agent.region()
         )));
     }
-    if !labels.allows_network_type(&identity.network_type) {
+    if !labels.allows_network_type(agent.network_type()) {
         return Err(refuse(format!(
             "network type {:?} (from the certificate) is not in labels.network_types",
-            identity.network_type
+            agent.network_type()
         )));
     }
     for (i, series) in decoded.report.series.iter().enumerate() {
@@ -272,8 +250,7 @@ fn millis(d: Duration) -> u64 {
 /// every sender is dropped.
 pub fn spawn_writer(
     mut store: Box<dyn HistoryStore>,
-    shared_series: Arc<crate::series::SeriesStore>,
-    fleet: Arc<std::sync::Mutex<BTreeMap<String, FleetAgent>>>,
+    series: Arc<SeriesStore>,
     retention: Retention,
     mut jobs: mpsc::Receiver<Job>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -288,9 +265,10 @@ pub fn spawn_writer(
                     Err(_) => break,
                 }
             }
-            commit(&mut *store, &shared_series, &fleet, &mut batch);
-            if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-                last_maintenance = clock::monotonic();
+            commit(&mut *store, &series, &mut batch);
+            let now = clock::monotonic();
+            if now.saturating_duration_since(last_maintenance) >= MAINTENANCE_EVERY {
+                last_maintenance = now;
                 match store.maintain(clock::unix_ms(), &retention) {
                     Ok(stats) => info!(?stats, "store maintenance done"),
                     Err(e) => error!(error = %e, "store maintenance failed"),
@@ -300,18 +278,12 @@ pub fn spawn_writer(
     })
 }
 
-fn commit(
-    store: &mut dyn HistoryStore,
-    series: &crate::series::SeriesStore,
-    fleet: &std::sync::Mutex<BTreeMap<String, FleetAgent>>,
-    batch: &mut Vec<Job>,
-) {
+/// Commits a batch, adds what it stored to the series, then answers every report in it.
+fn commit(store: &mut dyn HistoryStore, series: &SeriesStore, batch: &mut Vec<Job>) {
     let items: Vec<IngestItem<'_>> = batch
         .iter()
         .map(|job| IngestItem {
-            agent: &job.identity.name,
-            region: &job.identity.region,
-            network_type: &job.identity.network_type,
+            agent: &job.agent,
             report: &job.decoded,
             received_unix_ms: job.received_unix_ms,
             digest: job.digest,
@@ -321,39 +293,7 @@ fn commit(
     drop(items);
     match result {
         Ok(committed) => {
-            let mut fleet = fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let stored =
-                batch.iter().zip(&committed.outcomes).filter(|(_, o)| **o == Outcome::Stored);
-            for (job, _) in stored.clone() {
-                let (id, report) = (&job.identity, &job.decoded.report);
-                let entry = fleet.entry(id.name.clone()).or_insert_with(|| FleetAgent {
-                    name: id.name.clone(),
-                    region: id.region.clone(),
-                    network_type: id.network_type.clone(),
-                    version: String::new(),
-                    plan_revision: 0,
-                    last_report_unix_ms: 0,
-                    last_seq: 0,
-                    spool_depth: 0,
-                    reports: 0,
-                });
-                entry.region.clone_from(&id.region);
-                entry.network_type.clone_from(&id.network_type);
-                entry.version.clone_from(&report.agent_version);
-                entry.plan_revision = report.plan_revision;
-                entry.last_report_unix_ms = job.received_unix_ms;
-                entry.last_seq = report.seq;
-                entry.spool_depth = report.spool_depth;
-                entry.reports += 1;
-            }
-            drop(fleet);
-            series.fold_committed(
-                stored.map(|(job, _)| {
-                    let id = &job.identity;
-                    (Identity { region: &id.region, network_type: &id.network_type }, &job.decoded)
-                }),
-                &committed.delta,
-            );
+            series.apply(&committed.delta);
             for (job, outcome) in batch.drain(..).zip(committed.outcomes) {
                 let _ = job.reply.send(Answer { outcome: Ok(outcome), _decoded: job.decoded });
             }

@@ -16,7 +16,6 @@ mod plan;
 mod tls;
 mod web;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -31,14 +30,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-pub use ingest::{FleetAgent, MAX_BATCH, QUEUE_DEPTH};
+pub use ingest::{MAX_BATCH, QUEUE_DEPTH};
 pub use tls::{Peer, TlsFileError, server_config};
 
 use crate::clock;
 use crate::config::{self, Config, ConfigError};
-use crate::pki::{AgentIdentity, RevocationList};
+use crate::pki::{RevocationList, VerifiedAgent};
 use crate::series::{SeriesLimits, SeriesStore};
 use crate::store::{HistoryStore, Retention, SqliteStore};
+use crate::telemetry::Telemetry;
 
 /// Why `run` could not start; the binary maps each kind to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub struct Shared {
     plans: watch::Sender<u64>,
     revocations: Mutex<Revocations>,
     series: Arc<SeriesStore>,
-    fleet: Arc<Mutex<BTreeMap<String, FleetAgent>>>,
+    telemetry: Telemetry,
     writer: mpsc::Sender<ingest::Job>,
     shutdown: watch::Receiver<bool>,
 }
@@ -93,7 +93,7 @@ impl Shared {
     /// The identity of a connected agent, refusing certificates without a stallwatch identity
     /// and revoked ones. The revocation list is re-read when its file changes, so `ca revoke`
     /// takes effect on the next request without a reload.
-    fn check_peer(&self, peer: &Peer) -> Result<AgentIdentity, ApiError> {
+    fn check_peer(&self, peer: &Peer) -> Result<VerifiedAgent, ApiError> {
         let identity = peer.identity.clone().map_err(|e| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -103,20 +103,25 @@ impl Shared {
         })?;
         let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
         revocations.refresh();
-        if revocations.list.is_revoked(&identity.name, &peer.serial) {
-            warn!(agent = %identity.name, serial = %peer.serial, peer = %peer.addr, "refused a revoked agent");
+        if revocations.list.is_revoked(identity.name(), &peer.serial) {
+            warn!(agent = %identity.name(), serial = %peer.serial, peer = %peer.addr, "refused a revoked agent");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "revoked",
-                format!("agent {:?} (certificate {}) is revoked", identity.name, peer.serial),
+                format!("agent {:?} (certificate {}) is revoked", identity.name(), peer.serial),
             ));
         }
         Ok(identity)
     }
 
-    /// The cumulative series.
+    /// The cumulative series, and the agents' facts.
     pub fn series_store(&self) -> &SeriesStore {
         &self.series
+    }
+
+    /// The collector's own telemetry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Re-reads the config file and applies it; returns the new plans revision, or the
@@ -283,8 +288,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         )
     })?;
     let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
-    let fleet = Arc::new(Mutex::new(BTreeMap::new()));
-    restore(&store, &config.storage, &series, &fleet).map_err(StartError::Failed)?;
+    restore(&store, &config.storage, &series).map_err(StartError::Failed)?;
 
     let bind = |addr, field: &'static str| {
         let config = &config;
@@ -309,9 +313,8 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         keep_ledger: Retention::default().keep_ledger.max(config.ingest.max_backfill_age * 2),
     };
     let (writer_tx, writer_rx) = mpsc::channel(QUEUE_DEPTH);
-    let writer =
-        ingest::spawn_writer(Box::new(store), series.clone(), fleet.clone(), retention, writer_rx)
-            .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
+    let writer = ingest::spawn_writer(Box::new(store), series.clone(), retention, writer_rx)
+        .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
     let (stop, shutdown) = watch::channel(false);
     let revision = config.plans_revision();
     let shared = Arc::new(Shared {
@@ -320,7 +323,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         plans: watch::channel(revision).0,
         revocations: Mutex::new(revocations),
         series,
-        fleet,
+        telemetry: Telemetry::default(),
         writer: writer_tx,
         shutdown: shutdown.clone(),
     });
@@ -359,63 +362,27 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Rebuilds the cumulative series from every stored row (hours, then minutes) and seeds the
-/// fleet registry, so a restart neither loses nor repeats what was acknowledged. Totals cover
-/// the retained history.
+/// Rebuilds the cumulative series and the agents' facts from the store's history (as deltas
+/// the store replays, added as committed batches are), so a restart neither loses nor repeats
+/// what was acknowledged. Totals cover the retained history: rows older than the longest
+/// retention are deleted by the next maintenance and not worth restoring.
 fn restore(
     store: &SqliteStore,
     storage: &crate::config::Storage,
     series: &SeriesStore,
-    fleet: &Mutex<BTreeMap<String, FleetAgent>>,
 ) -> Result<(), String> {
-    let all = crate::store::CohortFilter::default();
-    let mut rows = 0usize;
-    // A day at a time, so a long history never sits in memory at once. Rows older than the
-    // longest retention are deleted by the next maintenance and not worth restoring.
-    const DAY_MS: u64 = 86_400_000;
     let keep = storage.hourly_retention.max(storage.raw_retention);
-    let oldest =
+    let since =
         clock::unix_ms().saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
-    let mut start = oldest - oldest % DAY_MS;
-    let end = clock::unix_ms() + 2 * DAY_MS;
-    while start < end {
-        for resolution in [crate::store::Resolution::Hour, crate::store::Resolution::Minute] {
-            let stored = store
-                .rows(resolution, start..start + DAY_MS, &all)
-                .map_err(|e| format!("reading the history store: {e}"))?;
-            for row in &stored {
-                // A corrupt row is skipped, not fatal: the rest of history still counts.
-                if let Err(e) = series.restore_row(row) {
-                    error!(error = %e, "skipped a corrupt history row while restoring series");
-                }
-            }
-            rows += stored.len();
-        }
-        start += DAY_MS;
-    }
-    let agents = store.agents().map_err(|e| format!("reading the agent registry: {e}"))?;
-    let mut fleet = fleet.lock().unwrap_or_else(PoisonError::into_inner);
-    for row in agents {
-        series.restore_agent(&row);
-        fleet.insert(
-            row.name.clone(),
-            FleetAgent {
-                name: row.name,
-                region: row.region,
-                network_type: row.network_type,
-                version: row.version,
-                plan_revision: row.plan_revision,
-                last_report_unix_ms: row.last_report_unix_ms,
-                last_seq: row.last_seq,
-                spool_depth: row.spool_depth,
-                reports: row.reports,
-            },
-        );
-    }
+    let stats = store
+        .replay(since, &mut |delta| {
+            series.apply(&delta);
+        })
+        .map_err(|e| format!("reading the history store: {e}"))?;
     info!(
-        rows,
+        rows = stats.rows,
         cohorts = series.read().len(),
-        agents = fleet.len(),
+        agents = stats.agents,
         "series restored from the history store"
     );
     Ok(())

@@ -47,7 +47,7 @@ async fn plan(
     query: &PlanQuery,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let identity = shared.check_peer(peer)?;
+    let identity = shared.check_peer(peer)?.identity().clone();
     let wait = match &query.wait {
         None => Duration::ZERO,
         Some(text) => parse_duration(text)

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
-use crate::pki::{AgentIdentity, agent_identity, certificate_serial};
+use crate::pki::{VerifiedAgent, certificate_serial};
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ pub struct Peer {
     /// Remote address.
     pub addr: SocketAddr,
     /// Identity from the certificate's SAN URI.
-    pub identity: Result<AgentIdentity, String>,
+    pub identity: Result<VerifiedAgent, String>,
     /// Certificate serial (lowercase hex), checked against the revocation list per request.
     pub serial: String,
 }
@@ -206,7 +206,8 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
         };
         Peer {
             addr,
-            identity: agent_identity(cert).map_err(|e| e.to_string()),
+            // The handshake verified the certificate against the fleet CA.
+            identity: VerifiedAgent::from_verified_handshake(cert).map_err(|e| e.to_string()),
             serial: certificate_serial(cert).unwrap_or_default(),
         }
     }

@@ -24,8 +24,9 @@ pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let format = negotiate(accept.as_deref());
     let series = shared.series.clone();
+    let telemetry = shared.telemetry.clone();
     // Rendering 50k series takes a good fraction of a second: keep it off the async workers.
-    match tokio::task::spawn_blocking(move || series.render(format)).await {
+    match tokio::task::spawn_blocking(move || series.render(format, &telemetry)).await {
         Ok(body) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], body)
                 .into_response()
@@ -38,7 +39,7 @@ pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
 #[derive(Debug, Serialize)]
 pub struct AgentView {
     #[serde(flatten)]
-    agent: super::ingest::FleetAgent,
+    agent: crate::store::AgentFacts,
     /// Seconds since its latest report arrived.
     age_seconds: u64,
     /// It missed [`STALE_AFTER_INTERVALS`] report intervals.
@@ -48,9 +49,9 @@ pub struct AgentView {
 fn fleet(shared: &Shared) -> Vec<AgentView> {
     let now = clock::unix_ms();
     let live = shared.live();
-    let agents = shared.fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let agents: Vec<_> = shared.series.read().agents().values().cloned().collect();
     agents
-        .into_values()
+        .into_iter()
         .map(|agent| {
             let selector = crate::config::AgentSelector {
                 name: agent.name.clone(),

@@ -1,22 +1,29 @@
 //! The history store: per-minute merged histograms and counters per cohort, an agent registry
 //! and the ingest ledger that makes report delivery idempotent, behind [`HistoryStore`].
 //!
-//! Ingest hands a group of concurrently received reports to [`HistoryStore::commit_batch`],
-//! which records them in ONE transaction (group commit) and returns one [`Outcome`] per report;
-//! a report may be acknowledged to its agent only after that call returns `Ok`. In the same
-//! transaction the store:
-//! - deduplicates on `(agent, seq)` in the ledger, so a resent (spooled) report counts once;
-//! - upserts the agent registry from the report and the caller's certificate identity;
-//! - merges each series' histograms into per-minute rows keyed by
-//!   `(minute, region, network_type, transport, target, metric)` (the merged HDR histogram in
-//!   V2+DEFLATE, plus the exact sum and count), and adds each counter into
-//!   `(minute, cohort, name)`.
+//! Ingest hands a group of concurrently received reports to [`HistoryStore::commit`], which
+//! records them in ONE transaction (group commit) and returns one [`Outcome`] per report and
+//! the batch's [`Delta`]; a report may be acknowledged to its agent only after that call
+//! returns `Ok`. In the same transaction the store:
+//! - admits each report through the ledger on `(agent, seq)`, so a resent (spooled) report
+//!   counts once, and one reusing a number with another body ([`report_digest`]) is a
+//!   [`Outcome::Conflict`];
+//! - builds the [`Delta`]: the admitted reports' histograms merged per row
+//!   `(minute, cohort, metric)` into [`HistogramCounts`], their counters per
+//!   `(minute, cohort, name)`, and the facts of their agents (`AgentFacts::absorb`);
+//! - writes the rows and the registry from that delta (each merged HDR histogram in
+//!   V2+DEFLATE, plus the exact sum and count).
+//!
+//! The exported series then add the same delta, so what `/metrics` shows is exactly what the
+//! transaction stored. After a restart, [`HistoryStore::replay`] reads history back as deltas
+//! (one per cohort) for the series to add the same way.
 //!
 //! A report's minute is the minute holding the middle of its window ([`minute_of`]), on the
 //! agent's clock, so a report backfilled hours later lands where it was measured. Cohort
-//! labels: `region` and `network_type` come from the caller (the agent's certificate), never
-//! from the report; `transport` and `target` from the series labels (`""` when absent). Other
-//! series labels are not part of the cohort: their series merge.
+//! labels: `region` and `network_type` come from the agent's verified certificate
+//! ([`VerifiedAgent`]), never from the report; `transport` and `target` from the series
+//! labels (`""` when absent). Other series labels are not part of the cohort: their series
+//! merge.
 //!
 //! Maintenance folds minutes older than an age into hourly rows ([`HistoryStore::downsample`]),
 //! deletes rows past retention ([`HistoryStore::retain`]) and prunes the ledger
@@ -27,7 +34,7 @@
 //! the same transaction, so after any crash each stored report is counted exactly once and
 //! each report not stored is counted not at all.
 //!
-//! The one backend is SQLite ([`SqliteStore`]); see `sqlite.rs` for the schema and the
+//! The one backend is SQLite ([`SqliteStore`]); see `sqlite/mod.rs` for the schema and the
 //! durability choice.
 
 use std::collections::BTreeMap;
@@ -39,9 +46,19 @@ use stallwatch_proto::hdr::{self, HdrError, HdrLimits};
 use stallwatch_proto::report::DecodedReport;
 use thiserror::Error;
 
+mod agent;
+mod cohort;
+mod counts;
+mod delta;
 mod sqlite;
 
+pub use agent::AgentFacts;
+pub use cohort::Cohort;
+pub use counts::HistogramCounts;
+pub use delta::{AgentDelta, CohortDelta, Delta, NamedCounter, NamedHistogram, Origin};
 pub use sqlite::{DEFAULT_ROW_CACHE_BYTES, ROW_DEFLATE_LEVEL, SqliteStore};
+
+use crate::pki::VerifiedAgent;
 
 #[cfg(test)]
 mod tests;
@@ -67,16 +84,14 @@ pub const STORED_HDR_LIMITS: HdrLimits = HdrLimits {
     max_significant_figures: hdr::SIGNIFICANT_FIGURES,
 };
 
-/// One report to store, with the identity the caller established from the agent's
-/// certificate.
+/// Largest value an SQLite integer holds; every stored number is in `0..=I64_MAX`.
+pub(crate) const I64_MAX: u64 = i64::MAX as u64;
+
+/// One report to store, with the agent's verified certificate identity.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestItem<'a> {
-    /// Agent name from the certificate (ingest has checked the report claims the same name).
-    pub agent: &'a str,
-    /// Region from the certificate.
-    pub region: &'a str,
-    /// Network type from the certificate.
-    pub network_type: &'a str,
+    /// Who sent it (ingest has checked the report claims the same name).
+    pub agent: &'a VerifiedAgent,
     /// The checked report with its histograms decoded.
     pub report: &'a DecodedReport,
     /// When the collector received it, unix ms (collector clock); ages the ledger entry and
@@ -95,7 +110,7 @@ pub fn report_digest(body: &[u8]) -> [u8; 32] {
     digest
 }
 
-/// What [`HistoryStore::commit_batch`] did with one report.
+/// What [`HistoryStore::commit`] did with one report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Stored and durable: acknowledge it.
@@ -116,43 +131,8 @@ pub enum Outcome {
 pub struct Committed {
     /// One outcome per item, in order.
     pub outcomes: Vec<Outcome>,
-    /// What the stored reports added, merged per cohort.
-    pub delta: BatchDelta,
-}
-
-/// What one committed batch added to history, merged per cohort over its stored reports
-/// (duplicates and refused reports add nothing): exactly the sum of those reports'
-/// contributions to the rows. A caller keeping running totals (the exported series) adds
-/// this once per cohort rather than each report, which is far cheaper when a batch holds many
-/// reports per cohort.
-#[derive(Debug, Default)]
-pub struct BatchDelta {
-    /// One entry per cohort the batch touched, in no particular order.
-    pub cohorts: Vec<CohortDelta>,
-}
-
-/// What a batch added to one cohort.
-#[derive(Debug)]
-pub struct CohortDelta {
-    /// The cohort.
-    pub cohort: Cohort,
-    /// Histograms added, by metric name. A name appears once per minute row the batch
-    /// touched (usually once; twice when the batch spans a minute boundary).
-    pub histograms: Vec<(String, HistogramDelta)>,
-    /// Counter increments by name, likewise once per minute row.
-    pub counters: Vec<(String, u64)>,
-}
-
-/// A histogram a batch added to one row: its merged counts in stallwatch's layout, with the
-/// exact sum and count of the recorded values.
-#[derive(Debug)]
-pub struct HistogramDelta {
-    /// Non-zero buckets of the merged counts ([`hdr::SparseHistogram::from_stallwatch_counts`]).
-    pub histogram: hdr::SparseHistogram,
-    /// Exact sum.
-    pub sum: u64,
-    /// Number of values (the histogram's total count).
-    pub count: u64,
+    /// What the stored reports added: the rows the transaction wrote, and what the series add.
+    pub delta: Delta,
 }
 
 /// Why one report was refused by the store (the rest of its batch is unaffected).
@@ -251,19 +231,6 @@ impl Resolution {
     }
 }
 
-/// A cohort: the labels history is kept by (no agent).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cohort {
-    /// Region (from the agent's certificate).
-    pub region: String,
-    /// Network type (from the agent's certificate).
-    pub network_type: String,
-    /// `transport` series label, `""` when absent.
-    pub transport: String,
-    /// `target` series label, `""` when absent.
-    pub target: String,
-}
-
 /// Which cohorts a read returns: `None` matches any value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CohortFilter {
@@ -281,7 +248,7 @@ pub struct CohortFilter {
 ///
 /// Kept encoded (typically 1-3 KiB): a decoded histogram takes 224 KiB of counts whatever it
 /// holds, so a read of a few hours of cohorts decoded eagerly would need gigabytes. Call
-/// [`StoredHistogram::decode`] for the rows you need, or [`StoredHistogram::add_to`] to merge.
+/// [`StoredHistogram::decode`] (or `decode_sparse`) for the rows you need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredHistogram {
     /// V2+DEFLATE ([`hdr::encode`]).
@@ -303,15 +270,6 @@ impl StoredHistogram {
     pub fn decode_sparse(&self) -> Result<hdr::SparseHistogram, HdrError> {
         hdr::decode_sparse(&self.hdr, &STORED_HDR_LIMITS)
     }
-
-    /// Decodes the histogram and adds it into `into` (best with the stallwatch layout,
-    /// [`hdr::new_histogram`], which holds any stored value).
-    pub fn add_to(&self, into: &mut Histogram<u64>) -> Result<(), StoreError> {
-        let h = self
-            .decode()
-            .map_err(|source| StoreError::CorruptHistogram { what: "row".into(), source })?;
-        into.add(&h).map_err(|e| StoreError::Merge(e.to_string()))
-    }
 }
 
 /// Everything stored for one cohort over one minute or hour.
@@ -329,29 +287,15 @@ pub struct CohortRow {
     pub counters: BTreeMap<String, u64>,
 }
 
-/// One agent in the registry: what its latest report (by receive time) said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentRow {
-    /// Agent name (certificate).
-    pub name: String,
-    /// Region (certificate).
-    pub region: String,
-    /// Network type (certificate).
-    pub network_type: String,
-    /// Agent build version.
-    pub version: String,
-    /// Plan revision the agent last ran.
-    pub plan_revision: u64,
-    /// First report stored, unix ms (collector clock).
-    pub first_seen_unix_ms: u64,
-    /// Latest report received, unix ms (collector clock).
-    pub last_report_unix_ms: u64,
-    /// Sequence number of the latest report received.
-    pub last_seq: u64,
-    /// Reports waiting in the agent's spool when it sent the latest one.
-    pub spool_depth: u64,
-    /// Reports stored (duplicates not counted).
-    pub reports: u64,
+/// What [`HistoryStore::replay`] read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Cohorts replayed.
+    pub cohorts: u64,
+    /// Histogram and counter rows read.
+    pub rows: u64,
+    /// Agents in the registry.
+    pub agents: u64,
 }
 
 /// What [`HistoryStore::downsample`] did.
@@ -418,17 +362,20 @@ impl Default for Retention {
 /// [`commit`](HistoryStore::commit) atomic and durable before it returns.
 pub trait HistoryStore: Send {
     /// Stores a group of reports in one transaction and returns one outcome per item, in
-    /// order, with what the stored ones added ([`BatchDelta`]). On `Err` nothing of the batch
-    /// is stored: answer 5xx to every report in it.
+    /// order, with what the stored ones added ([`Delta`]). On `Err` nothing of the batch is
+    /// stored: answer 5xx to every report in it.
     fn commit(&mut self, batch: &[IngestItem<'_>]) -> Result<Committed, StoreError>;
 
-    /// [`HistoryStore::commit`], for callers that only need the outcomes.
-    fn commit_batch(&mut self, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError> {
-        Ok(self.commit(batch)?.outcomes)
-    }
-
-    /// Whether `(agent, seq)` is in the ledger (stored and not yet pruned).
-    fn is_duplicate(&self, agent: &str, seq: u64) -> Result<bool, StoreError>;
+    /// Reads back everything stored in rows starting at or after `since_unix_ms` (minutes and
+    /// hours alike), and the agent registry, as deltas of [`Origin::Restored`]: one per
+    /// cohort, in the order cohorts were first stored, each with its totals over the whole
+    /// span, then one with every agent. Adding them all to empty series gives what adding each
+    /// committed batch gave. One cohort's totals are in memory at a time.
+    fn replay(
+        &self,
+        since_unix_ms: u64,
+        visit: &mut dyn FnMut(Delta),
+    ) -> Result<ReplayStats, StoreError>;
 
     /// Rows of `resolution` whose start lies in `range` (unix ms), for cohorts matching
     /// `filter`, ordered by start time then cohort.
@@ -439,26 +386,8 @@ pub trait HistoryStore: Send {
         filter: &CohortFilter,
     ) -> Result<Vec<CohortRow>, StoreError>;
 
-    /// Minute rows starting in `range`; see [`HistoryStore::rows`].
-    fn minutes(
-        &self,
-        range: Range<u64>,
-        filter: &CohortFilter,
-    ) -> Result<Vec<CohortRow>, StoreError> {
-        self.rows(Resolution::Minute, range, filter)
-    }
-
-    /// Hour rows starting in `range`; see [`HistoryStore::rows`].
-    fn hours(
-        &self,
-        range: Range<u64>,
-        filter: &CohortFilter,
-    ) -> Result<Vec<CohortRow>, StoreError> {
-        self.rows(Resolution::Hour, range, filter)
-    }
-
     /// The agent registry, ordered by name.
-    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+    fn agents(&self) -> Result<Vec<AgentFacts>, StoreError>;
 
     /// Folds minute rows of every whole hour before `older_than_unix_ms` (rounded down to
     /// the hour) into hour rows, adding to hour rows already there, and deletes the minutes.

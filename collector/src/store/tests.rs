@@ -109,15 +109,23 @@ fn simple(agent: &str, seq: u64, start_ms: u64) -> DecodedReport {
     )
 }
 
-fn item<'a>(agent: &'a str, region: &'a str, report: &'a DecodedReport) -> IngestItem<'a> {
-    IngestItem {
-        agent,
-        region,
-        network_type: "4g",
-        report,
-        received_unix_ms: T0 + 99_000,
-        digest: digest_of(report),
-    }
+fn item<'a>(agent: &str, region: &str, report: &'a DecodedReport) -> IngestItem<'a> {
+    let agent = crate::pki::verified::test_agent(agent, region, "4g");
+    IngestItem { agent, report, received_unix_ms: T0 + 99_000, digest: digest_of(report) }
+}
+
+/// Whether `(agent, seq)` is in the ingest ledger.
+fn in_ledger(store: &SqliteStore, agent: &str, seq: u64) -> rusqlite::Result<bool> {
+    store.conn_for_tests().query_row(
+        "SELECT EXISTS (SELECT 1 FROM ingest_ledger WHERE agent = ?1 AND seq = ?2)",
+        rusqlite::params![agent, seq as i64],
+        |r| r.get(0),
+    )
+}
+
+/// Commits a batch; the outcomes.
+fn commit(store: &mut SqliteStore, batch: &[IngestItem<'_>]) -> Result<Vec<Outcome>, StoreError> {
+    Ok(store.commit(batch)?.outcomes)
 }
 
 /// Counter totals and histogram (count, sum) totals over all rows of a resolution.
@@ -147,15 +155,15 @@ fn duplicate_report_is_counted_once() {
     let dir = TempDir::new("dedup");
     let mut store = open(&dir.db());
     let r = simple("a1", 7, T0);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Stored]);
-    assert!(store.is_duplicate("a1", 7).unwrap());
-    assert!(!store.is_duplicate("a1", 8).unwrap());
-    assert!(!store.is_duplicate("a2", 7).unwrap());
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &r)]).unwrap(), [Outcome::Stored]);
+    assert!(in_ledger(&store, "a1", 7).unwrap());
+    assert!(!in_ledger(&store, "a1", 8).unwrap());
+    assert!(!in_ledger(&store, "a2", 7).unwrap());
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
     // Twice in one batch: the second is the duplicate.
     let r2 = simple("a1", 8, T0);
     assert_eq!(
-        store.commit_batch(&[item("a1", "eu", &r2), item("a1", "eu", &r2)]).unwrap(),
+        commit(&mut store, &[item("a1", "eu", &r2), item("a1", "eu", &r2)]).unwrap(),
         [Outcome::Stored, Outcome::Duplicate]
     );
     let (counters, histograms) = totals(&store, Resolution::Minute);
@@ -172,15 +180,14 @@ fn a_reused_seq_with_another_body_is_a_conflict() {
     let mut store = open(&dir.db());
     let first = simple("a1", 7, T0);
     let reused = simple("a1", 7, T0 + 60_000);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &first)]).unwrap(), [Outcome::Stored]);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &first)]).unwrap(), [Outcome::Duplicate]);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &first)]).unwrap(), [Outcome::Stored]);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &first)]).unwrap(), [Outcome::Duplicate]);
     // In one batch too; and the same seq from another agent is no conflict.
     let (a, b) = (simple("a1", 9, T0), simple("a1", 9, T0 + 60_000));
     let other = simple("a2", 7, T0);
     assert_eq!(
-        store
-            .commit_batch(&[item("a1", "eu", &a), item("a1", "eu", &b), item("a2", "eu", &other)])
+        commit(&mut store, &[item("a1", "eu", &a), item("a1", "eu", &b), item("a2", "eu", &other)])
             .unwrap(),
         [Outcome::Stored, Outcome::Conflict, Outcome::Stored]
     );
@@ -203,14 +210,14 @@ fn group_commit_of_100_reports_in_one_call() {
         .enumerate()
         .map(|(i, (n, r))| item(n, if i % 2 == 0 { "eu" } else { "us" }, r))
         .collect();
-    let outcomes = store.commit_batch(&items).unwrap();
+    let outcomes = commit(&mut store, &items).unwrap();
     assert_eq!(outcomes, vec![Outcome::Stored; 100]);
 
     let agents = store.agents().unwrap();
     assert_eq!(agents.len(), 100);
     assert_eq!(agents[1].name, "agent001");
     assert_eq!(agents[1].region, "us");
-    let rows = store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
+    let rows = store.rows(Resolution::Minute, T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
     assert_eq!(rows.len(), 2, "one row per cohort: {rows:#?}");
     let (counters, histograms) = totals(&store, Resolution::Minute);
     assert_eq!(counters["packets"], 100 * 100);
@@ -230,13 +237,12 @@ fn reports_in_one_minute_merge_exactly() {
     let r3 = report("a3", 1, T0 + 60_000, ("quic", "r1"), &[("packets", 40)], &[("jitter_us", &a)]);
     let r4 = report("a4", 1, T0, ("udp", "r1"), &[("packets", 80)], &[("jitter_us", &b)]);
     // In two batches, so the second merges with a stored row.
-    store.commit_batch(&[item("a1", "eu", &r1)]).unwrap();
-    store
-        .commit_batch(&[item("a2", "eu", &r2), item("a3", "eu", &r3), item("a4", "eu", &r4)])
+    commit(&mut store, &[item("a1", "eu", &r1)]).unwrap();
+    commit(&mut store, &[item("a2", "eu", &r2), item("a3", "eu", &r3), item("a4", "eu", &r4)])
         .unwrap();
 
     let quic = CohortFilter { transport: Some("quic".into()), ..CohortFilter::default() };
-    let rows = store.minutes(T0..T0 + MINUTE_MS, &quic).unwrap();
+    let rows = store.rows(Resolution::Minute, T0..T0 + MINUTE_MS, &quic).unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(row.start_unix_ms, T0);
@@ -263,13 +269,15 @@ fn reports_in_one_minute_merge_exactly() {
         assert_eq!(merged.value_at_quantile(q), in_memory.value_at_quantile(q), "q={q}");
     }
 
-    let all = store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
+    let all = store.rows(Resolution::Minute, T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
     let keys: Vec<(u64, &str)> =
         all.iter().map(|r| (r.start_unix_ms - T0, r.cohort.transport.as_str())).collect();
     assert_eq!(keys, [(0, "quic"), (0, "udp"), (60_000, "quic")]);
-    assert!(store.minutes(T0 + MINUTE_MS..T0 + MINUTE_MS, &quic).unwrap().is_empty());
+    assert!(
+        store.rows(Resolution::Minute, T0 + MINUTE_MS..T0 + MINUTE_MS, &quic).unwrap().is_empty()
+    );
     let us = CohortFilter { region: Some("us".into()), ..CohortFilter::default() };
-    assert!(store.minutes(T0..T0 + HOUR_MS, &us).unwrap().is_empty());
+    assert!(store.rows(Resolution::Minute, T0..T0 + HOUR_MS, &us).unwrap().is_empty());
 }
 
 #[test]
@@ -292,13 +300,13 @@ fn downsample_to_hours_keeps_totals_exact() {
     }
     let items: Vec<IngestItem<'_>> = reports.iter().map(|r| item("a1", "eu", r)).collect();
     for chunk in items.chunks(32) {
-        store.commit_batch(chunk).unwrap();
+        commit(&mut store, chunk).unwrap();
     }
     let before = totals(&store, Resolution::Minute);
     let mut first_hour_r1 = hdr::new_histogram();
-    for row in store.minutes(T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap() {
+    for row in store.rows(Resolution::Minute, T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap() {
         if row.cohort.target == "r1" {
-            row.histograms["jitter_us"].add_to(&mut first_hour_r1).unwrap();
+            first_hour_r1.add(row.histograms["jitter_us"].decode().unwrap()).unwrap();
         }
     }
 
@@ -306,9 +314,20 @@ fn downsample_to_hours_keeps_totals_exact() {
     let stats = store.downsample(T0 + 2 * HOUR_MS + 30 * MINUTE_MS).unwrap();
     assert_eq!(stats.hours, 2);
     assert_eq!(stats.minute_rows, 120 * 2 + 120 * 2, "two histogram and two counter rows a minute");
-    assert!(store.minutes(T0..T0 + 2 * HOUR_MS, &CohortFilter::default()).unwrap().is_empty());
-    assert_eq!(store.minutes(T0..T0 + 3 * HOUR_MS, &CohortFilter::default()).unwrap().len(), 60);
-    let hours = store.hours(0..u64::MAX, &CohortFilter::default()).unwrap();
+    assert!(
+        store
+            .rows(Resolution::Minute, T0..T0 + 2 * HOUR_MS, &CohortFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .rows(Resolution::Minute, T0..T0 + 3 * HOUR_MS, &CohortFilter::default())
+            .unwrap()
+            .len(),
+        60
+    );
+    let hours = store.rows(Resolution::Hour, 0..u64::MAX, &CohortFilter::default()).unwrap();
     assert_eq!(hours.len(), 4, "two hours x two cohorts");
     let r1 = &hours[0];
     assert_eq!((r1.start_unix_ms, r1.cohort.target.as_str()), (T0, "r1"));
@@ -329,9 +348,9 @@ fn downsample_to_hours_keeps_totals_exact() {
     // Nothing left to fold; a late report for a folded hour folds into the same hour row.
     assert_eq!(store.downsample(T0 + 2 * HOUR_MS).unwrap(), DownsampleStats::default());
     let late = report("a1", 1_000, T0 + 5 * MINUTE_MS, ("udp", "r1"), &[("packets", 1)], &[]);
-    store.commit_batch(&[item("a1", "eu", &late)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &late)]).unwrap();
     assert_eq!(store.downsample(T0 + 2 * HOUR_MS).unwrap().hours, 1);
-    let hours = store.hours(T0..T0 + 1, &CohortFilter::default()).unwrap();
+    let hours = store.rows(Resolution::Hour, T0..T0 + 1, &CohortFilter::default()).unwrap();
     let r1_packets: u64 = (0..60).filter(|m| m % 3 != 0).map(|m| 1_000 + m).sum();
     assert_eq!(hours[0].counters["packets"], r1_packets + 1);
 }
@@ -349,23 +368,31 @@ fn retention_deletes_old_rows_and_ledger_entries() {
             ..item("a1", "eu", r)
         })
         .collect();
-    store.commit_batch(&items).unwrap();
+    commit(&mut store, &items).unwrap();
     store.downsample(T0 + 2 * HOUR_MS).unwrap();
 
     // Hours 0-1 are hour rows, hours 2-3 minute rows; each is a histogram and two counters.
     let stats = store.retain(T0 + 3 * HOUR_MS, T0 + HOUR_MS).unwrap();
     assert_eq!(stats, RetainStats { minute_rows: 3, hour_rows: 3 });
     let all = CohortFilter::default();
-    let hours: Vec<u64> =
-        store.hours(0..u64::MAX, &all).unwrap().iter().map(|r| r.start_unix_ms).collect();
+    let hours: Vec<u64> = store
+        .rows(Resolution::Hour, 0..u64::MAX, &all)
+        .unwrap()
+        .iter()
+        .map(|r| r.start_unix_ms)
+        .collect();
     assert_eq!(hours, [T0 + HOUR_MS]);
-    let minutes: Vec<u64> =
-        store.minutes(0..u64::MAX, &all).unwrap().iter().map(|r| r.start_unix_ms).collect();
+    let minutes: Vec<u64> = store
+        .rows(Resolution::Minute, 0..u64::MAX, &all)
+        .unwrap()
+        .iter()
+        .map(|r| r.start_unix_ms)
+        .collect();
     assert_eq!(minutes, [T0 + 3 * HOUR_MS]);
 
     assert_eq!(store.prune_ledger(T0 + 2 * HOUR_MS).unwrap(), 2);
-    assert!(!store.is_duplicate("a1", 1).unwrap());
-    assert!(store.is_duplicate("a1", 2).unwrap());
+    assert!(!in_ledger(&store, "a1", 1).unwrap());
+    assert!(in_ledger(&store, "a1", 2).unwrap());
 
     // maintain() applies a policy relative to now.
     let policy = Retention::default();
@@ -383,16 +410,16 @@ fn reopening_finds_everything() {
     let r = simple("a1", 42, T0);
     {
         let mut store = open(&dir.db());
-        store.commit_batch(&[item("a1", "eu", &r)]).unwrap();
+        commit(&mut store, &[item("a1", "eu", &r)]).unwrap();
     }
     let mut store = open(&dir.db());
-    assert!(store.is_duplicate("a1", 42).unwrap());
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
+    assert!(in_ledger(&store, "a1", 42).unwrap());
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &r)]).unwrap(), [Outcome::Duplicate]);
     let agents = store.agents().unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!(
         agents[0],
-        AgentRow {
+        AgentFacts {
             name: "a1".into(),
             region: "eu".into(),
             network_type: "4g".into(),
@@ -403,14 +430,17 @@ fn reopening_finds_everything() {
             last_seq: 42,
             spool_depth: 0,
             reports: 1,
+            last_window_end_ms: T0 + 10_000,
         }
     );
-    let rows = store.minutes(T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
+    let rows =
+        store.rows(Resolution::Minute, T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
     assert_eq!(rows[0].counters["packets"], 100);
     // A new report after the restart merges into the same row (the cohort id survived).
     let r2 = simple("a1", 43, T0);
-    store.commit_batch(&[item("a1", "eu", &r2)]).unwrap();
-    let rows = store.minutes(T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
+    commit(&mut store, &[item("a1", "eu", &r2)]).unwrap();
+    let rows =
+        store.rows(Resolution::Minute, T0..T0 + MINUTE_MS, &CohortFilter::default()).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].counters["packets"], 200);
     assert_eq!(rows[0].histograms["jitter_us"].count, 6);
@@ -424,32 +454,134 @@ fn a_newer_schema_is_refused() {
     conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
     drop(conn);
     let e = SqliteStore::open(dir.db()).unwrap_err();
-    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 2 }), "{e}");
-    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 2");
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 3 }), "{e}");
+    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 3");
 }
 
-/// A version 1 file (a ledger without digests) is migrated; its entries, which have no
-/// digest, still answer `Duplicate` as before, and new entries get digests.
+/// Every table's columns (name, type, not null, default, primary key) and every index, as
+/// SQLite reports them: what two files must agree on to hold the same schema.
+fn schema_of(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT m.type || ' ' || m.name || ': ' || COALESCE(group_concat(
+                 c.name || ' ' || c.type || ' ' || c.\"notnull\" || ' ' ||
+                 COALESCE(c.dflt_value, '-') || ' ' || c.pk, ', '), '')
+             FROM sqlite_master m LEFT JOIN pragma_table_info(m.name) c ON m.type = 'table'
+             WHERE m.name NOT LIKE 'sqlite_%'
+             GROUP BY m.type, m.name ORDER BY m.type, m.name",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// The schema a build whose newest version was `version` created (its migrations from an
+/// empty file).
+fn schema_at(version: u32) -> Vec<String> {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+    SqliteStore::create_schema_for_tests(&mut conn, version).unwrap();
+    schema_of(&conn)
+}
+
+fn schema_version(store: &SqliteStore) -> u32 {
+    store
+        .conn_for_tests()
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Turns the file at `path` back into what a build of schema `version` wrote, dropping the
+/// columns later versions added (with their data, as that build never had it), and checks it
+/// now has exactly that build's schema.
+fn downgrade(path: &Path, version: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    if version < 3 {
+        conn.execute_batch("ALTER TABLE agents DROP COLUMN last_window_end_ms;").unwrap();
+    }
+    if version < 2 {
+        conn.execute_batch("ALTER TABLE ingest_ledger DROP COLUMN digest;").unwrap();
+    }
+    conn.execute("UPDATE schema_version SET version = ?1", [version]).unwrap();
+    assert_eq!(schema_of(&conn), schema_at(version), "a faithful version {version} file");
+}
+
+/// `downgrade` knows every version, and each differs from the one before, so the migration
+/// tests below start from what they claim.
 #[test]
-fn a_ledger_without_digests_is_migrated() {
-    let dir = TempDir::new("migrate-digest");
+fn each_schema_version_differs_from_the_last() {
+    assert_eq!(sqlite::SCHEMA_VERSION, 3, "teach `downgrade` the new version, test from it");
+    for v in 1..=sqlite::SCHEMA_VERSION {
+        assert_ne!(schema_at(v - 1), schema_at(v), "version {v}");
+    }
+}
+
+/// A store written by the first release (schema 1: a ledger without digests, agents without
+/// their newest window end) takes both later steps: its ledger entries, which have no digest,
+/// still answer `Duplicate` as before, new entries get digests, its agents start from the
+/// receive time they kept, and its rows are as they were.
+#[test]
+fn a_version_1_store_is_migrated_to_the_newest() {
+    let dir = TempDir::new("migrate-1");
+    {
+        let mut store = open(&dir.db());
+        let old = simple("a1", 7, T0);
+        assert_eq!(commit(&mut store, &[item("a1", "eu", &old)]).unwrap(), [Outcome::Stored]);
+    }
+    downgrade(&dir.db(), 1);
     let mut store = open(&dir.db());
-    let old = simple("a1", 7, T0);
-    store.commit_batch(&[item("a1", "eu", &old)]).unwrap();
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    conn.execute_batch(
-        "ALTER TABLE ingest_ledger DROP COLUMN digest; UPDATE schema_version SET version = 1;",
-    )
-    .unwrap();
-    drop(conn);
-    let mut store = open(&dir.db());
+    assert_eq!(schema_version(&store), 3);
+    assert_eq!(schema_of(store.conn_for_tests()), schema_at(3));
+    let agents = store.agents().unwrap();
+    assert_eq!(agents[0].last_window_end_ms, T0 + 99_000, "the receive time it kept");
+    assert_eq!(agents[0].reports, 1);
     let other_body = simple("a1", 7, T0 + 60_000);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &other_body)]).unwrap(), [Outcome::Duplicate]);
-    let new = simple("a1", 8, T0);
-    store.commit_batch(&[item("a1", "eu", &new)]).unwrap();
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &other_body)]).unwrap(), [Outcome::Duplicate]);
+    let new = simple("a1", 8, T0 + 2 * MINUTE_MS);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &new)]).unwrap(), [Outcome::Stored]);
     let reused = simple("a1", 8, T0 + 60_000);
-    assert_eq!(store.commit_batch(&[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
+    let (counters, histograms) = totals(&store, Resolution::Minute);
+    assert_eq!(counters["packets"], 200, "the migrated report and the new one");
+    assert_eq!(histograms["jitter_us"], (6, 2 * 33_000));
+    let agents = store.agents().unwrap();
+    let newest = T0 + 2 * MINUTE_MS + 10_000;
+    assert_eq!((agents[0].reports, agents[0].last_window_end_ms), (2, newest), "window ends kept");
+}
+
+/// A store written by the build with ledger digests (schema 2) takes the last step: its
+/// digests keep telling resends from reused numbers, its entries from before digests stay
+/// duplicates, and its agents start from the receive time they kept.
+#[test]
+fn a_version_2_store_is_migrated_to_the_newest() {
+    let dir = TempDir::new("migrate-2");
+    let (first, second) = (simple("a1", 7, T0), simple("a1", 8, T0));
+    {
+        let mut store = open(&dir.db());
+        let batch = [item("a1", "eu", &first), item("a1", "eu", &second)];
+        assert_eq!(commit(&mut store, &batch).unwrap(), [Outcome::Stored, Outcome::Stored]);
+        // Seq 7 as stored before the digest column existed (migrated from version 1).
+        let cleared = store
+            .conn_for_tests()
+            .execute("UPDATE ingest_ledger SET digest = NULL WHERE seq = 7", [])
+            .unwrap();
+        assert_eq!(cleared, 1);
+    }
+    downgrade(&dir.db(), 2);
+    let mut store = open(&dir.db());
+    assert_eq!(schema_version(&store), 3);
+    assert_eq!(schema_of(store.conn_for_tests()), schema_at(3));
+    let agents = store.agents().unwrap();
+    assert_eq!(agents[0].last_window_end_ms, T0 + 99_000, "the receive time it kept");
+    assert_eq!(agents[0].reports, 2);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &second)]).unwrap(), [Outcome::Duplicate]);
+    let reused = simple("a1", 8, T0 + 60_000);
+    assert_eq!(commit(&mut store, &[item("a1", "eu", &reused)]).unwrap(), [Outcome::Conflict]);
+    let before_digests = simple("a1", 7, T0 + 60_000);
+    assert_eq!(
+        commit(&mut store, &[item("a1", "eu", &before_digests)]).unwrap(),
+        [Outcome::Duplicate]
+    );
+    let (counters, _) = totals(&store, Resolution::Minute);
+    assert_eq!(counters["packets"], 200, "nothing added after the migration");
 }
 
 #[test]
@@ -461,12 +593,10 @@ fn agent_registry_shows_the_latest_report() {
     newer.report.plan_revision = 5;
     newer.report.spool_depth = 12;
     let older = simple("a1", 3, T0);
-    store
-        .commit_batch(&[IngestItem { received_unix_ms: T0 + 5_000, ..item("a1", "eu", &newer) }])
+    commit(&mut store, &[IngestItem { received_unix_ms: T0 + 5_000, ..item("a1", "eu", &newer) }])
         .unwrap();
     // Received earlier (a late batch): counted, but the registry keeps the newer facts.
-    store
-        .commit_batch(&[IngestItem { received_unix_ms: T0 + 1_000, ..item("a1", "us", &older) }])
+    commit(&mut store, &[IngestItem { received_unix_ms: T0 + 1_000, ..item("a1", "us", &older) }])
         .unwrap();
     let a = &store.agents().unwrap()[0];
     assert_eq!(
@@ -489,19 +619,21 @@ fn values_the_store_cannot_hold_reject_only_their_report() {
     let mut far_future = simple("a1", 3, T0);
     far_future.report.window_start_ms = u64::MAX;
     let good = simple("a2", 1, T0);
-    let outcomes = store
-        .commit_batch(&[
+    let outcomes = commit(
+        &mut store,
+        &[
             item("a1", "eu", &bad),
             item("a1", "eu", &inconsistent),
             item("a1", "eu", &far_future),
             item("a2", "eu", &good),
-        ])
-        .unwrap();
+        ],
+    )
+    .unwrap();
     assert!(matches!(&outcomes[0], Outcome::Rejected(e) if e.reason() == "value_too_large"));
     assert_eq!(outcomes[1], Outcome::Rejected(ItemError::Inconsistent));
     assert!(matches!(&outcomes[2], Outcome::Rejected(ItemError::ValueTooLarge { .. })));
     assert_eq!(outcomes[3], Outcome::Stored);
-    assert!(!store.is_duplicate("a1", 1).unwrap());
+    assert!(!in_ledger(&store, "a1", 1).unwrap());
     assert_eq!(totals(&store, Resolution::Minute).0["packets"], 100);
 }
 
@@ -513,12 +645,12 @@ fn counters_saturate_instead_of_wrapping() {
         .map(|s| report("a1", s, T0, ("udp", "r"), &[("bytes", MAX_REPORT_VALUE)], &[]))
         .collect();
     let items: Vec<IngestItem<'_>> = reports.iter().map(|r| item("a1", "eu", r)).collect();
-    store.commit_batch(&items).unwrap();
+    commit(&mut store, &items).unwrap();
     assert_eq!(totals(&store, Resolution::Minute).0["bytes"], 3 * MAX_REPORT_VALUE);
     // Push one row to the top directly, then add: it stays at i64::MAX.
     store.conn_for_tests().execute("UPDATE counters SET value = 9223372036854775000", []).unwrap();
     let more = report("a1", 99, T0, ("udp", "r"), &[("bytes", MAX_REPORT_VALUE)], &[]);
-    store.commit_batch(&[item("a1", "eu", &more)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &more)]).unwrap();
     assert_eq!(totals(&store, Resolution::Minute).0["bytes"], i64::MAX as u64);
 }
 
@@ -566,7 +698,7 @@ fn items(reports: &[(String, DecodedReport)]) -> Vec<IngestItem<'_>> {
 }
 
 fn all_minutes(store: &SqliteStore) -> Vec<CohortRow> {
-    store.minutes(0..u64::MAX, &CohortFilter::default()).unwrap()
+    store.rows(Resolution::Minute, 0..u64::MAX, &CohortFilter::default()).unwrap()
 }
 
 #[test]
@@ -578,7 +710,7 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
     let mut batched = open(&dir.0.join("batched.sqlite"));
     let mut batch = items(&reports);
     batch.push(batch[5]);
-    let outcomes = batched.commit_batch(&batch).unwrap();
+    let outcomes = commit(&mut batched, &batch).unwrap();
     assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), reports.len());
     assert_eq!(outcomes.last(), Some(&Outcome::Duplicate));
 
@@ -591,8 +723,8 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
         if n == reports.len() / 2 {
             single = open(&dir.0.join("single.sqlite"));
         }
-        assert_eq!(single.commit_batch(&[it]).unwrap(), [Outcome::Stored]);
-        assert_eq!(uncached.commit_batch(&[it]).unwrap(), [Outcome::Stored]);
+        assert_eq!(commit(&mut single, &[it]).unwrap(), [Outcome::Stored]);
+        assert_eq!(commit(&mut uncached, &[it]).unwrap(), [Outcome::Stored]);
     }
     assert_eq!(uncached.row_cache_usage(), (0, 0));
 
@@ -641,7 +773,7 @@ fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
     let reports = mixed_reports();
     let (first, second) = reports.split_at(12);
     let mut store = open(&dir.db());
-    store.commit_batch(&items(first)).unwrap();
+    commit(&mut store, &items(first)).unwrap();
     assert!(store.row_cache_usage().0 > 0, "the committed rows are cached");
     let rows_before = all_minutes(&store);
     let agents_before = store.agents().unwrap();
@@ -655,20 +787,20 @@ fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
              BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
         )
         .unwrap();
-    assert!(store.commit_batch(&items(second)).is_err());
+    assert!(commit(&mut store, &items(second)).is_err());
     assert_eq!(store.row_cache_usage(), (0, 0));
     assert_eq!(all_minutes(&store), rows_before);
     assert_eq!(store.agents().unwrap(), agents_before);
     for (agent, r) in second {
-        assert!(!store.is_duplicate(agent, r.report.seq).unwrap());
+        assert!(!in_ledger(&store, agent, r.report.seq).unwrap());
     }
 
     // Resent after the fault clears: counted once, the same as a clean run.
     store.conn_for_tests().execute_batch("DROP TRIGGER fail").unwrap();
-    store.commit_batch(&items(second)).unwrap();
+    commit(&mut store, &items(second)).unwrap();
     let mut clean = open(&dir.0.join("clean.sqlite"));
-    clean.commit_batch(&items(first)).unwrap();
-    clean.commit_batch(&items(second)).unwrap();
+    commit(&mut clean, &items(first)).unwrap();
+    commit(&mut clean, &items(second)).unwrap();
     assert_eq!(all_minutes(&store), all_minutes(&clean));
 }
 
@@ -678,11 +810,11 @@ fn a_write_from_another_connection_invalidates_the_row_cache() {
     let reports = mixed_reports();
     let mut a = open(&dir.db());
     let mut b = open(&dir.db());
-    a.commit_batch(&items(&reports[..8])).unwrap();
-    b.commit_batch(&items(&reports[8..16])).unwrap();
-    a.commit_batch(&items(&reports[16..])).unwrap();
+    commit(&mut a, &items(&reports[..8])).unwrap();
+    commit(&mut b, &items(&reports[8..16])).unwrap();
+    commit(&mut a, &items(&reports[16..])).unwrap();
     let mut clean = open(&dir.0.join("clean.sqlite"));
-    clean.commit_batch(&items(&reports)).unwrap();
+    commit(&mut clean, &items(&reports)).unwrap();
     assert_eq!(all_minutes(&a), all_minutes(&clean));
 }
 
@@ -692,10 +824,10 @@ fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
     let mut store = open(&dir.db());
     let r1 = simple("a1", 1, T0);
     let r2 = simple("a1", 2, T0 + 10_000);
-    store.commit_batch(&[item("a1", "eu", &r1)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &r1)]).unwrap();
     // Fold the (cached) minute away, then ingest into the same minute again.
     store.downsample(T0 + HOUR_MS).unwrap();
-    store.commit_batch(&[item("a1", "eu", &r2)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &r2)]).unwrap();
     let minutes = all_minutes(&store);
     assert_eq!(minutes.len(), 1);
     assert_eq!(minutes[0].histograms["jitter_us"].count, 3, "only the report after the fold");
@@ -706,7 +838,7 @@ fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
     store.retain(T0 + HOUR_MS, 0).unwrap();
     assert!(all_minutes(&store).is_empty());
     let r3 = simple("a1", 3, T0 + 20_000);
-    store.commit_batch(&[item("a1", "eu", &r3)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &r3)]).unwrap();
     assert_eq!(all_minutes(&store)[0].histograms["jitter_us"].count, 3);
 }
 
@@ -716,10 +848,10 @@ fn an_agent_with_a_wrong_clock_does_not_push_the_row_cache_away() {
     let mut store = open(&dir.db());
     let far = simple("a9", 1, T0 + 240 * HOUR_MS);
     let now = simple("a1", 1, T0);
-    store.commit_batch(&[item("a9", "eu", &far), item("a1", "eu", &now)]).unwrap();
+    commit(&mut store, &[item("a9", "eu", &far), item("a1", "eu", &now)]).unwrap();
     assert_eq!(store.row_cache_usage().0, 1, "the current minute's row is cached, not the far one");
     let again = simple("a1", 2, T0 + 10_000);
-    store.commit_batch(&[item("a1", "eu", &again)]).unwrap();
+    commit(&mut store, &[item("a1", "eu", &again)]).unwrap();
     assert_eq!(store.row_cache_usage().0, 1);
     let minutes = all_minutes(&store);
     assert_eq!(minutes.len(), 2);

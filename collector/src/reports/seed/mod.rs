@@ -1,9 +1,11 @@
 //! `stallwatch-collector seed-history`: a deterministic history for tests, demos and anyone
-//! evaluating reports without waiting a week. It writes, into one directory, a history store
-//! filled through the store's normal write path (each agent's interval reports encoded,
-//! decoded and checked as ingest does, then [`HistoryStore::commit`] in batches, with the
-//! same maintenance the collector runs), the incidents of the story (`incidents.json`) and a
-//! collector configuration (`collector.toml`) that `report --config` reads.
+//! evaluating reports without waiting a week. It writes, into one directory, a fleet CA
+//! (`ca/`) that issues each generated agent its certificate, a history store filled through
+//! the store's normal write path (each agent's interval reports encoded, decoded and checked
+//! as ingest does, then [`HistoryStore::commit`] in batches under the agent's verified
+//! certificate identity, with the same maintenance the collector runs), the incidents of the
+//! story (`incidents.json`) and a collector configuration (`collector.toml`) that
+//! `report --config` reads.
 //!
 //! What the history shows is in `scenario.rs`.
 
@@ -14,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::UnixTime;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -24,6 +27,7 @@ use thiserror::Error;
 use super::incidents::IncidentFile;
 use super::zone::{Zone, ZoneError};
 use crate::config::Storage;
+use crate::pki::{AgentIdentity, Ca, PkiError, Validity, VerifiedAgent};
 use crate::store::{
     HistoryStore, IngestItem, Outcome, Retention, SqliteStore, StoreError, report_digest,
 };
@@ -38,9 +42,12 @@ const BATCH: usize = 512;
 /// Why seeding failed.
 #[derive(Debug, Error)]
 pub enum SeedError {
-    /// The directory already holds a store.
+    /// The directory already holds a store or a CA.
     #[error("{} already exists: seed an empty directory (or delete it first)", .0.display())]
     Exists(PathBuf),
+    /// The fleet CA could not be made, or an agent's certificate did not verify.
+    #[error("fleet CA: {0}")]
+    Pki(#[from] PkiError),
     /// A file could not be written.
     #[error("{}: {error}", path.display())]
     Io {
@@ -77,6 +84,8 @@ pub struct SeedOptions {
 pub struct Seeded {
     /// The collector configuration.
     pub config: PathBuf,
+    /// The fleet CA's directory.
+    pub ca: PathBuf,
     /// The history store.
     pub store: PathBuf,
     /// The incidents file.
@@ -136,11 +145,15 @@ pub fn seed(
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let store_path = dir.join("history.db");
-    if store_path.exists() {
-        return Err(SeedError::Exists(store_path));
+    let ca_dir = dir.join("ca");
+    for existing in [&store_path, &ca_dir] {
+        if existing.exists() {
+            return Err(SeedError::Exists(existing.clone()));
+        }
     }
     let chosen = selected(options)?;
     let zones: BTreeMap<&str, Zone> = chosen.iter().map(|(r, z)| (r.name, z.clone())).collect();
+    let agents = verified_agents(&ca_dir, s, &chosen)?;
 
     let incidents_path = dir.join("incidents.json");
     IncidentFile::write(&incidents_path, &s.incidents(&zones)).map_err(io(&incidents_path))?;
@@ -155,7 +168,7 @@ pub fn seed(
         keep_hours: storage.hourly_retention,
         ..Retention::default()
     };
-    let mut pending: Vec<(&str, &str, &str, DecodedReport, [u8; 32])> = Vec::with_capacity(BATCH);
+    let mut pending: Vec<(&VerifiedAgent, DecodedReport, [u8; 32])> = Vec::with_capacity(BATCH);
     let mut stored = 0u64;
     let slots_per_day = DAY_MS / s.interval_ms;
     for day in 0..s.days {
@@ -165,7 +178,7 @@ pub fn seed(
                 for &(agent, network_type) in region.agents {
                     let (report, digest) =
                         agent_report(s, region, zone, agent, network_type, start)?;
-                    pending.push((agent, region.name, network_type, report, digest));
+                    pending.push((&agents[agent], report, digest));
                 }
             }
             if pending.len() >= BATCH {
@@ -182,24 +195,53 @@ pub fn seed(
     }
     Ok(Seeded {
         config: config_path,
+        ca: ca_dir,
         store: store_path,
         incidents: incidents_path,
         reports: stored,
     })
 }
 
-/// The one place that stores generated reports: as ingest does, with the identity an agent's
-/// certificate would carry and a receive time just after the window.
+/// Makes a fleet CA in `ca_dir`, issues every chosen agent a certificate valid over the whole
+/// history and verifies it at the history's start, as the collector's listener verifies an
+/// agent's certificate: the identities the reports are stored under, by agent name.
+fn verified_agents(
+    ca_dir: &Path,
+    s: &Scenario,
+    chosen: &[(RegionScenario, Zone)],
+) -> Result<BTreeMap<&'static str, VerifiedAgent>, SeedError> {
+    let at = |unix_ms: u64| {
+        let ns = i128::from(unix_ms) * 1_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+            .map_err(|e| SeedError::Invalid(format!("time out of range: {e}")))
+    };
+    let (start, end) = (at(s.start_ms())?, at(s.end_ms)?);
+    let ca = Ca::init(ca_dir, start, false)?;
+    // Until a day after the end: a report is received just after its window.
+    let validity = Validity::new(start, end + time::Duration::days(1))?;
+    let verify_at = UnixTime::since_unix_epoch(std::time::Duration::from_millis(s.start_ms()));
+    let mut agents = BTreeMap::new();
+    for (region, _) in chosen {
+        for &(name, network_type) in region.agents {
+            let identity = AgentIdentity::new(name, region.name, network_type)?;
+            let credential = ca.issue_agent(&identity, validity)?;
+            let agent = VerifiedAgent::verify(&credential.cert, ca.certificate(), verify_at)?;
+            agents.insert(name, agent);
+        }
+    }
+    Ok(agents)
+}
+
+/// The one place that stores generated reports: as ingest does, under the agent's verified
+/// certificate identity and with a receive time just after the window.
 fn commit(
     store: &mut SqliteStore,
-    pending: &[(&str, &str, &str, DecodedReport, [u8; 32])],
+    pending: &[(&VerifiedAgent, DecodedReport, [u8; 32])],
 ) -> Result<u64, SeedError> {
     let items: Vec<IngestItem<'_>> = pending
         .iter()
-        .map(|(agent, region, network_type, report, digest)| IngestItem {
+        .map(|(agent, report, digest)| IngestItem {
             agent,
-            region,
-            network_type,
             report,
             digest: *digest,
             received_unix_ms: report.report.window_end_ms + 1_500,
@@ -338,8 +380,8 @@ fn config_text(s: &Scenario, chosen: &[(RegionScenario, Zone)]) -> String {
     let _ = write!(
         t,
         "# Written by `stallwatch-collector seed-history` (seed {}, {} days ending {}).\n\
-         # For `stallwatch-collector report --config THIS_FILE`; the [tls] files do not exist, so\n\
-         # `run` would refuse it.\n\n\
+         # For `stallwatch-collector report --config THIS_FILE`. ca/ is the fleet CA that issued\n\
+         # the agents' certificates; there is no collector certificate, so `run` would refuse it.\n\n\
          [tls]\nca = \"ca/ca.pem\"\ncert = \"ca/collector.pem\"\nkey = \"ca/collector.key\"\nrevoked = \"ca/revoked.json\"\n\n\
          [storage]\npath = \"history.db\"\n\n[labels]\nregions = {names:?}\n",
         s.seed,

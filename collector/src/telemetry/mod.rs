@@ -1,6 +1,8 @@
-//! The collector's own metrics that ingest updates. Cheap to clone and safe to share: every
-//! handle updates the same totals. The store's own figures (series, cohorts, refusals) are
-//! encoded from [`Cohorts`](super::Cohorts) instead.
+//! The collector's own telemetry: what ingest did (reports accepted, refused by reason,
+//! backfilled, and how long answering took), kept apart from the exported series. Cheap to
+//! clone and safe to share: every handle updates the same totals. The series' own figures
+//! (series, cohorts, refusals at the series limit) are encoded from
+//! [`Cohorts`](crate::series::Cohorts) beside them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +25,7 @@ pub const INGEST_DURATION_BOUNDS: [f64; 12] =
 /// Plain totals behind one mutex (held for a few additions), so that every exposition,
 /// protobuf included, reads the same figures.
 #[derive(Debug, Clone, Default)]
-pub struct CollectorMetrics {
+pub struct Telemetry {
     inner: Arc<Mutex<OwnTotals>>,
 }
 
@@ -52,7 +54,7 @@ pub(crate) const BACKFILLED: (&str, &str) = (
 pub(crate) const INGEST_DURATION: (&str, &str) =
     ("stallwatch_collector_ingest_duration", "Time from receiving a report to answering it.");
 
-impl CollectorMetrics {
+impl Telemetry {
     fn update(&self, f: impl FnOnce(&mut OwnTotals)) {
         f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner));
     }
@@ -89,27 +91,17 @@ impl CollectorMetrics {
             t.ingest_count += 1;
         });
     }
-
-    /// Reports accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.totals().accepted
-    }
-
-    /// Reports rejected so far for `reason`.
-    pub fn rejected(&self, reason: &'static str) -> u64 {
-        self.totals().rejected.get(reason).copied().unwrap_or(0)
-    }
 }
 
-/// Encodes [`CollectorMetrics`] for the text formats.
+/// Encodes [`Telemetry`] for the text formats.
 #[derive(Debug)]
-pub(crate) struct OwnMetricsCollector {
-    pub(crate) metrics: CollectorMetrics,
+pub(crate) struct TelemetryCollector {
+    pub(crate) telemetry: Telemetry,
 }
 
-impl Collector for OwnMetricsCollector {
+impl Collector for TelemetryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let t = self.metrics.totals();
+        let t = self.telemetry.totals();
         let (name, help) = ACCEPTED;
         let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         ConstCounter::new(t.accepted).encode(metric)?;
