@@ -143,6 +143,7 @@ pub(crate) fn check(config: &Config, locations: &Locations) -> Vec<Problem> {
     relays(&mut c, config);
     plans(&mut c, config);
     slo(&mut c, config);
+    c.problems.extend(config.alerts.check(&config.slo, locations));
     let mut problems = c.problems;
     problems.sort_by_key(|p| p.position);
     problems

@@ -68,6 +68,9 @@ pub struct Config {
     /// SLO thresholds (defaults: DESIGN.md section 4).
     #[serde(default)]
     pub slo: Slo,
+    /// Alert rules and receivers (`crate::alerts::config`).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     /// Where each field was in the file, for errors found after loading.
     #[serde(skip)]
     locations: Locations,
@@ -117,9 +120,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 impl PartialEq for Config {
     fn eq(&self, other: &Self) -> bool {
         // Every field but `locations`.
-        let Config { listen, tls, storage, ingest, labels, relays, plans, slo, locations: _ } =
-            self;
-        (listen, tls, storage, ingest, labels, relays, plans, slo)
+        let Config {
+            listen,
+            tls,
+            storage,
+            ingest,
+            labels,
+            relays,
+            plans,
+            slo,
+            alerts,
+            locations: _,
+        } = self;
+        (listen, tls, storage, ingest, labels, relays, plans, slo, alerts)
             == (
                 &other.listen,
                 &other.tls,
@@ -129,6 +142,7 @@ impl PartialEq for Config {
                 &other.relays,
                 &other.plans,
                 &other.slo,
+                &other.alerts,
             )
     }
 }
@@ -157,7 +171,7 @@ impl Config {
         }
     }
 
-    /// Resolves relative TLS and storage paths against `dir`.
+    /// Resolves relative TLS, storage and alert state paths against `dir`.
     fn resolve_paths(&mut self, dir: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -169,6 +183,9 @@ impl Config {
         resolve(&mut self.tls.key);
         resolve(&mut self.tls.revoked);
         resolve(&mut self.storage.path);
+        if let Some(p) = &mut self.alerts.state_file {
+            resolve(p);
+        }
     }
 
     /// Number of probes across all plans.
