@@ -430,3 +430,102 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
     );
     assert_eq!(collector.stop(), Some(0));
 }
+
+/// A Prometheus scraping `target` every second with native histograms on, so that it asks
+/// for the protobuf exposition; killed on drop.
+struct NativePrometheus {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NativePrometheus {
+    fn start(dir: &Path, target: SocketAddr) -> NativePrometheus {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: stallwatch\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--enable-feature=native-histograms")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus runs (install the Debian package prometheus)");
+        let p = NativePrometheus { child, addr };
+        let ready = wait_until(Duration::from_secs(60), || {
+            curl(&[&format!("http://{addr}/-/ready")], None).0 == 200
+        });
+        assert!(ready, "prometheus did not become ready; see {}", dir.display());
+        p
+    }
+
+    /// The value of an instant query returning one series.
+    fn scalar(&self, promql: &str) -> Option<f64> {
+        let url = format!("http://{}/api/v1/query", self.addr);
+        let (status, body) =
+            curl(&["-G", "--data-urlencode", &format!("query={promql}"), &url], None);
+        assert_eq!(status, 200, "{promql}: {body}");
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?;
+        (result.len() == 1).then(|| result[0]["value"][1].as_str()?.parse().ok())?
+    }
+}
+
+impl Drop for NativePrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The alert families in the protobuf exposition (appended by hand after the series') are
+/// read by a real Prometheus: a malformed message would fail the whole scrape.
+#[test]
+fn alert_metrics_reach_a_native_histogram_prometheus_through_protobuf() {
+    let dir =
+        std::env::temp_dir().join(format!("stallwatch-e2e-alert-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        relay_agent: "relay-sea-1".into(),
+        relay_region: "sea".into(),
+        relay_port: 45995,
+        agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p15")],
+        every: "1m",
+        duration: "20s",
+        report_interval: "10s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let files = Files(write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap());
+    let mut config = std::fs::read_to_string(&files.0.config).unwrap();
+    config.push_str("\n[alerts]\nevaluate_every = \"1s\"\n");
+    std::fs::write(&files.0.config, config).unwrap();
+    let collector = CollectorProcess::start(&files.0.config);
+    let prometheus = NativePrometheus::start(&dir.join("prometheus"), collector.metrics);
+    let watchdog = "stallwatch_alerts_active{alertname=\"StallwatchWatchdog\",severity=\"none\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || prometheus.scalar(watchdog) == Some(1.0)),
+        "Prometheus never read the watchdog gauge; up = {:?}",
+        prometheus.scalar("up")
+    );
+    assert_eq!(prometheus.scalar("up"), Some(1.0));
+    assert!(
+        prometheus.scalar("stallwatch_collector_alert_evaluations_total").is_some_and(|v| v >= 1.0)
+    );
+    let age = prometheus
+        .scalar("time() - stallwatch_collector_alert_last_evaluation_timestamp_seconds")
+        .unwrap();
+    assert!((0.0..30.0).contains(&age), "last evaluation {age} s ago");
+    // The same families in the text exposition, for scrapers without protobuf.
+    let (_, text) = collector.get("/metrics");
+    assert!(text.contains("stallwatch_alerts_active{severity=\"none\",alertname=\"StallwatchWatchdog\",region=\"\",network_type=\"\"} 1"), "{text}");
+}

@@ -1008,6 +1008,14 @@ mod tests {
         );
     }
 
+    /// The example's `[alerts]` shows every default, as its comment says.
+    #[test]
+    fn the_example_config_shows_the_defaults() {
+        let text = include_str!("../../../deploy/collector.example.toml");
+        let config = parse(text, "collector.example.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.alerts, AlertsConfig::default());
+    }
+
     #[test]
     fn settings_follow_the_section_and_slo() {
         let text = format!(

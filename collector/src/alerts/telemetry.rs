@@ -294,3 +294,124 @@ mod protobuf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::Alert;
+    use crate::alerts::incidents::{Assessment, IncidentKey, Scope};
+
+    fn telemetry() -> Telemetry {
+        let mut incidents = Incidents::default();
+        let key = IncidentKey {
+            alert: Alert::Stalls,
+            scope: Scope { region: "sea".into(), network_type: "4g".into(), ..Scope::default() },
+        };
+        let firing = Assessment { severity: Some(Severity::P1), ..Assessment::default() };
+        incidents.apply(1_000, &[(key, firing)].into(), 0);
+        let t = Telemetry::default();
+        t.evaluated(61_000, &incidents, 3);
+        t.delivered("chat");
+        t.failed("chat");
+        t.failed("alertmanager-0");
+        t
+    }
+
+    #[test]
+    fn text_formats_carry_every_family_and_one_eof() {
+        let t = telemetry();
+        let mut body = b"# TYPE x counter\nx_total 1\n# EOF\n".to_vec();
+        t.append(Exposition::OpenMetrics, &mut body);
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n") && text.starts_with("# TYPE x counter\nx_total 1\n"));
+        for line in [
+            "stallwatch_alerts_active{severity=\"P1\",alertname=\"StallwatchStalls\",region=\"sea\",network_type=\"4g\"} 1",
+            "stallwatch_collector_alert_evaluations_total 1",
+            "stallwatch_collector_alert_last_evaluation_timestamp_seconds 61.0",
+            "stallwatch_collector_alert_insufficient_data 3",
+            "stallwatch_collector_alert_delivery_failures_total{receiver=\"alertmanager-0\"} 1",
+            "stallwatch_collector_alert_notifications_total{receiver=\"chat\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        let mut body = Vec::new();
+        t.append(Exposition::PrometheusText, &mut body);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("stallwatch_collector_alert_evaluation_failures_total 0"), "{text}");
+        assert!(!text.contains("# EOF"));
+    }
+
+    /// Reads a varint at `*at`.
+    fn varint(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// The (field, bytes) of the length-delimited fields of one message.
+    fn fields(m: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let (mut at, mut out) = (0, Vec::new());
+        while at < m.len() {
+            let key = varint(m, &mut at);
+            let value = match key & 7 {
+                0 => varint(m, &mut at).to_le_bytes().to_vec(),
+                1 => {
+                    at += 8;
+                    m[at - 8..at].to_vec()
+                }
+                2 => {
+                    let len = varint(m, &mut at) as usize;
+                    at += len;
+                    m[at - len..at].to_vec()
+                }
+                wire => panic!("wire type {wire}"),
+            };
+            out.push((key >> 3, value));
+        }
+        out
+    }
+
+    #[test]
+    fn protobuf_families_are_length_delimited_metric_families() {
+        let mut body = Vec::new();
+        telemetry().append(Exposition::Protobuf, &mut body);
+        let (mut at, mut families) = (0, Vec::new());
+        while at < body.len() {
+            let len = varint(&body, &mut at) as usize;
+            families.push(fields(&body[at..at + len]));
+            at += len;
+        }
+        let name = |f: &[(u64, Vec<u8>)]| String::from_utf8(f[0].1.clone()).unwrap();
+        let names: Vec<String> = families.iter().map(|f| name(f)).collect();
+        assert_eq!(
+            names,
+            [
+                "stallwatch_alerts_active",
+                "stallwatch_collector_alert_evaluations_total",
+                "stallwatch_collector_alert_evaluation_failures_total",
+                "stallwatch_collector_alert_last_evaluation_timestamp_seconds",
+                "stallwatch_collector_alert_insufficient_data",
+                "stallwatch_collector_alert_notifications_total",
+                "stallwatch_collector_alert_delivery_failures_total",
+            ]
+        );
+        // The active gauge: type GAUGE (1), one metric with four labels and value 1.0.
+        let active = &families[0];
+        assert_eq!(active[2], (3, 1u64.to_le_bytes().to_vec()));
+        let metric = fields(&active[3].1);
+        let labels: Vec<Vec<(u64, Vec<u8>)>> =
+            metric.iter().filter(|(f, _)| *f == 1).map(|(_, m)| fields(m)).collect();
+        assert_eq!(labels.len(), 4);
+        assert_eq!(labels[1][1].1, b"StallwatchStalls");
+        let gauge = fields(&metric.iter().find(|(f, _)| *f == 2).unwrap().1);
+        assert_eq!(gauge[0].1, 1.0f64.to_le_bytes());
+    }
+}
