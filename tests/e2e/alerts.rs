@@ -216,7 +216,26 @@ resend_every = "2s"
 ends_at_after = "1m"
 "#;
 
+/// A fleet's files (CA, bundles, collector config) with one probing agent, `sea-4g-1`, and
+/// fixed ports so a restarted collector is where it was; removed on drop unless a test failed.
 struct Files(FleetFiles);
+
+impl Files {
+    fn new(dir: &Path) -> Files {
+        let spec = FleetSpec {
+            relay_agent: "relay-sea-1".into(),
+            relay_region: "sea".into(),
+            relay_port: 45997,
+            agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p15")],
+            every: "1m",
+            duration: "20s",
+            report_interval: "10s",
+            ingest: format!("127.0.0.1:{}", free_tcp_port()),
+            metrics: format!("127.0.0.1:{}", free_tcp_port()),
+        };
+        Files(write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap())
+    }
+}
 
 impl Drop for Files {
     fn drop(&mut self) {
@@ -235,18 +254,7 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
     let _ = std::fs::remove_dir_all(&dir);
     let am =
         Alertmanager::start(&dir.join("alertmanager"), &shipped_config_for_test(receiver.addr));
-    let spec = FleetSpec {
-        relay_agent: "relay-sea-1".into(),
-        relay_region: "sea".into(),
-        relay_port: 45997,
-        agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p15")],
-        every: "1m",
-        duration: "20s",
-        report_interval: "10s",
-        ingest: format!("127.0.0.1:{}", free_tcp_port()),
-        metrics: format!("127.0.0.1:{}", free_tcp_port()),
-    };
-    let files = Files(write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap());
+    let files = Files::new(&dir);
     let mut config = std::fs::read_to_string(&files.0.config).unwrap();
     config.push_str(ALERTS);
     config.push_str(&format!(
@@ -494,18 +502,7 @@ fn alert_metrics_reach_a_native_histogram_prometheus_through_protobuf() {
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-alert-metrics-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let spec = FleetSpec {
-        relay_agent: "relay-sea-1".into(),
-        relay_region: "sea".into(),
-        relay_port: 45995,
-        agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p15")],
-        every: "1m",
-        duration: "20s",
-        report_interval: "10s",
-        ingest: "127.0.0.1:0".into(),
-        metrics: "127.0.0.1:0".into(),
-    };
-    let files = Files(write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap());
+    let files = Files::new(&dir);
     let mut config = std::fs::read_to_string(&files.0.config).unwrap();
     config.push_str("\n[alerts]\nevaluate_every = \"1s\"\n");
     std::fs::write(&files.0.config, config).unwrap();

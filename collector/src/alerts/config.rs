@@ -540,8 +540,6 @@ pub struct Settings {
     pub window: usize,
     /// First frames slower than this are "slow" (µs): `slo.first_frame_warn`.
     pub slow_first_frame_us: u64,
-    /// Jitter samples above this are "high" (µs): `slo.jitter_warn`.
-    pub high_jitter_us: u64,
     /// Error budgets per SLO signal.
     pub budgets: BTreeMap<Signal, f64>,
     /// Burn-rate window pairs.
@@ -628,7 +626,6 @@ impl AlertsConfig {
             breaches: t.breaches,
             window: t.window,
             slow_first_frame_us: millis(slo.first_frame_warn) * 1000,
-            high_jitter_us: u64::try_from(slo.jitter_warn.as_micros()).unwrap_or(u64::MAX),
             budgets,
             burn_windows: b
                 .windows

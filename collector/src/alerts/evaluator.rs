@@ -106,11 +106,6 @@ impl Evaluator {
         self.evaluated_unix_ms
     }
 
-    /// End (exclusive) of the minutes judged at `now`.
-    pub fn settled_end(&self, now: u64) -> u64 {
-        self.source.settled_end(now)
-    }
-
     /// Reads what changed by `now` and evaluates.
     pub fn tick(&mut self, now: u64, reader: &dyn HistoryReader) -> Result<Tick, StoreError> {
         let end = self.source.settled_end(now);

@@ -122,6 +122,7 @@ impl CohortHistory {
     }
 
     /// The signals of the minute starting at `start`, if stored.
+    #[cfg(test)]
     pub fn minute(&self, start: u64) -> Option<&MinuteSignals> {
         let i = self.minutes.binary_search_by_key(&start, |&(s, _)| s).ok()?;
         Some(&self.minutes[i].1)
@@ -231,11 +232,6 @@ impl History {
     /// Forgets cohorts with nothing newer than `before` (gone from the fleet).
     pub fn forget_older_than(&mut self, before: u64) {
         self.cohorts.retain(|_, h| h.newest().is_some_and(|n| n >= before));
-    }
-
-    /// Number of cohorts held.
-    pub fn len(&self) -> usize {
-        self.cohorts.len()
     }
 
     /// Whether no cohort is held.

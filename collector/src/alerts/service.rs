@@ -109,11 +109,32 @@ impl ServiceShared {
         }
     }
 
+    /// A receiver of "an evaluation changed something" signals.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Records that webhook `receiver` heard `notified` of incident `id`, and saves it.
     pub async fn record(self: &Arc<Self>, receiver: &str, id: u64, notified: Notified) {
         self.lock().state.notified.entry(receiver.to_owned()).or_default().insert(id, notified);
         let shared = self.clone();
         let _ = tokio::task::spawn_blocking(move || shared.persist()).await;
+    }
+}
+
+#[cfg(test)]
+impl ServiceShared {
+    /// A service state for delivery tests: `state`, `delivery`, and the state file at `path`.
+    pub(crate) fn for_test(state: State, delivery: DeliveryPlan, path: PathBuf) -> Arc<Self> {
+        Arc::new(ServiceShared {
+            core: Mutex::new(Core { state, ..Core::default() }),
+            persist: Mutex::new(()),
+            state_path: path,
+            changed: watch::channel(0).0,
+            telemetry: Telemetry::default(),
+            delivery,
+            pending_settings: Mutex::new(None),
+        })
     }
 }
 
@@ -274,7 +295,7 @@ impl AlertsService {
         let mut tasks = vec![tokio::spawn(delivery::alertmanager_loop(
             shared.clone(),
             client.clone(),
-            shared.changed.subscribe(),
+            shared.subscribe(),
             stop_rx.clone(),
         ))];
         for i in 0..shared.delivery.webhooks.len() {
@@ -282,7 +303,7 @@ impl AlertsService {
                 shared.clone(),
                 client.clone(),
                 i,
-                shared.changed.subscribe(),
+                shared.subscribe(),
                 stop_rx.clone(),
             )));
         }

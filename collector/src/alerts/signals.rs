@@ -204,6 +204,9 @@ pub struct Minimums {
 }
 
 impl Minimums {
+    /// Any data at all: for a window's ratio when enough data is judged separately.
+    pub const ANY: Minimums = Minimums { viewing_ns: 1, attempts: 1, first_frames: 1, packets: 1 };
+
     /// The per-minute minimums of `settings`.
     pub fn per_minute(settings: &super::Settings) -> Self {
         Minimums {
@@ -505,7 +508,7 @@ mod tests {
         // 19th of 20 values is 3.8 s; HDR reports its bucket's highest equivalent value.
         let p95 = s.first_frame_p95_us.unwrap();
         assert!((3_800_000..=3_802_000).contains(&p95), "{p95}");
-        let min = Minimums { viewing_ns: 1, attempts: 1, first_frames: 1, packets: 1 };
+        let min = Minimums::ANY;
         assert_eq!(s.value(Signal::StallRatio, &min), Some(0.01));
         assert_eq!(s.value(Signal::ViewFailureRatio, &min), Some(0.15));
         assert_eq!(s.value(Signal::LossRatio, &min), Some(0.007));

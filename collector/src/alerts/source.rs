@@ -169,6 +169,33 @@ impl Source {
         Ok(out)
     }
 
+    /// Calls `f` with the signals of every row of `resolution` starting in `range`, reading
+    /// minute rows a chunk at a time.
+    fn each_row(
+        &self,
+        resolution: Resolution,
+        range: Range<u64>,
+        reader: &dyn HistoryReader,
+        out: &mut Refresh,
+        mut f: impl FnMut(&Cohort, u64, signals::MinuteSignals),
+    ) -> Result<(), StoreError> {
+        let all = CohortFilter::default();
+        let step =
+            if resolution == Resolution::Minute { CHUNK_MS } else { range.end - range.start };
+        let mut at = range.start;
+        while at < range.end {
+            let chunk = at..at.saturating_add(step).min(range.end);
+            for row in reader.rows(resolution, chunk.clone(), &all)? {
+                let (signals, problems) = signals::from_row(&row, self.slow_first_frame_us);
+                f(&row.cohort, row.start_unix_ms, signals);
+                out.problems.extend(problems);
+                out.rows += 1;
+            }
+            at = chunk.end;
+        }
+        Ok(())
+    }
+
     fn read_minutes(
         &self,
         range: Range<u64>,
@@ -176,19 +203,9 @@ impl Source {
         history: &mut History,
         out: &mut Refresh,
     ) -> Result<(), StoreError> {
-        let all = CohortFilter::default();
-        let mut at = range.start;
-        while at < range.end {
-            let chunk = at..(at + CHUNK_MS).min(range.end);
-            for row in reader.rows(Resolution::Minute, chunk.clone(), &all)? {
-                let (signals, problems) = signals::from_row(&row, self.slow_first_frame_us);
-                history.set_minute(&row.cohort, row.start_unix_ms, signals);
-                out.problems.extend(problems);
-                out.rows += 1;
-            }
-            at = chunk.end;
-        }
-        Ok(())
+        self.each_row(Resolution::Minute, range, reader, out, |cohort, start, signals| {
+            history.set_minute(cohort, start, signals);
+        })
     }
 
     /// Loads up to [`WARM_UP_HOURS_PER_TICK`] hours before `loaded_from`, newest first.
@@ -201,35 +218,22 @@ impl Source {
         out: &mut Refresh,
     ) -> Result<(), StoreError> {
         let target = end.saturating_sub(self.longest_window_ms + HOUR_MS);
-        let all = CohortFilter::default();
         for _ in 0..WARM_UP_HOURS_PER_TICK {
             if loaded_from <= target {
                 break;
             }
             let start = (loaded_from - 1) - (loaded_from - 1) % HOUR_MS;
             let range = start.max(target)..loaded_from;
+            let mut add = |cohort: &Cohort, start: u64, signals: signals::MinuteSignals| {
+                history.add_counts(cohort, start, &signals.counts);
+            };
             // Hour rows first, then minutes: if maintenance folds this hour in between, it is
             // missed (counted low) rather than counted twice.
             if range.start == start && start + HOUR_MS == loaded_from {
-                for row in reader.rows(Resolution::Hour, start..start + 1, &all)? {
-                    let (signals, problems) = signals::from_row(&row, self.slow_first_frame_us);
-                    history.add_counts(&row.cohort, row.start_unix_ms, &signals.counts);
-                    out.problems.extend(problems);
-                    out.rows += 1;
-                }
+                self.each_row(Resolution::Hour, start..start + 1, reader, out, &mut add)?;
             }
             if range.end + self.downsample_after_ms + HOUR_MS > end {
-                let mut at = range.start;
-                while at < range.end {
-                    let chunk = at..(at + CHUNK_MS).min(range.end);
-                    for row in reader.rows(Resolution::Minute, chunk.clone(), &all)? {
-                        let (signals, problems) = signals::from_row(&row, self.slow_first_frame_us);
-                        history.add_counts(&row.cohort, row.start_unix_ms, &signals.counts);
-                        out.problems.extend(problems);
-                        out.rows += 1;
-                    }
-                    at = chunk.end;
-                }
+                self.each_row(Resolution::Minute, range.clone(), reader, out, &mut add)?;
             }
             loaded_from = range.start;
         }
@@ -245,29 +249,17 @@ impl Source {
         reader: &dyn HistoryReader,
         out: &mut Refresh,
     ) -> Result<(), StoreError> {
-        let all = CohortFilter::default();
         let mut weeks: BTreeMap<Cohort, Vec<Counts>> = BTreeMap::new();
         for k in 1..=self.baseline_weeks as u64 {
             let Some(start) = hour.checked_sub(k * WEEK_MS) else { break };
             let mut per_cohort: BTreeMap<Cohort, Counts> = BTreeMap::new();
-            let mut add = |row: CohortRow, out: &mut Refresh| {
-                let (signals, problems) = signals::from_row(&row, self.slow_first_frame_us);
-                per_cohort.entry(row.cohort).or_default().add(&signals.counts);
-                out.problems.extend(problems);
-                out.rows += 1;
+            let mut add = |cohort: &Cohort, _: u64, signals: signals::MinuteSignals| {
+                per_cohort.entry(cohort.clone()).or_default().add(&signals.counts);
             };
-            for row in reader.rows(Resolution::Hour, start..start + 1, &all)? {
-                add(row, out);
-            }
+            self.each_row(Resolution::Hour, start..start + 1, reader, out, &mut add)?;
             // Not yet downsampled (recent weeks, or a long `downsample_after`): its minutes.
             if start + HOUR_MS + self.downsample_after_ms + HOUR_MS > now {
-                let mut at = start;
-                while at < start + HOUR_MS {
-                    for row in reader.rows(Resolution::Minute, at..at + CHUNK_MS, &all)? {
-                        add(row, out);
-                    }
-                    at += CHUNK_MS;
-                }
+                self.each_row(Resolution::Minute, start..start + HOUR_MS, reader, out, &mut add)?;
             }
             for (cohort, counts) in per_cohort {
                 weeks.entry(cohort).or_default().push(counts);

@@ -261,3 +261,171 @@ pub async fn webhook_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    use super::*;
+    use crate::alerts::Severity;
+    use crate::alerts::config::Webhook;
+    use crate::alerts::incidents::{Assessment, IncidentKey, Incidents, Scope};
+    use crate::alerts::service::DeliveryPlan;
+    use crate::alerts::state::State;
+
+    /// A receiver that answers 500 to its first `failures` requests, then 200.
+    async fn receiver(failures: usize) -> (String, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < failures { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn shared(
+        url: String,
+        give_up_after_ms: u64,
+        tag: &str,
+    ) -> (Arc<ServiceShared>, std::path::PathBuf) {
+        let mut incidents = Incidents::default();
+        let key = IncidentKey {
+            alert: Alert::Stalls,
+            scope: Scope { region: "sea".into(), ..Scope::default() },
+        };
+        let firing = Assessment { severity: Some(Severity::P1), ..Assessment::default() };
+        incidents.apply(1_000, &[(key, firing)].into(), 0);
+        let state =
+            State { version: crate::alerts::state::STATE_VERSION, incidents, ..State::default() };
+        let delivery = DeliveryPlan {
+            alertmanagers: Vec::new(),
+            webhooks: vec![Webhook {
+                name: "hook".into(),
+                format: WebhookFormat::Generic,
+                url,
+                secret: Some("s".into()),
+                min_severity: Severity::P2,
+            }],
+            resend_every: Duration::from_secs(60),
+            ends_at_after_ms: 240_000,
+            timeout: Duration::from_secs(5),
+            give_up_after_ms,
+            external_url: None,
+            runbook_template: "https://r.example/{runbook}.md".into(),
+        };
+        let dir =
+            std::env::temp_dir().join(format!("stallwatch-delivery-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        (ServiceShared::for_test(state, delivery, dir.join("state.json")), dir)
+    }
+
+    fn heard(shared: &ServiceShared) -> Option<Notified> {
+        shared.lock().state.notified.get("hook").and_then(|h| h.get(&1)).copied()
+    }
+
+    async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while !done() {
+            if waited >= limit {
+                return false;
+            }
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_failing_webhook_is_retried_until_delivered_and_the_delivery_is_saved() {
+        let (url, seen) = receiver(2).await;
+        let (shared, dir) = shared(url, 3_600_000, "retry");
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(webhook_loop(
+            shared.clone(),
+            client(Duration::from_secs(5)).unwrap(),
+            0,
+            shared_changed(&shared),
+            stop,
+        ));
+        assert!(
+            until(Duration::from_secs(20), || heard(&shared).is_some()).await,
+            "never delivered"
+        );
+        let t = shared.telemetry.totals();
+        assert_eq!(
+            (seen.load(Ordering::SeqCst), t.delivery_failures["hook"], t.notifications["hook"]),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            heard(&shared),
+            Some(Notified { severity: Severity::P1, status: Status::Open, dropped: false })
+        );
+        // Saved: a restart would not send it again.
+        let (saved, _) = crate::alerts::state::load(&dir.join("state.json"));
+        assert_eq!(saved.notified["hook"][&1].severity, Severity::P1);
+        stop_tx.send_replace(true);
+        task.await.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "sent again after it was heard");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failing_past_give_up_is_dropped_counted_and_left_alone() {
+        let (url, seen) = receiver(usize::MAX).await;
+        let (shared, dir) = shared(url, 0, "drop");
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(webhook_loop(
+            shared.clone(),
+            client(Duration::from_secs(5)).unwrap(),
+            0,
+            shared_changed(&shared),
+            stop,
+        ));
+        assert!(until(Duration::from_secs(20), || heard(&shared).is_some()).await, "never dropped");
+        assert!(heard(&shared).unwrap().dropped);
+        let t = shared.telemetry.totals();
+        assert_eq!((t.delivery_failures["hook"], t.dropped["hook"]), (1, 1));
+        assert!(!t.notifications.contains_key("hook"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "a dropped notification was retried");
+        stop_tx.send_replace(true);
+        task.await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn shared_changed(shared: &ServiceShared) -> watch::Receiver<u64> {
+        shared.subscribe()
+    }
+
+    #[test]
+    fn chat_answers_with_error_codes_are_failures() {
+        assert!(accepted(Some(WebhookFormat::Feishu), r#"{"code":0,"msg":"success"}"#).is_ok());
+        assert!(
+            accepted(Some(WebhookFormat::Feishu), r#"{"code":19021,"msg":"sign match fail"}"#)
+                .is_err()
+        );
+        assert!(
+            accepted(
+                Some(WebhookFormat::Dingtalk),
+                r#"{"errcode":310000,"errmsg":"sign not match"}"#
+            )
+            .is_err()
+        );
+        assert!(accepted(Some(WebhookFormat::Wecom), r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert!(accepted(Some(WebhookFormat::Slack), "ok").is_ok());
+    }
+}

@@ -56,6 +56,15 @@ impl AbsenceState {
             let key = key(agent);
             let age = ctx.now.saturating_sub(agent.last_report_unix_ms);
             let tracked = self.agents.entry(agent.name.clone()).or_default();
+            let evidence = |limit_ms: u64, text: String| Evidence {
+                method: Method::Absence,
+                signal: None,
+                severity: Severity::P2,
+                value: age as f64 / 1000.0,
+                limit: limit_ms as f64 / 1000.0,
+                window: minutes_text(limit_ms),
+                text,
+            };
             if age >= s.absence_forget_ms {
                 // Clear, with the reason: the incident says why it resolved.
                 *tracked = Tracked::default();
@@ -63,20 +72,12 @@ impl AbsenceState {
                     "agent forgotten: no report for {} (taken as decommissioned)",
                     minutes_text(s.absence_forget_ms)
                 );
-                let evidence = Evidence {
-                    method: Method::Absence,
-                    signal: None,
-                    severity: Severity::P2,
-                    value: age as f64 / 1000.0,
-                    limit: s.absence_forget_ms as f64 / 1000.0,
-                    window: minutes_text(s.absence_forget_ms),
-                    text,
-                };
+                let evidence = Some(evidence(s.absence_forget_ms, text));
                 out.push(Finding {
                     key,
                     method: Method::Absence,
                     verdict: Verdict::Clear,
-                    evidence: Some(evidence),
+                    evidence,
                 });
                 continue;
             }
@@ -98,7 +99,7 @@ impl AbsenceState {
                     "agent {} is reporting again (last report {} ago) but has not been steady for \
                      {} yet",
                     agent.name,
-                    minutes_text(age),
+                    minutes_text(age - age % 1000),
                     minutes_text(s.absence_clear_ms)
                 )
             } else {
@@ -115,15 +116,7 @@ impl AbsenceState {
                 key,
                 method: Method::Absence,
                 verdict: Verdict::Firing(Severity::P2),
-                evidence: Some(Evidence {
-                    method: Method::Absence,
-                    signal: None,
-                    severity: Severity::P2,
-                    value: age as f64 / 1000.0,
-                    limit: s.absence_after_ms as f64 / 1000.0,
-                    window: minutes_text(s.absence_after_ms),
-                    text,
-                }),
+                evidence: Some(evidence(s.absence_after_ms, text)),
             });
         }
         out

@@ -24,7 +24,7 @@ fn enough(signal: Signal, c: &Counts, min_events: u64, min_viewing_ns: u64) -> b
 pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
     let s = ctx.settings;
     // The ratio of a window with any data: "enough" is decided per short window below.
-    let any = Minimums { viewing_ns: 1, attempts: 1, first_frames: 1, packets: 1 };
+    let any = Minimums::ANY;
     let mut out = Vec::new();
     for (cohort, history) in ctx.history.cohorts() {
         for (&signal, &budget) in &s.budgets {

@@ -81,7 +81,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                         }
                     }
                 };
-                let any = Minimums { viewing_ns: 1, attempts: 1, first_frames: 1, packets: 1 };
+                let any = Minimums::ANY;
                 for (cohort, _) in cohorts.iter().filter(|(_, c)| signal.ratio(c, &any).is_some()) {
                     let key = IncidentKey { alert: signal.alert(), scope: Scope::cohort(cohort) };
                     out.push(Finding {
