@@ -164,6 +164,21 @@ impl AlertsHandle {
             Some((settings, millis(config.storage.downsample_after)));
     }
 
+    /// The open incidents (the watchdog left out), most severe first: what a live view such
+    /// as the demo's prints (`Incident::summary` is one line).
+    pub fn open(&self) -> Vec<Incident> {
+        let core = self.shared.lock();
+        let mut open: Vec<Incident> = core
+            .state
+            .incidents
+            .open_incidents()
+            .filter(|i| i.alert != super::Alert::Watchdog)
+            .cloned()
+            .collect();
+        open.sort_by_key(|i| (std::cmp::Reverse(i.severity), i.id));
+        open
+    }
+
     /// `GET /api/v1/alerts`: open incidents, those resolved in the last day, cohorts with too
     /// little data, and each receiver's counts.
     pub fn api(&self, now: u64) -> Value {
@@ -398,4 +413,74 @@ fn evaluate_loop(
         }
     }
     shared.persist();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::incidents::{Assessment, IncidentKey, Incidents, Scope};
+    use crate::alerts::{Alert, Severity};
+
+    fn handle() -> AlertsHandle {
+        let mut incidents = Incidents::default();
+        let firing = |s: Severity| Assessment { severity: Some(s), ..Assessment::default() };
+        let key = |alert: Alert, region: &str| IncidentKey {
+            alert,
+            scope: Scope { region: region.into(), ..Scope::default() },
+        };
+        let opened = [
+            (key(Alert::Watchdog, ""), firing(Severity::None)),
+            (key(Alert::Stalls, "sea"), firing(Severity::P2)),
+            (key(Alert::ViewFailures, "eu"), firing(Severity::P1)),
+            (key(Alert::Loss, "latam"), firing(Severity::P2)),
+        ];
+        incidents.apply(60_000, &opened.into_iter().collect(), 0);
+        // The loss incident clears and resolves.
+        let quiet = [(key(Alert::Loss, "latam"), Assessment::default())];
+        incidents.apply(120_000, &quiet.into_iter().collect(), 0);
+        let state = State { version: state::STATE_VERSION, incidents, ..State::default() };
+        let delivery = DeliveryPlan::of(&AlertsConfig::default());
+        let path = std::env::temp_dir().join("stallwatch-service-test-unused.json");
+        AlertsHandle { shared: ServiceShared::for_test(state, delivery, path) }
+    }
+
+    #[test]
+    fn open_lists_incidents_most_severe_first_without_the_watchdog() {
+        let open: Vec<(Severity, Alert)> =
+            handle().open().iter().map(|i| (i.severity, i.alert)).collect();
+        assert_eq!(open, [(Severity::P1, Alert::ViewFailures), (Severity::P2, Alert::Stalls)]);
+    }
+
+    #[test]
+    fn the_api_lists_open_and_recent_incidents() {
+        let v = handle().api(180_000);
+        let names = |k: &str| -> Vec<String> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["alertname"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // In the order they opened (ids).
+        assert_eq!(
+            names("open"),
+            ["StallwatchViewFailures", "StallwatchStalls", "StallwatchWatchdog"]
+        );
+        assert_eq!(names("recent"), ["StallwatchLoss"]);
+        let loss = &v["recent"][0];
+        assert_eq!(
+            (loss["resolution"].as_str(), loss["resolved_at"].as_str()),
+            (Some("clear"), Some("1970-01-01T00:02:00.000Z"))
+        );
+        assert_eq!(
+            loss["runbook_url"],
+            "https://example.invalid/stallwatch/blob/main/docs/runbooks/loss.md"
+        );
+        assert_eq!(v["open"][1]["scope"]["region"], "sea");
+        assert_eq!(v["open"][1]["service"], "streaming");
+        assert_eq!(v["open"][2]["service"], "monitoring");
+        assert_eq!(v["open"][2]["service"], "monitoring");
+        // Resolved more than a day ago: no longer recent.
+        assert!(handle().api(2 * 86_400_000)["recent"].as_array().unwrap().is_empty());
+    }
 }

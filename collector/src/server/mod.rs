@@ -119,6 +119,12 @@ impl Shared {
         Ok(identity)
     }
 
+    /// The alert service's handle (`None` with `[alerts] enabled = false`), e.g. for the demo's
+    /// live lines.
+    pub fn alerts(&self) -> Option<&AlertsHandle> {
+        self.alerts.as_ref()
+    }
+
     /// The cumulative series.
     pub fn series_store(&self) -> &SeriesStore {
         &self.series
