@@ -350,9 +350,13 @@ impl AlertsService {
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // Deliveries in flight get a moment to finish; what they were sending is saved only
+        // once delivered, so one cut short is sent again after the restart.
         self.stop_tasks.send_replace(true);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        for mut task in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+                task.abort();
+            }
         }
         let shared = self.handle.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.persist()).await;
