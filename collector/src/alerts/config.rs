@@ -168,8 +168,8 @@ pub struct Thresholds {
     /// Fire when at least this many of the last `window` judged minutes are at or above the
     /// enter level (N).
     pub breaches: usize,
-    /// How many judged minutes to look at (M). A firing threshold clears when all of the last
-    /// `window` judged minutes are below the exit level.
+    /// How many judged minutes to look at (M, at most 40). A firing threshold clears when all
+    /// of the last `window` judged minutes are below the exit level.
     pub window: usize,
     /// Exit level as a fraction of the enter level, where no exit level is given.
     pub exit_ratio: f64,
@@ -298,7 +298,8 @@ impl Default for Baseline {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trend {
-    /// The line is fitted to this much recent history (least squares over judged minutes).
+    /// The line is fitted to this much recent history (least squares over judged minutes;
+    /// 5 minutes to 2 hours).
     #[serde(with = "stallwatch_proto::duration::serde_human")]
     pub window: Duration,
     /// Warn when the signal would cross its enter level within this.
@@ -662,11 +663,12 @@ impl AlertsConfig {
         if t.breaches == 0 {
             c.problem("alerts.thresholds.breaches", "must be at least 1");
         }
-        if t.window < t.breaches || t.window > 60 {
+        // The rule looks back up to 3 M minutes, within the two hours held minute by minute.
+        if t.window < t.breaches || t.window > 40 {
             c.problem(
                 "alerts.thresholds.window",
                 format!(
-                    "({}) must be between thresholds.breaches ({}) and 60",
+                    "({}) must be between thresholds.breaches ({}) and 40",
                     t.window, t.breaches
                 ),
             );
@@ -752,11 +754,12 @@ impl AlertsConfig {
         c.positive("alerts.baseline.min_ratio", bl.min_ratio);
         c.non_negative("alerts.baseline.min_share_of_threshold", bl.min_share_of_threshold);
         let tr = &self.trend;
+        // Minute values are held for two hours.
         c.between(
             "alerts.trend.window",
             tr.window,
             Duration::from_secs(5 * 60),
-            Duration::from_secs(6 * 3600),
+            Duration::from_secs(2 * 3600),
         );
         c.at_least("alerts.trend.horizon", tr.horizon, Duration::from_secs(60));
         if tr.min_points < 3 {
@@ -1041,7 +1044,7 @@ mod tests {
         let e = problems(
             "[alerts.thresholds]\nbreaches = 4\nwindow = 3\n[alerts.thresholds.stall_ratio]\nenter = 0.01\nexit = 0.02\n",
         );
-        assert!(e.contains("t.toml:10:10: alerts.thresholds.window: (3) must be between thresholds.breaches (4) and 60"), "{e}");
+        assert!(e.contains("t.toml:10:10: alerts.thresholds.window: (3) must be between thresholds.breaches (4) and 40"), "{e}");
         assert!(e.contains("t.toml:13:8: alerts.thresholds.stall_ratio.exit: (2.00 %) must be at most the enter level (1.00 %)"), "{e}");
         let e = problems(
             "[[alerts.webhooks]]\nname = \"x\"\nformat = \"generic\"\nurl = \"ftp://h\"\n",

@@ -399,7 +399,9 @@ fn evaluate_loop(
                 }
                 shared.telemetry.evaluated(now, evaluator.incidents(), insufficient);
                 shared.persist();
-                shared.changed.send_modify(|n| *n += 1);
+                if !tick.transitions.is_empty() {
+                    shared.changed.send_modify(|n| *n += 1);
+                }
                 let took = clock::monotonic().saturating_duration_since(started);
                 if took > every / 2 {
                     warn!(took = ?took, rows = tick.rows, "alert evaluation took over half its interval");

@@ -374,9 +374,12 @@ mod tests {
             heard(&shared),
             Some(Notified { severity: Severity::P1, status: Status::Open, dropped: false })
         );
-        // Saved: a restart would not send it again.
-        let (saved, _) = crate::alerts::state::load(&dir.join("state.json"));
-        assert_eq!(saved.notified["hook"][&1].severity, Severity::P1);
+        // Saved (right after it was recorded): a restart would not send it again.
+        let saved = || {
+            let (saved, _) = crate::alerts::state::load(&dir.join("state.json"));
+            saved.notified.get("hook").and_then(|h| h.get(&1)).map(|n| n.severity)
+        };
+        assert!(until(Duration::from_secs(10), || saved() == Some(Severity::P1)).await);
         stop_tx.send_replace(true);
         task.await.unwrap();
         assert_eq!(seen.load(Ordering::SeqCst), 3, "sent again after it was heard");
