@@ -296,8 +296,10 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
         json!({"alertname": "StallwatchViewFailures", "severity": "P1", "service": "streaming",
                "region": "sea", "network_type": "4g", "transport": "udp", "target": RELAY_NAME})
     );
+    let evidence = incident["evidence"][0]["text"].as_str().unwrap();
     assert!(
-        incident["evidence"][0]["text"].as_str().unwrap().contains("view failure ratio 100.00 %"),
+        evidence.contains("view failure ratio 100.00 %")
+            && evidence.contains("failures by cause: refused 6"),
         "{incident}"
     );
     let timestamp: u64 = hook.header("X-Stallwatch-Timestamp").unwrap().parse().unwrap();

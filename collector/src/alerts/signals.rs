@@ -295,6 +295,21 @@ impl Counts {
     pub fn is_empty(&self) -> bool {
         *self == Counts::default()
     }
+
+    /// For a failure ratio, the failures by cause (`unreachable 4, refused 2`), most first;
+    /// `None` for other signals or without failures.
+    pub fn causes_text(&self, signal: Signal) -> Option<String> {
+        let causes = match signal {
+            Signal::ViewFailureRatio => &self.view_failure_causes,
+            Signal::PublishFailureRatio => &self.publish_failure_causes,
+            _ => return None,
+        };
+        let mut listed: Vec<(u32, &str)> =
+            causes.iter().zip(CAUSES).filter(|(n, _)| **n > 0).map(|(n, c)| (*n, c)).collect();
+        listed.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
+        (!listed.is_empty())
+            .then(|| listed.iter().map(|(n, c)| format!("{c} {n}")).collect::<Vec<_>>().join(", "))
+    }
 }
 
 /// One cohort-minute: its counts and the quantiles of its merged histograms.
@@ -503,6 +518,12 @@ mod tests {
         let c = s.counts;
         assert_eq!((c.view_attempts, c.view_failures, c.publish_attempts), (20, 3, 4));
         assert_eq!(c.view_failure_causes, [2, 0, 0, 0, 1], "unknown causes count as other");
+        assert_eq!(
+            c.causes_text(Signal::ViewFailureRatio).as_deref(),
+            Some("unreachable 2, other 1")
+        );
+        assert_eq!(c.causes_text(Signal::PublishFailureRatio), None);
+        assert_eq!(c.causes_text(Signal::StallRatio), None);
         assert_eq!((c.first_frames, c.slow_first_frames), (20, 10), "2.2 s .. 4.0 s are slow");
         assert_eq!(c.jitter_samples, 600);
         // 19th of 20 values is 3.8 s; HDR reports its bucket's highest equivalent value.

@@ -61,12 +61,15 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                         window: format!("{long_w} and {short_w}"),
                         text: format!(
                             "error budget burning {bl:.1}x over {long_w} and {bs:.1}x over {short_w} \
-                             (fires at {}x; {} {} and {} against a budget of {})",
+                             (fires at {}x; {} {} and {} against a budget of {}){}",
                             pair.factor,
                             signal.describe(),
                             signal.format(rl),
                             signal.format(rs),
                             signal.format(budget),
+                            short.causes_text(signal).map_or_else(String::new, |c| format!(
+                                "; failures by cause over {short_w}: {c}"
+                            )),
                         ),
                     });
                 }

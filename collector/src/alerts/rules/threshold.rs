@@ -71,6 +71,15 @@ impl ThresholdState {
                 let evidence = matches!(verdict, Verdict::Firing(_)).then(|| {
                     let latest = values.first().map_or(0.0, |v| v.1);
                     let worst = values.iter().map(|v| v.1).fold(f64::MIN, f64::max);
+                    let mut counts = crate::alerts::signals::Counts::default();
+                    for (start, _) in &values {
+                        if let Some(m) = history.minutes(*start, start + MINUTE_MS).next() {
+                            counts.add(&m.1.counts);
+                        }
+                    }
+                    let causes = counts
+                        .causes_text(signal)
+                        .map_or_else(String::new, |c| format!("; failures by cause: {c}"));
                     Evidence {
                         method: Method::Threshold,
                         signal: Some(signal),
@@ -80,7 +89,7 @@ impl ThresholdState {
                         window: format!("{n} of the last {m} minutes"),
                         text: format!(
                             "{} {} (worst {}) against {} in {breaches} of the last {} judged minutes \
-                             (fires at {n} of {m}, clears below {})",
+                             (fires at {n} of {m}, clears below {}){causes}",
                             signal.describe(),
                             signal.format(latest),
                             signal.format(worst),

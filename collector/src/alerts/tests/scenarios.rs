@@ -309,6 +309,8 @@ fn udp_failing_where_quic_works_is_attributed_to_udp() {
     );
     let p1 = run.first(Alert::ViewFailures, "sea", Severity::P1).expect("the UDP cohort's own P1");
     assert_eq!(p1.incident.scope.transport, "udp");
+    let evidence = &p1.incident.evidence[0].text;
+    assert!(evidence.contains("failures by cause: unreachable 4"), "{evidence}");
     assert!(
         run.changes().all(|s| s.incident.scope.transport == "udp"),
         "QUIC cohorts raised something"
