@@ -17,10 +17,12 @@
 //!   Feishu/Lark, DingTalk, WeCom) and the delivery loops.
 //! - `state.rs`: what survives a restart, written atomically.
 //! - `telemetry.rs`: `stallwatch_alerts_active` and the evaluator's own counters on `/metrics`.
+//! - `timestamps.rs`: RFC 3339 times for payloads.
 //! - `service.rs`: the thread and tasks `run` starts; `/api/v1/alerts`.
 //!
 //! **Invariant:** the evaluator never reads a clock and never writes the history store: it
-//! reads through its own connection, and keeps its state in its own file.
+//! reads through its own connection, and keeps its state in its own file. Only `service.rs`
+//! and the delivery loops read the clock (`crate::clock`).
 
 pub mod config;
 pub mod evaluator;

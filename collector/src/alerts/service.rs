@@ -1,7 +1,7 @@
 //! The alerts as `run` starts them: the evaluator on its own thread with its own read-only
 //! connection to the history store (the ingest writer never waits for it), the delivery
 //! tasks on the runtime, and the [`AlertsHandle`] the web server asks for `/api/v1/alerts`
-//! and `/metrics`. This is the only part that reads the clock.
+//! and `/metrics`. It reads the clock for the evaluator (`now` of each tick).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 //! a P0, the whole service, when it holds in at least `p0_min_regions` regions at once, or on
 //! cohorts holding at least `p0_min_agent_share` of the reporting agents (in a fleet of at
 //! least `p0_min_agents`; the agents of a P1's region and network type count as affected,
-//! since history is kept per cohort, not per agent), or when every relay
-//! of a region is unreachable (view or publish failures, mostly `unreachable`). It falls back
-//! to P1 (after `resolve_after`) when the spread shrinks.
+//! since history is kept per cohort, not per agent), or when every relay of a region is
+//! unreachable (view or publish failures, mostly `unreachable`). It falls back to P1 (after
+//! `resolve_after`) when the spread shrinks.
 
 use std::collections::{BTreeMap, BTreeSet};
 
