@@ -3,9 +3,10 @@
 //!
 //! Built so far: the fleet PKI (`pki`), the configuration file (`config`), the history store
 //! (`store`), per-cohort series and their exposition (`series`), the collector's own telemetry
-//! (`telemetry`), the server (`server`: ingest, plans, `/metrics`, reports over HTTP) and
-//! regional reports (`reports`). Alerts are tracked in the issues.
+//! (`telemetry`), the server (`server`: ingest, plans, `/metrics`, reports over HTTP), proactive
+//! alerts (`alerts`) and regional reports (`reports`).
 
+pub mod alerts;
 pub mod clock;
 pub mod config;
 pub mod demo;

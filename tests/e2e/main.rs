@@ -1,5 +1,7 @@
 //! End-to-end and architecture tests: one test binary, a module per area (ripgrep's layout).
 
+mod alert_rules;
+mod alerts;
 mod architecture;
 mod cli;
 mod collector;

@@ -146,6 +146,7 @@ pub(crate) fn check(config: &Config, locations: &Locations) -> Vec<Problem> {
     crate::reports::check_config(&config.reports, &config.labels, &mut |path, message| {
         c.problem(path, message)
     });
+    c.problems.extend(config.alerts.check(&config.slo, locations));
     let mut problems = c.problems;
     problems.sort_by_key(|p| p.position);
     problems

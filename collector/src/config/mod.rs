@@ -72,6 +72,9 @@ pub struct Config {
     /// ([`crate::reports::ReportsSection`]).
     #[serde(default)]
     pub reports: crate::reports::ReportsSection,
+    /// Alert rules and receivers (`crate::alerts::config`).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     /// Where each field was in the file, for errors found after loading.
     #[serde(skip)]
     locations: Locations,
@@ -131,9 +134,10 @@ impl PartialEq for Config {
             plans,
             slo,
             reports,
+            alerts,
             locations: _,
         } = self;
-        (listen, tls, storage, ingest, labels, relays, plans, slo, reports)
+        (listen, tls, storage, ingest, labels, relays, plans, slo, reports, alerts)
             == (
                 &other.listen,
                 &other.tls,
@@ -144,6 +148,7 @@ impl PartialEq for Config {
                 &other.plans,
                 &other.slo,
                 &other.reports,
+                &other.alerts,
             )
     }
 }
@@ -172,7 +177,7 @@ impl Config {
         }
     }
 
-    /// Resolves relative TLS and storage paths against `dir`.
+    /// Resolves relative TLS, storage and alert state paths against `dir`.
     fn resolve_paths(&mut self, dir: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -186,6 +191,9 @@ impl Config {
         resolve(&mut self.storage.path);
         if let Some(incidents) = &mut self.reports.incidents {
             resolve(incidents);
+        }
+        if let Some(p) = &mut self.alerts.state_file {
+            resolve(p);
         }
     }
 

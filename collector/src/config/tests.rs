@@ -183,8 +183,8 @@ fn unknown_field_names_the_key() {
         "unknown field `emulat`",
     );
     // Unknown sections too.
-    let text = format!("{BASE}\n[alerts]\nx = 1\n");
-    assert_problem(&err(&text), line_of(&text, "[alerts]", 0), "alerts", "unknown field `alerts`");
+    let text = format!("{BASE}\n[alertz]\nx = 1\n");
+    assert_problem(&err(&text), line_of(&text, "[alertz]", 0), "alertz", "unknown field `alertz`");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! - `tls`: rustls config and the TLS listener that attaches the verified identity.
 //! - `ingest`: report checks and the group-commit writer thread that owns the store.
 //! - `plan`: plans by identity, with ETag and long-poll.
-//! - `web`: `/metrics`, the fleet view, reload.
+//! - `web`: `/metrics`, the fleet view, `/api/v1/alerts`, reload.
+//!
+//! The alert evaluator (`crate::alerts`) runs beside them, on its own thread with its own
+//! read connection to the store.
 //!
 //! Reload (SIGHUP or `POST /-/reload`) swaps in a new config atomically: plans, label
 //! allow-lists, ingest limits and SLOs apply at once; a changed listener, TLS file or store
@@ -33,6 +36,7 @@ use tracing::{error, info, warn};
 pub use ingest::{MAX_BATCH, QUEUE_DEPTH};
 pub use tls::{Peer, TlsFileError, server_config};
 
+use crate::alerts::{AlertsHandle, AlertsService};
 use crate::clock;
 use crate::config::{self, Config, ConfigError};
 use crate::pki::{RevocationList, VerifiedAgent};
@@ -82,6 +86,7 @@ pub struct Shared {
     telemetry: Telemetry,
     writer: mpsc::Sender<ingest::Job>,
     shutdown: watch::Receiver<bool>,
+    alerts: Option<AlertsHandle>,
 }
 
 impl Shared {
@@ -114,6 +119,12 @@ impl Shared {
         Ok(identity)
     }
 
+    /// The alert service's handle (`None` with `[alerts] enabled = false`), e.g. for the demo's
+    /// live lines.
+    pub fn alerts(&self) -> Option<&AlertsHandle> {
+        self.alerts.as_ref()
+    }
+
     /// The cumulative series, and the agents' facts.
     pub fn series_store(&self) -> &SeriesStore {
         &self.series
@@ -139,6 +150,9 @@ impl Shared {
             );
         }
         let revision = new.plans_revision();
+        if let Some(alerts) = &self.alerts {
+            alerts.reconfigure(&new);
+        }
         let live = Arc::new(Live { config: new, revision });
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
         self.revocations.lock().unwrap_or_else(PoisonError::into_inner).refresh();
@@ -243,6 +257,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     servers: tokio::task::JoinSet<std::io::Result<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    alerts: Option<AlertsService>,
 }
 
 impl Running {
@@ -259,6 +274,9 @@ impl Running {
             if let Ok(Err(e)) = result {
                 warn!(error = %e, "server ended with an error");
             }
+        }
+        if let Some(alerts) = self.alerts.take() {
+            alerts.stop().await;
         }
         // Dropping the last senders lets the writer drain its queue and end.
         drop(self.shared);
@@ -315,6 +333,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
     let (writer_tx, writer_rx) = mpsc::channel(QUEUE_DEPTH);
     let writer = ingest::spawn_writer(Box::new(store), series.clone(), retention, writer_rx)
         .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
+    let alerts = AlertsService::start(&config).map_err(StartError::Failed)?;
     let (stop, shutdown) = watch::channel(false);
     let revision = config.plans_revision();
     let shared = Arc::new(Shared {
@@ -326,6 +345,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         telemetry: Telemetry::default(),
         writer: writer_tx,
         shutdown: shutdown.clone(),
+        alerts: alerts.as_ref().map(AlertsService::handle),
     });
 
     let ingest_routes = Router::new()
@@ -337,6 +357,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         .route("/metrics", get(web::metrics))
         .route("/api/v1/agents", get(web::agents))
         .route("/api/v1/reports/{region}", get(web::report))
+        .route("/api/v1/alerts", get(web::alerts))
         .route("/-/reload", post(web::reload))
         .route("/-/healthy", get(web::healthy))
         .with_state(shared.clone());
@@ -355,7 +376,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         axum::serve(metrics_tcp, web_routes).with_graceful_shutdown(signal).await
     });
     info!(%ingest_addr, %metrics_addr, plans_revision = revision, "collector listening");
-    Ok(Running { ingest_addr, metrics_addr, shared, stop, servers, writer: Some(writer) })
+    Ok(Running { ingest_addr, metrics_addr, shared, stop, servers, writer: Some(writer), alerts })
 }
 
 async fn stopped(mut shutdown: watch::Receiver<bool>) {

@@ -1,5 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, the fleet view (`/api/v1/agents` and an
-//! HTML page), regional reports (`/api/v1/reports/{region}`) and `/-/reload` for people.
+//! HTML page), the alerts (`/api/v1/alerts`), regional reports (`/api/v1/reports/{region}`)
+//! and `/-/reload` for people.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -25,8 +26,16 @@ pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     let format = negotiate(accept.as_deref());
     let series = shared.series.clone();
     let telemetry = shared.telemetry.clone();
+    let alerts = shared.alerts.clone();
     // Rendering 50k series takes a good fraction of a second: keep it off the async workers.
-    match tokio::task::spawn_blocking(move || series.render(format, &telemetry)).await {
+    let render = move || {
+        let mut body = series.render(format, &telemetry);
+        if let Some(alerts) = alerts {
+            alerts.append_metrics(format, &mut body);
+        }
+        body
+    };
+    match tokio::task::spawn_blocking(render).await {
         Ok(body) => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], body)
                 .into_response()
@@ -82,6 +91,15 @@ pub async fn agents(State(shared): State<Arc<Shared>>) -> Response {
             "stale": stale,
         }),
     )
+}
+
+/// `GET /api/v1/alerts`: open and recent incidents (`docs/alerts.md`).
+pub async fn alerts(State(shared): State<Arc<Shared>>) -> Response {
+    let body = match &shared.alerts {
+        Some(alerts) => alerts.api(clock::unix_ms()),
+        None => json!({"enabled": false, "open": [], "recent": []}),
+    };
+    json_response(StatusCode::OK, &body)
 }
 
 /// `GET /`: the fleet page, plain HTML with no scripts or external assets.

@@ -1,0 +1,98 @@
+//! Peer outliers: per network type and transport, each region's signal over the window
+//! (summed over its targets) against the other regions' (median and MAD). One region far
+//! worse than its peers on the same kind of network is an early warning (P2) for that region,
+//! even below the SLO: something regional (a relay, an ISP, a peering) is off.
+
+use std::collections::BTreeMap;
+
+use super::{Context, Finding, Verdict, median_and_mad, minutes_text};
+use crate::alerts::incidents::{IncidentKey, Scope};
+use crate::alerts::signals::{Counts, Minimums, Signal};
+use crate::alerts::{Evidence, Method, Severity};
+use crate::store::Cohort;
+
+/// The signals compared.
+pub const SIGNALS: [Signal; 4] =
+    [Signal::StallRatio, Signal::LossRatio, Signal::ViewFailureRatio, Signal::SlowFirstFrames];
+
+/// Judges every region against its peers.
+pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
+    let o = &ctx.settings.outlier;
+    let window = u64::try_from(o.window.as_millis()).unwrap_or(u64::MAX);
+    let min = ctx.over(window);
+    // (network type, transport) -> region -> (counts, cohorts)
+    type Regions<'a> = BTreeMap<&'a str, (Counts, Vec<(&'a Cohort, Counts)>)>;
+    let mut groups: BTreeMap<(&str, &str), Regions<'_>> = BTreeMap::new();
+    for (cohort, history) in ctx.history.cohorts() {
+        let entry = groups
+            .entry((cohort.network_type.as_str(), cohort.transport.as_str()))
+            .or_default()
+            .entry(cohort.region.as_str())
+            .or_default();
+        let counts = history.sum(ctx.end, window);
+        entry.0.add(&counts);
+        entry.1.push((cohort, counts));
+    }
+    let mut out = Vec::new();
+    for ((network_type, transport), regions) in &groups {
+        for signal in SIGNALS {
+            let values: Vec<(&str, f64)> = regions
+                .iter()
+                .filter_map(|(region, (counts, _))| Some((*region, signal.ratio(counts, &min)?)))
+                .collect();
+            let floor = ctx.reference_level(signal).unwrap_or(0.0) * o.min_share_of_threshold;
+            for (region, (_, cohorts)) in regions {
+                let mine = values.iter().find(|(r, _)| r == region).map(|v| v.1);
+                let others: Vec<f64> =
+                    values.iter().filter(|(r, _)| r != region).map(|v| v.1).collect();
+                let judged = match mine {
+                    Some(v) if others.len() + 1 >= o.min_regions => {
+                        median_and_mad(&others).map(|(m, mad)| (v, m, mad))
+                    }
+                    _ => None,
+                };
+                let (verdict, evidence) = match judged {
+                    None => (Verdict::Insufficient, None),
+                    Some((v, median, mad)) => {
+                        let bound =
+                            (median + o.mad_factor * mad).max(o.min_ratio * median).max(floor);
+                        if v < bound {
+                            (Verdict::Clear, None)
+                        } else {
+                            let evidence = Evidence {
+                                method: Method::PeerOutlier,
+                                signal: Some(signal),
+                                severity: Severity::P2,
+                                value: v,
+                                limit: bound,
+                                window: minutes_text(window),
+                                text: format!(
+                                    "{} {} in {region} against {} (median) in the {} other regions \
+                                     on {network_type}/{transport} over the last {} (fires at {})",
+                                    signal.describe(),
+                                    signal.format(v),
+                                    signal.format(median),
+                                    others.len(),
+                                    minutes_text(window),
+                                    signal.format(bound),
+                                ),
+                            };
+                            (Verdict::Firing(Severity::P2), Some(evidence))
+                        }
+                    }
+                };
+                let any = Minimums::ANY;
+                for (cohort, _) in cohorts.iter().filter(|(_, c)| signal.ratio(c, &any).is_some()) {
+                    let key = IncidentKey { alert: signal.alert(), scope: Scope::cohort(cohort) };
+                    out.push(Finding {
+                        key,
+                        method: Method::PeerOutlier,
+                        verdict,
+                        evidence: evidence.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
