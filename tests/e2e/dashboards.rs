@@ -1,5 +1,5 @@
 //! The shipped Grafana dashboards (`deploy/grafana/*.json`) and Prometheus rules
-//! (`deploy/prometheus/*rules*.yml`) against a real Prometheus with native histograms on that
+//! (`deploy/prometheus/*-rules.yml`) against a real Prometheus with native histograms on that
 //! scrapes a running demo: every panel query, with its variables set as Grafana would set them,
 //! returns data. Grafana itself is not installed here; its JSON is checked for what Grafana
 //! relies on.
@@ -405,12 +405,12 @@ fn every_dashboard_query_and_rule_returns_data_from_prometheus_scraping_the_demo
     let dashboards = dashboards();
     // What Prometheus' glob below matches.
     let rule_files =
-        files(&deploy_dir().join("prometheus"), |n| n.contains("rules") && n.ends_with(".yml"));
+        files(&deploy_dir().join("prometheus"), |n| n.ends_with("-rules.yml"));
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-dashboards-{}", std::process::id()));
     // 150 s bounds the run; the test stops the demo (Ctrl-C) when it is done.
     let mut demo = DemoProcess::start(&dir, &["--duration", "150s"]);
-    let rule_globs = [deploy_dir().join("prometheus/*rules*.yml")];
+    let rule_globs = [deploy_dir().join("prometheus/*-rules.yml")];
     let rule_globs: Vec<&Path> = rule_globs.iter().map(PathBuf::as_path).collect();
     let prometheus =
         PrometheusProcess::start_native(&dir.join("prometheus"), demo.metrics, "1s", &rule_globs);
