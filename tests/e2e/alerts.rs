@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use stallwatch_collector::demo::fleet::{
     FleetAgent, FleetFiles, FleetSpec, RELAY_NAME, write_fleet,
 };
-use stallwatch_tests::fleet::{CollectorProcess, curl, free_tcp_port, post_report, wait_until};
+use stallwatch_tests::fleet::{
+    AlertmanagerProcess, CollectorProcess, curl, free_tcp_port, post_report, wait_until,
+};
 
 #[allow(clippy::disallowed_methods, reason = "the test stamps reports with the wall clock")]
 fn unix_ms() -> u64 {
@@ -103,53 +105,6 @@ impl Receiver {
             .filter(|r| r.path.starts_with(path_prefix))
             .cloned()
             .collect()
-    }
-}
-
-/// A real Alertmanager on loopback, cluster mode off; killed on drop.
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Alertmanager {
-    fn start(dir: &Path, config: &str) -> Alertmanager {
-        std::fs::create_dir_all(dir).unwrap();
-        let file = dir.join("alertmanager.yml");
-        std::fs::write(&file, config).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let log = std::fs::File::create(dir.join("alertmanager.log")).unwrap();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect(
-                "prometheus-alertmanager runs (install the Debian package prometheus-alertmanager)",
-            );
-        let am = Alertmanager { child, addr };
-        let ready = wait_until(Duration::from_secs(30), || {
-            curl(&[&format!("http://{addr}/-/ready")], None).0 == 200
-        });
-        assert!(ready, "alertmanager did not become ready; see {}", dir.display());
-        am
-    }
-
-    /// Alertmanager's view of its alerts (`GET /api/v2/alerts`).
-    fn alerts(&self) -> Vec<Value> {
-        let (status, body) = curl(&[&format!("http://{}/api/v2/alerts", self.addr)], None);
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap().as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -252,8 +207,10 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
     let receiver = Receiver::start();
     let dir = std::env::temp_dir().join(format!("stallwatch-e2e-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let am =
-        Alertmanager::start(&dir.join("alertmanager"), &shipped_config_for_test(receiver.addr));
+    let am = AlertmanagerProcess::start(
+        &dir.join("alertmanager"),
+        &shipped_config_for_test(receiver.addr),
+    );
     let files = Files::new(&dir);
     let mut config = std::fs::read_to_string(&files.0.config).unwrap();
     config.push_str(ALERTS);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stallwatch_collector::demo::demo_agents;
 use stallwatch_tests::demo::DemoProcess;
-use stallwatch_tests::fleet::{Deadline, PrometheusProcess, wait_until};
+use stallwatch_tests::fleet::{AlertmanagerProcess, Deadline, PrometheusProcess, wait_until};
 use stallwatch_tests::load_tolerant;
 
 /// What Grafana's `$__rate_interval` is with the shipped 15 s scrape interval (four of them).
@@ -404,12 +404,21 @@ fn every_dashboard_query_and_rule_returns_data_from_prometheus_scraping_the_demo
     let _tolerant = load_tolerant();
     let dashboards = dashboards();
     // What Prometheus' glob below matches.
-    let rule_files =
-        files(&deploy_dir().join("prometheus"), |n| n.ends_with("-rules.yml"));
+    let rule_files = files(&deploy_dir().join("prometheus"), |n| n.ends_with("-rules.yml"));
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-dashboards-{}", std::process::id()));
+    // The demo delivers its alerts to a real Alertmanager, so the delivery counters the
+    // shipped rules read exist (a collector with no receiver has none to count).
+    let alertmanager = AlertmanagerProcess::start(
+        &dir.join("alertmanager"),
+        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+    );
+    let alertmanager_url = format!("http://{}", alertmanager.addr);
     // 150 s bounds the run; the test stops the demo (Ctrl-C) when it is done.
-    let mut demo = DemoProcess::start(&dir, &["--duration", "150s"]);
+    let mut demo = DemoProcess::start(
+        &dir,
+        &["--duration", "150s", "--alertmanager", alertmanager_url.as_str()],
+    );
     let rule_globs = [deploy_dir().join("prometheus/*-rules.yml")];
     let rule_globs: Vec<&Path> = rule_globs.iter().map(PathBuf::as_path).collect();
     let prometheus =
@@ -449,6 +458,16 @@ fn every_dashboard_query_and_rule_returns_data_from_prometheus_scraping_the_demo
     }
 
     failures.extend(check_rules(&prometheus, &rule_files, deadline));
+    // The collector's own watchdog alert (always firing) reached Alertmanager.
+    let watchdog = wait_until(Duration::from_secs(30), || {
+        alertmanager.alerts().iter().any(|a| a["labels"]["alertname"] == "StallwatchWatchdog")
+    });
+    if !watchdog {
+        failures.push(format!(
+            "Alertmanager never got the collector's watchdog alert: {:?}",
+            alertmanager.alerts()
+        ));
+    }
 
     let code = demo.interrupt();
     assert!(

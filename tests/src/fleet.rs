@@ -424,3 +424,57 @@ impl Drop for PrometheusProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A real Alertmanager (Debian `prometheus-alertmanager`) on a free loopback port, alone (no
+/// cluster), with `config` as its configuration; killed when dropped.
+pub struct AlertmanagerProcess {
+    child: Child,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+}
+
+impl AlertmanagerProcess {
+    /// Starts it with its files in `dir`, ready when this returns.
+    pub fn start(dir: &Path, config: &str) -> AlertmanagerProcess {
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join("alertmanager.yml");
+        std::fs::write(&file, config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.join("alertmanager.log")).unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect(
+                "prometheus-alertmanager runs (install the Debian package prometheus-alertmanager)",
+            );
+        let am = AlertmanagerProcess { child, addr };
+        let ready = wait_until(Duration::from_secs(30), || {
+            curl(&[&format!("http://{addr}/-/ready")], None).0 == 200
+        });
+        assert!(ready, "alertmanager did not become ready; see {}", dir.display());
+        am
+    }
+
+    /// Alertmanager's view of its alerts (`GET /api/v2/alerts`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, body) = curl(&[&format!("http://{}/api/v2/alerts", self.addr)], None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for AlertmanagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -63,6 +63,16 @@ impl DeliveryPlan {
             runbook_template: c.runbook_url.clone(),
         }
     }
+
+    /// Every receiver as (name, kind, URL for Alertmanagers or empty): `alertmanager-<n>` per
+    /// replica, then the webhooks by name.
+    pub fn receivers(&self) -> Vec<(String, &str, String)> {
+        let replicas = self.alertmanagers.iter().enumerate();
+        replicas
+            .map(|(i, url)| (format!("alertmanager-{i}"), "alertmanager", url.clone()))
+            .chain(self.webhooks.iter().map(|w| (w.name.clone(), w.format.as_str(), String::new())))
+            .collect()
+    }
 }
 
 /// What the evaluator publishes for the web server and the delivery tasks.
@@ -207,10 +217,9 @@ impl AlertsHandle {
             .collect();
         let t = self.shared.telemetry.totals();
         let d = &self.shared.delivery;
-        let names = (0..d.alertmanagers.len())
-            .map(|i| (format!("alertmanager-{i}"), "alertmanager", d.alertmanagers[i].clone()))
-            .chain(d.webhooks.iter().map(|w| (w.name.clone(), w.format.as_str(), String::new())));
-        let receivers: Vec<Value> = names
+        let receivers: Vec<Value> = d
+            .receivers()
+            .into_iter()
             .map(|(name, kind, url)| {
                 let get = |m: &BTreeMap<String, u64>| m.get(&name).copied().unwrap_or(0);
                 let mut v = json!({
@@ -294,7 +303,9 @@ impl AlertsService {
             persist: Mutex::new(()),
             state_path: path.clone(),
             changed,
-            telemetry: Telemetry::default(),
+            telemetry: Telemetry::with_receivers(
+                DeliveryPlan::of(c).receivers().into_iter().map(|(name, _, _)| name),
+            ),
             delivery: DeliveryPlan::of(c),
             pending_settings: Mutex::new(None),
         });

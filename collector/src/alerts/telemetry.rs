@@ -74,6 +74,21 @@ const DROPPED: (&str, &str) = (
 );
 
 impl Telemetry {
+    /// Telemetry whose delivery counters start at zero for each of `receivers`, so they are
+    /// exported before the first notification (a counter that appears at 1 hides its first
+    /// increase from `increase()`, and a rule over an absent series cannot tell "none").
+    pub fn with_receivers(receivers: impl IntoIterator<Item = String>) -> Self {
+        let telemetry = Telemetry::default();
+        telemetry.update(|t| {
+            for name in receivers {
+                t.notifications.insert(name.clone(), 0);
+                t.delivery_failures.insert(name.clone(), 0);
+                t.dropped.insert(name, 0);
+            }
+        });
+        telemetry
+    }
+
     fn update(&self, f: impl FnOnce(&mut Totals)) {
         f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner));
     }
@@ -340,6 +355,25 @@ mod tests {
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("stallwatch_collector_alert_evaluation_failures_total 0"), "{text}");
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn configured_receivers_are_exported_at_zero_before_any_notification() {
+        let t = Telemetry::with_receivers(["alertmanager-0".to_owned(), "chat".to_owned()]);
+        let mut body = Vec::new();
+        t.append(Exposition::PrometheusText, &mut body);
+        let text = String::from_utf8(body).unwrap();
+        for family in
+            ["notifications_total", "delivery_failures_total", "notifications_dropped_total"]
+        {
+            for receiver in ["alertmanager-0", "chat"] {
+                let line =
+                    format!("stallwatch_collector_alert_{family}{{receiver=\"{receiver}\"}} 0");
+                assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+            }
+        }
+        t.delivered("chat");
+        assert_eq!(t.totals().notifications["chat"], 1);
     }
 
     /// Reads a varint at `*at`.

@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// Seconds between the live summaries.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub every: Duration,
+    /// Also deliver the demo's alerts to this Alertmanager (base URL, e.g.
+    /// `http://127.0.0.1:9093`); repeat for each replica.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    pub alertmanagers: Vec<String>,
 }
 
 /// The demo's agents: two regions, three emulated network types.
@@ -101,6 +105,11 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
     let now =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(clock::unix_ms()) * 1_000_000)?;
     let files = write_fleet(dir, &spec, now)?;
+    if !args.alertmanagers.is_empty() {
+        let delivery = format!("\n[alerts.delivery]\nalertmanagers = {:?}\n", args.alertmanagers);
+        let mut config = std::fs::OpenOptions::new().append(true).open(&files.config)?;
+        std::io::Write::write_all(&mut config, delivery.as_bytes())?;
+    }
     let running = crate::server::start(&files.config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let collector = format!("https://{}", running.ingest_addr);
     let logs = dir.join("logs");
