@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use stallwatch_tests::binary;
+use stallwatch_tests::load_tolerant;
 
 fn agent() -> Command {
     Command::new(binary("stallwatch-agent"))
@@ -54,6 +55,7 @@ fn agent_run_without_a_bundle_names_the_flag() {
 
 #[test]
 fn simulate_prints_a_summary_and_json() {
+    let _tolerant = load_tolerant();
     let out = agent().args(["simulate", "--duration", "20s", "--emulate", "4g"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
