@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stallwatch_proto::duration::{format_duration, parse_duration};
 use thiserror::Error;
 use toml::Spanned;
@@ -27,7 +27,8 @@ pub const EXIT_CONFIG: u8 = 64;
 pub const EXIT_NO_INPUT: u8 = 66;
 
 /// The agent configuration file, as written. Every field is optional; flags override it.
-#[derive(Debug, Default, Deserialize)]
+/// (`Serialize` lists its keys for README's configuration reference test.)
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Collector ingest URL, `https://HOST:PORT`.
@@ -54,7 +55,7 @@ pub struct ConfigFile {
 }
 
 /// `[spool]`: bounds of the report spool; past them the oldest reports are dropped.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolSection {
     /// Most bytes of spooled reports (default 256 MiB).
@@ -372,6 +373,36 @@ pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, Co
 
 #[cfg(test)]
 mod tests {
+    /// Every key of the agent's file has a row in README's agent configuration table, and
+    /// every row is a key of the file.
+    #[test]
+    fn readme_lists_every_agent_key() {
+        fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+            for (k, v) in value.as_object().expect("a table") {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match v {
+                    serde_json::Value::Object(_) => keys(&key, v, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut file = Vec::new();
+        keys("", &serde_json::to_value(super::ConfigFile::default()).unwrap(), &mut file);
+        file.sort();
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("### Agent configuration").nth(1).expect("README has the table");
+        let mut listed: Vec<String> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('|').nth(1))
+            .map(|c| c.trim().trim_matches('`').to_owned())
+            .filter(|k| k != "key" && !k.starts_with("---"))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, file, "README's agent configuration table and ConfigFile differ");
+    }
+
     use super::*;
 
     fn check(text: &str) -> Result<Settings, ConfigError> {
