@@ -24,39 +24,27 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn demo_shows_every_cohort_within_a_minute_and_stops_on_ctrl_c_leaving_nothing_behind() {
-    let _tolerant = load_tolerant();
-    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-demo-{}", std::process::id()));
-    let mut demo = DemoProcess::start(&dir, &[]);
-    let out = demo.stdout();
-    assert!(out.contains("/metrics") && out.contains("fleet page"), "{out}");
-
-    // Some live summary within a minute shows data for all nine cohorts (3 agents x 3
-    // transports), none still waiting; then Ctrl-C, as README says.
-    let complete =
-        wait_until(Duration::from_secs(75), || first_complete_summary(&demo.stdout(), 9).is_some());
-    let code = demo.interrupt();
-    let stdout = demo.stdout();
-    assert!(complete, "no summary with data for all nine cohorts:\n{stdout}");
-    let secs = first_complete_summary(&stdout, 9).unwrap();
-    assert!(secs <= 60, "all nine cohorts only after {secs} s:\n{stdout}");
-    assert_eq!(code, Some(0), "demo failed on Ctrl-C:\n{}\n{stdout}", demo.stderr());
-    for region_type in ["sea/4g", "sea/3g", "latam/wifi"] {
-        assert!(stdout.contains(region_type), "{region_type} missing:\n{stdout}");
-    }
-    assert_nothing_left(&dir);
-}
+/// 5 agents x 3 transports.
+const COHORTS: usize = 15;
 
 #[test]
 fn demo_with_a_duration_stops_by_itself_leaving_nothing_behind() {
     let _tolerant = load_tolerant();
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-demo-short-{}", std::process::id()));
-    let mut demo = DemoProcess::start(&dir, &["--duration", "3s"]);
+    let report = dir.with_extension("html");
+    let _ = std::fs::remove_file(&report);
+    let mut demo =
+        DemoProcess::start(&dir, &["--duration", "3s", "--report", report.to_str().unwrap()]);
     let code = demo.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "demo --duration 3s:\n{}\n{}", demo.stderr(), demo.stdout());
-    assert!(demo.stdout().contains("stopping the agents"), "{}", demo.stdout());
+    let stdout = demo.stdout();
+    assert_eq!(code, Some(0), "demo --duration 3s:\n{}\n{stdout}", demo.stderr());
+    assert!(stdout.contains("stopping the agents"), "{stdout}");
+    // The report of a run too short for data is still written, and says so.
+    let html = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(html.starts_with("<!doctype html>") && html.contains("me"), "{stdout}");
+    assert!(stdout.contains(&format!("report      {}", report.display())), "{stdout}");
+    let _ = std::fs::remove_file(&report);
     assert_nothing_left(&dir);
 }
 
@@ -65,4 +53,128 @@ fn assert_nothing_left(dir: &std::path::Path) {
     let left = processes_mentioning(&dir.display().to_string());
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An `alert +SECONDS  CHANGE  SUMMARY` line of the demo: when, the severity it reached, the
+/// alert name and the region.
+#[derive(Debug)]
+struct AlertLine<'a> {
+    secs: u64,
+    severity: &'a str,
+    alert: &'a str,
+    region: &'a str,
+    text: &'a str,
+}
+
+fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("alert +")?;
+            let (secs, rest) = rest.split_once("s  ")?;
+            // CHANGE is `opened P2`, `P2 -> P1` or `resolved`; the summary follows two spaces.
+            let (_, summary) = rest.split_once("  ")?;
+            let mut words = summary.split_whitespace();
+            let (severity, alert, scope) = (words.next()?, words.next()?, words.next()?);
+            Some(AlertLine {
+                secs: secs.parse().ok()?,
+                severity,
+                alert,
+                region: scope.split('/').next()?,
+                text: line,
+            })
+        })
+        .collect()
+}
+
+/// README's first command as a user runs it, and the product tour's story as issue 11
+/// accepts it: the URLs are printed; every cohort has data within a minute; the degrading
+/// region (`me`, whose emulated loss and delay ramp up from 10 s) raises a P2 and then a P1,
+/// and it alone is singled out as an outlier among its peers; Ctrl-C stops everything and
+/// leaves its report with the incidents. One demo for all of it: it is the heaviest process
+/// the tests start.
+///
+/// Incidents are judged on whole wall-clock minutes: the P2 comes when the first minute with
+/// data is judged, the P1 when the second is (with the demo's 7 s settle and 5 s evaluation).
+/// Within two minutes of start when the demo starts 13 to 40 s into a minute; otherwise up
+/// to about 155 s. The bounds below add headroom for a loaded machine.
+///
+/// What this does not assert: that the healthy cohorts raise nothing. Today they raise P1s
+/// (stalls on udp and quic-datagram, whose transports do not repair loss yet, issue 10; 3G's
+/// first frame and quic-stream's jitter beyond the SLO), measured and listed in the README.
+#[test]
+fn demo_shows_every_cohort_then_a_p2_and_a_p1_in_the_degrading_region_and_stops_on_ctrl_c() {
+    let _tolerant = load_tolerant();
+    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-demo-{}", std::process::id()));
+    // --duration only bounds a run whose P1 never comes.
+    let mut demo = DemoProcess::start(&dir, &["--duration", "240s"]);
+    let out = demo.stdout();
+    for url in ["/metrics", "web UI", "/api/v1/alerts", "/api/v1/reports/me?from="] {
+        assert!(out.contains(url), "{url} not printed:\n{out}");
+    }
+    // Some live summary within a minute shows data for all fifteen cohorts (5 agents x 3
+    // transports), none still waiting.
+    let complete = wait_until(Duration::from_secs(75), || {
+        first_complete_summary(&demo.stdout(), COHORTS).is_some()
+    });
+    let me_p1 = |stdout: &str| {
+        alert_lines(stdout)
+            .iter()
+            .find(|a| a.region == "me" && a.alert == "StallwatchLoss" && a.severity != "P2")
+            .map(|a| a.secs)
+    };
+    let raised = wait_until(Duration::from_secs(200), || me_p1(&demo.stdout()).is_some());
+    let code = demo.interrupt();
+    let stdout = demo.stdout();
+    assert!(complete, "no summary with data for all {COHORTS} cohorts:\n{stdout}");
+    let secs = first_complete_summary(&stdout, COHORTS).unwrap();
+    assert!(secs <= 60, "all {COHORTS} cohorts only after {secs} s:\n{stdout}");
+    for region_type in ["sea/4g", "sea/3g", "latam/wifi", "eu/4g", "me/4g"] {
+        assert!(stdout.contains(region_type), "{region_type} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("  alerts: "), "no alert lines under the summaries:\n{stdout}");
+    assert!(raised, "no P1 for the loss in me:\n{stdout}");
+    let lines = alert_lines(&stdout);
+    let p2 = lines.iter().find(|a| a.region == "me" && a.severity == "P2");
+    let p2 = p2.unwrap_or_else(|| panic!("no P2 for me:\n{stdout}"));
+    let p1 = me_p1(&stdout).unwrap();
+    eprintln!("me: P2 at {} s ({}), P1 (loss) at {p1} s", p2.secs, p2.text);
+    assert!(p2.secs < p1, "the P2 did not come first:\n{stdout}");
+    assert!(p2.secs <= 110, "P2 only after {} s:\n{stdout}", p2.secs);
+    assert!(p1 <= 180, "P1 only after {p1} s:\n{stdout}");
+    // The peer-outlier rule (a region far worse than the others on the same network type)
+    // singles out me and no healthy region.
+    let outliers: Vec<&AlertLine<'_>> =
+        lines.iter().filter(|a| a.text.contains("other regions")).collect();
+    assert!(outliers.iter().any(|a| a.region == "me"), "me is no outlier:\n{stdout}");
+    for a in &outliers {
+        assert_eq!(a.region, "me", "a healthy region is an outlier: {}", a.text);
+    }
+    assert_eq!(code, Some(0), "demo failed on Ctrl-C:\n{}\n{stdout}", demo.stderr());
+    // Ctrl-C writes the report too, into --dir by default; it lists the incidents the
+    // evaluator raised in me.
+    assert!(stdout.contains("report      "), "{stdout}");
+    let html = std::fs::read_to_string(dir.join("report-me.html")).unwrap_or_default();
+    assert!(html.contains("StallwatchLoss"), "no loss incident in the report:\n{stdout}");
+    assert_nothing_left(&dir);
+}
+
+/// Issue 11's last demo point in full: over a 5-minute run the healthy regions raise nothing.
+/// Ignored until the transports repair loss (issue 10): today the healthy `udp` and
+/// `quic-datagram` cohorts stall 20-60 % of play at the presets' 0.2-0.5 % loss and raise
+/// stall P1s within two minutes (README lists what fires). Run it with `--ignored` to see it.
+#[test]
+#[ignore = "healthy cohorts stall without loss repair (issue 10); see the README demo section"]
+fn over_five_minutes_the_healthy_regions_raise_nothing() {
+    let _tolerant = load_tolerant();
+    let dir =
+        std::env::temp_dir().join(format!("stallwatch-e2e-demo-quiet-{}", std::process::id()));
+    let mut demo = DemoProcess::start(&dir, &["--duration", "5m"]);
+    let code = demo.wait(Duration::from_secs(420));
+    let stdout = demo.stdout();
+    assert_eq!(code, Some(0), "demo --duration 5m:\n{}\n{stdout}", demo.stderr());
+    let healthy: Vec<&str> =
+        alert_lines(&stdout).iter().filter(|a| a.region != "me").map(|a| a.text).collect();
+    assert!(healthy.is_empty(), "the healthy regions raised:\n{}", healthy.join("\n"));
+    assert_nothing_left(&dir);
 }

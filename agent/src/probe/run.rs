@@ -87,6 +87,7 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
             args.emulate_up.as_deref(),
             args.emulate_down.as_deref(),
             args.seed,
+            Duration::ZERO,
         )
         .await?;
     }
@@ -126,6 +127,8 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
 /// Puts the userspace network emulator in front of `target`: one impairment proxy on
 /// loopback for its QUIC address and one for its UDP address, with `target` pointed at them.
 /// `emulate` sets both directions (a preset or custom settings); `up` and `down` override one.
+/// `schedule_at` is how far into its schedule the emulation starts: a `ramp` counts from
+/// there (zero for a one-shot probe; an agent's attempts join its run's schedule).
 /// Shut the proxies down when the probe is done.
 pub async fn start_emulator(
     target: &mut RelayTarget,
@@ -133,6 +136,7 @@ pub async fn start_emulator(
     up: Option<&str>,
     down: Option<&str>,
     seed: u64,
+    schedule_at: Duration,
 ) -> Result<Vec<ImpairProxy>> {
     let parse = |flag: &str, spec: &str| -> Result<crate::impair::Profile> {
         spec.parse().with_context(|| format!("{flag} {spec:?}"))
@@ -141,11 +145,13 @@ pub async fn start_emulator(
     let up = match up {
         Some(spec) => parse("--emulate-up", spec)?.up,
         None => base.up,
-    };
+    }
+    .joined_at(schedule_at);
     let down = match down {
         Some(spec) => parse("--emulate-down", spec)?.down,
         None => base.down,
-    };
+    }
+    .joined_at(schedule_at);
     let mut proxies = Vec::new();
     for (i, addr) in [target.quic, target.udp].into_iter().enumerate() {
         let listen: SocketAddr =

@@ -124,6 +124,9 @@ pub struct AttemptContext {
     pub trust: Trust,
     /// Where results go.
     pub folds: mpsc::UnboundedSender<Fold>,
+    /// When the agent's run started: an emulation `ramp` counts from here, so it spans the
+    /// attempts instead of starting over in each.
+    pub started: Time,
 }
 
 /// Playout delay of the viewers' virtual player.
@@ -215,7 +218,10 @@ pub async fn run_attempt(
     };
     let proxies = match &plan.emulate {
         Some(spec) => {
-            match start_emulator(&mut target, Some(spec), None, None, start.as_nanos()).await {
+            let schedule_at = start.saturating_since(ctx.started);
+            match start_emulator(&mut target, Some(spec), None, None, start.as_nanos(), schedule_at)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => return fail_all(&e),
             }
@@ -417,7 +423,12 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_relay_counts_as_a_failed_attempt() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let ctx = AttemptContext { agent: "a".into(), trust: Trust::Pin([0; 32]), folds: tx };
+        let ctx = AttemptContext {
+            agent: "a".into(),
+            trust: Trust::Pin([0; 32]),
+            folds: tx,
+            started: Time::ZERO,
+        };
         let plan = ProbePlan {
             name: "p".into(),
             target: "t".into(),

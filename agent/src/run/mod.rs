@@ -228,7 +228,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let reporter = Reporter::new(builder, spool, client.clone(), agent.clone(), health.clone());
     let reporter = tokio::spawn(reporter.run(folds_rx, plans_rx.clone(), finish_rx));
 
-    let ctx = AttemptContext { agent, trust: Trust::Ca(vec![bundle.ca.clone()]), folds: folds_tx };
+    let ctx = AttemptContext {
+        agent,
+        trust: Trust::Ca(vec![bundle.ca.clone()]),
+        folds: folds_tx,
+        started: crate::clock::Clock::global().now(),
+    };
     let mut runner = Runner::new(ctx, relay_identity);
     let initial = plans_rx.borrow_and_update().clone();
     if let Some(plan) = initial {

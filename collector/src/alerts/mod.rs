@@ -38,7 +38,7 @@ pub mod telemetry;
 pub mod timestamps;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 

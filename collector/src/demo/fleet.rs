@@ -192,10 +192,11 @@ pub fn free_relay_port() -> Result<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec() -> FleetSpec {
+    /// A small fleet spec for tests.
+    pub(crate) fn spec() -> FleetSpec {
         FleetSpec {
             relay_agent: "relay-sea-1".into(),
             relay_region: "sea".into(),

@@ -1,10 +1,18 @@
-//! `stallwatch-collector demo`: a whole fleet on loopback. It writes a fleet CA, certificates
-//! and a config into a temporary directory, starts the collector in this process and a relay
-//! agent plus probing agents (two regions, emulated network types) as real
-//! `stallwatch-agent run` processes, prints the URLs and a live line per cohort, and stops
-//! everything on Ctrl-C or after `--duration`.
+//! `stallwatch-collector demo`: a whole fleet on loopback, the product tour. It writes a
+//! fleet CA, certificates and a config into a temporary directory, starts the collector in
+//! this process and a relay agent plus probing agents (three healthy regions on emulated
+//! network types, and one region whose emulated network degrades during the run) as real
+//! `stallwatch-agent run` processes, prints the URLs, a live line per cohort with the open
+//! alerts, and a line per alert change; on Ctrl-C or after `--duration` it stops everything
+//! and writes the degrading region's report (HTML).
+//!
+//! - `fleet.rs`: the fleet's files (the end-to-end tests build their fleets with it too).
+//! - `alerts.rs`: the demo's alert windows and its alert lines.
+//! - `report.rs`: the closing report.
 
+pub mod alerts;
 pub mod fleet;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,9 +49,23 @@ pub struct DemoArgs {
     /// `http://127.0.0.1:9093`); repeat for each replica.
     #[arg(long = "alertmanager", value_name = "URL")]
     pub alertmanagers: Vec<String>,
+    /// Where to write the degrading region's report at the end [default: report-me.html in
+    /// --dir, or stallwatch-demo-PID-me.html in the temporary directory].
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
-/// The demo's agents: two regions, three emulated network types.
+/// The region whose network degrades during the demo.
+pub const DEGRADING_REGION: &str = "me";
+
+/// Its agents' emulation: a 4G link (the `4g` preset's delay, jitter and loss) on which, from
+/// 10 s after the agent starts and over 80 s, random loss rises by 2 % and delay by 150 ms in
+/// each direction, then stays there.
+pub const DEGRADING_EMULATION: &str = "delay=45ms,jitter=10ms,loss=0.2%,ramp=10s/80s/2%/150ms";
+
+/// The demo's agents: three healthy regions on the published presets (DESIGN.md section 5
+/// loss rates), and [`DEGRADING_REGION`] on 4G, degrading. Three regions on 4G let the peer
+/// outlier rule compare them.
 pub fn demo_agents() -> Vec<FleetAgent> {
     vec![
         FleetAgent::new("sea-4g-1", "sea", "4g", Some("4g"), "360p30"),
@@ -55,8 +77,18 @@ pub fn demo_agents() -> Vec<FleetAgent> {
             Some("delay=90ms,jitter=8ms,loss=0.3%"),
             "360p30",
         ),
+        FleetAgent::new("eu-4g-1", "eu", "4g", Some("4g"), "360p30"),
+        FleetAgent::new("me-4g-1", DEGRADING_REGION, "4g", Some(DEGRADING_EMULATION), "360p30"),
     ]
 }
+
+/// Region knowledge for the degrading region's report.
+const DEMO_REPORTS_TOML: &str = r#"
+[reports.regions.me]
+name = "Middle East (the demo's degrading region)"
+time_zone = "UTC+03:00"
+notes = "In the demo, loss and delay on this region's emulated 4G rise from 10 s after start."
+"#;
 
 /// Runs the demo until Ctrl-C or `--duration`.
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -81,7 +113,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             (dir, true)
         }
     };
-    let result = run_in(&args, &agent_bin, &dir).await;
+    let report = match (&args.report, &args.dir) {
+        (Some(file), _) => file.clone(),
+        (None, Some(dir)) => dir.join(format!("report-{DEGRADING_REGION}.html")),
+        (None, None) => std::env::temp_dir()
+            .join(format!("stallwatch-demo-{}-{DEGRADING_REGION}.html", std::process::id())),
+    };
+    let result = run_in(&args, &agent_bin, &dir, &report).await;
     if temporary && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -90,7 +128,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     result
 }
 
-async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
+async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) -> Result<()> {
+    let start_ms = clock::unix_ms();
     let spec = FleetSpec {
         relay_agent: "relay-sea-1".into(),
         relay_region: "sea".into(),
@@ -105,11 +144,14 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
     let now =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(clock::unix_ms()) * 1_000_000)?;
     let files = write_fleet(dir, &spec, now)?;
+    let mut config = std::fs::read_to_string(&files.config)?;
+    config.push_str(alerts::DEMO_ALERTS_TOML);
+    config.push_str(DEMO_REPORTS_TOML);
     if !args.alertmanagers.is_empty() {
-        let delivery = format!("\n[alerts.delivery]\nalertmanagers = {:?}\n", args.alertmanagers);
-        let mut config = std::fs::OpenOptions::new().append(true).open(&files.config)?;
-        std::io::Write::write_all(&mut config, delivery.as_bytes())?;
+        config
+            .push_str(&format!("\n[alerts.delivery]\nalertmanagers = {:?}\n", args.alertmanagers));
     }
+    std::fs::write(&files.config, config)?;
     let running = crate::server::start(&files.config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let collector = format!("https://{}", running.ingest_addr);
     let logs = dir.join("logs");
@@ -132,14 +174,29 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
             .with_context(|| format!("starting {}", agent_bin.display()))?;
         agents.push(AgentProcess { name: name.clone(), child });
     }
+    let mut regions: Vec<&str> = spec.agents.iter().map(|a| a.region.as_str()).collect();
+    regions.dedup();
     println!(
-        "stallwatch demo: a collector, relay {RELAY_NAME} (agent {}) and {} probing agents on loopback",
+        "stallwatch demo: a collector, relay {RELAY_NAME} (agent {}) and {} probing agents in \
+         regions {} on loopback",
         spec.relay_agent,
-        spec.agents.len()
+        spec.agents.len(),
+        regions.join(", ")
     );
-    println!("  metrics     http://{}/metrics", running.metrics_addr);
-    println!("  fleet page  http://{}/", running.metrics_addr);
-    println!("  fleet JSON  http://{}/api/v1/agents", running.metrics_addr);
+    println!(
+        "  region {DEGRADING_REGION} degrades during the run: its emulated 4G is \"{DEGRADING_EMULATION}\""
+    );
+    println!("  {}", alerts::DEMO_ALERTS_NOTE);
+    let addr = running.metrics_addr;
+    let planned_end = start_ms + args.duration.map_or(3_600_000, |d| d.as_millis() as u64);
+    let (from, to) = report::period(start_ms, planned_end);
+    println!("  metrics     http://{addr}/metrics");
+    println!("  web UI      http://{addr}/");
+    println!("  fleet JSON  http://{addr}/api/v1/agents");
+    println!("  alerts API  http://{addr}/api/v1/alerts");
+    println!(
+        "  report API  http://{addr}/api/v1/reports/{DEGRADING_REGION}?from={from}&to={to}&format=html"
+    );
     println!("  files       {} (agent logs in logs/)", dir.display());
     match args.duration {
         Some(d) => println!("running for {}; Ctrl-C stops earlier", format_duration(d)),
@@ -156,13 +213,24 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
     let started = clock::monotonic();
     let mut tick = tokio::time::interval(args.every);
     tick.tick().await;
+    let mut alert_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut alert_log = alerts::AlertLog::default();
+    let alerts = running.shared().alerts().cloned();
     let outcome = loop {
         let until_end = args.duration.map(|d| d.saturating_sub(started.elapsed()));
         tokio::select! {
             _ = tick.tick() => {
                 print_summary(running.shared().series_store(), &expected, started.elapsed());
+                if let Some(alerts) = &alerts {
+                    alerts::print_open(alerts);
+                }
                 if let Some(exited) = agents.iter_mut().find_map(|a| a.exited()) {
                     break Err(anyhow::anyhow!("{exited}; see {}", logs.display()));
+                }
+            }
+            _ = alert_tick.tick(), if alerts.is_some() => {
+                if let Some(alerts) = &alerts {
+                    alerts::print_changes(&mut alert_log, alerts, started.elapsed());
                 }
             }
             _ = tokio::time::sleep(until_end.unwrap_or(Duration::MAX)), if until_end.is_some() => break Ok(()),
@@ -172,7 +240,22 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path) -> Result<()> {
     println!("stopping the agents and the collector");
     stop_agents(&mut agents).await;
     print_summary(running.shared().series_store(), &expected, started.elapsed());
+    if let Some(alerts) = &alerts {
+        alerts::print_open(alerts);
+    }
+    // Stopping saves the alert state the report reads its incidents from.
     running.stop().await;
+    let (from, to) = report::period(start_ms, clock::unix_ms());
+    match report::write(&files.config, DEGRADING_REGION, &from, &to, report) {
+        Ok(incidents) => println!(
+            "report      {} (region {DEGRADING_REGION}, {from} - {to}, {incidents} incidents)",
+            report.display()
+        ),
+        Err(e) => {
+            println!("report      not written: {e:#}");
+            return outcome.and(Err(e));
+        }
+    }
     outcome
 }
 

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::i18n::Lang;
-use super::incidents::{IncidentSource, source_for};
+use super::incidents::source_for;
 use super::render::{Format, render};
 use super::report::{Report, ReportError, ReportRequest, build};
 use super::seed::{Progress, Scenario, SeedOptions, seed};
@@ -150,14 +150,7 @@ pub fn report_from_config(
     })?;
     let incidents = source_for(config);
     let request = ReportRequest { region: region.to_owned(), range, lang };
-    build(
-        &store,
-        config,
-        incidents.as_ref().map(|s| s as &dyn IncidentSource),
-        &request,
-        now_unix_ms,
-    )
-    .map_err(|e| {
+    build(&store, config, incidents.as_deref(), &request, now_unix_ms).map_err(|e| {
         let kind = match e {
             ReportError::UnknownRegion { .. } => FailureKind::NotFound,
             ReportError::EmptyPeriod => FailureKind::BadRequest,

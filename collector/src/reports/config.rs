@@ -22,10 +22,10 @@ pub const DEFAULT_PEAK_HOURS: &str = "20:00-23:00";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportsSection {
-    /// Incidents listed in reports: a JSON file (`seed-history` writes one) until the alert
-    /// evaluator's own incident state is connected. Relative paths are resolved against the
-    /// configuration file's directory. Absent: reports say the incident history is not
-    /// connected.
+    /// Incidents listed in reports from a JSON file (`seed-history` writes one) instead of the
+    /// alert evaluator's state. Relative paths are resolved against the configuration file's
+    /// directory. Absent: the incidents the evaluator raised (its `alerts-state.json`); with
+    /// alerts off too, reports say the incident history is not connected.
     pub incidents: Option<PathBuf>,
     /// Fewest viewing minutes (play + stall time) a slice of data needs before a rule draws a
     /// conclusion from it; below that the report says the data is insufficient.

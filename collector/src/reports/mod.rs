@@ -32,6 +32,6 @@ pub mod zone;
 pub(crate) use config::check as check_config;
 pub use config::{KnownIssue, RegionSettings, ReportsSection};
 pub use i18n::Lang;
-pub use incidents::{Incident, IncidentError, IncidentFile, IncidentSource, Level};
+pub use incidents::{AlertState, Incident, IncidentError, IncidentFile, IncidentSource, Level};
 pub use render::{Format, render};
 pub use report::{Report, ReportError, ReportRequest, build};

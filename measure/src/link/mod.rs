@@ -14,13 +14,14 @@
 //! 2. **Gilbert-Elliott burst loss**: the two-state chain first steps (good to bad with
 //!    probability `p`, bad to good with `r`), then the packet is lost with the loss probability of
 //!    the state it is now in ([`DropReason::Burst`]).
-//! 3. **Random loss**: independent loss with probability `loss` ([`DropReason::Random`]).
+//! 3. **Random loss**: independent loss with probability `loss`, plus the [`Ramp`]'s share at
+//!    that time ([`DropReason::Random`]).
 //! 4. **Bottleneck queue** (only with `rate_bps`): transmission starts at
 //!    `max(now, time the link frees up)` and takes `size * 8 / rate` (rounded up to the next
 //!    nanosecond). Drop-tail: a packet that would wait longer than `queue_limit` before its
 //!    transmission starts is dropped ([`DropReason::QueueFull`]) and takes no link time.
-//! 5. **Propagation**: `delay` plus an offset drawn uniformly from `[-jitter, +jitter]`, clamped
-//!    so that the one-way delay is never negative.
+//! 5. **Propagation**: `delay` (plus the [`Ramp`]'s share at that time) plus an offset drawn
+//!    uniformly from `[-jitter, +jitter]`, clamped so that the one-way delay is never negative.
 //! 6. **Reordering**: with probability `reorder` the packet is held back by `reorder_delay`, so
 //!    that later packets overtake it.
 //! 7. **FIFO** (`preserve_order`): a packet is never delivered before the previous delivered
@@ -50,8 +51,10 @@
 //! published [`preset`].
 
 mod presets;
+mod ramp;
 
 pub use presets::{LinkPreset, PRESET_NAMES, none, preset};
+pub use ramp::Ramp;
 
 use std::fmt;
 use std::str::FromStr;
@@ -94,12 +97,23 @@ pub struct LinkConfig {
     /// Blackouts: every packet entering during `[start, start + duration)` is dropped. They may
     /// overlap and come in any order.
     pub outages: Vec<Outage>,
+    /// Loss and delay rising over time (a degrading network); `None` keeps them constant.
+    pub ramp: Option<Ramp>,
 }
 
 impl LinkConfig {
     /// The bottleneck queue limit of [`LinkConfig::default`]: half a second, a deep queue like
     /// the ones cellular links keep (see the presets).
     pub const DEFAULT_QUEUE_LIMIT: Duration = Duration::from_millis(500);
+
+    /// This configuration for a link created `elapsed` into its ramp's schedule (see
+    /// [`Ramp::joined`]); without a ramp, unchanged.
+    pub fn joined_at(mut self, elapsed: Duration) -> LinkConfig {
+        if let Some(ramp) = &mut self.ramp {
+            ramp.joined = elapsed;
+        }
+        self
+    }
 }
 
 impl Default for LinkConfig {
@@ -116,6 +130,7 @@ impl Default for LinkConfig {
             reorder_delay: Duration::ZERO,
             preserve_order: true,
             outages: Vec::new(),
+            ramp: None,
         }
     }
 }
@@ -373,7 +388,7 @@ impl Link {
     /// Draws once from every enabled effect's stream, whatever then happens to the packet.
     fn draw(&mut self) -> Draws {
         let mut d = Draws::default();
-        if self.loss > 0.0 {
+        if self.loss > 0.0 || self.config.ramp.is_some_and(|r| r.loss > 0.0) {
             d.loss = self.rng.loss.random();
         }
         if self.gilbert_elliott.is_some() {
@@ -406,7 +421,11 @@ impl Link {
         }
 
         // 3. Random loss.
-        if draws.loss < self.loss {
+        let loss = match &self.config.ramp {
+            Some(ramp) => (self.loss + ramp.loss_at(now)).min(1.0),
+            None => self.loss,
+        };
+        if draws.loss < loss {
             return Fate::Drop(DropReason::Random);
         }
 
@@ -425,7 +444,9 @@ impl Link {
         };
 
         // 5. Propagation delay and jitter.
-        let delay_ns = i128::try_from(self.config.delay.as_nanos()).unwrap_or(i128::MAX);
+        let ramp_delay = self.config.ramp.map_or(Duration::ZERO, |r| r.delay_at(now));
+        let delay = self.config.delay.saturating_add(ramp_delay);
+        let delay_ns = i128::try_from(delay.as_nanos()).unwrap_or(i128::MAX);
         let one_way = (delay_ns + i128::from(draws.jitter_ns)).clamp(0, i128::from(u64::MAX));
         let mut arrival =
             departure + Duration::from_nanos(u64::try_from(one_way).unwrap_or(u64::MAX));
@@ -490,7 +511,7 @@ fn merge_outages(outages: &[Outage]) -> Vec<(Time, Time)> {
 // The `--emulate` syntax.
 
 /// The keys [`LinkConfig`'s `FromStr`](LinkConfig#impl-FromStr-for-LinkConfig) accepts.
-const KEYS: &str = "delay, jitter, loss, ge, rate, queue, reorder, order, outage";
+const KEYS: &str = "delay, jitter, loss, ge, rate, queue, reorder, order, outage, ramp";
 
 /// Why an `--emulate` string did not parse. Every message names the key or item at fault.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -540,13 +561,15 @@ pub enum ParseLinkConfigError {
 /// | `reorder` | `probability/delay` | `reorder=0.5%/20ms` |
 /// | `order` | `fifo` (jitter never reorders, the default) or `any` | `order=any` |
 /// | `outage` | `start/duration`, may repeat | `outage=10s/2s` |
+/// | `ramp` | `start/duration/loss/delay`: from `start`, over `duration`, loss rises by `loss` and delay by `delay` ([`Ramp`]) | `ramp=30s/90s/4%/150ms` |
 ///
 /// A duration is a non-negative decimal number and a unit: `ns`, `us` (or `µs`), `ms`, `s`,
 /// `m`, `h`; `0` needs no unit. A probability is a percentage (`1%`) or a fraction (`0.01`).
 /// A rate is a number and `bps` (or `bit`), `kbit`/`kbps`, `mbit`/`mbps`, `gbit`/`gbps`, all bits
 /// per second (unlike tc(8), where `bps` means bytes).
 ///
-/// [`Display`](fmt::Display) writes this syntax back, exactly.
+/// [`Display`](fmt::Display) writes this syntax back, exactly (a ramp's `joined`, set by code,
+/// is not part of it).
 impl FromStr for LinkConfig {
     type Err = ParseLinkConfigError;
 
@@ -571,6 +594,7 @@ impl FromStr for LinkConfig {
                 "reorder" => "reorder",
                 "order" => "order",
                 "outage" => "outage",
+                "ramp" => "ramp",
                 _ => {
                     return Err(ParseLinkConfigError::UnknownKey { key: key.to_owned() });
                 }
@@ -637,6 +661,22 @@ impl FromStr for LinkConfig {
                         duration: parse_duration(duration.trim()).map_err(invalid)?,
                     });
                 }
+                "ramp" => {
+                    let parts: Vec<&str> = value.split('/').map(str::trim).collect();
+                    let [start, duration, loss, delay] = parts[..] else {
+                        return Err(invalid(
+                            "expected start/duration/loss/delay, e.g. 30s/90s/4%/150ms".to_owned(),
+                        ));
+                    };
+                    config.ramp = Some(Ramp {
+                        start: parse_duration(start).map_err(|e| invalid(format!("start: {e}")))?,
+                        duration: parse_duration(duration)
+                            .map_err(|e| invalid(format!("duration: {e}")))?,
+                        loss: parse_probability(loss).map_err(|e| invalid(format!("loss: {e}")))?,
+                        delay: parse_duration(delay).map_err(|e| invalid(format!("delay: {e}")))?,
+                        joined: Duration::ZERO,
+                    });
+                }
                 _ => unreachable!("every key is matched above"),
             }
         }
@@ -682,6 +722,15 @@ impl fmt::Display for LinkConfig {
         for o in &self.outages {
             let start = Duration::from_nanos(o.start.as_nanos());
             items.push(format!("outage={}/{}", FmtDuration(start), FmtDuration(o.duration)));
+        }
+        if let Some(r) = &self.ramp {
+            items.push(format!(
+                "ramp={}/{}/{}/{}",
+                FmtDuration(r.start),
+                FmtDuration(r.duration),
+                r.loss,
+                FmtDuration(r.delay)
+            ));
         }
         if items.is_empty() { f.write_str("none") } else { f.write_str(&items.join(",")) }
     }
@@ -1082,6 +1131,7 @@ mod tests {
             reorder_delay: ms(30),
             preserve_order: false,
             outages: vec![Outage { start: Time::from_millis(2000), duration: ms(500) }],
+            ramp: None,
         }
     }
 
@@ -1156,6 +1206,7 @@ mod tests {
             reorder_delay: ms(20),
             preserve_order: true,
             outages: vec![],
+            ramp: None,
         };
         assert_eq!(c, want);
         assert_eq!(c.to_string().parse::<LinkConfig>(), Ok(want));
@@ -1193,6 +1244,19 @@ mod tests {
         assert_eq!("none".parse::<LinkConfig>(), Ok(LinkConfig::default()));
         assert_eq!(LinkConfig::default().to_string(), "none");
         assert_eq!("delay=0".parse::<LinkConfig>(), Ok(LinkConfig::default()));
+        let c: LinkConfig = "delay=45ms,ramp=20s/1.5m/4%/150ms".parse().unwrap();
+        let ramp = Ramp {
+            start: ms(20_000),
+            duration: ms(90_000),
+            loss: 0.04,
+            delay: ms(150),
+            joined: Duration::ZERO,
+        };
+        assert_eq!(c.ramp, Some(ramp));
+        assert_eq!(c.to_string(), "delay=45ms,ramp=20s/90s/0.04/150ms");
+        assert_eq!(c.to_string().parse::<LinkConfig>(), Ok(c.clone()));
+        let joined = c.joined_at(ms(30_000)).ramp.unwrap();
+        assert_eq!(joined, Ramp { joined: ms(30_000), ..ramp });
     }
 
     #[test]
@@ -1212,6 +1276,8 @@ mod tests {
             ("order=lifo", "order", "fifo or any"),
             ("delay=1ms,delay=2ms", "delay", "more than once"),
             ("delay", "delay", "key=value"),
+            ("ramp=10s/60s/4%", "ramp", "start/duration/loss/delay"),
+            ("ramp=10s/1m/4/100ms", "ramp", "loss:"),
         ] {
             let message = err(input);
             assert!(message.contains(key) && message.contains(detail), "{input}: {message}");
