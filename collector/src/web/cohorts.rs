@@ -226,7 +226,64 @@ pub fn render(trends: &[CohortTrend], span_h: u64, slo: &Slo, problems: usize) -
 
 #[cfg(test)]
 mod tests {
+    use stallwatch_proto::hdr;
+
     use super::*;
+    use crate::store::{Resolution, StoredHistogram};
+
+    fn row(cohort: &Cohort, start: u64, first_frames_us: &[u64], stall_ns: u64) -> CohortRow {
+        let mut h = hdr::new_histogram();
+        for &v in first_frames_us {
+            h.record(v).unwrap();
+        }
+        let stored = StoredHistogram {
+            hdr: hdr::encode(&h),
+            sum: first_frames_us.iter().sum(),
+            count: first_frames_us.len() as u64,
+        };
+        CohortRow {
+            start_unix_ms: start,
+            resolution: Resolution::Minute,
+            cohort: cohort.clone(),
+            histograms: [(NAMES.first_frame.to_owned(), stored)].into(),
+            counters: [
+                (NAMES.stall_time.to_owned(), stall_ns),
+                (NAMES.play_time.to_owned(), 60_000_000_000 - stall_ns),
+                (NAMES.view_attempts.to_owned(), first_frames_us.len() as u64),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn current_figures_merge_histograms_and_sum_counters_and_minutes_keep_their_slots() {
+        let sea = Cohort::new("sea", "4g", "udp", "relay-1");
+        let to = 100 * MINUTE_MS;
+        let from = to - 60 * MINUTE_MS;
+        // Minute 95: 19 first frames of 100 ms and one of 5 s; minute 99: 20 of 200 ms.
+        // Merged, the p95 (rank 38 of 40) is 200 ms; an average of the minutes' p95s would
+        // say 150 ms, and the slowest frame is 5 s.
+        let rows = [
+            row(&sea, 95 * MINUTE_MS, &[&[100_000; 19][..], &[5_000_000]].concat(), 6_000_000_000),
+            row(&sea, 99 * MINUTE_MS, &[200_000; 20], 0),
+            // Outside the span: ignored.
+            row(&sea, 10 * MINUTE_MS, &[9_000_000; 5], 0),
+        ];
+        let (trends, problems) = trends(&rows, from, to);
+        assert!(problems.is_empty());
+        assert_eq!(trends.len(), 1);
+        let t = &trends[0];
+        assert_eq!(t.minutes.len(), 60);
+        let p95 = t.current.first_frame_p95_s.unwrap();
+        assert!((p95 - 0.2).abs() < 0.2 * 0.001, "{p95}");
+        // 6 s stalled of 120 s watched.
+        assert!((t.current.stall_ratio.unwrap() - 0.05).abs() < 1e-12);
+        assert_eq!(t.current.views, 40);
+        assert_eq!(t.minutes[55].stall_ratio, Some(0.1));
+        assert!(t.minutes[55].first_frame_p95_s.unwrap() > 0.09);
+        assert_eq!(t.minutes[56], Figures::default(), "no row, no figure");
+        assert_eq!(t.current.loss_ratio, None, "nothing expected, no loss figure");
+    }
 
     #[test]
     fn figures_format_with_units_and_dashes_for_no_data() {

@@ -15,8 +15,9 @@ pub const HEIGHT: f64 = 30.0;
 /// dashed and the line turns red where it is above. `label` is the tooltip's first line.
 pub fn sparkline(points: &[Option<f64>], limit: Option<f64>, label: &str) -> String {
     let finite = || points.iter().flatten().copied().filter(|v| v.is_finite());
-    let high = finite().fold(limit.unwrap_or(0.0), f64::max);
-    let low = finite().fold(f64::INFINITY, f64::min);
+    let (low, top) =
+        finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let high = top.max(limit.unwrap_or(0.0));
     let mut out = format!(
         "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
          role=\"img\" aria-label=\"{}\"><title>{}",
@@ -24,7 +25,7 @@ pub fn sparkline(points: &[Option<f64>], limit: Option<f64>, label: &str) -> Str
         escape(label)
     );
     if low.is_finite() {
-        let _ = write!(out, " (min {}, max {})", short(low), short(high));
+        let _ = write!(out, " (min {}, max {})", short(low), short(top));
     } else {
         out.push_str(" (no data)");
     }
@@ -114,7 +115,9 @@ mod tests {
     #[test]
     fn points_over_the_limit_are_marked_and_the_limit_is_drawn() {
         let svg = sparkline(&[Some(0.5), Some(2.0), Some(0.5)], Some(1.0), "x");
-        assert!(svg.contains("stroke-dasharray"));
+        assert!(svg.contains("stroke-dasharray") && svg.contains("(min 0.500, max 2.000)"));
+        let under = sparkline(&[Some(0.5)], Some(1.0), "x");
+        assert!(under.contains("(min 0.500, max 0.500)"), "the limit is not data");
         assert_eq!(svg.matches("fill=\"#b42318\"").count(), 1);
     }
 
