@@ -189,7 +189,8 @@ pub fn render(trends: &[CohortTrend], span_h: u64, slo: &Slo, problems: usize) -
         let c = &t.cohort;
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>",
+            "<tr><td class=\"k\">{}</td><td class=\"k\">{}</td><td class=\"k\">{}</td>\
+             <td class=\"k\">{}</td><td class=\"n\">{}</td>",
             escape(&c.region),
             escape(&c.network_type),
             escape(&c.transport),

@@ -61,7 +61,7 @@ table{border-collapse:collapse;background:#fff;border:1px solid var(--line);widt
 th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}\
 th{font-weight:600;background:#fafbfd;color:var(--muted);font-size:12px;text-transform:uppercase;\
 letter-spacing:.03em}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
-tr.stale td{background:var(--badbg);color:var(--bad);font-weight:600}\
+td.k{white-space:nowrap}tr.stale td{background:var(--badbg);color:var(--bad);font-weight:600}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:700}\
 .P0{background:#b42318;color:#fff}.P1{background:#e8590c;color:#fff}.P2{background:#f2c94c;color:#3d2c00}\
 .none{background:#dfe3ea;color:#394150}.okb{background:#d9f2e0;color:var(--ok)}\

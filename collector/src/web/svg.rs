@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::layout::escape;
 
 /// Size of a sparkline, px.
-pub const WIDTH: f64 = 180.0;
+pub const WIDTH: f64 = 150.0;
 /// Height of a sparkline, px.
 pub const HEIGHT: f64 = 30.0;
 
@@ -109,7 +109,7 @@ mod tests {
     fn the_highest_point_touches_the_top_and_zero_the_bottom() {
         let svg = sparkline(&[Some(0.0), Some(4.0)], None, "x");
         // x from 0 to WIDTH; y from HEIGHT - 2 (zero) to 2 (the highest).
-        assert!(svg.contains("points=\"0.0,28.0 180.0,2.0 \""), "{svg}");
+        assert!(svg.contains("points=\"0.0,28.0 150.0,2.0 "), "{svg}");
     }
 
     #[test]
