@@ -16,3 +16,4 @@ pub mod series;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;

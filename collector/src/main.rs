@@ -24,10 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the collector: agent ingest and plans (HTTPS, mutual TLS), /metrics and the fleet view.
+    /// Run the collector: agent ingest and plans (HTTPS, mutual TLS), /metrics and the web UI.
     ///
     /// Reload the config without a restart with SIGHUP (`systemctl reload`) or
-    /// `curl -X POST http://METRICS_ADDR/-/reload`. Logs go to stderr; set RUST_LOG
+    /// `curl -X POST -H 'X-Stallwatch: 1' http://METRICS_ADDR/-/reload`. Logs go to stderr; set RUST_LOG
     /// (e.g. `RUST_LOG=debug`) for more. Exits 64 on an invalid config, 66 if it is unreadable,
     /// 1 on other start-up failures (a port in use, the store).
     Run(RunArgs),

@@ -43,6 +43,9 @@ jitter_p95 = { enter = "30ms", exit = "24ms" }
 view_failure_ratio = { enter = 0.1, exit = 0.08 }
 publish_failure_ratio = { enter = 0.1, exit = 0.08 }
 
+[web]
+token_file = "/etc/stallwatch/web.token"
+
 [alerts.delivery]
 external_url = "https://stallwatch.example.net"
 

@@ -5,9 +5,6 @@
 //! Chromium (no network request, no console error; a screenshot and a PDF are kept), and the
 //! command line and HTTP entry points.
 
-#[path = "reports/cdp.rs"]
-mod cdp;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -19,6 +16,7 @@ use stallwatch_collector::reports::seed::{
     self, AttemptKey, PEAK_HOURS, Scenario, SeedOptions, TRANSPORTS, attempt, regions,
 };
 use stallwatch_collector::reports::{Format, Lang, render, zone::Zone};
+use stallwatch_tests::cdp;
 
 const DAY_MS: u64 = 86_400_000;
 /// 2026-11-20T00:00:00Z.

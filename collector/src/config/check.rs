@@ -157,6 +157,23 @@ fn listen(c: &mut Checker<'_>, config: &Config) {
     if config.listen.ingest == config.listen.metrics && config.listen.ingest.port() != 0 {
         c.problem("listen.metrics", "must differ from listen.ingest");
     }
+    let web = &config.web;
+    for (i, host) in web.allowed_hosts.iter().enumerate() {
+        let plain = !host.is_empty()
+            && host.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+        if !plain {
+            c.problem(
+                &format!("web.allowed_hosts[{i}]"),
+                format!("{host:?} must be a bare host name (no scheme, port or path)"),
+            );
+        }
+    }
+    if !(1..=64).contains(&web.max_concurrent_renders) {
+        c.problem("web.max_concurrent_renders", "must be between 1 and 64");
+    }
+    if web.token_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        c.problem("web.token_file", "must not be empty (leave it out for no token)");
+    }
 }
 
 fn storage(c: &mut Checker<'_>, config: &Config) {
@@ -478,7 +495,7 @@ fn slo(c: &mut Checker<'_>, config: &Config) {
 }
 
 /// Problems with the files the config names (`validate --check-files`): the TLS files must be
-/// readable files and the storage directory must exist.
+/// readable files (the web token file too, when set) and the storage directory must exist.
 pub(crate) fn check_files(config: &Config) -> Vec<Problem> {
     let mut c = Checker { locations: &config.locations, problems: Vec::new() };
     let tls = &config.tls;
@@ -488,6 +505,11 @@ pub(crate) fn check_files(config: &Config) -> Vec<Problem> {
         if let Err(e) = readable_file(path) {
             c.problem(&format!("tls.{field}"), format!("{}: {e}", path.display()));
         }
+    }
+    if let Some(path) = &config.web.token_file
+        && let Err(e) = readable_file(path)
+    {
+        c.problem("web.token_file", format!("{}: {e}", path.display()));
     }
     let dir = config
         .storage

@@ -38,7 +38,7 @@ pub use locate::{Locations, Position};
 pub use plans::{AgentSelector, ModeKind, PlanSection, ProbeSection, RunRelay, start_offset};
 pub use sections::{
     DEFAULT_NETWORK_TYPES, Ingest, Labels, Listen, MAX_REPORT_BYTES, MIN_REPORT_BYTES, Relay, Slo,
-    Storage, Tls,
+    Storage, Tls, Web,
 };
 
 /// A checked collector configuration. Two configs are equal when their settings are, however
@@ -49,6 +49,9 @@ pub struct Config {
     /// Listen addresses.
     #[serde(default)]
     pub listen: Listen,
+    /// The web listener's host allow-list, token and render limit.
+    #[serde(default)]
+    pub web: Web,
     /// TLS files: fleet CA, the collector's certificate and key, the revocation list.
     pub tls: Tls,
     /// The history store.
@@ -126,6 +129,7 @@ impl PartialEq for Config {
         // Every field but `locations`.
         let Config {
             listen,
+            web,
             tls,
             storage,
             ingest,
@@ -137,9 +141,10 @@ impl PartialEq for Config {
             alerts,
             locations: _,
         } = self;
-        (listen, tls, storage, ingest, labels, relays, plans, slo, reports, alerts)
+        (listen, web, tls, storage, ingest, labels, relays, plans, slo, reports, alerts)
             == (
                 &other.listen,
+                &other.web,
                 &other.tls,
                 &other.storage,
                 &other.ingest,
@@ -177,7 +182,7 @@ impl Config {
         }
     }
 
-    /// Resolves relative TLS, storage and alert state paths against `dir`.
+    /// Resolves relative TLS, storage, web token and alert state paths against `dir`.
     fn resolve_paths(&mut self, dir: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -189,6 +194,9 @@ impl Config {
         resolve(&mut self.tls.key);
         resolve(&mut self.tls.revoked);
         resolve(&mut self.storage.path);
+        if let Some(token) = &mut self.web.token_file {
+            resolve(token);
+        }
         if let Some(incidents) = &mut self.reports.incidents {
             resolve(incidents);
         }

@@ -31,6 +31,28 @@ impl Default for Listen {
     }
 }
 
+/// The web listener (`listen.metrics`): who it answers and how much it renders at once
+/// (docs/security.md, "The web listener").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Web {
+    /// Host names it answers to besides loopback names and IP addresses, e.g.
+    /// `collector.example.net`: any other `Host` is refused, so a web page that rebinds its own
+    /// name to the collector's address (DNS rebinding) cannot read from it.
+    pub allowed_hosts: Vec<String>,
+    /// A file holding a bearer token; when set, `/api/v1/*` and `/-/reload` need
+    /// `Authorization: Bearer TOKEN`. Read at start.
+    pub token_file: Option<PathBuf>,
+    /// `/metrics` renders in progress at once; more requests wait for a turn, then get 503.
+    pub max_concurrent_renders: usize,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web { allowed_hosts: Vec::new(), token_file: None, max_concurrent_renders: 2 }
+    }
+}
+
 /// The collector's TLS identity and the fleet CA it trusts. Relative paths are resolved against
 /// the directory of the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -131,6 +131,7 @@ fn full_example_config_parses() {
     assert_eq!(c.slo, Slo::default());
     assert_eq!(c.storage, Storage::default());
     assert_eq!(c.listen, Listen::default());
+    assert_eq!(c.web, Web::default());
     assert_eq!(c.ingest, Ingest::default());
 }
 
@@ -471,6 +472,30 @@ fn conflicting_relays_for_one_agent_are_rejected() {
         "plans[2].run_relay",
         &format!("differs from plans[1].run_relay (line {first})"),
     );
+}
+
+#[test]
+fn web_section_is_checked() {
+    let text = format!(
+        "{BASE}\n[web]\nallowed_hosts = [\"ok.example\", \"http://x.example:80\"]\n\
+         max_concurrent_renders = 0\n"
+    );
+    let e = err(&text);
+    assert_problem(
+        &e,
+        line_of(&text, "allowed_hosts", 0),
+        "web.allowed_hosts[1]",
+        "must be a bare host name",
+    );
+    assert_problem(
+        &e,
+        line_of(&text, "max_concurrent_renders", 0),
+        "web.max_concurrent_renders",
+        "between 1 and 64",
+    );
+    let c = ok(&format!("{BASE}\n[web]\ntoken_file = \"web.token\"\n"));
+    assert_eq!(c.web.token_file.as_deref(), Some(std::path::Path::new("web.token")));
+    assert_eq!(c.web.max_concurrent_renders, 2);
 }
 
 #[test]

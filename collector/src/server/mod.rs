@@ -1,11 +1,12 @@
 //! `stallwatch-collector run`: the ingest listener (HTTPS, mutual TLS: plans and reports) and
-//! the metrics listener (plain HTTP: `/metrics`, the fleet view, reports, `/-/reload`), over one
+//! the web listener (plain HTTP: `/metrics`, the web UI, the API, `/-/reload`), over one
 //! shared state. The API is specified in docs/protocol.md ("Collector API").
 //!
 //! - `tls`: rustls config and the TLS listener that attaches the verified identity.
 //! - `ingest`: report checks and the group-commit writer thread that owns the store.
 //! - `plan`: plans by identity, with ETag and long-poll.
-//! - `web`: `/metrics`, the fleet view, `/api/v1/alerts`, reload.
+//! - `web`: `/metrics`, the web UI (`crate::web`), the API, reload; the listener's access
+//!   rules.
 //!
 //! The alert evaluator (`crate::alerts`) runs beside them, on its own thread with its own
 //! read connection to the store.
@@ -144,9 +145,10 @@ impl Shared {
         })?;
         let old = self.live();
         let (a, b) = (&old.config, &new);
-        if a.listen != b.listen || a.tls != b.tls || a.storage != b.storage {
+        if a.listen != b.listen || a.web != b.web || a.tls != b.tls || a.storage != b.storage {
             warn!(
-                "config reload: [listen], [tls] and [storage] changes take effect after a restart"
+                "config reload: [listen], [web], [tls] and [storage] changes take effect after a \
+                 restart"
             );
         }
         let revision = new.plans_revision();
@@ -352,15 +354,9 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         .route("/api/v1/plan", get(plan::get_plan))
         .route("/api/v1/reports", post(ingest::post_report))
         .with_state(shared.clone());
-    let web_routes = Router::new()
-        .route("/", get(web::fleet_page))
-        .route("/metrics", get(web::metrics))
-        .route("/api/v1/agents", get(web::agents))
-        .route("/api/v1/reports/{region}", get(web::report))
-        .route("/api/v1/alerts", get(web::alerts))
-        .route("/-/reload", post(web::reload))
-        .route("/-/healthy", get(web::healthy))
-        .with_state(shared.clone());
+    let live = shared.live();
+    let web_routes = web::routes(shared.clone(), &live.config)
+        .map_err(|(field, e)| StartError::Invalid(live.config.problem(field, e).to_string()))?;
 
     let mut servers = tokio::task::JoinSet::new();
     let listener = tls::TlsListener::new(ingest_tcp, Arc::new(tls))

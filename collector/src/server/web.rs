@@ -1,34 +1,146 @@
-//! The metrics listener: `/metrics` for Prometheus, the fleet view (`/api/v1/agents` and an
-//! HTML page), the alerts (`/api/v1/alerts`), regional reports (`/api/v1/reports/{region}`)
-//! and `/-/reload` for people.
+//! The web listener (`listen.metrics`, plain HTTP): `/metrics` for Prometheus, the web UI
+//! (`/`, `/cohorts`, `/alerts`, `/reports`), the API (`/api/v1/agents`, `/api/v1/alerts`,
+//! `/api/v1/reports/{region}`) and `/-/reload`. Thin handlers: they gather data, the pages
+//! are rendered by `crate::web`, and every request passes `web::access` first.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use serde::Serialize;
+use axum::routing::{get, post};
 use serde_json::json;
+use tracing::warn;
 
 use super::{Shared, json_response};
 use crate::clock;
-use crate::reports::render::escape_html as escape;
+use crate::config::Config;
 use crate::series::negotiate;
+use crate::store::{CohortFilter, HistoryStore, Resolution, SqliteStore};
+use crate::web::access::{Policy, RenderGate, exposure_warning};
+use crate::web::fleet::AgentView;
+use crate::web::{alerts as alerts_page, cohorts, fleet, layout, reports as reports_page};
 
-/// An agent is stale (it stopped reporting) after this many of its report intervals.
-pub const STALE_AFTER_INTERVALS: u64 = 3;
+/// How long a render waits for its turn before the answer is 503.
+const RENDER_WAIT: Duration = Duration::from_secs(10);
+
+/// Shortest bearer token accepted from `[web] token_file`.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// What the web handlers share.
+pub struct Web {
+    shared: Arc<Shared>,
+    policy: Policy,
+    renders: RenderGate,
+}
+
+/// The web listener's routes for `config`: reads the token file, and warns when the
+/// listener is reachable from other hosts without one. `Err` names the field and the problem.
+pub fn routes(shared: Arc<Shared>, config: &Config) -> Result<Router, (&'static str, String)> {
+    let token = match &config.web.token_file {
+        Some(path) => Some(read_token(path).map_err(|e| ("web.token_file", e))?),
+        None => None,
+    };
+    let policy = Policy::new(&config.web.allowed_hosts, token.as_deref());
+    if let Some(warning) = exposure_warning(config.listen.metrics, &policy) {
+        warn!("{warning}");
+    }
+    let web = Arc::new(Web {
+        shared,
+        policy,
+        renders: RenderGate::new(config.web.max_concurrent_renders, RENDER_WAIT),
+    });
+    Ok(Router::new()
+        .route("/", get(fleet_page))
+        .route("/cohorts", get(cohorts_page))
+        .route("/alerts", get(alerts_page))
+        .route("/reports", get(reports_page))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/reports/{region}", get(report))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/-/reload", post(reload))
+        .route("/-/healthy", get(healthy))
+        .layer(middleware::from_fn_with_state(web.clone(), guard))
+        .with_state(web))
+}
+
+/// The token in `path`: its first line, trimmed; at least [`MIN_TOKEN_CHARS`] characters.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "{}: the token must be at least {MIN_TOKEN_CHARS} characters on the first line",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
+/// Applies `web::access` to every request.
+async fn guard(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let check = crate::web::access::Request {
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        host: text(header::HOST.as_str()).or_else(|| request.uri().authority().map(|a| a.as_str())),
+        authorization: text(header::AUTHORIZATION.as_str()),
+        post_header: text(crate::web::access::POST_HEADER.0),
+    };
+    match web.policy.check(&check) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+            let mut response = json_response(
+                status,
+                &json!({"error": refusal.code(), "detail": refusal.to_string()}),
+            );
+            if status == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
+        }
+    }
+}
+
+fn busy() -> Response {
+    let mut response = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": "busy", "detail": "too many renders in progress; retry shortly"}),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// An HTML page with the headers that keep it from loading anything.
+fn html(page: String) -> Response {
+    let mut response = Html(page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(layout::CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
 
 /// `GET /metrics`: OpenMetrics or Prometheus text, or protobuf with native histograms,
-/// as the scraper's `Accept` asks.
-pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+/// as the scraper's `Accept` asks; at most `[web] max_concurrent_renders` at once.
+async fn metrics(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let Ok(permit) = web.renders.enter().await else { return busy() };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let format = negotiate(accept.as_deref());
-    let series = shared.series.clone();
-    let telemetry = shared.telemetry.clone();
-    let alerts = shared.alerts.clone();
+    let series = web.shared.series.clone();
+    let telemetry = web.shared.telemetry.clone();
+    let alerts = web.shared.alerts.clone();
     // Rendering 50k series takes a good fraction of a second: keep it off the async workers.
     let render = move || {
+        let _permit = permit;
         let mut body = series.render(format, &telemetry);
         if let Some(alerts) = alerts {
             alerts.append_metrics(format, &mut body);
@@ -44,18 +156,7 @@ pub async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     }
 }
 
-/// One row of the fleet view.
-#[derive(Debug, Serialize)]
-pub struct AgentView {
-    #[serde(flatten)]
-    agent: crate::store::AgentFacts,
-    /// Seconds since its latest report arrived.
-    age_seconds: u64,
-    /// It missed [`STALE_AFTER_INTERVALS`] report intervals.
-    stale: bool,
-}
-
-fn fleet(shared: &Shared) -> Vec<AgentView> {
+fn fleet_view(shared: &Shared) -> Vec<AgentView> {
     let now = clock::unix_ms();
     let live = shared.live();
     let agents: Vec<_> = shared.series.read().agents().values().cloned().collect();
@@ -68,103 +169,114 @@ fn fleet(shared: &Shared) -> Vec<AgentView> {
                 network_type: agent.network_type.clone(),
             };
             let interval = live.config.plan_for(&selector, live.revision).report_interval;
-            let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
-            let age_ms = now.saturating_sub(agent.last_report_unix_ms);
-            AgentView {
-                stale: age_ms > interval_ms.saturating_mul(STALE_AFTER_INTERVALS),
-                age_seconds: age_ms / 1000,
-                agent,
-            }
+            AgentView::of(agent, u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), now)
         })
         .collect()
 }
 
 /// `GET /api/v1/agents`.
-pub async fn agents(State(shared): State<Arc<Shared>>) -> Response {
-    let agents = fleet(&shared);
+async fn agents(State(web): State<Arc<Web>>) -> Response {
+    let agents = fleet_view(&web.shared);
     let stale = agents.iter().filter(|a| a.stale).count();
     json_response(
         StatusCode::OK,
         &json!({
-            "plans_revision": shared.live().revision,
+            "plans_revision": web.shared.live().revision,
             "agents": agents,
             "stale": stale,
         }),
     )
 }
 
-/// `GET /api/v1/alerts`: open and recent incidents (`docs/alerts.md`).
-pub async fn alerts(State(shared): State<Arc<Shared>>) -> Response {
-    let body = match &shared.alerts {
-        Some(alerts) => alerts.api(clock::unix_ms()),
+fn alerts_value(shared: &Shared, now: u64) -> serde_json::Value {
+    match &shared.alerts {
+        Some(alerts) => alerts.api(now),
         None => json!({"enabled": false, "open": [], "recent": []}),
-    };
-    json_response(StatusCode::OK, &body)
+    }
 }
 
-/// `GET /`: the fleet page, plain HTML with no scripts or external assets.
-pub async fn fleet_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    let agents = fleet(&shared);
-    let revision = shared.live().revision;
-    let stale = agents.iter().filter(|a| a.stale).count();
-    let mut page = String::with_capacity(4096 + agents.len() * 400);
-    page.push_str(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"10\"><title>stallwatch fleet</title><style>\
-         body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
-         th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}\
-         td.n{text-align:right}tr.stale{background:#fde2e1;color:#8a1c14;font-weight:600}\
-         </style></head><body><h1>stallwatch fleet</h1>",
-    );
-    let regions = &shared.live().config.labels.regions;
-    page.push_str("<p>Regional reports (last 7 days):");
-    for region in regions {
-        let region = escape(region);
-        let _ = write!(
-            page,
-            " <a href=\"/api/v1/reports/{region}?period=7d&amp;format=html\">{region}</a>"
-        );
+/// `GET /api/v1/alerts`: open and recent incidents (`docs/alerts.md`).
+async fn alerts(State(web): State<Arc<Web>>) -> Response {
+    json_response(StatusCode::OK, &alerts_value(&web.shared, clock::unix_ms()))
+}
+
+/// `GET /`: the fleet page.
+async fn fleet_page(State(web): State<Arc<Web>>) -> Response {
+    html(fleet::render(&fleet_view(&web.shared), web.shared.live().revision))
+}
+
+/// `GET /alerts`: open and recent incidents.
+async fn alerts_page(State(web): State<Arc<Web>>) -> Response {
+    let now = clock::unix_ms();
+    html(alerts_page::render(&alerts_value(&web.shared, now), now))
+}
+
+/// Query of `GET /cohorts`.
+#[derive(Debug, serde::Deserialize)]
+struct CohortsQuery {
+    /// Span of the sparklines, hours (one of `cohorts::SPANS_H`).
+    hours: Option<u64>,
+}
+
+/// `GET /cohorts?hours=3`: cohorts with sparklines, from the store's minute rows (read on a
+/// connection of its own, like the reports; counted against the render gate).
+async fn cohorts_page(State(web): State<Arc<Web>>, Query(query): Query<CohortsQuery>) -> Response {
+    let hours =
+        query.hours.filter(|h| cohorts::SPANS_H.contains(h)).unwrap_or(cohorts::DEFAULT_SPAN_H);
+    let Ok(permit) = web.renders.enter().await else { return busy() };
+    let live = web.shared.live();
+    let made = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let to = clock::unix_ms();
+        let from = to.saturating_sub(hours * 3_600_000);
+        let store = SqliteStore::open(&live.config.storage.path).map_err(|e| e.to_string())?;
+        let rows = store
+            .rows(Resolution::Minute, from..to, &CohortFilter::default())
+            .map_err(|e| e.to_string())?;
+        let (trends, problems) = cohorts::trends(&rows, from, to);
+        if let Some(p) = problems.first() {
+            warn!(count = problems.len(), first = %p, "cohorts page: unreadable stored histograms");
+        }
+        Ok::<_, String>(cohorts::render(&trends, hours, &live.config.slo, problems.len()))
+    })
+    .await;
+    match made {
+        Ok(Ok(page)) => html(page),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cohorts page: cannot read the history store");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "store-unavailable", "detail": e}),
+            )
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    page.push_str(
-        " · <a href=\"/api/v1/reports/REGION?period=7d&amp;format=md&amp;lang=zh\">\
-                   also md, csv, json; lang=zh</a></p>",
+}
+
+/// Query of `GET /reports`.
+#[derive(Debug, serde::Deserialize)]
+struct ReportsPageQuery {
+    region: Option<String>,
+    period: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET /reports`: links to each region's report.
+async fn reports_page(State(web): State<Arc<Web>>, Query(q): Query<ReportsPageQuery>) -> Response {
+    let live = web.shared.live();
+    let regions = &live.config.labels.regions;
+    let choice = reports_page::Choice::of(
+        regions,
+        q.region.as_deref().filter(|r| !r.is_empty()),
+        q.period.as_deref(),
+        q.lang.as_deref(),
     );
-    let _ = write!(
-        page,
-        "<p>{} agents, <strong>{stale} stale</strong> (no report for {STALE_AFTER_INTERVALS} \
-         report intervals). Plans revision {revision}. <a href=\"/metrics\">/metrics</a> \
-         · <a href=\"/api/v1/agents\">JSON</a></p>",
-        agents.len()
-    );
-    page.push_str(
-        "<table><thead><tr><th>agent</th><th>region</th><th>network type</th><th>version</th>\
-         <th>plan revision</th><th>last report</th><th>spool depth</th><th>reports</th>\
-         <th>state</th></tr></thead><tbody>",
-    );
-    for a in &agents {
-        let _ = write!(
-            page,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
-             <td>{} s ago</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            if a.stale { "stale" } else { "ok" },
-            escape(&a.agent.name),
-            escape(&a.agent.region),
-            escape(&a.agent.network_type),
-            escape(&a.agent.version),
-            a.agent.plan_revision,
-            a.age_seconds,
-            a.agent.spool_depth,
-            a.agent.reports,
-            if a.stale { "STALE" } else { "reporting" },
-        );
-    }
-    page.push_str("</tbody></table></body></html>\n");
-    Html(page)
+    html(reports_page::render(regions, &choice))
 }
 
 /// Query of `GET /api/v1/reports/{region}`.
 #[derive(Debug, serde::Deserialize)]
-pub struct ReportQuery {
+struct ReportQuery {
     /// Length ending at the last whole hour (`7d`); default 7d.
     period: Option<String>,
     /// Start (RFC 3339 or a date); with `to`.
@@ -179,8 +291,8 @@ pub struct ReportQuery {
 
 /// `GET /api/v1/reports/{region}?period=7d&format=html&lang=en`: a regional report from the
 /// history store (`docs/reports.md`).
-pub async fn report(
-    State(shared): State<Arc<Shared>>,
+async fn report(
+    State(web): State<Arc<Web>>,
     Path(region): Path<String>,
     Query(query): Query<ReportQuery>,
 ) -> Response {
@@ -206,7 +318,7 @@ pub async fn report(
         }
         _ => return bad("give either period, or both from and to".into()),
     };
-    let live = shared.live();
+    let live = web.shared.live();
     // Reading history and rendering take a while: keep them off the async workers.
     let made = tokio::task::spawn_blocking(move || {
         report_from_config(&live.config, &region, &period, lang, clock::unix_ms())
@@ -230,9 +342,9 @@ pub async fn report(
     }
 }
 
-/// `POST /-/reload`.
-pub async fn reload(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.reload() {
+/// `POST /-/reload` (with `X-Stallwatch: 1`, and the token when one is set).
+async fn reload(State(web): State<Arc<Web>>) -> Response {
+    match web.shared.reload() {
         Ok(revision) => json_response(
             StatusCode::OK,
             &json!({"result": "reloaded", "plans_revision": revision}),
@@ -245,19 +357,6 @@ pub async fn reload(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// `GET /-/healthy`.
-pub async fn healthy() -> &'static str {
+async fn healthy() -> &'static str {
     "ok\n"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape;
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<a href='x'>&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
-    }
 }

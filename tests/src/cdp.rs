@@ -1,15 +1,14 @@
 //! A small Chrome DevTools Protocol client over a hand-written WebSocket (RFC 6455 client
 //! side: text frames, masking, ping/pong, fragmented messages), enough to load a page in
 //! headless Chromium, record every network request, console error and exception, and take a
-//! screenshot and a PDF.
+//! screenshot and a PDF. Shared by the report test (`collector/tests/reports.rs`) and the web
+//! UI test (`e2e/webui.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use stallwatch_collector::clock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -133,9 +132,9 @@ impl Browser {
     pub fn load(&mut self, url: &str) -> PageLoad {
         self.events.clear();
         self.call("Page.navigate", json!({"url": url}));
-        let deadline = clock::monotonic() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.events.iter().any(|e| e["method"] == "Page.loadEventFired") {
-            assert!(clock::monotonic() < deadline, "no load event for {url}");
+            assert!(Instant::now() < deadline, "no load event for {url}");
             let event: Value = serde_json::from_str(&self.ws.receive()).unwrap();
             if event.get("method").is_some() {
                 self.events.push(event);
@@ -164,6 +163,15 @@ impl Browser {
             }
         }
         out
+    }
+
+    /// The value of a JavaScript `expression` in the loaded page (the test's probe: the
+    /// pages themselves have no scripts).
+    pub fn eval(&mut self, expression: &str) -> Value {
+        let out =
+            self.call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true}));
+        assert!(out.get("exceptionDetails").is_none(), "{expression} failed: {out}");
+        out["result"]["value"].clone()
     }
 
     /// A PNG of the whole page.
@@ -197,7 +205,7 @@ impl Drop for Browser {
 fn unique() -> u128 {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    u128::from(clock::unix_ms()) << 32
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()) << 32
         | u128::from(n) << 16
         | u128::from(std::process::id() & 0xffff)
 }

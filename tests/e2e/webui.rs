@@ -1,0 +1,275 @@
+//! The collector's web UI and its listener's rules, on real processes: every page of a running
+//! demo in headless Chromium (content checked, screenshots kept, no console error, no request
+//! to another host), and the Host allow-list, bearer token and POST header against a real
+//! `run` with curl.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
+use stallwatch_tests::cdp::{self, Browser};
+use stallwatch_tests::demo::DemoProcess;
+use stallwatch_tests::fleet::{CollectorProcess, curl, wait_until};
+use stallwatch_tests::load_tolerant;
+
+/// Chromium, or `None` (test skipped) where it is not installed outside CI.
+fn chromium() -> Option<PathBuf> {
+    let chromium = std::env::var_os("STALLWATCH_CHROMIUM")
+        .map_or_else(|| PathBuf::from(cdp::CHROMIUM), PathBuf::from);
+    if chromium.exists() {
+        return Some(chromium);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: CI must install Debian's chromium (scripts/test)",
+        chromium.display()
+    );
+    eprintln!("skipped: {} not found (apt-get install chromium)", chromium.display());
+    None
+}
+
+fn get_json(url: &str) -> Value {
+    let (code, body) = curl(&[url], None);
+    assert_eq!(code, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+#[test]
+fn every_ui_page_of_a_running_demo_renders_in_chromium_loading_nothing_from_elsewhere() {
+    let Some(chromium) = chromium() else { return };
+    let _tolerant = load_tolerant();
+    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-webui-{}", std::process::id()));
+    let shots =
+        std::env::temp_dir().join(format!("stallwatch-e2e-webui-shots-{}", std::process::id()));
+    std::fs::create_dir_all(&shots).unwrap();
+    // Bounded: the demo stops by itself after 150 s, and the test interrupts it when done.
+    let mut demo = DemoProcess::start(&dir, &["--duration", "150s"]);
+    let base = format!("http://{}", demo.metrics);
+
+    // Ready when every agent has reported and the store has minute rows for nine cohorts.
+    let agents_url = format!("{base}/api/v1/agents");
+    let ready = wait_until(Duration::from_secs(90), || {
+        let (code, body) = curl(&[&agents_url], None);
+        let agents: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let reported = agents["agents"].as_array().map_or(0, Vec::len);
+        let (_, cohorts) = curl(&[&format!("{base}/cohorts")], None);
+        code == 200 && reported >= 4 && cohorts.matches("<tr><td").count() >= 9
+    });
+    assert!(ready, "the demo never had data for every cohort:\n{}", demo.stdout());
+    let agents = get_json(&agents_url);
+    let names: Vec<String> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+
+    let mut browser = Browser::start(&chromium);
+    // The detector catches what it must: a request to another host and a console error.
+    let control = shots.join("control.html");
+    std::fs::write(
+        &control,
+        "<!doctype html><html><body><img src=\"http://127.0.0.9:9/x.png\">\
+         <script>console.error('control')</script></body></html>",
+    )
+    .unwrap();
+    let load = browser.load(&format!("file://{}", control.display()));
+    assert!(load.requests.iter().any(|r| r.starts_with("http://127.0.0.9:9/")), "{load:?}");
+    assert!(load.errors.iter().any(|e| e.contains("control")), "{load:?}");
+
+    let pages = [
+        ("fleet", "/"),
+        ("cohorts", "/cohorts"),
+        ("cohorts-1h", "/cohorts?hours=1"),
+        ("alerts", "/alerts"),
+        ("reports", "/reports"),
+        ("reports-sea-zh", "/reports?region=sea&period=1d&lang=zh"),
+        ("report-sea", "/api/v1/reports/sea?period=1d&format=html&lang=en"),
+    ];
+    for (name, path) in pages {
+        let url = format!("{base}{path}");
+        let load = browser.load(&url);
+        let elsewhere: Vec<&String> =
+            load.requests.iter().filter(|r| !r.starts_with(&format!("{base}/"))).collect();
+        assert!(elsewhere.is_empty(), "{path} requested other hosts: {elsewhere:?}");
+        assert_eq!(load.requests, vec![url.clone()], "{path} loaded more than itself");
+        assert!(load.errors.is_empty(), "{path}: console errors {:?}", load.errors);
+        let text = browser.eval("document.body.innerText").as_str().unwrap_or("").to_owned();
+        let mut count = |selector: &str| {
+            browser
+                .eval(&format!("document.querySelectorAll('{selector}').length"))
+                .as_u64()
+                .unwrap()
+        };
+        match name {
+            "fleet" => {
+                for agent in &names {
+                    assert!(text.contains(agent.as_str()), "{agent} missing from the fleet page");
+                }
+                assert!(text.contains("reporting"), "{text}");
+                assert_eq!(count("header nav a"), 5, "the shared nav");
+            }
+            "cohorts" | "cohorts-1h" => {
+                let rows = count("tbody tr");
+                assert!(rows >= 9, "{rows} cohort rows:\n{text}");
+                // A sparkline per figure per cohort, each with a line or a dot drawn.
+                assert_eq!(count("tbody td svg"), rows * 4);
+                assert!(count("tbody td svg polyline, tbody td svg circle") >= rows * 2);
+                for label in ["sea", "latam", "quic-stream", "quic-datagram", "udp", "ms"] {
+                    assert!(text.contains(label), "{label} missing:\n{text}");
+                }
+            }
+            "alerts" => {
+                assert!(
+                    text.contains("Open") && text.contains("Resolved in the last 24 h"),
+                    "{text}"
+                );
+                assert!(text.contains("Last evaluation"), "{text}");
+            }
+            "reports" => {
+                // Four formats for each of the demo's regions.
+                assert_eq!(count("a[href^=\"/api/v1/reports/\"]"), 8, "{text}");
+            }
+            "reports-sea-zh" => {
+                assert_eq!(
+                    count("a[href^=\"/api/v1/reports/sea?period=1d\"][href$=\"lang=zh\"]"),
+                    4
+                );
+                assert_eq!(count("a[href^=\"/api/v1/reports/latam\"]"), 0);
+            }
+            _ => assert!(text.contains("sea"), "the report names its region:\n{text}"),
+        }
+        let png = browser.screenshot();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot of {path}");
+        std::fs::write(shots.join(format!("{name}.png")), png).unwrap();
+    }
+    drop(browser);
+    let code = demo.interrupt();
+    assert_eq!(code, Some(0), "demo on Ctrl-C:\n{}", demo.stderr());
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("screenshots in {}", shots.display());
+}
+
+/// A collector with `[web]` settings `web` (TOML lines), on loopback.
+fn collector_with(tag: &str, web: &str) -> (CollectorProcess, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-web-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        relay_agent: "relay-sea-1".into(),
+        relay_region: "sea".into(),
+        relay_port: 45998,
+        agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", Some("4g"), "360p30")],
+        every: "1m",
+        duration: "20s",
+        report_interval: "10s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let mut config = std::fs::read_to_string(&files.config).unwrap();
+    config.push_str(&format!("\n[web]\n{web}\n"));
+    std::fs::write(&files.config, config).unwrap();
+    (CollectorProcess::start(&files.config), dir)
+}
+
+fn request(c: &CollectorProcess, args: &[&str], path: &str) -> (u16, String) {
+    let url = format!("http://{}{path}", c.metrics);
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&url);
+    curl(&all, None)
+}
+
+#[test]
+fn the_web_listener_refuses_foreign_hosts_unauthenticated_api_calls_and_bare_posts() {
+    const TOKEN: &str = "a-web-token-for-the-test-0123";
+    let dir =
+        std::env::temp_dir().join(format!("stallwatch-e2e-web-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("web.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let web = format!(
+        "allowed_hosts = [\"collector.example.net\"]\ntoken_file = \"{}\"",
+        token_file.display()
+    );
+    let (c, fleet_dir) = collector_with("token", &web);
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let bearer = bearer.as_str();
+
+    // DNS rebinding: the attacker's name in Host is refused, the collector's own is not.
+    let (code, body) = request(&c, &["-H", "Host: attacker.example"], "/metrics");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("host-not-allowed"), "{body}");
+    assert_eq!(request(&c, &["-H", "Host: collector.example.net:9464"], "/metrics").0, 200);
+    assert_eq!(
+        request(&c, &["-H", "Host: attacker.example", "-H", bearer], "/api/v1/agents").0,
+        403
+    );
+
+    // The token guards the API, not the pages or /metrics.
+    let (code, body) = request(&c, &[], "/api/v1/agents");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("unauthorized"), "{body}");
+    assert_eq!(
+        request(&c, &["-H", "Authorization: Bearer wrong-token-wrong-token"], "/api/v1/alerts").0,
+        401
+    );
+    assert_eq!(request(&c, &["-H", bearer], "/api/v1/agents").0, 200);
+    for page in ["/", "/cohorts", "/alerts", "/reports", "/metrics"] {
+        assert_eq!(request(&c, &[], page).0, 200, "{page}");
+    }
+
+    // Reload: the token and the custom header, or nothing happens.
+    let (code, body) = request(&c, &["-X", "POST", "-H", bearer], "/-/reload");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("X-Stallwatch"), "{body}");
+    assert_eq!(request(&c, &["-X", "POST", "-H", "X-Stallwatch: 1"], "/-/reload").0, 401);
+    let (code, body) =
+        request(&c, &["-X", "POST", "-H", "X-Stallwatch: 1", "-H", bearer], "/-/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(c.wait_for_log("config reloaded", Duration::from_secs(10)), "{}", c.log());
+    // Bound to loopback: no warning about exposure.
+    assert!(!c.log().contains("reachable from other hosts"), "{}", c.log());
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&fleet_dir);
+}
+
+#[test]
+fn a_token_file_that_is_missing_or_too_short_stops_the_start_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-web-short-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short.token");
+    std::fs::write(&short, "abc\n").unwrap();
+    let spec = FleetSpec {
+        relay_agent: "relay-sea-1".into(),
+        relay_region: "sea".into(),
+        relay_port: 45997,
+        agents: vec![FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p30")],
+        every: "1m",
+        duration: "20s",
+        report_interval: "10s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let files = write_fleet(&dir.join("fleet"), &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let base = std::fs::read_to_string(&files.config).unwrap();
+    for (token, needle) in [
+        (short.as_path(), "at least 16 characters"),
+        (Path::new("/nonexistent/web.token"), "web.token"),
+    ] {
+        std::fs::write(
+            &files.config,
+            format!("{base}\n[web]\ntoken_file = \"{}\"\n", token.display()),
+        )
+        .unwrap();
+        let (code, _, stderr) = stallwatch_tests::run_binary(
+            &stallwatch_tests::binary("stallwatch-collector"),
+            &["run".into(), "--config".into(), files.config.display().to_string()],
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(64), "{stderr}");
+        assert!(stderr.contains("web.token_file") && stderr.contains(needle), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
