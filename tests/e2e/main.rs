@@ -8,4 +8,5 @@ mod collector;
 mod dashboards;
 mod demo;
 mod fleet;
+mod hostile;
 mod probe;
