@@ -472,6 +472,15 @@ pub fn decode(bytes: &[u8], limits: &HdrLimits) -> Result<Histogram<u64>, HdrErr
 /// array is allocated: a 10 s jitter histogram with 2,000 non-zero buckets takes 16 KB
 /// instead of some 55 KB of mostly zero counts, and reading it back is a walk over a slice.
 pub fn decode_sparse(bytes: &[u8], limits: &HdrLimits) -> Result<SparseHistogram, HdrError> {
+    decode_sparse_measured(bytes, limits).map(|(h, _)| h)
+}
+
+/// [`decode_sparse`], also returning how many bytes the histogram inflated to, so a caller
+/// decoding many histograms can cap their total (`ReportLimits::max_inflated_bytes`).
+pub fn decode_sparse_measured(
+    bytes: &[u8],
+    limits: &HdrLimits,
+) -> Result<(SparseHistogram, usize), HdrError> {
     thread_local! {
         static SCRATCH: RefCell<Scratch> = const {
             RefCell::new(Scratch { inflated: Vec::new(), narrow: Vec::new(), wide: Vec::new() })
@@ -513,7 +522,7 @@ fn decode_sparse_with(
     bytes: &[u8],
     limits: &HdrLimits,
     scratch: &mut Scratch,
-) -> Result<SparseHistogram, HdrError> {
+) -> Result<(SparseHistogram, usize), HdrError> {
     let Scratch { inflated, narrow, wide } = scratch;
     if bytes.len() > limits.max_encoded_bytes {
         return Err(HdrError::EncodedTooLarge { len: bytes.len(), max: limits.max_encoded_bytes });
@@ -561,7 +570,7 @@ fn decode_sparse_with(
     if slots > layout.counts_len(high) {
         return Err(HdrError::Counts("more counts than the histogram's value range holds"));
     }
-    Ok(SparseHistogram { low, high, sigfig, layout, buckets, total })
+    Ok((SparseHistogram { low, high, sigfig, layout, buckets, total }, inflated.len()))
 }
 
 /// A decoded histogram as its non-zero buckets: `(index, count)` pairs in ascending index

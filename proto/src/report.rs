@@ -83,9 +83,14 @@ impl HistogramData {
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Default cap on decoded histogram memory per report. Decoded histograms are sparse
-/// ([`SparseHistogram`]): 8 bytes per non-zero bucket, so this is about 8 million buckets
-/// (a 10 s jitter histogram has a couple of thousand).
-pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// ([`SparseHistogram`]): 8 bytes per non-zero bucket, so this is about a million buckets
+/// (a 10 s jitter histogram has a couple of thousand; a full one, 28,672).
+pub const DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES: usize = 8 * 1024 * 1024;
+/// Default cap on the bytes a report's histograms inflate to, together. A real histogram
+/// inflates to a few KiB (runs of empty buckets are one varint); one padded with explicit
+/// zeros inflates to [`HdrLimits::max_decoded_bytes`] (256 KiB) from some 300 bytes, so
+/// without a total a 1 MiB report could cost over a gigabyte of inflation.
+pub const DEFAULT_MAX_INFLATED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Limits [`decode_report`] enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +116,9 @@ pub struct ReportLimits {
     /// at most [`HdrLimits::max_decoded_bytes`]), so without this a 1 MiB report could make
     /// the decoder allocate gigabytes.
     pub max_histogram_memory_bytes: usize,
+    /// Most bytes the report's histograms may inflate to, together (each one also within
+    /// [`HdrLimits::max_decoded_bytes`]). Decoding stops as soon as the total would pass it.
+    pub max_inflated_bytes: usize,
     /// Limits for each histogram.
     pub hdr: HdrLimits,
 }
@@ -126,6 +134,7 @@ impl Default for ReportLimits {
             max_name_len: 64,
             max_label_value_len: 128,
             max_histogram_memory_bytes: DEFAULT_MAX_HISTOGRAM_MEMORY_BYTES,
+            max_inflated_bytes: DEFAULT_MAX_INFLATED_BYTES,
             hdr: HdrLimits::default(),
         }
     }
@@ -233,6 +242,18 @@ pub enum ReportError {
         /// The cap.
         max: usize,
     },
+    /// The histograms together inflate past [`ReportLimits::max_inflated_bytes`].
+    #[error(
+        "histograms inflate past the report's {max}-byte cap at series {series} histogram {name:?}"
+    )]
+    InflatedTooLarge {
+        /// Index of the series where the cap was crossed.
+        series: usize,
+        /// Histogram where the cap was crossed.
+        name: String,
+        /// The cap.
+        max: usize,
+    },
     /// A histogram's `count` field differs from its decoded total count.
     #[error(
         "series {series} histogram {name:?}: count field says {declared} but the histogram holds {decoded}"
@@ -263,7 +284,8 @@ impl ReportError {
                 source: HdrError::EncodedTooLarge { .. } | HdrError::DecompressedTooLarge { .. },
                 ..
             }
-            | ReportError::HistogramMemory { .. } => "histogram_too_large",
+            | ReportError::HistogramMemory { .. }
+            | ReportError::InflatedTooLarge { .. } => "histogram_too_large",
             ReportError::Histogram { .. } => "bad_histogram",
             ReportError::CountMismatch { .. } => "count_mismatch",
         }
@@ -384,12 +406,31 @@ fn decode_histograms(
     limits: &ReportLimits,
 ) -> Result<Vec<BTreeMap<String, SparseHistogram>>, ReportError> {
     let mut memory = 0usize;
+    let mut inflated = 0usize;
     let mut out = Vec::with_capacity(report.series.len());
     for (series, s) in report.series.iter().enumerate() {
         let mut decoded = BTreeMap::new();
         for (name, data) in &s.histograms {
-            let h = hdr::decode_sparse(&data.hdr, &limits.hdr)
-                .map_err(|source| ReportError::Histogram { series, name: name.clone(), source })?;
+            // Inflate no further than what is left of the report's budget.
+            let left = limits.max_inflated_bytes.saturating_sub(inflated);
+            let capped = left < limits.hdr.max_decoded_bytes;
+            let hdr_limits = HdrLimits {
+                max_decoded_bytes: left.min(limits.hdr.max_decoded_bytes),
+                ..limits.hdr
+            };
+            let (h, size) =
+                hdr::decode_sparse_measured(&data.hdr, &hdr_limits).map_err(|source| {
+                    if capped && matches!(source, HdrError::DecompressedTooLarge { .. }) {
+                        ReportError::InflatedTooLarge {
+                            series,
+                            name: name.clone(),
+                            max: limits.max_inflated_bytes,
+                        }
+                    } else {
+                        ReportError::Histogram { series, name: name.clone(), source }
+                    }
+                })?;
+            inflated = inflated.saturating_add(size);
             memory = memory.saturating_add(h.heap_bytes());
             if memory > limits.max_histogram_memory_bytes {
                 return Err(ReportError::HistogramMemory {
@@ -582,6 +623,23 @@ mod tests {
         assert!(e.to_string().contains("line 2"), "{e}");
         let e = decode(b"{\"schema_version\":1,\"agent\":\"a\",\"agent_version\":\"1\",\"seq\":1,\"window_start_ms\":1,\"window_end_ms\":1,\"series\":[{\"labels\":{},\"histograms\":{\"x\":{\"hdr\":\"!!\",\"sum\":0,\"count\":0}}}]}").unwrap_err();
         assert!(e.to_string().contains("invalid base64"), "{e}");
+    }
+
+    #[test]
+    fn inflated_bytes_are_capped_per_report() {
+        // Each histogram is within its own cap; together they pass the report's.
+        let sample = encode_report(&sample());
+        let one = decode_report(&sample, &ReportLimits::default()).unwrap();
+        let mut inflated = 0;
+        for data in one.report.series[0].histograms.values() {
+            inflated += hdr::decode_sparse_measured(&data.hdr, &HdrLimits::default()).unwrap().1;
+        }
+        let limits = ReportLimits { max_inflated_bytes: inflated - 1, ..Default::default() };
+        let e = decode_report(&sample, &limits).unwrap_err();
+        assert!(matches!(e, ReportError::InflatedTooLarge { .. }), "{e}");
+        assert_eq!(e.reason(), "histogram_too_large");
+        let limits = ReportLimits { max_inflated_bytes: inflated, ..Default::default() };
+        assert!(decode_report(&sample, &limits).is_ok());
     }
 
     #[test]

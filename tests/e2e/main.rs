@@ -8,5 +8,6 @@ mod collector;
 mod dashboards;
 mod demo;
 mod fleet;
+mod hostile;
 mod probe;
 mod webui;

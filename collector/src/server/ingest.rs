@@ -2,8 +2,10 @@
 //! allow-lists and the clock, then hands it to the group-commit writer and answers only once
 //! the store has made it durable.
 //!
-//! The one ingest path: decode ([`decode_report`], on the request's tokio worker) -> checks
-//! -> the writer thread, which owns the store: it takes every report waiting in its queue (up
+//! The one ingest path: admission (one report in flight per agent, a per-agent rate:
+//! [`Admission`]) -> decode ([`decode_report`], on the blocking pool behind a semaphore of
+//! [`decoders`] permits, never on the async workers) -> checks (identity, labels, the metric
+//! catalogue, the window) -> the writer thread, which owns the store: it takes every report waiting in its queue (up
 //! to [`MAX_BATCH`]) and commits them in one transaction, so concurrent agents share one
 //! fsync. The transaction admits each report through the ledger and builds the batch's
 //! [`Delta`](crate::store::Delta) (histograms merged per cohort and minute, counters, agent
@@ -21,15 +23,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use stallwatch_proto::Transport;
-use stallwatch_proto::report::{DecodedReport, decode_report};
-use tokio::sync::{mpsc, oneshot};
+use stallwatch_proto::report::{DecodedReport, ReportError, decode_report};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use super::admission::{Admission, Refusal};
 use super::tls::Peer;
 use super::{ApiError, Shared, json_response};
 use crate::clock;
 use crate::pki::VerifiedAgent;
 use crate::series::SeriesStore;
+use crate::series::catalogue::{counter_index, histogram_index};
 use crate::store::{HistoryStore, IngestItem, Outcome, Retention, report_digest};
 
 /// Most reports committed in one transaction. Batches only grow this large when reports
@@ -41,6 +45,9 @@ pub const MAX_BATCH: usize = 2048;
 pub const QUEUE_DEPTH: usize = 8192;
 /// A report whose window ended this long before it arrived counts as backfill (spooled).
 const BACKFILL_AGE_MS: u64 = 30_000;
+/// Shortest report window cap: a window may be this long whatever the plans say. An agent's
+/// window is its report interval (longer only while its disk refuses to record a report).
+const MIN_WINDOW_CAP: Duration = Duration::from_secs(15 * 60);
 /// How often the writer applies downsampling and retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
@@ -54,8 +61,8 @@ pub struct Job {
 }
 
 /// The writer's answer to one [`Job`]. The decoded report travels back with it so that the
-/// request task frees it on its tokio worker, the thread that allocated it: freeing every
-/// report's allocations on the one writer thread cost that thread about a tenth of its time.
+/// request task frees it, not the writer: freeing every report's allocations on the one
+/// writer thread cost that thread about a tenth of its time.
 struct Answer {
     outcome: Result<Outcome, String>,
     _decoded: DecodedReport,
@@ -105,6 +112,8 @@ async fn ingest(
             "send reports without Content-Encoding: their histograms are already compressed",
         ));
     }
+    // Held until the answer: the agent's next report waits for this one.
+    let _turn = admit(&shared.admission, &agent)?;
     let live = shared.live();
     let limits = live.config.ingest.report_limits();
     let bytes = to_bytes(body, limits.max_report_bytes).await.map_err(|_| {
@@ -114,15 +123,7 @@ async fn ingest(
             format!("report body over ingest.max_report_bytes ({} bytes)", limits.max_report_bytes),
         )
     })?;
-    let decoded = decode_report(&bytes, &limits).map_err(|e| {
-        let status = if e.reason() == "too_large" {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "malformed" };
-        ApiError::new(status, code, e.to_string()).with_metric(e.reason())
-    })?;
+    let (decoded, digest) = decode(&shared.decoders, bytes, limits).await?;
     let report = &decoded.report;
     if report.agent != agent.name() {
         return Err(ApiError::new(
@@ -136,6 +137,7 @@ async fn ingest(
         ));
     }
     check_labels(&live.config.labels, &agent, &decoded)?;
+    check_names(&decoded)?;
     let now = clock::unix_ms();
     let skew = millis(live.config.ingest.max_clock_skew);
     if report.window_end_ms > now.saturating_add(skew) {
@@ -150,14 +152,33 @@ async fn ingest(
             ),
         ));
     }
+    let longest = millis(window_cap(&live.config));
+    let length = report.window_end_ms - report.window_start_ms;
+    if length > longest {
+        // Set aside, not deleted: an agent whose disk refused its reports for a while sends
+        // one long window when it recovers.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the report's window is {} s long, over the {} s this collector accepts (twice \
+                 the longest plan report_interval, at least {} s)",
+                length / 1000,
+                longest / 1000,
+                MIN_WINDOW_CAP.as_secs()
+            ),
+        )
+        .with_metric("window_too_long"));
+    }
+    // The window's start, not its end: a report lands in the minute of its window's middle.
     let max_age = millis(live.config.ingest.max_backfill_age);
-    if report.window_end_ms.saturating_add(max_age) < now {
+    if report.window_start_ms.saturating_add(max_age) < now {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too-old",
             format!(
-                "the report's window ended {} s ago, beyond ingest.max_backfill_age ({} s)",
-                (now - report.window_end_ms) / 1000,
+                "the report's window started {} s ago, beyond ingest.max_backfill_age ({} s)",
+                (now - report.window_start_ms) / 1000,
                 max_age / 1000
             ),
         ));
@@ -165,7 +186,7 @@ async fn ingest(
     let seq = report.seq;
     let backfill = report.window_end_ms.saturating_add(BACKFILL_AGE_MS) < now;
     let (reply, answer) = oneshot::channel();
-    let job = Job { agent, decoded, digest: report_digest(&bytes), received_unix_ms: now, reply };
+    let job = Job { agent, decoded, digest, received_unix_ms: now, reply };
     shared.writer.try_send(job).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => ApiError::unavailable(
             "overloaded",
@@ -204,6 +225,95 @@ async fn ingest(
             Ok((outcome, seq))
         }
     }
+}
+
+/// Lets the agent's report in, or answers 429 with when to come back.
+fn admit<'a>(
+    admission: &'a Admission,
+    agent: &VerifiedAgent,
+) -> Result<super::admission::Turn<'a>, ApiError> {
+    admission.admit(agent.name(), clock::monotonic()).map_err(|refusal| match refusal {
+        Refusal::Busy => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "another report from this agent is in flight: send one at a time",
+        )
+        .retry_after(Duration::from_secs(1)),
+        Refusal::Rate(wait) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!(
+                "this agent sent reports faster than {} per second (bursts of {}); retry later",
+                super::admission::REPORTS_PER_SECOND,
+                super::admission::REPORT_BURST
+            ),
+        )
+        .retry_after(wait),
+    })
+}
+
+/// Reports decoded at once: one per core. Decoding is CPU-bound, so more would only queue
+/// inside the blocking pool, each holding its body.
+pub fn decoders() -> usize {
+    thread::available_parallelism().map_or(2, usize::from).clamp(1, 8)
+}
+
+/// Decodes a report and digests its body on the blocking pool, at most [`decoders`] at once.
+async fn decode(
+    decoders: &Arc<Semaphore>,
+    bytes: axum::body::Bytes,
+    limits: stallwatch_proto::report::ReportLimits,
+) -> Result<(DecodedReport, [u8; 32]), ApiError> {
+    let stopping = || ApiError::unavailable("store-unavailable", "the collector is shutting down");
+    let permit = decoders.clone().acquire_owned().await.map_err(|_| stopping())?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decode_report(&bytes, &limits).map(|decoded| (decoded, report_digest(&bytes)))
+    })
+    .await
+    .map_err(|_| stopping())?;
+    decoded.map_err(|e| {
+        // Caps on the whole report set it aside (413); a broken report is deleted (400).
+        let status = match e {
+            ReportError::TooLarge { .. }
+            | ReportError::HistogramMemory { .. }
+            | ReportError::InflatedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "malformed" };
+        ApiError::new(status, code, e.to_string()).with_metric(e.reason())
+    })
+}
+
+/// Refuses a report carrying a counter or histogram the collector does not export (not in
+/// `series/catalogue.rs`): the store would keep it for months and nothing would read it.
+fn check_names(decoded: &DecodedReport) -> Result<(), ApiError> {
+    let refuse = |detail: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unstorable", detail)
+            .with_metric("unknown_metric")
+    };
+    for (i, series) in decoded.report.series.iter().enumerate() {
+        if let Some(name) = series.counters.keys().find(|n| counter_index(n).is_none()) {
+            return Err(refuse(format!(
+                "series {i}: counter {name:?} is not a metric this collector knows; \
+                 nothing of the report was stored"
+            )));
+        }
+        if let Some(name) = series.histograms.keys().find(|n| histogram_index(n).is_none()) {
+            return Err(refuse(format!(
+                "series {i}: histogram {name:?} is not a metric this collector knows; \
+                 nothing of the report was stored"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The longest report window accepted: twice the longest report interval a plan sets, and at
+/// least [`MIN_WINDOW_CAP`].
+fn window_cap(config: &crate::config::Config) -> Duration {
+    let longest = config.plans.iter().map(|p| p.report_interval).max().unwrap_or_default();
+    longest.saturating_mul(2).max(MIN_WINDOW_CAP)
 }
 
 /// Refuses a report whose cohort labels are outside the allow-lists, naming the value.

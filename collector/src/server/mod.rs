@@ -3,6 +3,7 @@
 //! shared state. The API is specified in docs/protocol.md ("Collector API").
 //!
 //! - `tls`: rustls config and the TLS listener that attaches the verified identity.
+//! - `admission`: one report in flight per agent and a per-agent rate.
 //! - `ingest`: report checks and the group-commit writer thread that owns the store.
 //! - `plan`: plans by identity, with ETag and long-poll.
 //! - `web`: `/metrics`, the web UI (`crate::web`), the API, reload; the listener's access
@@ -15,6 +16,7 @@
 //! allow-lists, ingest limits and SLOs apply at once; a changed listener, TLS file or store
 //! path needs a restart (logged). A config that fails to load leaves the old one running.
 
+mod admission;
 mod ingest;
 mod plan;
 mod tls;
@@ -31,7 +33,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use ingest::{MAX_BATCH, QUEUE_DEPTH};
@@ -86,6 +88,10 @@ pub struct Shared {
     series: Arc<SeriesStore>,
     telemetry: Telemetry,
     writer: mpsc::Sender<ingest::Job>,
+    /// Who may send a report now (one in flight per agent, a per-agent rate).
+    admission: admission::Admission,
+    /// Permits to decode a report on the blocking pool ([`ingest::decoders`]).
+    decoders: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     alerts: Option<AlertsHandle>,
 }
@@ -201,15 +207,23 @@ pub struct ApiError {
     detail: String,
     /// Label for `stallwatch_collector_reports_rejected_total{reason}`; defaults to `code`.
     metric: Option<&'static str>,
+    /// `Retry-After` (whole seconds, rounded up); 503s always carry one.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), metric: None }
+        ApiError { status, code, detail: detail.into(), metric: None, retry_after: None }
     }
 
     fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+            .retry_after(std::time::Duration::from_secs(5))
+    }
+
+    fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     fn with_metric(mut self, reason: &'static str) -> Self {
@@ -227,6 +241,7 @@ impl ApiError {
             "too-large" => "too_large",
             "unsupported-encoding" => "unsupported_encoding",
             "store-unavailable" => "store_unavailable",
+            "rate-limited" => "rate_limited",
             other => other,
         })
     }
@@ -236,8 +251,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
             json_response(self.status, &json!({"error": self.code, "detail": self.detail}));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }
@@ -346,6 +362,8 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         series,
         telemetry: Telemetry::default(),
         writer: writer_tx,
+        admission: admission::Admission::default(),
+        decoders: Arc::new(Semaphore::new(ingest::decoders())),
         shutdown: shutdown.clone(),
         alerts: alerts.as_ref().map(AlertsService::handle),
     });
@@ -407,14 +425,18 @@ fn restore(
 
 /// Runs the collector until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub async fn run(path: &Path) -> Result<(), StartError> {
+    // Before the restore, which can take minutes: SIGHUP's default action ends the process,
+    // so a reload sent while it starts (a config management run) would kill it. A SIGHUP
+    // that arrives during start-up is applied once serving; the config is read then anyway.
+    // SIGTERM keeps its default action until then, so stopping during a restore is immediate.
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
     let running = start(path).await?;
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     // Machine-readable start-up lines (scripts and tests read the bound addresses here).
     println!("ingest https://{}", running.ingest_addr);
     println!("metrics http://{}", running.metrics_addr);
     println!("ready");
     let shared = running.shared.clone();
-    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {

@@ -61,6 +61,9 @@ async fn plan(
     let mut changes = shared.plans.subscribe();
     let mut shutdown = shared.shutdown.clone();
     loop {
+        // Before reading the config: a reload between the read and this mark would otherwise
+        // be marked seen, and the long-poll would sleep through it to a stale 304.
+        changes.mark_unchanged();
         let live = shared.live();
         let labels = &live.config.labels;
         if !labels.allows_region(&identity.region)
@@ -92,7 +95,6 @@ async fn plan(
             )
                 .into_response());
         }
-        changes.mark_unchanged();
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
                 return Ok(StatusCode::NOT_MODIFIED.into_response());
