@@ -483,8 +483,9 @@ async fn http_serves_reports_from_the_running_collector() {
     assert_eq!(get("/api/v1/reports/mars?period=7d".into()).await.0, 404);
     assert_eq!(get("/api/v1/reports/sea?format=pdf".into()).await.0, 400);
     assert_eq!(get("/api/v1/reports/sea?period=soon".into()).await.0, 400);
-    let (_, _, fleet) = get("/".into()).await;
-    assert!(fleet.contains("/api/v1/reports/sea?period=7d"), "{fleet}");
+    // The web UI's reports page links each region's report.
+    let (_, _, page) = get("/reports".into()).await;
+    assert!(page.contains("/api/v1/reports/sea?period=7d"), "{page}");
     running.stop().await;
 }
 
