@@ -404,8 +404,7 @@ fn every_dashboard_query_and_rule_returns_data_from_prometheus_scraping_the_demo
     let _tolerant = load_tolerant();
     let dashboards = dashboards();
     // What Prometheus' glob below matches.
-    let rule_files =
-        files(&deploy_dir().join("prometheus"), |n| n.ends_with("-rules.yml"));
+    let rule_files = files(&deploy_dir().join("prometheus"), |n| n.ends_with("-rules.yml"));
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-dashboards-{}", std::process::id()));
     // 150 s bounds the run; the test stops the demo (Ctrl-C) when it is done.
