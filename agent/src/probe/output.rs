@@ -23,6 +23,8 @@ pub struct PublisherSummary {
     pub send_errors: u64,
     /// How late the pacing timer woke (irtt's send-call error).
     pub timer_error_ms: Option<Quantiles>,
+    /// Keyframe requests from the relay that started a new GOP.
+    pub keyframes_forced: u64,
     pub quic: Option<QuicPath>,
 }
 
@@ -36,6 +38,7 @@ impl PublisherSummary {
             frames_late: s.frames_late,
             send_errors: s.send_errors,
             timer_error_ms: Quantiles::from_micros(&s.timer_error),
+            keyframes_forced: s.keyframes_forced,
             quic: s.quic,
         }
     }

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use stallwatch_measure::Time;
+use stallwatch_measure::repair::{KeyframeGate, Nack, Retransmitter, SendHistory};
 use stallwatch_proto::control::{Control, ErrorCode, StartAt};
 use stallwatch_proto::media::{FLAG_FROM_CACHE, MEDIA_HEADER_LEN, MediaError, MediaHeader};
 use tokio::sync::{Notify, mpsc};
@@ -224,6 +226,10 @@ struct StreamState {
     cache: GopCache,
     viewers: Vec<ViewerSlot>,
     wire: WireBuilder,
+    /// Headers of the last packets received, to answer viewers' NACKs from.
+    history: SendHistory,
+    /// Viewers' keyframe requests go upstream at most every 200 ms.
+    keyframe_gate: KeyframeGate,
 }
 
 /// One live stream.
@@ -301,6 +307,8 @@ impl Hub {
                 cache: GopCache { enabled: self.gop_cache, ..GopCache::default() },
                 viewers: Vec::new(),
                 wire: WireBuilder::new(transport),
+                history: SendHistory::default(),
+                keyframe_gate: KeyframeGate::default(),
             }),
         });
         registry.streams.insert(name.to_owned(), stream.clone());
@@ -413,6 +421,7 @@ impl Publication {
             return;
         }
         let state = &mut *guard;
+        state.history.record(&header);
         if state.cache.push(&header) {
             super::stats::bump(&self.hub.counters.gop_cache_overflows);
         }
@@ -473,6 +482,26 @@ impl ViewerGuard {
     /// Whether the viewed stream has ended.
     pub(crate) fn stream_ended(&self) -> bool {
         self.stream.ended.load(Ordering::Acquire)
+    }
+
+    /// Answers this viewer's NACK from what the stream received: the wire images to send
+    /// (headers marked `RETRANSMITTED`, payload regenerated), within `retransmitter`'s limits.
+    pub(crate) fn retransmit(
+        &self,
+        now: Time,
+        nack: &Nack,
+        retransmitter: &mut Retransmitter,
+    ) -> Vec<Bytes> {
+        let mut guard = lock(&self.stream.state);
+        let state = &mut *guard;
+        let headers = retransmitter.on_nack(now, nack, &state.history);
+        headers.iter().map(|h| state.wire.build(h)).collect()
+    }
+
+    /// Whether a viewer's keyframe request goes on to the publisher now: at most one per
+    /// stream every 200 ms, whichever viewer asks.
+    pub(crate) fn forward_keyframe_request(&self, now: Time) -> bool {
+        lock(&self.stream.state).keyframe_gate.try_pass(now)
     }
 }
 

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt, is_control};
+use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter};
+use stallwatch_proto::control::{
+    CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -92,6 +95,8 @@ struct UdpViewer {
     stream_id: u32,
     task: JoinHandle<()>,
     guard: ViewerGuard,
+    /// Answers this viewer's NACKs, within its byte budget.
+    retransmitter: Retransmitter,
 }
 
 impl Drop for UdpViewer {
@@ -242,6 +247,14 @@ impl UdpRelay {
             Control::Publish { stream } => Some(self.on_publish(from, &stream)),
             Control::Subscribe { stream, start } => self.on_subscribe(from, &stream, start).await,
             Control::Ping { id, send_ns } => Some(pong(id, send_ns, recv_ns)),
+            Control::Nack { stream_id, ranges } => {
+                self.on_nack(from, stream_id, &ranges).await;
+                None
+            }
+            Control::KeyframeRequest { stream_id } => {
+                self.on_keyframe_request(from, stream_id).await;
+                None
+            }
             Control::Goodbye => {
                 debug!(peer = %from, "UDP peer said goodbye");
                 self.forget(from);
@@ -396,12 +409,69 @@ impl UdpRelay {
             self.counters.clone(),
             self.limits.udp_rate_limit_bps,
         ));
-        let viewer = UdpViewer { stream_id, task, guard: subscription.guard };
+        let retransmitter = Retransmitter::new(retransmit_budget(self.limits.udp_rate_limit_bps));
+        let viewer = UdpViewer { stream_id, task, guard: subscription.guard, retransmitter };
         debug!(peer = %from, stream, "UDP viewer subscribed");
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.session = PeerSession::Viewing(viewer);
         }
         None
+    }
+
+    /// The viewer session of `from` on stream `stream_id`, if that is what it is.
+    fn viewer_of(
+        peers: &mut HashMap<SocketAddr, Peer>,
+        from: SocketAddr,
+        stream_id: u32,
+    ) -> Option<&mut UdpViewer> {
+        match peers.get_mut(&from).map(|p| &mut p.session) {
+            Some(PeerSession::Viewing(viewer)) if viewer.stream_id == stream_id => Some(viewer),
+            _ => None,
+        }
+    }
+
+    /// Resends what a viewer asks for, from the stream's history, within its budget.
+    async fn on_nack(&mut self, from: SocketAddr, stream_id: u32, ranges: &[NackRange]) {
+        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
+            self.counters.malformed(Malformed::UnexpectedControl);
+            debug!(peer = %from, stream_id, "NACK from a peer not viewing that stream");
+            return;
+        };
+        bump(&self.counters.nacks_received);
+        let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+        let now = Clock::global().now();
+        let wires = viewer.guard.retransmit(now, &nack, &mut viewer.retransmitter);
+        for wire in wires {
+            match self.socket.send_to(&wire, from).await {
+                Ok(_) => {
+                    self.counters.media_out(Transport::Udp, wire.len());
+                    bump(&self.counters.retransmitted);
+                }
+                Err(e) => debug!(peer = %from, error = %e, "UDP retransmission not sent"),
+            }
+        }
+    }
+
+    /// Forwards a viewer's keyframe request to the stream's publisher, at most one per stream
+    /// every 200 ms.
+    async fn on_keyframe_request(&mut self, from: SocketAddr, stream_id: u32) {
+        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
+            self.counters.malformed(Malformed::UnexpectedControl);
+            debug!(peer = %from, stream_id, "keyframe request from a peer not viewing that stream");
+            return;
+        };
+        bump(&self.counters.keyframe_requests_received);
+        if !viewer.guard.forward_keyframe_request(Clock::global().now()) {
+            return;
+        }
+        let publisher = self.peers.iter().find_map(|(addr, peer)| match &peer.session {
+            PeerSession::Publishing(p) if p.stream_id() == stream_id => Some(*addr),
+            _ => None,
+        });
+        if let Some(publisher) = publisher {
+            self.send(&Control::KeyframeRequest { stream_id }, publisher).await;
+            bump(&self.counters.keyframe_requests_forwarded);
+        }
     }
 
     /// Forgets peers silent for longer than the timeout (a publisher's stream ends).
@@ -449,6 +519,12 @@ impl UdpRelay {
             debug!(peer = %to, error = %e, "UDP send failed");
         }
     }
+}
+
+/// What the relay may resend to one viewer: at most the per-peer rate limit, one second deep
+/// (the retransmitter's own default rate when the limit is off).
+pub(crate) fn retransmit_budget(rate_limit_bps: u64) -> RetransmitConfig {
+    RetransmitConfig::for_bitrate(if rate_limit_bps > 0 { rate_limit_bps } else { 50_000_000 })
 }
 
 fn bad_request(message: &str) -> Control {

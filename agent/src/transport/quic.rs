@@ -297,6 +297,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let spin = spec.pacing_spin;
     let start = clock.now();
     let thread_stop = stop.clone();
+    // Set by a keyframe request from the relay (quic-datagram), read by the pacing thread.
+    let keyframe = Arc::new(AtomicBool::new(false));
+    let thread_keyframe = keyframe.clone();
     let (paced_tx, mut paced_rx) = tokio::sync::oneshot::channel::<()>();
 
     let (writer, pacer) = match spec.transport {
@@ -310,8 +313,15 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 stats: PublishStats::default(),
             };
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
-                let (pace, result) =
-                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let (pace, result) = pacing::run(
+                    profile,
+                    start,
+                    duration,
+                    spin,
+                    &mut sink,
+                    &thread_stop,
+                    &thread_keyframe,
+                );
                 let _ = paced_tx.send(());
                 (sink.stats, pace, result)
             });
@@ -323,8 +333,15 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 tokio::spawn(write_objects(session.conn.clone(), session.stream_id, interval, rx));
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
                 let mut sink = ChannelSink(tx);
-                let (pace, result) =
-                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let (pace, result) = pacing::run(
+                    profile,
+                    start,
+                    duration,
+                    spin,
+                    &mut sink,
+                    &thread_stop,
+                    &thread_keyframe,
+                );
                 let _ = paced_tx.send(());
                 (PublishStats::default(), pace, result)
             });
@@ -342,6 +359,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 Some(Control::Error { code, message }) => {
                     refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
                     stop.store(true, Ordering::Relaxed);
+                }
+                Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
+                    keyframe.store(true, Ordering::Relaxed);
                 }
                 Some(_) => {}
                 None => {
@@ -370,6 +390,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     }
     stats.publish_time = Some(publish_time);
     stats.frames = pace.frames;
+    stats.keyframes_forced = pace.keyframes_forced;
     stats.timer_error = pace.timer_error;
     Ok(stats)
 }

@@ -220,12 +220,22 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let duration = spec.duration;
     let spin = spec.pacing_spin;
     let thread_stop = stop.clone();
+    // Set by a keyframe request from the relay, read by the pacing thread.
+    let keyframe = Arc::new(AtomicBool::new(false));
+    let thread_keyframe = keyframe.clone();
     let start = clock.now();
     let pacer = std::thread::Builder::new()
         .name("udp-pacer".into())
         .spawn(move || {
-            let (pace, result) =
-                pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+            let (pace, result) = pacing::run(
+                profile,
+                start,
+                duration,
+                spin,
+                &mut sink,
+                &thread_stop,
+                &thread_keyframe,
+            );
             (sink.stats, pace, result)
         })
         .context("starting the pacing thread")?;
@@ -254,6 +264,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 refused = Some(anyhow!("the relay ended the session"));
                 stop.store(true, Ordering::Relaxed);
             }
+            Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
+                keyframe.store(true, Ordering::Relaxed);
+            }
             _ => {}
         }
     }
@@ -268,6 +281,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         return Err(e);
     }
     stats.frames = pace.frames;
+    stats.keyframes_forced = pace.keyframes_forced;
     stats.timer_error = pace.timer_error;
     Ok(stats)
 }
@@ -306,6 +320,12 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
         let now = clock.now();
         if now >= give_up {
             break ViewEnd::Duration;
+        }
+        // Repair feedback (NACKs, keyframe requests) due after the last packet or timeout.
+        while let Some(feedback) = receiver.poll_feedback(now) {
+            if let Some(msg) = super::feedback_message(session.stream_id, feedback) {
+                send_control(&socket, relay, &msg).await?;
+            }
         }
         if let Some(until) = drain_until {
             // The stream has ended: play out what is buffered, then stop.
@@ -346,7 +366,9 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                 if is_control(buf[0]) {
                     match Control::decode_datagram(&buf[..len]) {
                         Ok(Control::Pong { echo_send_ns, .. }) => {
-                            rtt.record_nanos_as_micros(now.as_nanos().saturating_sub(echo_send_ns));
+                            let sample = now.as_nanos().saturating_sub(echo_send_ns);
+                            rtt.record_nanos_as_micros(sample);
+                            receiver.on_rtt_sample(Duration::from_nanos(sample));
                         }
                         Ok(Control::Goodbye) if drain_until.is_none() => {
                             stream_end = Some(now + spec.receiver.playout_delay);
