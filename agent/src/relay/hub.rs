@@ -14,7 +14,9 @@ use bytes::{Bytes, BytesMut};
 use stallwatch_measure::Time;
 use stallwatch_measure::repair::{KeyframeGate, Nack, Retransmitter, SendHistory};
 use stallwatch_proto::control::{Control, ErrorCode, StartAt};
-use stallwatch_proto::media::{FLAG_FROM_CACHE, MEDIA_HEADER_LEN, MediaError, MediaHeader};
+use stallwatch_proto::media::{
+    FLAG_FROM_CACHE, FLAG_RETRANSMITTED, MEDIA_HEADER_LEN, MediaError, MediaHeader,
+};
 use tokio::sync::{Notify, mpsc};
 
 use super::stats::{Counters, Malformed};
@@ -421,6 +423,11 @@ impl Publication {
             return;
         }
         let state = &mut *guard;
+        if header.flags & FLAG_RETRANSMITTED != 0 && state.history.get(header.seq).is_some() {
+            // A resend of a packet the relay already has (its NACK crossed the original).
+            super::stats::bump(&self.hub.counters.duplicate_repairs);
+            return;
+        }
         state.history.record(&header);
         if state.cache.push(&header) {
             super::stats::bump(&self.hub.counters.gop_cache_overflows);

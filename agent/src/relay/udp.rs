@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter};
+use stallwatch_measure::Time;
+use stallwatch_measure::repair::{
+    Nack, NackConfig, NackScheduler, RetransmitConfig, Retransmitter,
+};
 use stallwatch_proto::control::{
     CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control,
 };
@@ -86,7 +89,8 @@ struct Peer {
 enum PeerSession {
     /// Said hello; no stream yet.
     Greeted,
-    Publishing(Publication),
+    /// Publishing, with the NACKs that repair what the publisher's packets lost on the way.
+    Publishing(Publication, Box<NackScheduler>),
     Viewing(UdpViewer),
 }
 
@@ -116,6 +120,8 @@ pub(crate) struct UdpRelay {
     peers: HashMap<SocketAddr, Peer>,
     max_peers: usize,
     challenges: TokenBucket,
+    /// When a publisher's NACK may next be due (`None`: nothing missing).
+    nack_wake: Option<Time>,
 }
 
 impl UdpRelay {
@@ -138,6 +144,7 @@ impl UdpRelay {
             peers: HashMap::new(),
             max_peers,
             challenges: TokenBucket::new(CHALLENGES_PER_SEC, CHALLENGES_PER_SEC, now),
+            nack_wake: None,
         }
     }
 
@@ -150,12 +157,14 @@ impl UdpRelay {
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let nack_wake = self.nack_wake.map(|t| Clock::global().instant_at(t));
             tokio::select! {
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.on_datagram(&buf[..len], from).await,
                     // e.g. an ICMP error surfaced on the socket; nothing to do about it.
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
+                _ = sleep_until(nack_wake) => self.send_publisher_nacks().await,
                 _ = sweep.tick() => self.sweep(),
                 _ = until_shutdown(&mut shutdown) => break,
             }
@@ -178,7 +187,7 @@ impl UdpRelay {
                 peer.dropped_bytes += data.len() as u64;
                 // One second's worth dropped: a publisher that persistently overdrives.
                 let persistent = peer.dropped_bytes as f64 > bucket.burst;
-                if persistent && matches!(peer.session, PeerSession::Publishing(_)) {
+                if persistent && matches!(peer.session, PeerSession::Publishing(..)) {
                     info!(peer = %from, "UDP publisher over its rate limit; dropping it");
                     let error = Control::Error {
                         code: ErrorCode::RateLimited,
@@ -195,29 +204,59 @@ impl UdpRelay {
         }
         if is_control(first) {
             self.on_control(data, from, now).await;
-        } else {
-            self.on_media(data, from);
+        } else if self.on_media(data, from) {
+            self.send_publisher_nacks().await;
         }
     }
 
-    fn on_media(&self, data: &[u8], from: SocketAddr) {
-        let Some(peer) = self.peers.get(&from) else {
+    /// Takes a publisher's packet; true if it revealed a gap to NACK.
+    fn on_media(&mut self, data: &[u8], from: SocketAddr) -> bool {
+        let Some(peer) = self.peers.get_mut(&from) else {
             self.counters.malformed(Malformed::Unverified);
-            return;
+            return false;
         };
-        let PeerSession::Publishing(publication) = &peer.session else {
+        let PeerSession::Publishing(publication, nack) = &mut peer.session else {
             self.counters.malformed(Malformed::NotPublisher);
-            return;
+            return false;
         };
         match decode_media(data, publication.stream_id()) {
             Ok(header) => {
                 self.counters.media_in(Transport::Udp, data.len());
                 publication.on_packet(&header);
+                nack.on_packet(Clock::global().now(), header.seq, header.capture_ns);
+                let due = nack.poll_timeout();
+                self.nack_wake = earliest(self.nack_wake, due);
+                due.is_some()
             }
             Err(reason) => {
                 self.counters.malformed(reason);
                 debug!(peer = %from, reason = reason.name(), "bad media packet");
+                false
             }
+        }
+    }
+
+    /// Sends every publisher the NACKs due now (the relay repairs its publisher leg as its
+    /// viewers repair theirs) and sets when to look again.
+    async fn send_publisher_nacks(&mut self) {
+        let now = Clock::global().now();
+        if self.nack_wake.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut due = Vec::new();
+        let mut wake = None;
+        for (addr, peer) in &mut self.peers {
+            if let PeerSession::Publishing(publication, nack) = &mut peer.session {
+                while let Some(n) = nack.poll_nack(now, None) {
+                    due.extend(Control::nack(publication.stream_id(), &n.seqs).map(|m| (*addr, m)));
+                }
+                wake = earliest(wake, nack.poll_timeout());
+            }
+        }
+        self.nack_wake = wake;
+        for (addr, msg) in due {
+            self.send(&msg, addr).await;
+            bump(&self.counters.nacks_sent);
         }
     }
 
@@ -345,10 +384,10 @@ impl UdpRelay {
                 self.counters.malformed(Malformed::UnexpectedControl);
                 bad_request("hello said viewer: publish is not allowed")
             }
-            PeerSession::Publishing(p) if p.name() == stream => {
+            PeerSession::Publishing(p, _) if p.name() == stream => {
                 Control::Ok { stream_id: p.stream_id() }
             }
-            PeerSession::Publishing(p) => {
+            PeerSession::Publishing(p, _) => {
                 bad_request(&format!("this address already publishes {:?}", p.name()))
             }
             _ => match self.hub.publish(stream, Transport::Udp) {
@@ -361,7 +400,8 @@ impl UdpRelay {
                         "publisher started"
                     );
                     let ok = Control::Ok { stream_id: publication.stream_id() };
-                    peer.session = PeerSession::Publishing(publication);
+                    let nack = Box::new(NackScheduler::new(NackConfig::default()));
+                    peer.session = PeerSession::Publishing(publication, nack);
                     ok
                 }
                 Err(refusal) => {
@@ -465,7 +505,7 @@ impl UdpRelay {
             return;
         }
         let publisher = self.peers.iter().find_map(|(addr, peer)| match &peer.session {
-            PeerSession::Publishing(p) if p.stream_id() == stream_id => Some(*addr),
+            PeerSession::Publishing(p, _) if p.stream_id() == stream_id => Some(*addr),
             _ => None,
         });
         if let Some(publisher) = publisher {
@@ -518,6 +558,22 @@ impl UdpRelay {
         if let Err(e) = self.socket.send_to(&msg.encode(), to).await {
             debug!(peer = %to, error = %e, "UDP send failed");
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sleeps until `deadline`; never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -87,6 +87,8 @@ pub struct PublishStats {
     pub timer_error: Recorder,
     /// Keyframe requests from the relay that started a new GOP.
     pub keyframes_forced: u64,
+    /// Packets resent answering the relay's NACKs (udp, quic-datagram).
+    pub retransmitted: u64,
     pub quic: Option<QuicPath>,
 }
 

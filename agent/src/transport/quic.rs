@@ -472,7 +472,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             break ViewEnd::Duration;
         }
         if let Some(end) = stream_end
-            && (receiver.poll_timeout().is_none() || now >= end + Duration::from_secs(1))
+            && (receiver.playout_done() || now >= end + Duration::from_secs(1))
         {
             break ViewEnd::StreamEnded;
         }

@@ -2,14 +2,15 @@
 //! publisher paced on its own thread with a blocking socket, and a viewer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use stallwatch_measure::pacer::max_payload;
+use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, is_control};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role, is_control};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
 
@@ -144,6 +145,8 @@ struct UdpSink {
     buf: Vec<u8>,
     interval: Duration,
     stats: PublishStats,
+    /// What was sent, shared with the control loop that answers the relay's NACKs.
+    history: Arc<Mutex<SendHistory>>,
 }
 
 impl FrameSink for UdpSink {
@@ -154,6 +157,11 @@ impl FrameSink for UdpSink {
         }
         let headers =
             self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(MAX_DATAGRAM));
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        for header in &headers {
+            history.record(header);
+        }
+        drop(history);
         for mut header in headers {
             header.send_ns = clock.now().as_nanos();
             header.encode_into(&mut self.buf);
@@ -167,6 +175,40 @@ impl FrameSink for UdpSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Answers the relay's NACKs from the publisher's send history: the relay repairs its
+/// publisher leg as viewers repair theirs.
+struct Resender {
+    socket: std::net::UdpSocket,
+    relay: SocketAddr,
+    stream_id: u32,
+    history: Arc<Mutex<SendHistory>>,
+    retransmitter: Retransmitter,
+    buf: Vec<u8>,
+    /// Packets resent.
+    sent: u64,
+}
+
+impl Resender {
+    fn answer(&mut self, ranges: &[NackRange]) {
+        let clock = Clock::global();
+        let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+        let headers = {
+            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            self.retransmitter.on_nack(clock.now(), &nack, &history)
+        };
+        for mut header in headers {
+            debug_assert_eq!(header.stream_id, self.stream_id);
+            header.send_ns = clock.now().as_nanos();
+            header.encode_into(&mut self.buf);
+            let len = (MEDIA_HEADER_LEN + header.payload_len as usize).min(self.buf.len());
+            // The payload is the buffer's zeros, regenerated: only headers are kept.
+            if send_retrying(&self.socket, &self.buf[..len], self.relay) {
+                self.sent += 1;
+            }
+        }
     }
 }
 
@@ -208,6 +250,18 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let send_socket = std_socket.try_clone().context("UDP socket")?;
     let socket = UdpSocket::from_std(std_socket).context("UDP socket")?;
 
+    let history = Arc::new(Mutex::new(SendHistory::default()));
+    let mut resender = Resender {
+        socket: send_socket.try_clone().context("UDP socket")?,
+        relay,
+        stream_id: session.stream_id,
+        history: history.clone(),
+        retransmitter: Retransmitter::new(RetransmitConfig::for_bitrate(
+            spec.profile.total_bitrate_bps(),
+        )),
+        buf: vec![0u8; MAX_DATAGRAM],
+        sent: 0,
+    };
     let mut sink = UdpSink {
         socket: send_socket,
         relay,
@@ -215,6 +269,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         buf: vec![0u8; MAX_DATAGRAM],
         interval: frame_interval(&spec.profile),
         stats: PublishStats { publish_time: Some(publish_time), ..Default::default() },
+        history,
     };
     let profile = spec.profile.clone();
     let duration = spec.duration;
@@ -267,6 +322,13 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
             Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
                 keyframe.store(true, Ordering::Relaxed);
             }
+            Some(Control::Nack { stream_id, ranges }) if stream_id == session.stream_id => {
+                resender.answer(&ranges);
+            }
+            Some(Control::Pong { echo_send_ns, .. }) => {
+                let rtt = clock.now().as_nanos().saturating_sub(echo_send_ns);
+                resender.retransmitter.on_rtt_sample(Duration::from_nanos(rtt));
+            }
             _ => {}
         }
     }
@@ -282,6 +344,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     }
     stats.frames = pace.frames;
     stats.keyframes_forced = pace.keyframes_forced;
+    stats.retransmitted = resender.sent;
     stats.timer_error = pace.timer_error;
     Ok(stats)
 }
@@ -328,8 +391,9 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             }
         }
         if let Some(until) = drain_until {
-            // The stream has ended: play out what is buffered, then stop.
-            if now >= until || receiver.poll_timeout().is_none() {
+            // The stream has ended: play out what is buffered, then stop (pending loss waits
+            // are settled by `finish`).
+            if now >= until || receiver.playout_done() {
                 break ViewEnd::StreamEnded;
             }
         }
