@@ -205,6 +205,7 @@ async fn run_transport(
             duration: args.duration,
             pacing_spin: args.pacing_spin,
             accepted: Some(accepted.clone()),
+            repair,
         };
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -241,6 +241,8 @@ struct Stream {
     transport: Transport,
     ended: AtomicBool,
     state: Mutex<StreamState>,
+    /// Woken when a keyframe request is to go to the publisher (QUIC sessions wait on it).
+    keyframe_wanted: Notify,
 }
 
 struct Registry {
@@ -305,6 +307,7 @@ impl Hub {
             id,
             transport,
             ended: AtomicBool::new(false),
+            keyframe_wanted: Notify::new(),
             state: Mutex::new(StreamState {
                 cache: GopCache { enabled: self.gop_cache, ..GopCache::default() },
                 viewers: Vec::new(),
@@ -445,6 +448,11 @@ impl Publication {
         }
     }
 
+    /// Completes when a viewer's keyframe request passed the stream's gate.
+    pub(crate) async fn keyframe_requested(&self) {
+        self.stream.keyframe_wanted.notified().await;
+    }
+
     /// Ends the stream: its viewers' queues close after their last packets. Idempotent.
     pub(crate) fn end(&self) {
         self.hub.end(&self.stream);
@@ -506,9 +514,14 @@ impl ViewerGuard {
     }
 
     /// Whether a viewer's keyframe request goes on to the publisher now: at most one per
-    /// stream every 200 ms, whichever viewer asks.
+    /// stream every 200 ms, whichever viewer asks. If so, a QUIC publisher's session is woken
+    /// ([`Publication::keyframe_requested`]); the UDP relay sends it itself.
     pub(crate) fn forward_keyframe_request(&self, now: Time) -> bool {
-        lock(&self.stream.state).keyframe_gate.try_pass(now)
+        let pass = lock(&self.stream.state).keyframe_gate.try_pass(now);
+        if pass {
+            self.stream.keyframe_wanted.notify_one();
+        }
+        pass
     }
 }
 

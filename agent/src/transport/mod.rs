@@ -11,9 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use stallwatch_measure::{Feedback, ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
+use stallwatch_measure::{
+    Feedback, ReceiverConfig, Recorder, Repair, StreamProfile, Time, WindowMetrics,
+};
 use stallwatch_proto::control::{Control, ErrorCode, StartAt};
 pub use stallwatch_proto::plan::Transport;
+pub(crate) use timer::Timer;
 
 use crate::tls::Trust;
 
@@ -45,6 +48,9 @@ pub struct PublishSpec {
     pub pacing_spin: Duration,
     /// Notified once the relay has accepted the stream (a loopback viewer waits for it).
     pub accepted: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// With `nack` (udp, quic-datagram) the publisher answers the relay's NACKs from its send
+    /// history; with `none` it ignores them, so the whole path is unrepaired.
+    pub repair: Repair,
 }
 
 /// QUIC path statistics from quinn.

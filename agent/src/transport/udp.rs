@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use stallwatch_measure::pacer::max_payload;
 use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
-use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame};
+use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role, is_control};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
@@ -322,7 +322,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
             Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
                 keyframe.store(true, Ordering::Relaxed);
             }
-            Some(Control::Nack { stream_id, ranges }) if stream_id == session.stream_id => {
+            Some(Control::Nack { stream_id, ranges })
+                if stream_id == session.stream_id && spec.repair == Repair::Nack =>
+            {
                 resender.answer(&ranges);
             }
             Some(Control::Pong { echo_send_ns, .. }) => {
