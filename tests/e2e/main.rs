@@ -9,3 +9,4 @@ mod dashboards;
 mod demo;
 mod fleet;
 mod probe;
+mod repair;
