@@ -25,6 +25,10 @@ pub mod histograms {
     pub const STALL_DURATION: &str = "stall_duration_us";
     pub const REORDER_DISTANCE: &str = "reorder_distance_packets";
     pub const BURST_LENGTH: &str = "burst_length_packets";
+    /// Attempt start to the first frame on screen (`FirstFrame::first_render`).
+    pub const FIRST_RENDER: &str = "first_render_us";
+    /// Per repaired packet: gap seen to the retransmission's arrival.
+    pub const REPAIR_DELAY: &str = "repair_delay_us";
 }
 
 /// The name of a first-frame phase's histogram, e.g. `first_frame_connect_us`.
@@ -73,6 +77,18 @@ impl WindowMetrics {
             ("stall_time_ns", p.stall_time_ns),
             ("play_time_ns", p.play_time_ns),
             ("freeze_time_ns", p.freeze_time_ns),
+            ("frames_caught_up", p.frames_caught_up),
+            ("rebuffers", p.rebuffers),
+            // Repair (docs/metrics.md section 18); without repair the residual counters equal
+            // packets_expected and packets_lost and the others are 0.
+            ("packets_residual_expected", self.repair.residual_expected),
+            ("packets_residual_lost", self.repair.residual_lost),
+            ("nacks_sent", self.repair.nack.nacks_sent),
+            ("packets_nacked", self.repair.nack.packets_nacked),
+            ("nack_retries", self.repair.nack.nack_retries),
+            ("retransmissions_received", self.repair.retransmissions_received),
+            ("packets_repaired", self.repair.packets_repaired),
+            ("keyframe_requests", self.repair.keyframe_requests),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
@@ -87,6 +103,7 @@ impl WindowMetrics {
             (histograms::STALL_DURATION, &self.stall_duration),
             (histograms::REORDER_DISTANCE, &self.reorder_distance),
             (histograms::BURST_LENGTH, &self.burst_length),
+            (histograms::REPAIR_DELAY, &self.repair_delay),
         ] {
             if r.count() > 0 {
                 hists.insert(name.to_string(), histogram(r));
@@ -99,6 +116,9 @@ impl WindowMetrics {
                 histogram(&r)
             };
             hists.insert(histograms::FIRST_FRAME.to_string(), one(ff.total));
+            if let Some(render) = ff.first_render {
+                hists.insert(histograms::FIRST_RENDER.to_string(), one(render));
+            }
             for (phase, d) in &ff.phases {
                 hists.insert(phase_histogram(*phase), one(*d));
             }
@@ -169,5 +189,45 @@ mod tests {
                 .contains_key(histograms::FIRST_FRAME)
         );
         assert!(encode_report(&report).len() < 16 * 1024);
+    }
+
+    #[test]
+    fn repair_figures_and_first_render_are_in_the_series() {
+        let link =
+            LinkConfig { loss: 0.02, delay: Duration::from_millis(20), ..LinkConfig::default() };
+        let mut config = SimConfig::new(link, Duration::from_secs(20));
+        config.receiver.repair = crate::Repair::Nack;
+        let run = sim::run(&config);
+        let series: Vec<Series> =
+            run.windows.iter().map(|w| w.to_series(BTreeMap::new())).collect();
+        let sum = |name: &str| series.iter().map(|s| s.counters[name]).sum::<u64>();
+        let total = sim::total(&run.windows);
+        let r = &total.repair;
+        assert!(r.packets_repaired > 0, "2 % loss was repaired");
+        assert_eq!(sum("packets_repaired"), r.packets_repaired);
+        assert_eq!(sum("packets_residual_expected"), r.residual_expected);
+        assert_eq!(sum("packets_residual_lost"), r.residual_lost);
+        assert_eq!(sum("nacks_sent"), r.nack.nacks_sent);
+        assert_eq!(sum("packets_nacked"), r.nack.packets_nacked);
+        assert_eq!(sum("nack_retries"), r.nack.nack_retries);
+        assert_eq!(sum("retransmissions_received"), r.retransmissions_received);
+        assert_eq!(sum("keyframe_requests"), r.keyframe_requests);
+        assert_eq!(sum("rebuffers"), total.player.rebuffers);
+        assert_eq!(sum("frames_caught_up"), total.player.frames_caught_up);
+        // One repair delay sample per repaired packet, with its exact sum.
+        let delays: u64 = series
+            .iter()
+            .filter_map(|s| s.histograms.get(histograms::REPAIR_DELAY))
+            .map(|h| h.count)
+            .sum();
+        assert_eq!(delays, r.packets_repaired);
+        // First render is reported once, beside the keyframe-complete time, and later.
+        let ff = total.first_frame.as_ref().unwrap();
+        let renders: Vec<&HistogramData> =
+            series.iter().filter_map(|s| s.histograms.get(histograms::FIRST_RENDER)).collect();
+        assert_eq!(renders.len(), 1);
+        let render_us = (ff.first_render.unwrap().as_nanos() as u64 + 500) / 1_000;
+        assert_eq!(renders[0].sum, render_us);
+        assert!(render_us > (ff.total.as_nanos() as u64) / 1_000);
     }
 }

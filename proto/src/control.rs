@@ -1,9 +1,10 @@
-//! Relay control messages: hello/challenge, publish, subscribe, errors, ping/pong, goodbye.
+//! Relay control messages: hello/challenge, publish, subscribe, errors, ping/pong, goodbye,
+//! and repair feedback (NACK, keyframe request).
 //!
 //! Frame, integers big-endian:
 //!
 //! ```text
-//!  0  type      u8   (0x80..=0x88, see below)
+//!  0  type      u8   (0x80..=0x8a, see below)
 //!  1  body_len  u16  (at most MAX_CONTROL_BODY)
 //!  3  body
 //! ```
@@ -25,7 +26,16 @@
 //! 0x86 Ping       id u64, send_ns u64
 //! 0x87 Pong       id u64, echo_send_ns u64, relay_recv_ns u64, relay_send_ns u64
 //! 0x88 Goodbye    (empty)
+//! 0x89 Nack       stream_id u32, range_count u8 (1..=MAX_NACK_RANGES),
+//!                 range_count x (first u64, count u16 (>= 1)); ranges ascending, apart by at
+//!                 least one number, at most MAX_NACK_SEQS numbers in all
+//! 0x8a KeyframeRequest  stream_id u32
 //! ```
+//!
+//! A NACK (RFC 4585 generic NACK) asks the sender to resend the packets with those sequence
+//! numbers; a keyframe request (RFC 4585 PLI) asks it to start a new GOP. Both go from a viewer
+//! to the relay and from the relay to its publisher. The bounds are checked when decoding, so
+//! one NACK can never name more than [`MAX_NACK_SEQS`] packets.
 //!
 //! Hello always carries the 16 token bytes, so a first hello (22 bytes) is never smaller than
 //! the challenge it draws (19 bytes): the relay cannot be used to amplify traffic towards a
@@ -43,6 +53,10 @@ pub const CONTROL_HEADER_LEN: usize = 3;
 pub const MAX_STREAM_NAME_LEN: usize = 64;
 /// Longest [`Control::Error`] message in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+/// Sequence numbers one [`Control::Nack`] may name (`measure::repair::MAX_NACK_SEQS`).
+pub const MAX_NACK_SEQS: usize = 64;
+/// Ranges one [`Control::Nack`] may carry: one per number at worst.
+pub const MAX_NACK_RANGES: usize = MAX_NACK_SEQS;
 /// First bytes of control frames; media packets start with a version byte below this range.
 pub const CONTROL_FIRST_BYTE_RANGE: std::ops::RangeInclusive<u8> = 0x80..=0xff;
 
@@ -55,6 +69,8 @@ const TYPE_ERROR: u8 = 0x85;
 const TYPE_PING: u8 = 0x86;
 const TYPE_PONG: u8 = 0x87;
 const TYPE_GOODBYE: u8 = 0x88;
+const TYPE_NACK: u8 = 0x89;
+const TYPE_KEYFRAME_REQUEST: u8 = 0x8a;
 
 /// Whether a datagram whose first byte is `first_byte` is a control frame (not media).
 pub fn is_control(first_byte: u8) -> bool {
@@ -204,6 +220,34 @@ pub enum Control {
     },
     /// Either side is closing the session.
     Goodbye,
+    /// Resend these packets of a stream (RFC 4585 generic NACK).
+    Nack {
+        /// The stream the numbers belong to.
+        stream_id: u32,
+        /// Runs of missing sequence numbers (see [`NackRange`] and [`Control::nack`]).
+        ranges: Vec<NackRange>,
+    },
+    /// Start a new GOP of this stream now (RFC 4585 PLI).
+    KeyframeRequest {
+        /// The stream.
+        stream_id: u32,
+    },
+}
+
+/// A run of consecutive sequence numbers in a [`Control::Nack`]: `first..first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NackRange {
+    /// First number of the run.
+    pub first: u64,
+    /// How many numbers, at least 1.
+    pub count: u16,
+}
+
+impl NackRange {
+    /// The numbers of the run.
+    pub fn seqs(self) -> impl Iterator<Item = u64> {
+        (0..u64::from(self.count)).map(move |i| self.first + i)
+    }
 }
 
 /// Errors decoding a control frame.
@@ -271,6 +315,9 @@ pub enum ControlError {
     /// A hello without a token has non-zero token bytes.
     #[error("hello without a token carries non-zero token bytes")]
     StrayToken,
+    /// A NACK's ranges are empty, out of order, overlapping, touching or too many.
+    #[error("bad nack: {0}")]
+    BadNack(&'static str),
     /// An enum field (role, start, token flag) has an unknown value.
     #[error("bad {field} value {value} in a {kind} body")]
     BadValue {
@@ -311,7 +358,26 @@ impl Control {
             Control::Ping { .. } => "ping",
             Control::Pong { .. } => "pong",
             Control::Goodbye => "goodbye",
+            Control::Nack { .. } => "nack",
+            Control::KeyframeRequest { .. } => "keyframe-request",
         }
+    }
+
+    /// A NACK for `seqs` (ascending, no duplicates), as ranges; `None` when `seqs` is empty,
+    /// not strictly ascending or holds more than [`MAX_NACK_SEQS`] numbers.
+    pub fn nack(stream_id: u32, seqs: &[u64]) -> Option<Control> {
+        if seqs.is_empty() || seqs.len() > MAX_NACK_SEQS {
+            return None;
+        }
+        let mut ranges: Vec<NackRange> = Vec::new();
+        for &seq in seqs {
+            match ranges.last_mut() {
+                Some(r) if r.first + u64::from(r.count) == seq => r.count += 1,
+                Some(r) if r.first + u64::from(r.count) > seq => return None,
+                _ => ranges.push(NackRange { first: seq, count: 1 }),
+            }
+        }
+        Some(Control::Nack { stream_id, ranges })
     }
 
     /// Checks what [`Control::encode`] cannot fix for the caller: stream names and the error
@@ -324,6 +390,7 @@ impl Control {
             Control::Error { message, .. } if message.len() > MAX_ERROR_MESSAGE_LEN => {
                 Err(ControlError::MessageTooLong { len: message.len() })
             }
+            Control::Nack { ranges, .. } => check_nack_ranges(ranges),
             _ => Ok(()),
         }
     }
@@ -386,10 +453,26 @@ impl Control {
                 TYPE_PONG
             }
             Control::Goodbye => TYPE_GOODBYE,
+            Control::Nack { stream_id, ranges } => {
+                body.extend_from_slice(&stream_id.to_be_bytes());
+                // Ranges beyond the limit are left out so the frame stays well-formed; a
+                // caller that skipped `validate` gets a NACK the peer may still refuse.
+                let ranges = &ranges[..ranges.len().min(MAX_NACK_RANGES)];
+                body.push(ranges.len() as u8);
+                for r in ranges {
+                    body.extend_from_slice(&r.first.to_be_bytes());
+                    body.extend_from_slice(&r.count.to_be_bytes());
+                }
+                TYPE_NACK
+            }
+            Control::KeyframeRequest { stream_id } => {
+                body.extend_from_slice(&stream_id.to_be_bytes());
+                TYPE_KEYFRAME_REQUEST
+            }
         };
         let mut out = Vec::with_capacity(CONTROL_HEADER_LEN + body.len());
         out.push(ty);
-        // Every body above is at most 2 + 2 + 256 bytes, far below u16::MAX.
+        // Every body above is at most 5 + 64 x 10 bytes, far below u16::MAX.
         out.extend_from_slice(&(body.len() as u16).to_be_bytes());
         out.extend_from_slice(&body);
         out
@@ -449,6 +532,8 @@ fn kind_of(ty: u8) -> Option<&'static str> {
         TYPE_PING => "ping",
         TYPE_PONG => "pong",
         TYPE_GOODBYE => "goodbye",
+        TYPE_NACK => "nack",
+        TYPE_KEYFRAME_REQUEST => "keyframe-request",
         _ => return None,
     })
 }
@@ -502,10 +587,54 @@ fn decode_body(ty: u8, kind: &'static str, body: &[u8]) -> Result<Control, Contr
             relay_send_ns: r.u64()?,
         },
         TYPE_GOODBYE => Control::Goodbye,
+        TYPE_NACK => {
+            let stream_id = r.u32()?;
+            let count = usize::from(r.u8()?);
+            if count == 0 || count > MAX_NACK_RANGES {
+                return Err(ControlError::BadNack("range count must be 1 to 64"));
+            }
+            // The count is checked first, so this allocation is bounded.
+            let mut ranges = Vec::with_capacity(count);
+            for _ in 0..count {
+                ranges.push(NackRange { first: r.u64()?, count: r.u16()? });
+            }
+            check_nack_ranges(&ranges)?;
+            Control::Nack { stream_id, ranges }
+        }
+        TYPE_KEYFRAME_REQUEST => Control::KeyframeRequest { stream_id: r.u32()? },
         _ => return Err(ControlError::UnknownType(ty)),
     };
     r.finish()?;
     Ok(msg)
+}
+
+/// A NACK's ranges: 1 to [`MAX_NACK_RANGES`], none empty, ascending with a gap between
+/// neighbours (touching runs would be one), no overflow past `u64::MAX`, at most
+/// [`MAX_NACK_SEQS`] numbers in all.
+fn check_nack_ranges(ranges: &[NackRange]) -> Result<(), ControlError> {
+    if ranges.is_empty() || ranges.len() > MAX_NACK_RANGES {
+        return Err(ControlError::BadNack("range count must be 1 to 64"));
+    }
+    let mut total = 0usize;
+    let mut next_free: Option<u64> = None;
+    for r in ranges {
+        if r.count == 0 {
+            return Err(ControlError::BadNack("empty range"));
+        }
+        if next_free.is_some_and(|free| r.first <= free) {
+            return Err(ControlError::BadNack("ranges not ascending and apart"));
+        }
+        let end = r
+            .first
+            .checked_add(u64::from(r.count))
+            .ok_or(ControlError::BadNack("range runs past the largest sequence number"))?;
+        total += usize::from(r.count);
+        if total > MAX_NACK_SEQS {
+            return Err(ControlError::BadNack("more than 64 sequence numbers"));
+        }
+        next_free = Some(end);
+    }
+    Ok(())
 }
 
 /// Bounds-checked cursor over one body.
@@ -612,6 +741,10 @@ mod tests {
             Control::Ping { id: 1, send_ns: u64::MAX },
             Control::Pong { id: 1, echo_send_ns: 2, relay_recv_ns: 3, relay_send_ns: 4 },
             Control::Goodbye,
+            Control::nack(7, &[3]).unwrap(),
+            Control::nack(u32::MAX, &[1, 2, 3, 10, 12, 13]).unwrap(),
+            Control::nack(1, &(0..64).map(|i| i * 2).collect::<Vec<u64>>()).unwrap(),
+            Control::KeyframeRequest { stream_id: 9 },
         ]
     }
 
@@ -720,5 +853,98 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_u16(4), ErrorCode::StreamNotFound);
         assert_eq!(ErrorCode::from_u16(4000), ErrorCode::Other(4000));
+    }
+
+    #[test]
+    fn nacks_are_built_as_ranges() {
+        let Some(Control::Nack { stream_id, ranges }) = Control::nack(5, &[1, 2, 3, 10, 12, 13])
+        else {
+            panic!("not a nack");
+        };
+        assert_eq!(stream_id, 5);
+        let pairs: Vec<(u64, u16)> = ranges.iter().map(|r| (r.first, r.count)).collect();
+        assert_eq!(pairs, vec![(1, 3), (10, 1), (12, 2)]);
+        let seqs: Vec<u64> = ranges.iter().flat_map(|r| r.seqs()).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 10, 12, 13]);
+        // Empty, unordered, duplicated or too long lists make no NACK.
+        assert_eq!(Control::nack(5, &[]), None);
+        assert_eq!(Control::nack(5, &[2, 1]), None);
+        assert_eq!(Control::nack(5, &[2, 2]), None);
+        assert_eq!(Control::nack(5, &(0..65).collect::<Vec<u64>>()), None);
+        assert!(Control::nack(5, &(0..64).collect::<Vec<u64>>()).is_some());
+    }
+
+    fn nack_frame(range_count: u8, ranges: &[(u64, u16)]) -> Vec<u8> {
+        let mut body = vec![0, 0, 0, 1, range_count];
+        for (first, count) in ranges {
+            body.extend_from_slice(&first.to_be_bytes());
+            body.extend_from_slice(&count.to_be_bytes());
+        }
+        let mut frame = vec![TYPE_NACK];
+        frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[test]
+    fn malformed_nacks_are_refused() {
+        let ok = nack_frame(2, &[(1, 2), (4, 1)]);
+        assert!(Control::decode_datagram(&ok).is_ok());
+        let bad = |frame: Vec<u8>| match Control::decode_datagram(&frame) {
+            Err(ControlError::BadNack(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(bad(nack_frame(0, &[])), "range count must be 1 to 64");
+        assert_eq!(bad(nack_frame(65, &[(1, 1)])), "range count must be 1 to 64");
+        assert_eq!(bad(nack_frame(1, &[(1, 0)])), "empty range");
+        assert_eq!(bad(nack_frame(2, &[(4, 1), (1, 1)])), "ranges not ascending and apart");
+        assert_eq!(bad(nack_frame(2, &[(1, 3), (3, 1)])), "ranges not ascending and apart");
+        // Touching runs would be one range: refused, so a NACK has one encoding.
+        assert_eq!(bad(nack_frame(2, &[(1, 3), (4, 1)])), "ranges not ascending and apart");
+        assert_eq!(
+            bad(nack_frame(1, &[(u64::MAX, 1)])),
+            "range runs past the largest sequence number"
+        );
+        assert_eq!(bad(nack_frame(1, &[(0, 65)])), "more than 64 sequence numbers");
+        assert_eq!(bad(nack_frame(2, &[(0, 60), (100, 5)])), "more than 64 sequence numbers");
+        // A count that promises more ranges than the body holds is truncated, not trusted.
+        assert_eq!(
+            Control::decode_datagram(&nack_frame(3, &[(1, 1)])),
+            Err(ControlError::BodyTruncated { kind: "nack", len: 15 })
+        );
+        // Bytes after the last range.
+        let mut trailing = nack_frame(1, &[(1, 1)]);
+        trailing.push(0);
+        trailing[2] += 1;
+        assert_eq!(
+            Control::decode_datagram(&trailing),
+            Err(ControlError::TrailingBytes { kind: "nack", extra: 1 })
+        );
+        assert_eq!(
+            Control::decode_datagram(&[TYPE_KEYFRAME_REQUEST, 0, 2, 0, 1]),
+            Err(ControlError::BodyTruncated { kind: "keyframe-request", len: 2 })
+        );
+        // `validate` applies the decoder's rules to a hand-built message.
+        let hand = Control::Nack { stream_id: 1, ranges: vec![NackRange { first: 1, count: 0 }] };
+        assert_eq!(hand.validate(), Err(ControlError::BadNack("empty range")));
+    }
+
+    #[test]
+    fn every_prefix_and_byte_flip_of_a_nack_decodes_or_errs() {
+        let frame = Control::nack(3, &[5, 6, 9, 40, 41, 42]).unwrap().encode();
+        for cut in 0..frame.len() {
+            assert!(Control::decode_datagram(&frame[..cut]).is_err(), "cut {cut}");
+        }
+        for i in 0..frame.len() {
+            for bit in 0..8 {
+                let mut mutated = frame.clone();
+                mutated[i] ^= 1 << bit;
+                // Whatever it decodes to must validate and re-encode to the same bytes.
+                if let Ok(msg) = Control::decode_datagram(&mutated) {
+                    assert_eq!(msg.validate(), Ok(()));
+                    assert_eq!(msg.encode(), mutated);
+                }
+            }
+        }
     }
 }

@@ -189,6 +189,8 @@ fn all_controls() -> Vec<Control> {
         Control::Ping { id: 5, send_ns: 1_700_000_000_000_000_000 },
         Control::Pong { id: 5, echo_send_ns: 1, relay_recv_ns: 2, relay_send_ns: 3 },
         Control::Goodbye,
+        Control::nack(77, &[1000, 1001, 1005, 1010, 1011]).unwrap(),
+        Control::KeyframeRequest { stream_id: 77 },
     ]
 }
 
@@ -497,6 +499,13 @@ mod round_trips {
                 Control::Pong { id, echo_send_ns, relay_recv_ns, relay_send_ns }
             }),
             Just(Control::Goodbye),
+            (any::<u32>(), any::<u64>(), proptest::collection::btree_set(0u64..200, 1..=64))
+                .prop_map(|(stream_id, base, offsets)| {
+                    let base = base.min(u64::MAX - 200);
+                    let seqs: Vec<u64> = offsets.into_iter().map(|o| base + o).collect();
+                    Control::nack(stream_id, &seqs).expect("1 to 64 ascending numbers")
+                }),
+            any::<u32>().prop_map(|stream_id| Control::KeyframeRequest { stream_id }),
         ]
     }
 

@@ -10,4 +10,5 @@ mod demo;
 mod fleet;
 mod hostile;
 mod probe;
+mod repair;
 mod webui;

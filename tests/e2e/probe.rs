@@ -96,7 +96,8 @@ fn emulated_two_percent_loss_is_measured_against_the_emulators_drops() {
     let lossy = |transport: &str, duration: &str, view_delay: &[&str]| {
         let mut extra = vec!["--transport", transport, "--duration", duration];
         extra.extend(view_delay);
-        extra.extend(["--emulate", "loss=2%"]);
+        // The raw stream: what the emulator dropped is what the viewer lost (repair: repair.rs).
+        extra.extend(["--emulate", "loss=2%", "--repair", "none"]);
         args(&relay, &extra)
     };
     let [udp, datagram, stream]: [Value; 3] = probes_side_by_side(&[
@@ -158,7 +159,17 @@ fn a_300ms_blackout_causes_the_stall_the_virtual_player_predicts() {
     let (stalls, stall_ms) = predicted_blackout(Duration::from_millis(4_500));
     assert_eq!(stalls, 1);
     let blackout = |transport: &str| {
-        let extra = ["--transport", transport, "--duration", "10s", "--view-delay", "0s"];
+        // Without repair: the prediction is the raw player's (repair would end it sooner).
+        let extra = [
+            "--transport",
+            transport,
+            "--duration",
+            "10s",
+            "--view-delay",
+            "0s",
+            "--repair",
+            "none",
+        ];
         let mut a = args(&relay, &extra);
         a.extend(["--emulate".into(), "outage=4500ms/300ms".into()]);
         a

@@ -8,13 +8,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
+use stallwatch_measure::Repair;
 use stallwatch_proto::duration::parse_duration;
+use stallwatch_proto::plan::Transport;
 
 pub use output::{ProbeResult, PublisherSummary, ViewerResult};
 pub use run::{probe, resolve_target, start_emulator};
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn repair_arg(s: &str) -> Result<Repair, String> {
+    s.parse()
+}
+
+/// The repair mode a viewer over `transport` runs: `asked`, by default `nack`, on udp and
+/// quic-datagram; always `none` on quic-stream (QUIC retransmits its streams itself).
+pub fn repair_for(transport: Transport, asked: Option<Repair>) -> Repair {
+    match transport {
+        Transport::QuicStream => Repair::None,
+        _ => asked.unwrap_or(Repair::Nack),
+    }
 }
 
 /// Which transports to probe.
@@ -119,6 +134,11 @@ pub struct ProbeArgs {
     /// a longer cap keeps timing accurate where wake-ups are slow (VMs) and can cost CPU.
     #[arg(long, default_value = "200us", value_parser = duration_arg, env = "STALLWATCH_PACING_SPIN")]
     pub pacing_spin: Duration,
+    /// Loss repair on udp and quic-datagram: `nack` (NACKs and keyframe requests to the relay,
+    /// which resends and asks its publisher for a keyframe) or `none` (the raw stream)
+    /// [default: nack on udp and quic-datagram; quic-stream repairs loss itself].
+    #[arg(long, value_parser = repair_arg, env = "STALLWATCH_REPAIR")]
+    pub repair: Option<Repair>,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,

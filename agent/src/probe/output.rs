@@ -23,6 +23,10 @@ pub struct PublisherSummary {
     pub send_errors: u64,
     /// How late the pacing timer woke (irtt's send-call error).
     pub timer_error_ms: Option<Quantiles>,
+    /// Keyframe requests from the relay that started a new GOP.
+    pub keyframes_forced: u64,
+    /// Packets resent answering the relay's NACKs.
+    pub retransmitted: u64,
     pub quic: Option<QuicPath>,
 }
 
@@ -36,6 +40,8 @@ impl PublisherSummary {
             frames_late: s.frames_late,
             send_errors: s.send_errors,
             timer_error_ms: Quantiles::from_micros(&s.timer_error),
+            keyframes_forced: s.keyframes_forced,
+            retransmitted: s.retransmitted,
             quic: s.quic,
         }
     }
@@ -160,6 +166,13 @@ impl fmt::Display for ProbeResult {
                 p.send_errors
             )?;
             writeln!(out, "send timer    {}", q(&p.timer_error_ms))?;
+            if p.retransmitted + p.keyframes_forced > 0 {
+                writeln!(
+                    out,
+                    "publisher     {} packets resent to the relay, {} keyframes on request",
+                    p.retransmitted, p.keyframes_forced
+                )?;
+            }
             if let Some(quic) = &p.quic {
                 writeln!(
                     out,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use stallwatch_measure::player::Medium;
-use stallwatch_measure::{ReceiverConfig, StreamProfile};
+use stallwatch_measure::{ReceiverConfig, Repair, StreamProfile};
 use stallwatch_proto::control::StartAt;
 
 use super::output::{EmulatorSummary, ProbeResult, PublisherSummary, ViewerResult};
@@ -67,6 +67,12 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
     profile.validate().map_err(anyhow::Error::msg)?;
     if args.duration.is_zero() {
         bail!("--duration must be longer than zero");
+    }
+    if args.transport == TransportChoice::QuicStream && args.repair == Some(Repair::Nack) {
+        bail!(
+            "--repair nack applies to udp and quic-datagram; quic-stream repairs loss itself \
+             (QUIC retransmits its streams)"
+        );
     }
     let chosen = transports(args.transport);
     let mut target = resolve_target(args).await?;
@@ -192,6 +198,7 @@ async fn run_transport(
     let stream = stream_name(args, transport, index);
     let mut result = ProbeResult::new(args, transport, &stream);
     let loopback = args.view.is_none() && args.publish.is_none();
+    let repair = super::repair_for(transport, args.repair);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(tokio::sync::Notify::new());
 
@@ -204,6 +211,7 @@ async fn run_transport(
             duration: args.duration,
             pacing_spin: args.pacing_spin,
             accepted: Some(accepted.clone()),
+            repair,
         };
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -229,6 +237,7 @@ async fn run_transport(
             }
         }
         let receiver = ReceiverConfig {
+            repair,
             playout_delay: args.playout_delay,
             medium: if profile.fps == 0 { Medium::Audio } else { Medium::Video },
             // One process publishes and views on one clock: one-way latency is exact.
@@ -270,7 +279,7 @@ async fn run_transport(
 
     for viewer in viewers {
         match viewer.await {
-            Ok(Ok(outcome)) => result.viewers.push(viewer_result(outcome)),
+            Ok(Ok(outcome)) => result.viewers.push(viewer_result(outcome, repair)),
             Ok(Err(e)) => {
                 // A viewer that cannot even connect should not leave the publisher running.
                 if result.viewers.is_empty() {
@@ -294,9 +303,9 @@ async fn run_transport(
     result
 }
 
-fn viewer_result(outcome: ViewOutcome) -> ViewerResult {
+fn viewer_result(outcome: ViewOutcome, repair: Repair) -> ViewerResult {
     ViewerResult {
-        summary: Summary::new(&outcome.total),
+        summary: Summary::with_repair(&outcome.total, repair),
         rtt_ms: Quantiles::from_micros(&outcome.rtt),
         quic: outcome.quic,
         end: outcome.end,

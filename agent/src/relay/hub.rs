@@ -11,8 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use stallwatch_measure::Time;
+use stallwatch_measure::repair::{KeyframeGate, Nack, Retransmitter, SendHistory};
 use stallwatch_proto::control::{Control, ErrorCode, StartAt};
-use stallwatch_proto::media::{FLAG_FROM_CACHE, MEDIA_HEADER_LEN, MediaError, MediaHeader};
+use stallwatch_proto::media::{
+    FLAG_FROM_CACHE, FLAG_RETRANSMITTED, MEDIA_HEADER_LEN, MediaError, MediaHeader,
+};
 use tokio::sync::{Notify, mpsc};
 
 use super::stats::{Counters, Malformed};
@@ -224,6 +228,10 @@ struct StreamState {
     cache: GopCache,
     viewers: Vec<ViewerSlot>,
     wire: WireBuilder,
+    /// Headers of the last packets received, to answer viewers' NACKs from.
+    history: SendHistory,
+    /// Viewers' keyframe requests go upstream at most every 200 ms.
+    keyframe_gate: KeyframeGate,
 }
 
 /// One live stream.
@@ -233,6 +241,8 @@ struct Stream {
     transport: Transport,
     ended: AtomicBool,
     state: Mutex<StreamState>,
+    /// Woken when a keyframe request is to go to the publisher (QUIC sessions wait on it).
+    keyframe_wanted: Notify,
 }
 
 struct Registry {
@@ -297,10 +307,13 @@ impl Hub {
             id,
             transport,
             ended: AtomicBool::new(false),
+            keyframe_wanted: Notify::new(),
             state: Mutex::new(StreamState {
                 cache: GopCache { enabled: self.gop_cache, ..GopCache::default() },
                 viewers: Vec::new(),
                 wire: WireBuilder::new(transport),
+                history: SendHistory::default(),
+                keyframe_gate: KeyframeGate::default(),
             }),
         });
         registry.streams.insert(name.to_owned(), stream.clone());
@@ -413,6 +426,12 @@ impl Publication {
             return;
         }
         let state = &mut *guard;
+        if header.flags & FLAG_RETRANSMITTED != 0 && state.history.get(header.seq).is_some() {
+            // A resend of a packet the relay already has (its NACK crossed the original).
+            super::stats::bump(&self.hub.counters.duplicate_repairs);
+            return;
+        }
+        state.history.record(&header);
         if state.cache.push(&header) {
             super::stats::bump(&self.hub.counters.gop_cache_overflows);
         }
@@ -427,6 +446,11 @@ impl Publication {
         if gone > 0 {
             counters.viewers.fetch_sub(gone, Ordering::Relaxed);
         }
+    }
+
+    /// Completes when a viewer's keyframe request passed the stream's gate.
+    pub(crate) async fn keyframe_requested(&self) {
+        self.stream.keyframe_wanted.notified().await;
     }
 
     /// Ends the stream: its viewers' queues close after their last packets. Idempotent.
@@ -473,6 +497,31 @@ impl ViewerGuard {
     /// Whether the viewed stream has ended.
     pub(crate) fn stream_ended(&self) -> bool {
         self.stream.ended.load(Ordering::Acquire)
+    }
+
+    /// Answers this viewer's NACK from what the stream received: the wire images to send
+    /// (headers marked `RETRANSMITTED`, payload regenerated), within `retransmitter`'s limits.
+    pub(crate) fn retransmit(
+        &self,
+        now: Time,
+        nack: &Nack,
+        retransmitter: &mut Retransmitter,
+    ) -> Vec<Bytes> {
+        let mut guard = lock(&self.stream.state);
+        let state = &mut *guard;
+        let headers = retransmitter.on_nack(now, nack, &state.history);
+        headers.iter().map(|h| state.wire.build(h)).collect()
+    }
+
+    /// Whether a viewer's keyframe request goes on to the publisher now: at most one per
+    /// stream every 200 ms, whichever viewer asks. If so, a QUIC publisher's session is woken
+    /// ([`Publication::keyframe_requested`]); the UDP relay sends it itself.
+    pub(crate) fn forward_keyframe_request(&self, now: Time) -> bool {
+        let pass = lock(&self.stream.state).keyframe_gate.try_pass(now);
+        if pass {
+            self.stream.keyframe_wanted.notify_one();
+        }
+        pass
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
+use stallwatch_measure::repair::{Nack, NackConfig, NackScheduler, Retransmitter};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, ControlError, ErrorCode, Role};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::sync::watch;
@@ -23,7 +24,9 @@ use super::hub::{
 };
 use super::stats::{Counters, Malformed, bump};
 use super::transport_from_alpn;
+use super::udp::retransmit_budget;
 use crate::clock::Clock;
+use crate::transport::Timer;
 
 /// Application close code: a clean end (goodbye, stream over, relay shutting down).
 const CLOSE_OK: u32 = 0;
@@ -249,8 +252,26 @@ impl Session {
         let counters = self.ctx.counters.clone();
         let mut shutdown = self.ctx.shutdown.clone();
         let mut readers = JoinSet::new();
+        // quic-datagram: the relay repairs its publisher leg as viewers repair theirs.
+        let mut nack = NackScheduler::new(NackConfig::default());
+        let mut nack_timer = Timer::new(Clock::global().now());
         let end = loop {
+            let nack_due = nack.poll_timeout();
+            if let Some(due) = nack_due {
+                nack_timer.set(due);
+            }
             tokio::select! {
+                _ = nack_timer.wait(), if nack_due.is_some() => {
+                    if !send_nacks(&mut nack, &mut control, publication.stream_id(), &counters).await {
+                        break End::Lost;
+                    }
+                }
+                _ = publication.keyframe_requested() => {
+                    if !control.send(&Control::KeyframeRequest { stream_id: publication.stream_id() }).await {
+                        break End::Lost;
+                    }
+                    bump(&counters.keyframe_requests_forwarded);
+                }
                 msg = control.next() => {
                     let recv_ns = Clock::global().now().as_nanos();
                     let reply = match msg {
@@ -293,6 +314,8 @@ impl Session {
                             Ok(header) => {
                                 counters.media_in(Transport::QuicDatagram, data.len());
                                 publication.on_packet(&header);
+                                nack.on_rtt_sample(self.conn.rtt());
+                                nack.on_packet(Clock::global().now(), header.seq, header.capture_ns);
                             }
                             Err(reason) => {
                                 counters.malformed(reason);
@@ -335,6 +358,7 @@ impl Session {
             }
             _ => tokio::spawn(write_datagrams(self.conn.clone(), feed, counters.clone())),
         };
+        let mut retransmitter = Retransmitter::new(retransmit_budget(DATAGRAM_VIEWER_BUDGET_BPS));
         let mut shutdown = self.ctx.shutdown.clone();
         let end = loop {
             tokio::select! {
@@ -342,6 +366,29 @@ impl Session {
                     let recv_ns = Clock::global().now().as_nanos();
                     let reply = match msg {
                         Ok(Some(Control::Ping { id, send_ns })) => pong(id, send_ns, recv_ns),
+                        Ok(Some(Control::Nack { stream_id: id, ranges }))
+                            if id == stream_id && self.transport == Transport::QuicDatagram =>
+                        {
+                            bump(&counters.nacks_received);
+                            retransmitter.on_rtt_sample(self.conn.rtt());
+                            let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+                            let now = Clock::global().now();
+                            for wire in guard.retransmit(now, &nack, &mut retransmitter) {
+                                let len = wire.len();
+                                if self.conn.send_datagram(wire).is_ok() {
+                                    counters.media_out(Transport::QuicDatagram, len);
+                                    bump(&counters.retransmitted);
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(Some(Control::KeyframeRequest { stream_id: id }))
+                            if id == stream_id && self.transport == Transport::QuicDatagram =>
+                        {
+                            bump(&counters.keyframe_requests_received);
+                            guard.forward_keyframe_request(Clock::global().now());
+                            continue;
+                        }
                         Ok(Some(Control::Subscribe { stream, .. })) if stream == guard.stream_name() => {
                             Control::Ok { stream_id }
                         }
@@ -461,6 +508,29 @@ pub(crate) fn pong(id: u64, send_ns: u64, recv_ns: u64) -> Control {
         relay_recv_ns: recv_ns,
         relay_send_ns: Clock::global().now().as_nanos(),
     }
+}
+
+/// What the relay may resend to a quic-datagram viewer per second (QUIC's congestion control
+/// paces it further).
+const DATAGRAM_VIEWER_BUDGET_BPS: u64 = 50_000_000;
+
+/// Sends the publisher the NACKs due now on its control stream; false if it is gone.
+async fn send_nacks(
+    nack: &mut NackScheduler,
+    control: &mut ControlStream,
+    stream_id: u32,
+    counters: &Counters,
+) -> bool {
+    let now = Clock::global().now();
+    while let Some(n) = nack.poll_nack(now, None) {
+        if let Some(msg) = Control::nack(stream_id, &n.seqs) {
+            if !control.send(&msg).await {
+                return false;
+            }
+            bump(&counters.nacks_sent);
+        }
+    }
+    true
 }
 
 /// Why reading the control stream failed.

@@ -116,6 +116,18 @@ pub struct RelayStats {
     pub challenges_sent: u64,
     /// UDP input dropped by a per-peer token bucket or the challenge rate limit.
     pub rate_limited_drops: u64,
+    /// NACKs received from viewers.
+    pub nacks_received: u64,
+    /// NACKs sent to publishers (repairing the publisher leg).
+    pub nacks_sent: u64,
+    /// Packets resent to viewers answering their NACKs.
+    pub retransmitted: u64,
+    /// Resent packets from publishers that the relay already had, dropped.
+    pub duplicate_repairs: u64,
+    /// Viewers' keyframe requests received, and those forwarded to the publisher (at most one
+    /// per stream every 200 ms).
+    pub keyframe_requests_received: u64,
+    pub keyframe_requests_forwarded: u64,
 }
 
 impl RelayStats {
@@ -162,6 +174,12 @@ pub(crate) struct Counters {
     pub(crate) gop_cache_overflows: AtomicU64,
     pub(crate) challenges_sent: AtomicU64,
     pub(crate) rate_limited_drops: AtomicU64,
+    pub(crate) nacks_received: AtomicU64,
+    pub(crate) nacks_sent: AtomicU64,
+    pub(crate) retransmitted: AtomicU64,
+    pub(crate) duplicate_repairs: AtomicU64,
+    pub(crate) keyframe_requests_received: AtomicU64,
+    pub(crate) keyframe_requests_forwarded: AtomicU64,
 }
 
 impl Counters {
@@ -207,6 +225,12 @@ impl Counters {
             gop_cache_overflows: self.gop_cache_overflows.load(Relaxed),
             challenges_sent: self.challenges_sent.load(Relaxed),
             rate_limited_drops: self.rate_limited_drops.load(Relaxed),
+            nacks_received: self.nacks_received.load(Relaxed),
+            nacks_sent: self.nacks_sent.load(Relaxed),
+            retransmitted: self.retransmitted.load(Relaxed),
+            duplicate_repairs: self.duplicate_repairs.load(Relaxed),
+            keyframe_requests_received: self.keyframe_requests_received.load(Relaxed),
+            keyframe_requests_forwarded: self.keyframe_requests_forwarded.load(Relaxed),
         }
     }
 }

@@ -9,7 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt, is_control};
+use stallwatch_measure::Time;
+use stallwatch_measure::repair::{
+    Nack, NackConfig, NackScheduler, RetransmitConfig, Retransmitter,
+};
+use stallwatch_proto::control::{
+    CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -83,7 +89,8 @@ struct Peer {
 enum PeerSession {
     /// Said hello; no stream yet.
     Greeted,
-    Publishing(Publication),
+    /// Publishing, with the NACKs that repair what the publisher's packets lost on the way.
+    Publishing(Publication, Box<NackScheduler>),
     Viewing(UdpViewer),
 }
 
@@ -92,6 +99,8 @@ struct UdpViewer {
     stream_id: u32,
     task: JoinHandle<()>,
     guard: ViewerGuard,
+    /// Answers this viewer's NACKs, within its byte budget.
+    retransmitter: Retransmitter,
 }
 
 impl Drop for UdpViewer {
@@ -111,6 +120,8 @@ pub(crate) struct UdpRelay {
     peers: HashMap<SocketAddr, Peer>,
     max_peers: usize,
     challenges: TokenBucket,
+    /// When a publisher's NACK may next be due (`None`: nothing missing).
+    nack_wake: Option<Time>,
 }
 
 impl UdpRelay {
@@ -133,6 +144,7 @@ impl UdpRelay {
             peers: HashMap::new(),
             max_peers,
             challenges: TokenBucket::new(CHALLENGES_PER_SEC, CHALLENGES_PER_SEC, now),
+            nack_wake: None,
         }
     }
 
@@ -145,12 +157,14 @@ impl UdpRelay {
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let nack_wake = self.nack_wake.map(|t| Clock::global().instant_at(t));
             tokio::select! {
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.on_datagram(&buf[..len], from).await,
                     // e.g. an ICMP error surfaced on the socket; nothing to do about it.
                     Err(e) => debug!(error = %e, "UDP receive error"),
                 },
+                _ = sleep_until(nack_wake) => self.send_publisher_nacks().await,
                 _ = sweep.tick() => self.sweep(),
                 _ = until_shutdown(&mut shutdown) => break,
             }
@@ -173,7 +187,7 @@ impl UdpRelay {
                 peer.dropped_bytes += data.len() as u64;
                 // One second's worth dropped: a publisher that persistently overdrives.
                 let persistent = peer.dropped_bytes as f64 > bucket.burst;
-                if persistent && matches!(peer.session, PeerSession::Publishing(_)) {
+                if persistent && matches!(peer.session, PeerSession::Publishing(..)) {
                     info!(peer = %from, "UDP publisher over its rate limit; dropping it");
                     let error = Control::Error {
                         code: ErrorCode::RateLimited,
@@ -190,29 +204,59 @@ impl UdpRelay {
         }
         if is_control(first) {
             self.on_control(data, from, now).await;
-        } else {
-            self.on_media(data, from);
+        } else if self.on_media(data, from) {
+            self.send_publisher_nacks().await;
         }
     }
 
-    fn on_media(&self, data: &[u8], from: SocketAddr) {
-        let Some(peer) = self.peers.get(&from) else {
+    /// Takes a publisher's packet; true if it revealed a gap to NACK.
+    fn on_media(&mut self, data: &[u8], from: SocketAddr) -> bool {
+        let Some(peer) = self.peers.get_mut(&from) else {
             self.counters.malformed(Malformed::Unverified);
-            return;
+            return false;
         };
-        let PeerSession::Publishing(publication) = &peer.session else {
+        let PeerSession::Publishing(publication, nack) = &mut peer.session else {
             self.counters.malformed(Malformed::NotPublisher);
-            return;
+            return false;
         };
         match decode_media(data, publication.stream_id()) {
             Ok(header) => {
                 self.counters.media_in(Transport::Udp, data.len());
                 publication.on_packet(&header);
+                nack.on_packet(Clock::global().now(), header.seq, header.capture_ns);
+                let due = nack.poll_timeout();
+                self.nack_wake = earliest(self.nack_wake, due);
+                due.is_some()
             }
             Err(reason) => {
                 self.counters.malformed(reason);
                 debug!(peer = %from, reason = reason.name(), "bad media packet");
+                false
             }
+        }
+    }
+
+    /// Sends every publisher the NACKs due now (the relay repairs its publisher leg as its
+    /// viewers repair theirs) and sets when to look again.
+    async fn send_publisher_nacks(&mut self) {
+        let now = Clock::global().now();
+        if self.nack_wake.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut due = Vec::new();
+        let mut wake = None;
+        for (addr, peer) in &mut self.peers {
+            if let PeerSession::Publishing(publication, nack) = &mut peer.session {
+                while let Some(n) = nack.poll_nack(now, None) {
+                    due.extend(Control::nack(publication.stream_id(), &n.seqs).map(|m| (*addr, m)));
+                }
+                wake = earliest(wake, nack.poll_timeout());
+            }
+        }
+        self.nack_wake = wake;
+        for (addr, msg) in due {
+            self.send(&msg, addr).await;
+            bump(&self.counters.nacks_sent);
         }
     }
 
@@ -242,6 +286,14 @@ impl UdpRelay {
             Control::Publish { stream } => Some(self.on_publish(from, &stream)),
             Control::Subscribe { stream, start } => self.on_subscribe(from, &stream, start).await,
             Control::Ping { id, send_ns } => Some(pong(id, send_ns, recv_ns)),
+            Control::Nack { stream_id, ranges } => {
+                self.on_nack(from, stream_id, &ranges).await;
+                None
+            }
+            Control::KeyframeRequest { stream_id } => {
+                self.on_keyframe_request(from, stream_id).await;
+                None
+            }
             Control::Goodbye => {
                 debug!(peer = %from, "UDP peer said goodbye");
                 self.forget(from);
@@ -332,10 +384,10 @@ impl UdpRelay {
                 self.counters.malformed(Malformed::UnexpectedControl);
                 bad_request("hello said viewer: publish is not allowed")
             }
-            PeerSession::Publishing(p) if p.name() == stream => {
+            PeerSession::Publishing(p, _) if p.name() == stream => {
                 Control::Ok { stream_id: p.stream_id() }
             }
-            PeerSession::Publishing(p) => {
+            PeerSession::Publishing(p, _) => {
                 bad_request(&format!("this address already publishes {:?}", p.name()))
             }
             _ => match self.hub.publish(stream, Transport::Udp) {
@@ -348,7 +400,8 @@ impl UdpRelay {
                         "publisher started"
                     );
                     let ok = Control::Ok { stream_id: publication.stream_id() };
-                    peer.session = PeerSession::Publishing(publication);
+                    let nack = Box::new(NackScheduler::new(NackConfig::default()));
+                    peer.session = PeerSession::Publishing(publication, nack);
                     ok
                 }
                 Err(refusal) => {
@@ -396,12 +449,69 @@ impl UdpRelay {
             self.counters.clone(),
             self.limits.udp_rate_limit_bps,
         ));
-        let viewer = UdpViewer { stream_id, task, guard: subscription.guard };
+        let retransmitter = Retransmitter::new(retransmit_budget(self.limits.udp_rate_limit_bps));
+        let viewer = UdpViewer { stream_id, task, guard: subscription.guard, retransmitter };
         debug!(peer = %from, stream, "UDP viewer subscribed");
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.session = PeerSession::Viewing(viewer);
         }
         None
+    }
+
+    /// The viewer session of `from` on stream `stream_id`, if that is what it is.
+    fn viewer_of(
+        peers: &mut HashMap<SocketAddr, Peer>,
+        from: SocketAddr,
+        stream_id: u32,
+    ) -> Option<&mut UdpViewer> {
+        match peers.get_mut(&from).map(|p| &mut p.session) {
+            Some(PeerSession::Viewing(viewer)) if viewer.stream_id == stream_id => Some(viewer),
+            _ => None,
+        }
+    }
+
+    /// Resends what a viewer asks for, from the stream's history, within its budget.
+    async fn on_nack(&mut self, from: SocketAddr, stream_id: u32, ranges: &[NackRange]) {
+        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
+            self.counters.malformed(Malformed::UnexpectedControl);
+            debug!(peer = %from, stream_id, "NACK from a peer not viewing that stream");
+            return;
+        };
+        bump(&self.counters.nacks_received);
+        let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+        let now = Clock::global().now();
+        let wires = viewer.guard.retransmit(now, &nack, &mut viewer.retransmitter);
+        for wire in wires {
+            match self.socket.send_to(&wire, from).await {
+                Ok(_) => {
+                    self.counters.media_out(Transport::Udp, wire.len());
+                    bump(&self.counters.retransmitted);
+                }
+                Err(e) => debug!(peer = %from, error = %e, "UDP retransmission not sent"),
+            }
+        }
+    }
+
+    /// Forwards a viewer's keyframe request to the stream's publisher, at most one per stream
+    /// every 200 ms.
+    async fn on_keyframe_request(&mut self, from: SocketAddr, stream_id: u32) {
+        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
+            self.counters.malformed(Malformed::UnexpectedControl);
+            debug!(peer = %from, stream_id, "keyframe request from a peer not viewing that stream");
+            return;
+        };
+        bump(&self.counters.keyframe_requests_received);
+        if !viewer.guard.forward_keyframe_request(Clock::global().now()) {
+            return;
+        }
+        let publisher = self.peers.iter().find_map(|(addr, peer)| match &peer.session {
+            PeerSession::Publishing(p, _) if p.stream_id() == stream_id => Some(*addr),
+            _ => None,
+        });
+        if let Some(publisher) = publisher {
+            self.send(&Control::KeyframeRequest { stream_id }, publisher).await;
+            bump(&self.counters.keyframe_requests_forwarded);
+        }
     }
 
     /// Forgets peers silent for longer than the timeout (a publisher's stream ends).
@@ -449,6 +559,28 @@ impl UdpRelay {
             debug!(peer = %to, error = %e, "UDP send failed");
         }
     }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sleeps until `deadline`; never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the relay may resend to one viewer: at most the per-peer rate limit, one second deep
+/// (the retransmitter's own default rate when the limit is off).
+pub(crate) fn retransmit_budget(rate_limit_bps: u64) -> RetransmitConfig {
+    RetransmitConfig::for_bitrate(if rate_limit_bps > 0 { rate_limit_bps } else { 50_000_000 })
 }
 
 fn bad_request(message: &str) -> Control {

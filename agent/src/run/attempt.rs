@@ -244,6 +244,9 @@ pub async fn run_attempt(
             duration: plan.duration,
             pacing_spin: PACING_SPIN,
             accepted: Some(accepted.clone()),
+            // Plans carry no repair mode yet: run-mode viewers do not repair, so neither does
+            // the publisher (docs/metrics.md section 18).
+            repair: stallwatch_measure::Repair::None,
         };
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -11,9 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
-use stallwatch_proto::control::{ErrorCode, StartAt};
+use stallwatch_measure::{
+    Feedback, ReceiverConfig, Recorder, Repair, StreamProfile, Time, WindowMetrics,
+};
+use stallwatch_proto::control::{Control, ErrorCode, StartAt};
 pub use stallwatch_proto::plan::Transport;
+pub(crate) use timer::Timer;
 
 use crate::tls::Trust;
 
@@ -45,6 +48,9 @@ pub struct PublishSpec {
     pub pacing_spin: Duration,
     /// Notified once the relay has accepted the stream (a loopback viewer waits for it).
     pub accepted: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// With `nack` (udp, quic-datagram) the publisher answers the relay's NACKs from its send
+    /// history; with `none` it ignores them, so the whole path is unrepaired.
+    pub repair: Repair,
 }
 
 /// QUIC path statistics from quinn.
@@ -85,6 +91,10 @@ pub struct PublishStats {
     pub send_errors: u64,
     /// How late the pacing timer woke, µs (irtt's "send call" error).
     pub timer_error: Recorder,
+    /// Keyframe requests from the relay that started a new GOP.
+    pub keyframes_forced: u64,
+    /// Packets resent answering the relay's NACKs (udp, quic-datagram).
+    pub retransmitted: u64,
     pub quic: Option<QuicPath>,
 }
 
@@ -137,6 +147,15 @@ pub struct ViewOutcome {
     pub rtt: Recorder,
     pub quic: Option<QuicPath>,
     pub end: ViewEnd,
+}
+
+/// The control message that carries a viewer's repair feedback for stream `stream_id`.
+/// `None` only for a NACK the receiver never makes (empty, unordered or over 64 numbers).
+pub(crate) fn feedback_message(stream_id: u32, feedback: Feedback) -> Option<Control> {
+    match feedback {
+        Feedback::Nack(nack) => Control::nack(stream_id, &nack.seqs),
+        Feedback::KeyframeRequest => Some(Control::KeyframeRequest { stream_id }),
+    }
 }
 
 /// Explains a relay's refusal in a user's words.

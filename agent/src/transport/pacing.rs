@@ -22,6 +22,8 @@ pub trait FrameSink: Send {
 pub struct PaceStats {
     pub frames: u64,
     pub timer_error: Recorder,
+    /// Keyframe requests that started a new GOP (at most one per 300 ms is honoured).
+    pub keyframes_forced: u64,
 }
 
 /// Oversleeps the spin controller remembers (the most recent ones).
@@ -80,7 +82,8 @@ impl SpinController {
 /// Paces `profile` from `start` for `duration`, handing each frame to `sink` when due (waking
 /// early and spinning, at most `spin` early: see [`SpinController`] and
 /// `clock::sleep_until_precise`). Stops early when `stop` is set or the sink fails (the error is
-/// returned).
+/// returned). When `keyframe` is set (a keyframe request from the relay), the next video frame
+/// starts a new GOP.
 pub fn run(
     profile: StreamProfile,
     start: Time,
@@ -88,6 +91,7 @@ pub fn run(
     spin: Duration,
     sink: &mut dyn FrameSink,
     stop: &Arc<AtomicBool>,
+    keyframe: &AtomicBool,
 ) -> (PaceStats, Result<()>) {
     let clock = Clock::global();
     let end = start + duration;
@@ -103,6 +107,9 @@ pub fn run(
         }
         let woke = clock.now();
         stats.timer_error.record_nanos_as_micros(woke.saturating_since(due).as_nanos() as u64);
+        if keyframe.swap(false, Ordering::Relaxed) {
+            stats.keyframes_forced += u64::from(pacer.request_keyframe(woke));
+        }
         while let Some(frame) = pacer.poll_frame(woke) {
             stats.frames += 1;
             if let Err(e) = sink.send_frame(&frame) {

@@ -2,15 +2,16 @@
 //! bidirectional stream (docs/protocol.md).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use stallwatch_measure::pacer::max_payload;
-use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame, Time};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, Role};
+use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
+use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame, Time};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::sync::mpsc;
 
@@ -171,6 +172,8 @@ struct DatagramSink {
     packetizer: Packetizer,
     interval: Duration,
     stats: PublishStats,
+    /// What was sent, shared with the control loop that answers the relay's NACKs.
+    history: Arc<Mutex<SendHistory>>,
 }
 
 impl FrameSink for DatagramSink {
@@ -187,7 +190,13 @@ impl FrameSink for DatagramSink {
         // PMTUD may raise this connection's maximum, but the relay forwards each datagram as is
         // to viewers whose paths may not have grown. Below it, the current size wins.
         let max = current.min(self.floor);
-        for mut header in self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(max)) {
+        let headers = self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(max));
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        for header in &headers {
+            history.record(header);
+        }
+        drop(history);
+        for mut header in headers {
             header.send_ns = clock.now().as_nanos();
             let len = MEDIA_HEADER_LEN + header.payload_len as usize;
             let mut packet = BytesMut::with_capacity(len);
@@ -206,6 +215,34 @@ impl FrameSink for DatagramSink {
         }
         Ok(())
     }
+}
+
+/// Resends what the relay NACKs, from the publisher's send history, as datagrams.
+fn answer_nack(
+    conn: &quinn::Connection,
+    history: &Mutex<SendHistory>,
+    retransmitter: &mut Retransmitter,
+    ranges: &[NackRange],
+) -> u64 {
+    let clock = Clock::global();
+    retransmitter.on_rtt_sample(conn.rtt());
+    let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+    let headers = {
+        let history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        retransmitter.on_nack(clock.now(), &nack, &history)
+    };
+    let mut sent = 0;
+    for mut header in headers {
+        header.send_ns = clock.now().as_nanos();
+        let mut packet = BytesMut::with_capacity(MEDIA_HEADER_LEN + header.payload_len as usize);
+        packet.put_slice(&header.to_bytes());
+        // The payload is regenerated: only headers are kept.
+        packet.put_bytes(0, header.payload_len as usize);
+        if conn.send_datagram(packet.freeze()).is_ok() {
+            sent += 1;
+        }
+    }
+    sent
 }
 
 /// Hands frames from the pacing thread to the async stream writer.
@@ -297,8 +334,15 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let spin = spec.pacing_spin;
     let start = clock.now();
     let thread_stop = stop.clone();
+    // Set by a keyframe request from the relay (quic-datagram), read by the pacing thread.
+    let keyframe = Arc::new(AtomicBool::new(false));
+    let thread_keyframe = keyframe.clone();
     let (paced_tx, mut paced_rx) = tokio::sync::oneshot::channel::<()>();
 
+    let history = Arc::new(Mutex::new(SendHistory::default()));
+    let mut retransmitter =
+        Retransmitter::new(RetransmitConfig::for_bitrate(spec.profile.total_bitrate_bps()));
+    let mut retransmitted = 0;
     let (writer, pacer) = match spec.transport {
         Transport::QuicDatagram => {
             let floor = session.conn.max_datagram_size().unwrap_or(1_100);
@@ -308,10 +352,18 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 packetizer: Packetizer::new(session.stream_id),
                 interval,
                 stats: PublishStats::default(),
+                history: history.clone(),
             };
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
-                let (pace, result) =
-                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let (pace, result) = pacing::run(
+                    profile,
+                    start,
+                    duration,
+                    spin,
+                    &mut sink,
+                    &thread_stop,
+                    &thread_keyframe,
+                );
                 let _ = paced_tx.send(());
                 (sink.stats, pace, result)
             });
@@ -323,8 +375,15 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 tokio::spawn(write_objects(session.conn.clone(), session.stream_id, interval, rx));
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
                 let mut sink = ChannelSink(tx);
-                let (pace, result) =
-                    pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+                let (pace, result) = pacing::run(
+                    profile,
+                    start,
+                    duration,
+                    spin,
+                    &mut sink,
+                    &thread_stop,
+                    &thread_keyframe,
+                );
                 let _ = paced_tx.send(());
                 (PublishStats::default(), pace, result)
             });
@@ -342,6 +401,17 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 Some(Control::Error { code, message }) => {
                     refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
                     stop.store(true, Ordering::Relaxed);
+                }
+                Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
+                    keyframe.store(true, Ordering::Relaxed);
+                }
+                Some(Control::Nack { stream_id, ranges })
+                    if stream_id == session.stream_id
+                        && spec.transport == Transport::QuicDatagram
+                        && spec.repair == Repair::Nack =>
+                {
+                    retransmitted +=
+                        answer_nack(&session.conn, &history, &mut retransmitter, &ranges);
                 }
                 Some(_) => {}
                 None => {
@@ -370,6 +440,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     }
     stats.publish_time = Some(publish_time);
     stats.frames = pace.frames;
+    stats.keyframes_forced = pace.keyframes_forced;
+    stats.retransmitted = retransmitted;
     stats.timer_error = pace.timer_error;
     Ok(stats)
 }
@@ -451,7 +523,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             break ViewEnd::Duration;
         }
         if let Some(end) = stream_end
-            && (receiver.poll_timeout().is_none() || now >= end + Duration::from_secs(1))
+            && (receiver.playout_done() || now >= end + Duration::from_secs(1))
         {
             break ViewEnd::StreamEnded;
         }
@@ -460,7 +532,20 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             progress.add(&w);
             total.merge(&w);
             rtt.record_nanos_as_micros(session.conn.rtt().as_nanos() as u64);
+            receiver.on_rtt_sample(session.conn.rtt());
             next_window = now + Duration::from_secs(1);
+        }
+        // Repair feedback due after the last packet or timeout, on the control stream (QUIC
+        // delivers it reliably; it is small and rare next to the media).
+        let mut feedback = Vec::new();
+        while let Some(f) = receiver.poll_feedback(now) {
+            feedback.extend(super::feedback_message(session.stream_id, f).map(|m| m.encode()));
+        }
+        if !feedback.is_empty() && stream_end.is_none() {
+            let frames = feedback.concat();
+            if session.control_tx.write_all(&frames).await.is_err() {
+                break ViewEnd::ConnectionLost("the control stream to the relay closed".into());
+            }
         }
         let wake = [receiver.poll_timeout(), Some(next_window), Some(give_up)]
             .into_iter()

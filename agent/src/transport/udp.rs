@@ -2,14 +2,15 @@
 //! publisher paced on its own thread with a blocking socket, and a viewer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use stallwatch_measure::pacer::max_payload;
-use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, ScheduledFrame};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, is_control};
+use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
+use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role, is_control};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
 
@@ -144,6 +145,8 @@ struct UdpSink {
     buf: Vec<u8>,
     interval: Duration,
     stats: PublishStats,
+    /// What was sent, shared with the control loop that answers the relay's NACKs.
+    history: Arc<Mutex<SendHistory>>,
 }
 
 impl FrameSink for UdpSink {
@@ -154,6 +157,11 @@ impl FrameSink for UdpSink {
         }
         let headers =
             self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(MAX_DATAGRAM));
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        for header in &headers {
+            history.record(header);
+        }
+        drop(history);
         for mut header in headers {
             header.send_ns = clock.now().as_nanos();
             header.encode_into(&mut self.buf);
@@ -167,6 +175,40 @@ impl FrameSink for UdpSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Answers the relay's NACKs from the publisher's send history: the relay repairs its
+/// publisher leg as viewers repair theirs.
+struct Resender {
+    socket: std::net::UdpSocket,
+    relay: SocketAddr,
+    stream_id: u32,
+    history: Arc<Mutex<SendHistory>>,
+    retransmitter: Retransmitter,
+    buf: Vec<u8>,
+    /// Packets resent.
+    sent: u64,
+}
+
+impl Resender {
+    fn answer(&mut self, ranges: &[NackRange]) {
+        let clock = Clock::global();
+        let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
+        let headers = {
+            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            self.retransmitter.on_nack(clock.now(), &nack, &history)
+        };
+        for mut header in headers {
+            debug_assert_eq!(header.stream_id, self.stream_id);
+            header.send_ns = clock.now().as_nanos();
+            header.encode_into(&mut self.buf);
+            let len = (MEDIA_HEADER_LEN + header.payload_len as usize).min(self.buf.len());
+            // The payload is the buffer's zeros, regenerated: only headers are kept.
+            if send_retrying(&self.socket, &self.buf[..len], self.relay) {
+                self.sent += 1;
+            }
+        }
     }
 }
 
@@ -208,6 +250,18 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let send_socket = std_socket.try_clone().context("UDP socket")?;
     let socket = UdpSocket::from_std(std_socket).context("UDP socket")?;
 
+    let history = Arc::new(Mutex::new(SendHistory::default()));
+    let mut resender = Resender {
+        socket: send_socket.try_clone().context("UDP socket")?,
+        relay,
+        stream_id: session.stream_id,
+        history: history.clone(),
+        retransmitter: Retransmitter::new(RetransmitConfig::for_bitrate(
+            spec.profile.total_bitrate_bps(),
+        )),
+        buf: vec![0u8; MAX_DATAGRAM],
+        sent: 0,
+    };
     let mut sink = UdpSink {
         socket: send_socket,
         relay,
@@ -215,17 +269,28 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         buf: vec![0u8; MAX_DATAGRAM],
         interval: frame_interval(&spec.profile),
         stats: PublishStats { publish_time: Some(publish_time), ..Default::default() },
+        history,
     };
     let profile = spec.profile.clone();
     let duration = spec.duration;
     let spin = spec.pacing_spin;
     let thread_stop = stop.clone();
+    // Set by a keyframe request from the relay, read by the pacing thread.
+    let keyframe = Arc::new(AtomicBool::new(false));
+    let thread_keyframe = keyframe.clone();
     let start = clock.now();
     let pacer = std::thread::Builder::new()
         .name("udp-pacer".into())
         .spawn(move || {
-            let (pace, result) =
-                pacing::run(profile, start, duration, spin, &mut sink, &thread_stop);
+            let (pace, result) = pacing::run(
+                profile,
+                start,
+                duration,
+                spin,
+                &mut sink,
+                &thread_stop,
+                &thread_keyframe,
+            );
             (sink.stats, pace, result)
         })
         .context("starting the pacing thread")?;
@@ -254,6 +319,18 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 refused = Some(anyhow!("the relay ended the session"));
                 stop.store(true, Ordering::Relaxed);
             }
+            Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {
+                keyframe.store(true, Ordering::Relaxed);
+            }
+            Some(Control::Nack { stream_id, ranges })
+                if stream_id == session.stream_id && spec.repair == Repair::Nack =>
+            {
+                resender.answer(&ranges);
+            }
+            Some(Control::Pong { echo_send_ns, .. }) => {
+                let rtt = clock.now().as_nanos().saturating_sub(echo_send_ns);
+                resender.retransmitter.on_rtt_sample(Duration::from_nanos(rtt));
+            }
             _ => {}
         }
     }
@@ -268,6 +345,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         return Err(e);
     }
     stats.frames = pace.frames;
+    stats.keyframes_forced = pace.keyframes_forced;
+    stats.retransmitted = resender.sent;
     stats.timer_error = pace.timer_error;
     Ok(stats)
 }
@@ -307,9 +386,16 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
         if now >= give_up {
             break ViewEnd::Duration;
         }
+        // Repair feedback (NACKs, keyframe requests) due after the last packet or timeout.
+        while let Some(feedback) = receiver.poll_feedback(now) {
+            if let Some(msg) = super::feedback_message(session.stream_id, feedback) {
+                send_control(&socket, relay, &msg).await?;
+            }
+        }
         if let Some(until) = drain_until {
-            // The stream has ended: play out what is buffered, then stop.
-            if now >= until || receiver.poll_timeout().is_none() {
+            // The stream has ended: play out what is buffered, then stop (pending loss waits
+            // are settled by `finish`).
+            if now >= until || receiver.playout_done() {
                 break ViewEnd::StreamEnded;
             }
         }
@@ -346,7 +432,9 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
                 if is_control(buf[0]) {
                     match Control::decode_datagram(&buf[..len]) {
                         Ok(Control::Pong { echo_send_ns, .. }) => {
-                            rtt.record_nanos_as_micros(now.as_nanos().saturating_sub(echo_send_ns));
+                            let sample = now.as_nanos().saturating_sub(echo_send_ns);
+                            rtt.record_nanos_as_micros(sample);
+                            receiver.on_rtt_sample(Duration::from_nanos(sample));
                         }
                         Ok(Control::Goodbye) if drain_until.is_none() => {
                             stream_end = Some(now + spec.receiver.playout_delay);

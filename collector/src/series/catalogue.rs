@@ -74,6 +74,13 @@ pub const RTT_BOUNDS_US: [u64; 14] = [
 pub const SEND_TIMER_BOUNDS_US: [u64; 12] =
     [10, 25, 50, 100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
 
+/// Repair delay (a gap seen to the retransmission that filled it), µs: 5 ms to 2 s. About one
+/// round trip when the first NACK is answered; each further bound is a re-ask later.
+pub const REPAIR_DELAY_BOUNDS_US: [u64; 13] = [
+    5_000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 500_000,
+    1_000_000, 2_000_000,
+];
+
 /// A histogram metric family: one name, help, unit and bucket layout.
 #[derive(Debug)]
 pub struct HistogramFamily {
@@ -107,7 +114,7 @@ impl HistogramSpec {
 }
 
 /// Histogram families, in exposition order.
-pub static HISTOGRAM_FAMILIES: [HistogramFamily; 12] = [
+pub static HISTOGRAM_FAMILIES: [HistogramFamily; 14] = [
     HistogramFamily {
         name: "stallwatch_first_frame",
         help: "Viewer first-frame time: attempt start to the first complete keyframe.",
@@ -181,11 +188,23 @@ pub static HISTOGRAM_FAMILIES: [HistogramFamily; 12] = [
         unit: HistogramUnit::Micros,
         bounds: &SEND_TIMER_BOUNDS_US,
     },
+    HistogramFamily {
+        name: "stallwatch_first_render",
+        help: "Viewer: attempt start to the first frame on screen (its playout deadline).",
+        unit: HistogramUnit::Micros,
+        bounds: &FIRST_FRAME_BOUNDS_US,
+    },
+    HistogramFamily {
+        name: "stallwatch_repair_delay",
+        help: "Viewer with repair: a gap seen to the arrival of the retransmission that filled it.",
+        unit: HistogramUnit::Micros,
+        bounds: &REPAIR_DELAY_BOUNDS_US,
+    },
 ];
 
 /// Every report histogram name the collector knows, grouped by family in exposition order.
 /// Phase names are `measure`'s `Phase::name`.
-pub static HISTOGRAMS: [HistogramSpec; 16] = [
+pub static HISTOGRAMS: [HistogramSpec; 18] = [
     HistogramSpec { report: "first_frame_us", family: 0, label: None },
     HistogramSpec {
         report: "first_frame_connect_us",
@@ -222,6 +241,8 @@ pub static HISTOGRAMS: [HistogramSpec; 16] = [
     HistogramSpec { report: "publish_time_us", family: 9, label: None },
     HistogramSpec { report: "rtt_us", family: 10, label: None },
     HistogramSpec { report: "send_timer_error_us", family: 11, label: None },
+    HistogramSpec { report: "first_render_us", family: 12, label: None },
+    HistogramSpec { report: "repair_delay_us", family: 13, label: None },
 ];
 
 /// Number of histograms each cohort keeps.
@@ -292,7 +313,7 @@ const fn count(name: &'static str, help: &'static str) -> CounterFamily {
 }
 
 /// Counter families, in exposition order.
-pub static COUNTER_FAMILIES: [CounterFamily; 32] = [
+pub static COUNTER_FAMILIES: [CounterFamily; 42] = [
     count(
         "stallwatch_packets_arrived",
         "Packets that arrived, duplicates and stale packets included.",
@@ -383,6 +404,34 @@ pub static COUNTER_FAMILIES: [CounterFamily; 32] = [
         "Publisher: frames sent after their time because congestion control held them back.",
     ),
     count("stallwatch_send_errors", "Publisher: sends that failed."),
+    count(
+        "stallwatch_frames_caught_up",
+        "Frames of a cache replay decoded to reach the live edge, not shown.",
+    ),
+    count(
+        "stallwatch_rebuffers",
+        "Times the player's buffer ran dry and it resumed one playout delay later.",
+    ),
+    count(
+        "stallwatch_packets_residual_expected",
+        "Sequence numbers decided on the repaired stream (originals and retransmissions).",
+    ),
+    count(
+        "stallwatch_packets_residual_lost",
+        "Packets still missing after repair; residual loss = residual_lost / residual_expected.",
+    ),
+    count("stallwatch_nacks_sent", "NACK messages a viewer sent."),
+    count("stallwatch_packets_nacked", "Sequence numbers a viewer asked for, counted once each."),
+    count("stallwatch_nack_retries", "Further asks for sequence numbers already asked for."),
+    count(
+        "stallwatch_retransmissions_received",
+        "Retransmitted packets that arrived, duplicates included.",
+    ),
+    count(
+        "stallwatch_packets_repaired",
+        "Missing packets whose first copy was a retransmission, within the loss wait.",
+    ),
+    count("stallwatch_keyframe_requests", "Keyframe requests (PLI) a viewer sent."),
 ];
 
 const fn one(report: &'static str, family: usize) -> CounterSpec {
@@ -390,7 +439,7 @@ const fn one(report: &'static str, family: usize) -> CounterSpec {
 }
 
 /// Every report counter name the collector knows, grouped by family in exposition order.
-pub static COUNTERS: [CounterSpec; 48] = [
+pub static COUNTERS: [CounterSpec; 58] = [
     one("packets", 0),
     one("bytes", 1),
     one("packets_from_cache", 2),
@@ -495,6 +544,16 @@ pub static COUNTERS: [CounterSpec; 48] = [
     one("sent_frames", 29),
     one("sent_frames_late", 30),
     one("send_errors", 31),
+    one("frames_caught_up", 32),
+    one("rebuffers", 33),
+    one("packets_residual_expected", 34),
+    one("packets_residual_lost", 35),
+    one("nacks_sent", 36),
+    one("packets_nacked", 37),
+    one("nack_retries", 38),
+    one("retransmissions_received", 39),
+    one("packets_repaired", 40),
+    one("keyframe_requests", 41),
 ];
 
 /// Number of counters each cohort keeps.
