@@ -233,6 +233,10 @@ pub async fn run_attempt(
         ProbeMode::Loopback => loopback_stream(&ctx.agent, &plan.name, start),
     };
 
+    // Fleet viewers repair as real low-latency players do (`nack` on udp and quic-datagram;
+    // QUIC repairs its streams itself), so stall figures are those of the repaired stream
+    // (docs/metrics.md section 18). Plans do not choose another mode yet.
+    let repair = crate::probe::repair_for(plan.transport, None);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(tokio::sync::Notify::new());
     let publisher = publishes.then(|| {
@@ -244,9 +248,7 @@ pub async fn run_attempt(
             duration: plan.duration,
             pacing_spin: PACING_SPIN,
             accepted: Some(accepted.clone()),
-            // Plans carry no repair mode yet: run-mode viewers do not repair, so neither does
-            // the publisher (docs/metrics.md section 18).
-            repair: stallwatch_measure::Repair::None,
+            repair,
         };
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -286,6 +288,7 @@ pub async fn run_attempt(
         }
         if go {
             let receiver = ReceiverConfig {
+                repair,
                 playout_delay: PLAYOUT_DELAY,
                 medium: if profile.fps == 0 { Medium::Audio } else { Medium::Video },
                 sender_clock_offset_ns: loopback.then_some(0),
