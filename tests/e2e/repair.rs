@@ -276,9 +276,19 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
     let lost = u(&v["packets_lost"]);
     assert!(lost <= kernel && kernel - lost <= 5, "viewer lost {lost}, kernel dropped {kernel}");
     assert_eq!(u(&v["repair"]["residual_lost"]), lost);
+    // Either it stalls most of the time, or (a 720p keyframe is about a hundred packets, so
+    // at 4 % loss few arrive whole) no frame is ever shown: no play time, no stall ratio.
     let raw_stalls = f(&v["stall_ratio"]);
-    assert!(raw_stalls > 0.5, "stall ratio without repair {raw_stalls}");
-    assert!(repaired_stalls < raw_stalls / 5.0, "repaired {repaired_stalls}, raw {raw_stalls}");
+    let never_shown = v["first_frame_ms"].is_null();
+    assert!(
+        raw_stalls > 0.5 || never_shown,
+        "stall ratio without repair {raw_stalls}, first frame {}",
+        v["first_frame_ms"]
+    );
+    assert!(
+        never_shown || repaired_stalls < raw_stalls / 5.0,
+        "repaired {repaired_stalls}, raw {raw_stalls}"
+    );
     assert_eq!(u(&raw["publisher"]["retransmitted"]), 0);
 
     // quic-datagram: QUIC packets are encrypted, so the kernel's counts are not by kind; the

@@ -19,14 +19,10 @@ use crate::store::CohortRow;
 pub struct SignalNames {
     /// Viewing attempts started.
     pub view_attempts: &'static str,
-    /// Viewing attempts failed (all causes).
-    pub view_failures: &'static str,
     /// Prefix of the per-cause view failure counters (`view_failures_<cause>`).
     pub view_failure_cause_prefix: &'static str,
     /// Publishing attempts started.
     pub publish_attempts: &'static str,
-    /// Publishing attempts failed (all causes).
-    pub publish_failures: &'static str,
     /// Prefix of the per-cause publish failure counters.
     pub publish_failure_cause_prefix: &'static str,
     /// Time in stalls, ns.
@@ -46,10 +42,8 @@ pub struct SignalNames {
 /// The one table of report names (`measure/src/report.rs`, `agent/src/run/attempt.rs`).
 pub const NAMES: SignalNames = SignalNames {
     view_attempts: "view_attempts",
-    view_failures: "view_failures",
     view_failure_cause_prefix: "view_failures_",
     publish_attempts: "publish_attempts",
-    publish_failures: "publish_failures",
     publish_failure_cause_prefix: "publish_failures_",
     stall_time: "stall_time_ns",
     play_time: "play_time_ns",
@@ -380,10 +374,8 @@ pub fn from_row(row: &CohortRow, slow_first_frame_us: u64) -> (MinuteSignals, Ve
     };
     let mut counts = Counts {
         view_attempts: counter(NAMES.view_attempts),
-        view_failures: counter(NAMES.view_failures),
         view_failure_causes: causes(NAMES.view_failure_cause_prefix),
         publish_attempts: counter(NAMES.publish_attempts),
-        publish_failures: counter(NAMES.publish_failures),
         publish_failure_causes: causes(NAMES.publish_failure_cause_prefix),
         stall_ns: counter(NAMES.stall_time),
         play_ns: counter(NAMES.play_time),
@@ -391,6 +383,9 @@ pub fn from_row(row: &CohortRow, slow_first_frame_us: u64) -> (MinuteSignals, Ve
         packets_expected: counter(NAMES.expected),
         ..Counts::default()
     };
+    // Agents count failures by cause only (`view_failures_<cause>`); the total is their sum.
+    counts.view_failures = counts.view_failure_causes.iter().map(|&v| u64::from(v)).sum();
+    counts.publish_failures = counts.publish_failure_causes.iter().map(|&v| u64::from(v)).sum();
     let mut problems = Vec::new();
     let mut read = |name: &str| -> Option<SparseHistogram> {
         let stored = row.histograms.get(name)?;
@@ -501,7 +496,6 @@ mod tests {
         let r = row(
             &[
                 ("view_attempts", 20),
-                ("view_failures", 3),
                 ("view_failures_unreachable", 2),
                 ("view_failures_mystery", 1),
                 ("publish_attempts", 4),

@@ -49,7 +49,6 @@ impl Minute {
         m.add("play_time_ns", viewing_ns - stall)
             .add("stall_time_ns", stall)
             .add("view_attempts", viewers)
-            .add("view_failures", 0)
             .add("packets_expected", expected)
             .add("packets_lost", (expected as f64 * loss) as u64);
         m
@@ -58,9 +57,7 @@ impl Minute {
     /// `publishers` publish attempts, `failed` of them failing as unreachable.
     pub fn publishing(publishers: u64, failed: u64) -> Self {
         let mut m = Minute::default();
-        m.add("publish_attempts", publishers)
-            .add("publish_failures", failed)
-            .add("publish_failures_unreachable", failed);
+        m.add("publish_attempts", publishers).add("publish_failures_unreachable", failed);
         m
     }
 
