@@ -14,6 +14,7 @@ use stallwatch_proto::duration::format_duration;
 
 use super::Severity;
 use super::signals::Signal;
+use crate::config::check::Checker;
 use crate::config::{Locations, Problem, Relay, Slo};
 
 /// The `[alerts]` section.
@@ -655,7 +656,7 @@ impl AlertsConfig {
     /// Problems with the section, each naming its field (`alerts.thresholds.window`) and,
     /// through `locations`, the line.
     pub fn check(&self, slo: &Slo, locations: &Locations) -> Vec<Problem> {
-        let mut c = Checks { locations, problems: Vec::new() };
+        let mut c = Checker::new(locations);
         let fmt = format_duration;
         c.at_least("alerts.evaluate_every", self.evaluate_every, Duration::from_secs(1));
         c.at_most("alerts.restate", self.restate, Duration::from_secs(3600));
@@ -895,22 +896,8 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Collects problems located by field path.
-struct Checks<'a> {
-    locations: &'a Locations,
-    problems: Vec<Problem>,
-}
-
-impl Checks<'_> {
-    fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            origin: self.locations.origin().to_owned(),
-            position: self.locations.position(path),
-            path: path.to_owned(),
-            message: message.into(),
-        });
-    }
-
+/// The alerts section's own checks, on the config's problem collector.
+impl Checker<'_> {
     fn at_least(&mut self, path: &str, d: Duration, min: Duration) {
         if d < min {
             self.problem(

@@ -37,14 +37,22 @@ pub const KNOWN_EMULATION_PRESETS: [&str; 9] = [
 /// Longest label value, in bytes.
 const MAX_LABEL_LEN: usize = 64;
 
-/// Collects problems, each located by its field path.
-struct Checker<'a> {
+/// Collects problems, each located by its field path. Sections checked elsewhere (`alerts`)
+/// add their own checks to it in their module.
+pub(crate) struct Checker<'a> {
     locations: &'a Locations,
-    problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    /// No problems yet; positions come from `locations`.
+    pub(crate) fn new(locations: &'a Locations) -> Self {
+        Checker { locations, problems: Vec::new() }
+    }
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             origin: self.locations.origin().to_owned(),
             position: self.locations.position(path),
@@ -135,7 +143,7 @@ impl Checker<'_> {
 
 /// Checks `config`; the problems are in file order.
 pub(crate) fn check(config: &Config, locations: &Locations) -> Vec<Problem> {
-    let mut c = Checker { locations, problems: Vec::new() };
+    let mut c = Checker::new(locations);
     listen(&mut c, config);
     storage(&mut c, config);
     ingest(&mut c, config);
@@ -497,7 +505,7 @@ fn slo(c: &mut Checker<'_>, config: &Config) {
 /// Problems with the files the config names (`validate --check-files`): the TLS files must be
 /// readable files (the web token file too, when set) and the storage directory must exist.
 pub(crate) fn check_files(config: &Config) -> Vec<Problem> {
-    let mut c = Checker { locations: &config.locations, problems: Vec::new() };
+    let mut c = Checker::new(&config.locations);
     let tls = &config.tls;
     for (field, path) in
         [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key), ("revoked", &tls.revoked)]

@@ -16,7 +16,7 @@
 //! maps field paths to lines, `cli.rs` is `stallwatch-collector validate`.
 
 mod bytes;
-mod check;
+pub(crate) mod check;
 mod cli;
 mod error;
 mod locate;
