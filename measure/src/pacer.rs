@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use stallwatch_proto::media::{FrameKind, MEDIA_HEADER_LEN, MediaHeader};
+use stallwatch_proto::media::{FLAG_END_OF_STREAM, FrameKind, MEDIA_HEADER_LEN, MediaHeader};
 
 use crate::profile::StreamProfile;
 use crate::time::Time;
@@ -30,6 +30,8 @@ pub struct ScheduledFrame {
     pub due: Time,
     /// Frame size in bytes, before fragmentation.
     pub size: u32,
+    /// The last frame of its medium: the stream ends after it ([`Pacer::poll_frame_before`]).
+    pub last: bool,
 }
 
 /// Schedules the frames of one stream from a start time.
@@ -88,6 +90,20 @@ impl Pacer {
         (pps > 0).then(|| self.start + Duration::from_nanos(n * 1_000_000_000 / pps))
     }
 
+    /// Like [`Pacer::poll_frame`] for a stream that ends at `end`: a frame whose medium has no
+    /// frame due before `end` after it is marked [`ScheduledFrame::last`]. Frames due at or
+    /// after `end` are not sent.
+    pub fn poll_frame_before(&mut self, now: Time, end: Time) -> Option<ScheduledFrame> {
+        let before_end = Time::from_nanos(end.as_nanos().saturating_sub(1));
+        let mut frame = self.poll_frame(now.min(before_end))?;
+        let next = match frame.kind {
+            FrameKind::Audio => self.audio_due(self.next_audio),
+            _ => self.video_due(self.next_video),
+        };
+        frame.last = next.is_none_or(|t| t >= end);
+        Some(frame)
+    }
+
     /// When the next frame is due; `None` for an empty profile.
     pub fn poll_timeout(&self) -> Option<Time> {
         match (self.video_due(self.next_video), self.audio_due(self.next_audio)) {
@@ -124,6 +140,7 @@ impl Pacer {
                     } else {
                         self.profile.predicted_frame_bytes()
                     },
+                    last: false,
                 })
             }
             (_, Some(a)) => {
@@ -135,6 +152,7 @@ impl Pacer {
                     gop: self.gop,
                     due: a,
                     size: self.profile.audio_packet_bytes(),
+                    last: false,
                 })
             }
             _ => None,
@@ -199,7 +217,7 @@ impl Packetizer {
                 self.next_seq += 1;
                 MediaHeader {
                     kind: frame.kind,
-                    flags: 0,
+                    flags: if frame.last { FLAG_END_OF_STREAM } else { 0 },
                     frag_index: i as u16,
                     frag_count: count,
                     stream_id: self.stream_id,
@@ -293,10 +311,41 @@ mod tests {
     }
 
     #[test]
+    fn the_last_frame_of_each_medium_before_the_end_is_marked_and_nothing_after_it_is_sent() {
+        let mut pacer = Pacer::new("720p30".parse().unwrap(), Time::ZERO);
+        let end = Time::from_millis(1_000);
+        let frames: Vec<_> =
+            std::iter::from_fn(|| pacer.poll_frame_before(Time::from_millis(5_000), end)).collect();
+        assert!(frames.iter().all(|f| f.due < end));
+        let video: Vec<_> = frames.iter().filter(|f| f.kind != FrameKind::Audio).collect();
+        let audio: Vec<_> = frames.iter().filter(|f| f.kind == FrameKind::Audio).collect();
+        assert_eq!(video.len(), 30);
+        assert!(!audio.is_empty());
+        for medium in [video, audio] {
+            let (last, rest) = medium.split_last().unwrap();
+            assert!(last.last, "{last:?}");
+            assert!(rest.iter().all(|f| !f.last));
+        }
+        let mut pk = Packetizer::new(1);
+        let last =
+            frames.iter().rfind(|f| f.kind == FrameKind::Key || f.kind == FrameKind::Predicted);
+        let headers = pk.packetize(last.unwrap(), 0, max_payload(1248));
+        assert!(headers.iter().all(|h| h.end_of_stream()));
+        let headers = pk.packetize(&frames[0], 0, max_payload(1248));
+        assert!(headers.iter().all(|h| !h.end_of_stream()));
+    }
+
+    #[test]
     fn packetizer_numbers_fragments_consecutively() {
         let mut pk = Packetizer::new(7);
-        let frame =
-            ScheduledFrame { kind: FrameKind::Key, frame: 0, gop: 0, due: Time::ZERO, size: 3000 };
+        let frame = ScheduledFrame {
+            kind: FrameKind::Key,
+            frame: 0,
+            gop: 0,
+            due: Time::ZERO,
+            size: 3000,
+            last: false,
+        };
         let headers = pk.packetize(&frame, 5, max_payload(1248));
         assert_eq!(headers.len(), 3);
         assert_eq!(headers.iter().map(|h| h.seq).collect::<Vec<_>>(), vec![0, 1, 2]);

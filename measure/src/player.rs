@@ -189,6 +189,9 @@ pub struct Player {
     recent_gaps: [u64; FREEZE_AVERAGE_FRAMES],
     recent_len: usize,
     recent_next: usize,
+    /// The stream's last frame, once a fragment marked end-of-stream has arrived: nothing is a
+    /// stall after it is played (the publisher may linger to answer NACKs before its goodbye).
+    end_frame: Option<u64>,
     /// A stall in progress already counted at a window boundary, and its time reported so far.
     open_stall_reported_ns: Option<u64>,
     open_stall_600_counted: bool,
@@ -212,6 +215,7 @@ impl Player {
             waiting: false,
             gop_ok: false,
             keyframe_needed_after: None,
+            end_frame: None,
             last_render: None,
             recent_gaps: [0; FREEZE_AVERAGE_FRAMES],
             recent_len: 0,
@@ -240,6 +244,11 @@ impl Player {
         Some(PlayoutClock::from_offset_ns(offset + self.playout_delay.as_nanos() as i128))
     }
 
+    /// Whether the stream's last frame (marked end-of-stream) has been played.
+    pub fn ended(&self) -> bool {
+        self.end_frame.is_some_and(|end| self.started && self.next_frame > end)
+    }
+
     /// Whether a video frame was lost and no keyframe after it has started arriving.
     pub fn needs_keyframe(&self) -> bool {
         self.keyframe_needed_after.is_some()
@@ -264,6 +273,9 @@ impl Player {
             return;
         }
         let frame = u64::from(header.frame);
+        if header.end_of_stream() {
+            self.end_frame = Some(frame);
+        }
         let key = header.kind != FrameKind::Predicted;
         if key && self.keyframe_needed_after.is_some_and(|lost| frame > lost) {
             // A newer keyframe is on its way; if it does not make it, it will be lost in turn.
@@ -513,6 +525,9 @@ impl Player {
     /// time so far; the rest is added when it ends.
     fn account_open_stall(&mut self, now: Time) {
         let Some(last) = self.last_render else { return };
+        if self.ended() {
+            return;
+        }
         let gap = now.saturating_since(last);
         if gap <= STALL_GAP {
             return;
@@ -657,6 +672,38 @@ mod tests {
         assert_eq!(c.stall_time_ns, 60 * FRAME_NS - 1_000_000_000);
         assert_eq!(stalls.count(), 1);
         assert_eq!(c.stalls_600ms, 0, "the 600 ms variant was counted in the first window");
+    }
+
+    #[test]
+    fn after_the_last_frame_of_the_stream_the_wait_for_the_goodbye_is_no_stall() {
+        let mut p = Player::new(Medium::Video, Duration::ZERO);
+        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0), true);
+        let mut last = frame(1, FrameKind::Predicted, 1, 0);
+        last.flags = stallwatch_proto::media::FLAG_END_OF_STREAM;
+        p.on_fragment(Time::from_nanos(last.capture_ns), &last, true);
+        p.handle_timeout(Time::from_nanos(last.capture_ns));
+        assert!(p.ended());
+        // The publisher answers NACKs for a second before it says goodbye: nothing renders.
+        let (c, _) = p.take_window(Time::from_millis(1_000));
+        assert_eq!((c.stalls, c.stall_time_ns, c.frames_rendered), (0, 0, 2));
+        let (c, stalls) = p.finish(Time::from_millis(2_000));
+        assert_eq!((c.stalls, c.stall_time_ns, stalls.count()), (0, 0, 0));
+        assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_stream_that_stops_without_its_last_frame_still_shows_the_stall() {
+        let mut p = Player::new(Medium::Video, Duration::ZERO);
+        let mut last = frame(1, FrameKind::Predicted, 1, 0);
+        last.flags = stallwatch_proto::media::FLAG_END_OF_STREAM;
+        p.on_fragment(Time::ZERO, &frame(0, FrameKind::Key, 1, 0), true);
+        p.handle_timeout(Time::ZERO);
+        // The end-marked frame is known (a fragment of two) but never completes.
+        last.frag_count = 2;
+        p.on_fragment(Time::from_millis(10), &last, true);
+        assert!(!p.ended());
+        let (c, _) = p.take_window(Time::from_millis(1_000));
+        assert_eq!(c.stalls, 1);
     }
 
     #[test]

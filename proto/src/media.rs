@@ -9,6 +9,7 @@
 //!  4  frag_count   u16  (>= 1)
 //!  6  flags        u16  (bit 0: FROM_CACHE, set by a relay replaying its GOP cache;
 //!                         bit 1: RETRANSMITTED, a repair answering a NACK;
+//!                         bit 2: END_OF_STREAM, the last frame of its medium;
 //!                         other bits reserved: sent as 0, ignored)
 //!  8  stream_id    u32
 //! 12  payload_len  u32  (bytes of synthetic payload after the header)
@@ -35,6 +36,11 @@ pub const FLAG_FROM_CACHE: u16 = 1;
 /// `flags` bit: a retransmission answering a NACK (RFC 4585 generic NACK), not the packet's
 /// original transmission, so it says nothing about the path's loss, jitter or delay.
 pub const FLAG_RETRANSMITTED: u16 = 2;
+
+/// `flags` bit: the last frame of its medium (video, or audio) before the publisher ends the
+/// stream. A player stops after it instead of counting the wait for the goodbye as a stall:
+/// a publisher that repairs keeps answering NACKs for a while after its last frame.
+pub const FLAG_END_OF_STREAM: u16 = 4;
 
 /// Kind of media a packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +114,11 @@ impl MediaHeader {
     /// Whether a relay replayed this packet from its GOP cache.
     pub fn from_cache(&self) -> bool {
         self.flags & FLAG_FROM_CACHE != 0
+    }
+
+    /// Whether this is a fragment of the last frame of its medium.
+    pub fn end_of_stream(&self) -> bool {
+        self.flags & FLAG_END_OF_STREAM != 0
     }
 
     /// Writes the 48-byte header into the start of `out`.

@@ -260,11 +260,8 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
     assert_eq!(r["mode"], "nack");
     assert!(u(&r["packets_repaired"]) > 100, "{r:#}");
     assert!(f(&r["residual_loss_ratio"]) < 0.001, "residual loss {r:#}");
-    // Idle, the repaired stream does not stall (0 % measured); the bound leaves room for a
-    // loaded machine, where the agent's own threads can be starved for longer than the 300 ms
-    // playout delay (8 % measured once at load average 17, with 366 frames sent late).
     let repaired_stalls = f(&v["stall_ratio"]);
-    assert!(repaired_stalls < 0.1, "stall ratio {repaired_stalls}");
+    assert_repaired_stream_plays(v);
     assert!(u(&udp["publisher"]["retransmitted"]) > 0, "the relay repaired its publisher leg");
 
     // The same path without repair: every loss stays, and one lost packet of a P-frame
@@ -299,5 +296,19 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
     eprintln!("quic-datagram nack: {v:#}");
     assert!(u(&v["packets_lost"]) > 50, "the path lost packets: {}", v["packets_lost"]);
     assert!(f(&v["repair"]["residual_loss_ratio"]) < 0.001, "{:#}", v["repair"]);
-    assert!(f(&v["stall_ratio"]) < 0.1, "stall ratio {}", v["stall_ratio"]);
+    assert_repaired_stream_plays(v);
+}
+
+/// A repaired stream shows every frame to the end, and stalls under 1 % of the time (0 %
+/// measured idle). Where the agent itself was starved (self-noise windows: its send timer or
+/// emulator ran late, as on a loaded machine) the bound is 10 %: 8 % was measured once at load
+/// average 17, with 366 frames sent late.
+fn assert_repaired_stream_plays(v: &Value) {
+    let stalls = f(&v["stall_ratio"]);
+    let noisy = u(&v["self_noise_windows"]);
+    let bound = if noisy == 0 { 0.01 } else { 0.1 };
+    assert!(stalls < bound, "stall ratio {stalls} with {noisy} self-noise windows");
+    // The last frame too: the publisher answers NACKs after it before its goodbye.
+    assert_eq!(u(&v["frames_missing"]), 0, "{v:#}");
+    assert_eq!(u(&v["repair"]["keyframe_requests"]), 0, "{v:#}");
 }

@@ -110,7 +110,7 @@ pub fn run(
         if keyframe.swap(false, Ordering::Relaxed) {
             stats.keyframes_forced += u64::from(pacer.request_keyframe(woke));
         }
-        while let Some(frame) = pacer.poll_frame(woke) {
+        while let Some(frame) = pacer.poll_frame_before(woke, end) {
             stats.frames += 1;
             if let Err(e) = sink.send_frame(&frame) {
                 return (stats, Err(e));

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use stallwatch_measure::pacer::max_payload;
-use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
+use stallwatch_measure::repair::{
+    END_OF_STREAM_REPAIR, Nack, RetransmitConfig, Retransmitter, SendHistory,
+};
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame, Time};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
@@ -420,6 +422,28 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                     control_open = false;
                 }
             },
+        }
+    }
+    // The last datagrams may be lost like any other: answer NACKs a while before the goodbye.
+    if spec.transport == Transport::QuicDatagram
+        && spec.repair == Repair::Nack
+        && refused.is_none()
+        && control_open
+    {
+        let tail = tokio::time::sleep(END_OF_STREAM_REPAIR);
+        tokio::pin!(tail);
+        loop {
+            tokio::select! {
+                _ = &mut tail => break,
+                msg = session.control_rx.recv() => match msg {
+                    Some(Control::Nack { stream_id, ranges }) if stream_id == session.stream_id => {
+                        retransmitted +=
+                            answer_nack(&session.conn, &history, &mut retransmitter, &ranges);
+                    }
+                    Some(Control::Error { .. } | Control::Goodbye) | None => break,
+                    Some(_) => {}
+                },
+            }
         }
     }
     let (mut stats, pace, result) =

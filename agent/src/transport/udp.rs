@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use stallwatch_measure::pacer::max_payload;
-use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter, SendHistory};
+use stallwatch_measure::repair::{
+    END_OF_STREAM_REPAIR, Nack, RetransmitConfig, Retransmitter, SendHistory,
+};
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role, is_control};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
@@ -332,6 +334,23 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 resender.retransmitter.on_rtt_sample(Duration::from_nanos(rtt));
             }
             _ => {}
+        }
+    }
+    // The last packets may be lost like any other: answer NACKs a while before the goodbye.
+    if spec.repair == Repair::Nack && refused.is_none() {
+        let until = tokio::time::Instant::now() + END_OF_STREAM_REPAIR;
+        loop {
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            match recv_control(&socket, relay, wait).await {
+                Some(Control::Nack { stream_id, ranges }) if stream_id == session.stream_id => {
+                    resender.answer(&ranges);
+                }
+                Some(Control::Goodbye | Control::Error { .. }) => break,
+                _ => {}
+            }
         }
     }
     let (mut stats, pace, result) =

@@ -84,6 +84,13 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// `kMaxWaitForKeyFrame`).
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a publisher that repairs keeps answering NACKs after its last frame, before it says
+/// goodbye. The last packets can be lost like any other; without this the end of every attempt
+/// would show as residual loss (and a missing last frame) at each viewer. One second covers a
+/// viewer's playout delay and a relay's NACK window towards the publisher
+/// ([`NackConfig::default`]'s `max_age`).
+pub const END_OF_STREAM_REPAIR: Duration = Duration::from_secs(1);
+
 /// A viewer stops repeating keyframe requests when no packet has arrived for this long: a
 /// dead path gets no stream of requests (libwebrtc asks only while packets keep coming).
 pub const KEYFRAME_REQUEST_IDLE: Duration = Duration::from_secs(1);
