@@ -140,6 +140,7 @@ fn key(plan: &ProbePlan, role: Role) -> SeriesKey {
     SeriesKey {
         probe: plan.name.clone(),
         transport: plan.transport,
+        repair: crate::probe::repair_for(plan.transport, plan.repair),
         target: plan.target.clone(),
         role,
     }

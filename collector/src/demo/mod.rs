@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use stallwatch_proto::duration::{format_duration, parse_duration};
+use stallwatch_proto::{Repair, Transport};
 use tracing::{info, warn};
 
 use crate::clock;
@@ -206,8 +207,11 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
         .agents
         .iter()
         .flat_map(|a| {
-            ["quic-stream", "quic-datagram", "udp"]
-                .map(|t| Cohort::new(&a.region, &a.network_type, t, RELAY_NAME))
+            // The demo's plans leave repair out: each transport's default mode.
+            Transport::ALL.map(|t| {
+                Cohort::new(&a.region, &a.network_type, t.as_str(), RELAY_NAME)
+                    .with_repair(Repair::for_transport(t, None).name())
+            })
         })
         .collect();
     let started = clock::monotonic();
@@ -313,13 +317,16 @@ fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
     keys.sort();
     println!("-- {:>4}s  {} cohorts", elapsed.as_secs(), keys.len());
     for key in keys {
-        let name = format!("{}/{} {} {}", key.region, key.network_type, key.transport, key.target);
+        let name = format!(
+            "{}/{} {} ({}) {}",
+            key.region, key.network_type, key.transport, key.repair, key.target
+        );
         let counter = |n: &str| cohorts.counter(key, n).unwrap_or(0);
         let first_frame = cohorts.histogram(key, "first_frame_us");
         let attempts = first_frame.as_ref().map_or(0, |h| h.count());
         let expected_packets = counter("packets_expected");
         if expected_packets == 0 && attempts == 0 {
-            println!("   {name:<40} waiting for the first report");
+            println!("   {name:<47} waiting for the first report");
             continue;
         }
         let p95 = |metric: &str| {
@@ -336,7 +343,7 @@ fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
         let (stall, play) = (counter("stall_time_ns") as f64, counter("play_time_ns") as f64);
         let stall_ratio = if stall + play > 0.0 { 100.0 * stall / (stall + play) } else { 0.0 };
         println!(
-            "   {name:<40} first frame p95 {:>7}  jitter p95 {:>6}  loss {loss:5.2}%  stalls {:>3} ({stall_ratio:4.1}% of play)",
+            "   {name:<47} first frame p95 {:>7}  jitter p95 {:>6}  loss {loss:5.2}%  stalls {:>3} ({stall_ratio:4.1}% of play)",
             p95("first_frame_us"),
             p95("jitter_us"),
             counter("stalls"),

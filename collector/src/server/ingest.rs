@@ -22,8 +22,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use stallwatch_proto::Transport;
 use stallwatch_proto::report::{DecodedReport, ReportError, decode_report};
+use stallwatch_proto::{Repair, Transport};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -343,6 +343,12 @@ fn check_labels(
             return Err(refuse(format!(
                 "series {i}: transport {transport:?} is not one of quic-stream, quic-datagram, udp"
             )));
+        }
+        // Absent (an agent older than the label): the store's unlabelled rule applies.
+        if let Some(repair) = series.labels.get("repair")
+            && repair.parse::<Repair>().is_err()
+        {
+            return Err(refuse(format!("series {i}: repair {repair:?} is not one of nack, none")));
         }
         let target = series.labels.get("target").map(String::as_str).unwrap_or("");
         if !labels.allows_target(target) {
