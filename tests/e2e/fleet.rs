@@ -64,9 +64,12 @@ impl TestFleet {
         Some((a.region.clone(), a.network_type.clone()))
     }
 
+    /// The cohort's labels as exported; the fleet's plans leave repair out, so each
+    /// transport runs its default mode.
     fn cohort(&self, agent: &FleetAgent, transport: &str) -> String {
+        let repair = stallwatch_proto::Repair::for_transport(transport.parse().unwrap(), None);
         format!(
-            "{{region=\"{}\",network_type=\"{}\",transport=\"{transport}\",target=\"{RELAY_NAME}\"}}",
+            "{{region=\"{}\",network_type=\"{}\",transport=\"{transport}\",repair=\"{repair}\",target=\"{RELAY_NAME}\"}}",
             agent.region, agent.network_type
         )
     }
@@ -101,8 +104,8 @@ fn archive_totals(fleet: &TestFleet, agents: &[AgentProcess]) -> Totals {
             totals.reports += 1;
             for (series, hists) in decoded.report.series.iter().zip(&decoded.histograms) {
                 let cohort = format!(
-                    "{{region=\"{region}\",network_type=\"{network_type}\",transport=\"{}\",target=\"{}\"}}",
-                    series.labels["transport"], series.labels["target"]
+                    "{{region=\"{region}\",network_type=\"{network_type}\",transport=\"{}\",repair=\"{}\",target=\"{}\"}}",
+                    series.labels["transport"], series.labels["repair"], series.labels["target"]
                 );
                 for (name, v) in &series.counters {
                     *totals.counters.entry((cohort.clone(), name.clone())).or_default() += v;
