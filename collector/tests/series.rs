@@ -154,7 +154,12 @@ fn golden_store() -> Collector {
     let mut store = Collector::new(&tag, SeriesLimits::default());
     let fra: Who = ("eu-fra", "4g");
     let sea: Who = ("us-sea", "wifi");
-    let relay = [("probe", "view"), ("transport", "quic-datagram"), ("target", "relay-fra")];
+    let relay = [
+        ("probe", "view"),
+        ("transport", "quic-datagram"),
+        ("repair", "nack"),
+        ("target", "relay-fra"),
+    ];
     let viewer = |stalls: u64, jitter: &[u64], first_frame: Option<u64>| {
         let mut s = series(
             &relay,
@@ -458,7 +463,7 @@ fn series_counters_from_two_agents_add_up_in_the_exposition() {
             (head.to_owned(), value.parse().unwrap_or(f64::INFINITY))
         })
         .collect();
-    let fra = r#"region="eu-fra",network_type="4g",transport="quic-datagram",target="relay-fra""#;
+    let fra = r#"region="eu-fra",network_type="4g",transport="quic-datagram",repair="nack",target="relay-fra""#;
     assert_eq!(samples[&format!("stallwatch_packets_lost_total{{{fra}}}")], 20.0);
     assert_eq!(samples[&format!("stallwatch_stall_seconds_total{{{fra}}}")], 0.7);
     assert_eq!(samples[&format!("stallwatch_jitter_seconds_count{{{fra}}}")], 3.0);

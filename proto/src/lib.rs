@@ -16,7 +16,7 @@ pub use control::{Control, ControlError, ErrorCode, Role, StartAt, is_control};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use hdr::{HdrError, HdrLimits};
 pub use media::{FrameKind, MediaError, MediaHeader};
-pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Transport};
+pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Repair, Transport};
 pub use report::{
     DecodedReport, HistogramData, Report, ReportError, ReportLimits, Series, decode_report,
     encode_report,

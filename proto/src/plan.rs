@@ -64,6 +64,61 @@ impl FromStr for Transport {
     }
 }
 
+/// Whether a viewer repairs loss: a plan field, the `repair` label of every series, and
+/// `probe --repair`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Repair {
+    /// No repair: the raw stream, as before repair existed (kept for comparison).
+    #[default]
+    None,
+    /// Generic NACK for missing packets and keyframe requests for broken GOPs.
+    Nack,
+}
+
+impl Repair {
+    /// Every mode, in a stable order.
+    pub const ALL: [Repair; 2] = [Repair::None, Repair::Nack];
+
+    /// The label value, `none` or `nack`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Repair::None => "none",
+            Repair::Nack => "nack",
+        }
+    }
+
+    /// The mode a probe over `transport` runs when its plan asks for `asked`: by default
+    /// `nack` on udp and quic-datagram; `none` on quic-stream, whose losses QUIC itself
+    /// retransmits (a plan that asks for `nack` there is refused by [`Plan::validate`]).
+    pub fn for_transport(transport: Transport, asked: Option<Repair>) -> Repair {
+        match transport {
+            Transport::QuicStream => Repair::None,
+            _ => asked.unwrap_or(Repair::Nack),
+        }
+    }
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Repair {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Repair::None),
+            "nack" => Ok(Repair::Nack),
+            _ => Err(format!("unknown repair mode {s:?}; expected nack or none")),
+        }
+    }
+}
+
 /// Everything one agent should do until the next plan revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +183,10 @@ pub struct ProbePlan {
     /// Network emulation profile name applied to this probe, if any.
     #[serde(default)]
     pub emulate: Option<String>,
+    /// Loss repair; left out: [`Repair::for_transport`]'s default. Sent only when set, so
+    /// agents older than the field still accept plans that do not set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
 }
 
 /// What a probe does on the relay.
@@ -254,6 +313,15 @@ pub enum PlanError {
         /// `every`, formatted.
         every: String,
     },
+    /// `nack` asked for on quic-stream, which has no application-level repair.
+    #[error(
+        "probe {probe:?}: repair \"nack\" is not available on quic-stream (QUIC retransmits \
+         lost stream data itself); leave repair out or set \"none\""
+    )]
+    NackOnQuicStream {
+        /// Probe name.
+        probe: String,
+    },
     /// A publish or view stream name the relay would reject.
     #[error("probe {probe:?}: {source}")]
     StreamName {
@@ -266,7 +334,8 @@ pub enum PlanError {
 
 impl Plan {
     /// Checks what the schema cannot: positive durations, `every >= duration`,
-    /// `start_offset < every`, unique probe names, valid stream names.
+    /// `start_offset < every`, unique probe names, valid stream names, no `nack` on
+    /// quic-stream.
     pub fn validate(&self) -> Result<(), PlanError> {
         if self.report_interval.is_zero() {
             return Err(PlanError::ZeroReportInterval);
@@ -295,6 +364,9 @@ impl Plan {
                     start_offset: format_duration(p.start_offset),
                     every: format_duration(p.every),
                 });
+            }
+            if p.transport == Transport::QuicStream && p.repair == Some(Repair::Nack) {
+                return Err(PlanError::NackOnQuicStream { probe: p.name.clone() });
             }
             if let ProbeMode::Publish { stream } | ProbeMode::View { stream } = &p.mode {
                 validate_stream_name(stream)
@@ -343,6 +415,7 @@ mod tests {
             duration: Duration::from_secs(20),
             start_offset: Duration::from_secs(5),
             emulate: Some("lte".into()),
+            repair: Some(Repair::None),
         }
     }
 
@@ -373,9 +446,40 @@ mod tests {
             "profile": "audio", "mode": {"kind": "loopback"}, "every": "30s", "duration": "10s"}]}"#;
         let p = decode_plan(json, MAX).unwrap();
         assert_eq!(p.report_interval, DEFAULT_REPORT_INTERVAL);
-        assert!(p.relay.unwrap().gop_cache);
+        assert!(p.relay.clone().unwrap().gop_cache);
         assert_eq!(p.probes[0].start_offset, Duration::ZERO);
         assert_eq!(p.probes[0].emulate, None);
+        assert_eq!(p.probes[0].repair, None);
+        // Left out, it is not sent either: agents without the field accept the plan.
+        assert!(!String::from_utf8(encode_plan(&p)).unwrap().contains("repair"));
+    }
+
+    #[test]
+    fn repair_is_parsed_and_nack_on_quic_stream_is_refused() {
+        let plan = |transport: &str, repair: &str| {
+            format!(
+                r#"{{"revision": 1, "probes": [{{"name": "p", "target": "t", "address": "h:1",
+                "transport": "{transport}", "profile": "x", "mode": {{"kind": "loopback"}},
+                "every": "1s", "duration": "1s", "repair": "{repair}"}}]}}"#
+            )
+        };
+        let p = decode_plan(plan("udp", "none").as_bytes(), MAX).unwrap();
+        assert_eq!(p.probes[0].repair, Some(Repair::None));
+        assert_eq!(Repair::for_transport(Transport::Udp, p.probes[0].repair), Repair::None);
+        let p = decode_plan(plan("quic-stream", "none").as_bytes(), MAX).unwrap();
+        assert_eq!(p.probes[0].repair, Some(Repair::None));
+        assert_eq!(
+            decode_plan(plan("quic-stream", "nack").as_bytes(), MAX),
+            Err(PlanError::NackOnQuicStream { probe: "p".into() })
+        );
+        let e = decode_plan(plan("udp", "fec").as_bytes(), MAX).unwrap_err();
+        assert!(matches!(e, PlanError::MalformedJson { .. }), "{e}");
+        assert_eq!(Repair::for_transport(Transport::QuicDatagram, None), Repair::Nack);
+        assert_eq!(Repair::for_transport(Transport::QuicStream, None), Repair::None);
+        for r in Repair::ALL {
+            assert_eq!(r.to_string().parse::<Repair>(), Ok(r));
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
+        }
     }
 
     #[test]

@@ -160,6 +160,7 @@ fn sample_plan() -> Plan {
                 duration: Duration::from_secs(20),
                 start_offset: Duration::from_millis(1500),
                 emulate: Some("lte".into()),
+                repair: None,
             },
             ProbePlan {
                 name: "loop".into(),
@@ -172,6 +173,7 @@ fn sample_plan() -> Plan {
                 duration: Duration::from_secs(30),
                 start_offset: Duration::ZERO,
                 emulate: None,
+                repair: Some(stallwatch_proto::plan::Repair::None),
             },
         ],
     }
@@ -528,6 +530,9 @@ mod round_trips {
             ],
             (1u64..1 << 40, 0u64..1 << 40, any::<u64>()),
             proptest::option::of("[a-z]{1,8}"),
+            proptest::option::of(proptest::sample::select(
+                stallwatch_proto::plan::Repair::ALL.to_vec(),
+            )),
         )
             .prop_map(
                 |(
@@ -536,6 +541,7 @@ mod round_trips {
                     mode,
                     (d, extra, off),
                     emulate,
+                    repair,
                 )| {
                     let every = d + extra;
                     ProbePlan {
@@ -549,6 +555,8 @@ mod round_trips {
                         duration: Duration::from_nanos(d),
                         start_offset: Duration::from_nanos(off % every),
                         emulate,
+                        // nack on quic-stream is a plan error, not a round trip.
+                        repair: repair.filter(|_| transport != Transport::QuicStream),
                     }
                 },
             )

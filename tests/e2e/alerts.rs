@@ -149,7 +149,8 @@ fn report(seq: u64, window_end_ms: u64, attempts: u64, failed: u64) -> Vec<u8> {
         "plan_revision": 1,
         "spool_depth": 0,
         "series": [{
-            "labels": {"probe": "sea-4g-1-udp", "transport": "udp", "target": RELAY_NAME, "role": "viewer"},
+            "labels": {"probe": "sea-4g-1-udp", "transport": "udp", "repair": "nack",
+                       "target": RELAY_NAME, "role": "viewer"},
             "counters": counters,
         }],
     }))
@@ -254,7 +255,8 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
     assert_eq!(
         incident["labels"],
         json!({"alertname": "StallwatchViewFailures", "severity": "P1", "service": "streaming",
-               "region": "sea", "network_type": "4g", "transport": "udp", "target": RELAY_NAME})
+               "region": "sea", "network_type": "4g", "transport": "udp", "repair": "nack",
+               "target": RELAY_NAME})
     );
     let evidence = incident["evidence"][0]["text"].as_str().unwrap();
     assert!(
@@ -292,7 +294,7 @@ fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
         labels,
         &json!({"alertname": "StallwatchViewFailures", "severity": "P1", "service": "streaming",
                 "source": "stallwatch", "region": "sea", "network_type": "4g", "transport": "udp",
-                "target": RELAY_NAME})
+                "repair": "nack", "target": RELAY_NAME})
     );
     let annotations = &page["alerts"][0]["annotations"];
     assert!(

@@ -178,6 +178,29 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     let (status, body) =
         post_report(&collector, &agent, &ca, &report("sea-4g-1", 1, now, "relay-x", &[200_000]));
     assert_eq!((status, body.contains("label-not-allowed")), (422, true), "{body}");
+    // A repair mode the collector does not know is refused, naming it.
+    let mut fec: Report =
+        serde_json::from_slice(&report("sea-4g-1", 1, now, "relay-1", &[200_000])).unwrap();
+    fec.series[0].labels.insert("repair".into(), "fec".into());
+    let (status, body) = post_report(&collector, &agent, &ca, &encode_report(&fec));
+    let named =
+        body.contains("label-not-allowed") && body.contains("repair") && body.contains("fec");
+    assert_eq!((status, named), (422, true), "{body}");
+    // A histogram in another layout than stallwatch's (lowest 1, 3 significant figures) is
+    // refused whole, naming the series and the histogram.
+    let mut foreign: Report =
+        serde_json::from_slice(&report("sea-4g-1", 1, now, "relay-1", &[200_000])).unwrap();
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(10, 3_600_000_000, 2).unwrap();
+    h.record(200_000).unwrap();
+    foreign.series[0]
+        .histograms
+        .insert("first_frame_us".into(), HistogramData::from_histogram(&h, 200_000));
+    let (status, body) = post_report(&collector, &agent, &ca, &encode_report(&foreign));
+    let named = body.contains("unstorable")
+        && body.contains("series 0")
+        && body.contains("first_frame_us")
+        && body.contains("2 significant figures");
+    assert_eq!((status, named), (422, true), "{body}");
     let (status, body) = post_report(
         &collector,
         &agent,
@@ -209,7 +232,8 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
         Some(1.0),
         "{metrics}"
     );
-    let cohort = "{region=\"sea\",network_type=\"4g\",transport=\"udp\",target=\"relay-1\"}";
+    // Without a repair label (an agent older than it), udp reads as repair "unknown".
+    let cohort = "{region=\"sea\",network_type=\"4g\",transport=\"udp\",repair=\"unknown\",target=\"relay-1\"}";
     assert_eq!(
         sample(&metrics, &format!("stallwatch_first_frame_seconds_count{cohort}")),
         Some(3.0),

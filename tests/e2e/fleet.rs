@@ -64,9 +64,17 @@ impl TestFleet {
         Some((a.region.clone(), a.network_type.clone()))
     }
 
+    /// The cohort's labels as exported; the fleet's plans leave repair out, so each
+    /// transport runs its default mode.
     fn cohort(&self, agent: &FleetAgent, transport: &str) -> String {
+        let repair = stallwatch_proto::Repair::for_transport(transport.parse().unwrap(), None);
+        self.cohort_with(agent, transport, repair.name())
+    }
+
+    /// The cohort's labels as exported, for probes that run `repair`.
+    fn cohort_with(&self, agent: &FleetAgent, transport: &str, repair: &str) -> String {
         format!(
-            "{{region=\"{}\",network_type=\"{}\",transport=\"{transport}\",target=\"{RELAY_NAME}\"}}",
+            "{{region=\"{}\",network_type=\"{}\",transport=\"{transport}\",repair=\"{repair}\",target=\"{RELAY_NAME}\"}}",
             agent.region, agent.network_type
         )
     }
@@ -101,8 +109,8 @@ fn archive_totals(fleet: &TestFleet, agents: &[AgentProcess]) -> Totals {
             totals.reports += 1;
             for (series, hists) in decoded.report.series.iter().zip(&decoded.histograms) {
                 let cohort = format!(
-                    "{{region=\"{region}\",network_type=\"{network_type}\",transport=\"{}\",target=\"{}\"}}",
-                    series.labels["transport"], series.labels["target"]
+                    "{{region=\"{region}\",network_type=\"{network_type}\",transport=\"{}\",repair=\"{}\",target=\"{}\"}}",
+                    series.labels["transport"], series.labels["repair"], series.labels["target"]
                 );
                 for (name, v) in &series.counters {
                     *totals.counters.entry((cohort.clone(), name.clone())).or_default() += v;
@@ -226,11 +234,15 @@ fn fleet_with_prometheus_quantiles_agree_and_plan_edits_apply_live() {
     });
     assert!(all_reporting, "not every cohort reported:\n{}", collector.get("/metrics").1);
 
-    // A plan edit reaches the running agents at once (long-poll), without a restart.
+    // A plan edit reaches the running agents at once (long-poll), without a restart. It also
+    // turns repair off on every udp probe, which must start cohorts of their own.
     let before: Vec<u32> = processes.iter().map(AgentProcess::pid).collect();
     let mut edited = fleet.spec.clone();
     edited.duration = "5s";
-    std::fs::write(&fleet.files.config, config_text(&edited)).unwrap();
+    let text = config_text(&edited)
+        .replace("transport = \"udp\"\n", "transport = \"udp\"\nrepair = \"none\"\n");
+    assert_eq!(text.matches("repair = \"none\"").count(), fleet.spec.agents.len());
+    std::fs::write(&fleet.files.config, text).unwrap();
     let old_revision = collector.get("/api/v1/agents").1;
     collector.signal("-HUP");
     assert!(collector.wait_for_log("config reloaded: new plans", Duration::from_secs(10)));
@@ -268,6 +280,23 @@ fn fleet_with_prometheus_quantiles_agree_and_plan_edits_apply_live() {
         })
     });
     assert!(ran, "not every agent reported probes under plan {revision}");
+    // The unrepaired udp probes report under repair="none", beside (not merged into) the
+    // repaired cohorts of before the edit.
+    let unrepaired: Vec<String> =
+        fleet.spec.agents.iter().map(|a| fleet.cohort_with(a, "udp", "none")).collect();
+    let split = wait_until(Duration::from_secs(60), || {
+        let (_, metrics) = collector.get("/metrics");
+        unrepaired.iter().all(|c| metrics.contains(&format!("stallwatch_jitter_seconds_count{c}")))
+    });
+    let (_, metrics) = collector.get("/metrics");
+    assert!(split, "no repair=\"none\" udp cohort for every agent:\n{metrics}");
+    for a in &fleet.spec.agents {
+        let repaired = fleet.cohort_with(a, "udp", "nack");
+        assert!(
+            metrics.contains(&format!("stallwatch_jitter_seconds_count{repaired}")),
+            "{repaired}"
+        );
+    }
     for p in &mut processes {
         assert_eq!(p.stop(), Some(0), "{} exits cleanly:\n{}", p.name, p.log());
         assert_eq!(p.spooled(), 0, "{} left reports unsent", p.name);

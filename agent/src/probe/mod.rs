@@ -26,10 +26,7 @@ fn repair_arg(s: &str) -> Result<Repair, String> {
 /// The repair mode a viewer over `transport` runs: `asked`, by default `nack`, on udp and
 /// quic-datagram; always `none` on quic-stream (QUIC retransmits its streams itself).
 pub fn repair_for(transport: Transport, asked: Option<Repair>) -> Repair {
-    match transport {
-        Transport::QuicStream => Repair::None,
-        _ => asked.unwrap_or(Repair::Nack),
-    }
+    Repair::for_transport(transport, asked)
 }
 
 /// Which transports to probe.

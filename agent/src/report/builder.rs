@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use stallwatch_measure::{Recorder, WindowMetrics};
-use stallwatch_proto::plan::Transport;
+use stallwatch_proto::plan::{Repair, Transport};
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
 };
@@ -47,6 +47,9 @@ pub struct SeriesKey {
     pub probe: String,
     /// How media was carried.
     pub transport: Transport,
+    /// The viewer's loss repair (and the publisher's answering it): part of the collector's
+    /// cohort, so repaired and unrepaired figures never merge.
+    pub repair: Repair,
     /// Label of the relay probed (from the plan).
     pub target: String,
     /// Publisher or viewer.
@@ -54,11 +57,12 @@ pub struct SeriesKey {
 }
 
 impl SeriesKey {
-    /// The series' labels: `probe`, `transport`, `target`, `role`.
+    /// The series' labels: `probe`, `transport`, `repair`, `target`, `role`.
     pub fn labels(&self) -> BTreeMap<String, String> {
         [
             ("probe", self.probe.as_str()),
             ("transport", self.transport.as_str()),
+            ("repair", self.repair.name()),
             ("target", self.target.as_str()),
             ("role", self.role.as_str()),
         ]

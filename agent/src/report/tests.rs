@@ -345,7 +345,8 @@ fn rejected_reports_are_dropped_and_counted() {
 }
 
 fn key(probe: &str, transport: Transport, role: Role) -> SeriesKey {
-    SeriesKey { probe: probe.into(), transport, target: "fra".into(), role }
+    let repair = stallwatch_proto::Repair::for_transport(transport, None);
+    SeriesKey { probe: probe.into(), transport, repair, target: "fra".into(), role }
 }
 
 /// Two 10 s windows of a lossy 720p30 stream (simulated once per test binary).
@@ -388,6 +389,8 @@ fn builder_report_round_trips_through_decode_report() {
     let s = &decoded.report.series[1];
     assert_eq!(s.labels, udp.labels());
     assert_eq!(s.labels["transport"], "udp");
+    assert_eq!(s.labels["repair"], "nack", "the mode a plan without repair runs on udp");
+    assert_eq!(decoded.report.series[0].labels["repair"], "none", "quic-stream");
     assert_eq!(s.labels["role"], "viewer");
     assert_eq!(s.labels["target"], "fra");
     let mut merged = w[0].clone();

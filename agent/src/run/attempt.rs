@@ -140,6 +140,7 @@ fn key(plan: &ProbePlan, role: Role) -> SeriesKey {
     SeriesKey {
         probe: plan.name.clone(),
         transport: plan.transport,
+        repair: crate::probe::repair_for(plan.transport, plan.repair),
         target: plan.target.clone(),
         role,
     }
@@ -233,10 +234,10 @@ pub async fn run_attempt(
         ProbeMode::Loopback => loopback_stream(&ctx.agent, &plan.name, start),
     };
 
-    // Fleet viewers repair as real low-latency players do (`nack` on udp and quic-datagram;
-    // QUIC repairs its streams itself), so stall figures are those of the repaired stream
-    // (docs/metrics.md section 18). Plans do not choose another mode yet.
-    let repair = crate::probe::repair_for(plan.transport, None);
+    // The plan's mode; left out, fleet viewers repair as real low-latency players do (`nack`
+    // on udp and quic-datagram; QUIC repairs its streams itself), so stall figures are those
+    // of the repaired stream (docs/metrics.md section 18).
+    let repair = crate::probe::repair_for(plan.transport, plan.repair);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(tokio::sync::Notify::new());
     let publisher = publishes.then(|| {
@@ -446,6 +447,7 @@ mod tests {
             duration: Duration::from_secs(1),
             start_offset: Duration::ZERO,
             emulate: None,
+            repair: None,
         };
         let (_c, cancel) = watch::channel(false);
         run_attempt(&plan, &ctx, Time::from_nanos(0), cancel).await;

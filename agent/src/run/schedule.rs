@@ -143,6 +143,7 @@ mod tests {
             duration: secs(20),
             start_offset: secs(5),
             emulate: None,
+            repair: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::rules::{self, Context, Verdict};
 use super::signals::RowProblem;
 use super::source::{HistoryReader, Source, longest_window_ms};
 use super::{Alert, Evidence, Method, Settings, Severity};
-use crate::store::{AgentFacts, Cohort, HOUR_MS, StoreError};
+use crate::store::{AgentFacts, HOUR_MS, StoreError};
 
 /// What one tick did.
 #[derive(Debug, Clone, Default)]
@@ -53,12 +53,7 @@ impl Evaluator {
                 absence.restore(&inc.scope.agent);
             }
             if inc.methods.contains(&Method::Threshold) {
-                let cohort = Cohort {
-                    region: inc.scope.region.clone(),
-                    network_type: inc.scope.network_type.clone(),
-                    transport: inc.scope.transport.clone(),
-                    target: inc.scope.target.clone(),
-                };
+                let cohort = inc.scope.cohort_of();
                 for e in inc.evidence.iter().filter(|e| e.method == Method::Threshold) {
                     if let Some(signal) = e.signal {
                         thresholds.restore(signal, cohort.clone());

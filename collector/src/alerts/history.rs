@@ -249,6 +249,7 @@ mod tests {
             region: "sea".into(),
             network_type: "4g".into(),
             transport: "udp".into(),
+            repair: "nack".into(),
             target: "r".into(),
         }
     }

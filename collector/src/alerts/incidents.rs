@@ -22,8 +22,9 @@ pub const KEEP_RESOLVED_MAX: usize = 1000;
 /// Severity changes kept per incident.
 const KEEP_CHANGES: usize = 32;
 
-/// What an incident is about: a cohort (region, network type, transport, target), a path
-/// (no transport), an agent, or the fleet. Unused parts are empty.
+/// What an incident is about: a cohort (region, network type, transport, repair, target), a
+/// path (no transport), an agent, or the fleet. Unused parts are empty (`repair` is empty in
+/// state files written before it existed; see [`Scope::cohort_of`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Scope {
     /// Region.
@@ -35,6 +36,9 @@ pub struct Scope {
     /// Transport.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub transport: String,
+    /// Repair mode of a cohort's scope (`nack`, `none`, `unknown`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repair: String,
     /// Target (relay).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
@@ -50,9 +54,18 @@ impl Scope {
             region: c.region.clone(),
             network_type: c.network_type.clone(),
             transport: c.transport.clone(),
+            repair: c.repair.clone(),
             target: c.target.clone(),
             agent: String::new(),
         }
+    }
+
+    /// The cohort a cohort scope names. A scope saved before the repair mode was part of the
+    /// cohort reads it as unlabelled data does (`repair_when_unlabelled`), the cohort its
+    /// history migrated to.
+    pub fn cohort_of(&self) -> Cohort {
+        let cohort = Cohort::new(&self.region, &self.network_type, &self.transport, &self.target);
+        if self.repair.is_empty() { cohort } else { cohort.with_repair(&self.repair) }
     }
 
     /// The labels that are set, in a fixed order.
@@ -61,6 +74,7 @@ impl Scope {
             ("region", self.region.as_str()),
             ("network_type", self.network_type.as_str()),
             ("transport", self.transport.as_str()),
+            ("repair", self.repair.as_str()),
             ("target", self.target.as_str()),
             ("agent", self.agent.as_str()),
         ]
@@ -69,7 +83,7 @@ impl Scope {
         .collect()
     }
 
-    /// `sea/4g/udp -> relay-1`, `agent sea-4g-1 (sea/4g)`, or `fleet`.
+    /// `sea/4g/udp (nack) -> relay-1`, `agent sea-4g-1 (sea/4g)`, or `fleet`.
     pub fn describe(&self) -> String {
         if !self.agent.is_empty() {
             return format!("agent {} ({}/{})", self.agent, self.region, self.network_type);
@@ -79,11 +93,15 @@ impl Scope {
             .filter(|s| !s.is_empty())
             .map(String::as_str)
             .collect();
+        let mut parts = parts.join("/");
+        if !self.repair.is_empty() {
+            parts = format!("{parts} ({})", self.repair);
+        }
         match (parts.is_empty(), self.target.is_empty()) {
             (true, true) => "fleet".into(),
-            (false, true) => parts.join("/"),
+            (false, true) => parts,
             (true, false) => format!("-> {}", self.target),
-            (false, false) => format!("{} -> {}", parts.join("/"), self.target),
+            (false, false) => format!("{parts} -> {}", self.target),
         }
     }
 }

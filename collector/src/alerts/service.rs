@@ -210,7 +210,7 @@ impl AlertsHandle {
             .map(|(c, signals)| {
                 json!({
                     "region": c.region, "network_type": c.network_type,
-                    "transport": c.transport, "target": c.target,
+                    "transport": c.transport, "repair": c.repair, "target": c.target,
                     "signals": signals.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
                 })
             })

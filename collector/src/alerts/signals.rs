@@ -468,6 +468,7 @@ mod tests {
                 region: "sea".into(),
                 network_type: "4g".into(),
                 transport: "udp".into(),
+                repair: "nack".into(),
                 target: "relay-1".into(),
             },
             histograms: histograms.into_iter().map(|(n, h)| (n.to_owned(), h)).collect(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use stallwatch_proto::control::validate_stream_name;
 use stallwatch_proto::duration::format_duration;
+use stallwatch_proto::plan::{Repair, Transport};
 
 use super::Config;
 use super::error::Problem;
@@ -411,6 +412,13 @@ fn probe(c: &mut Checker<'_>, config: &Config, path: &str, p: &ProbeSection) {
                 format_duration(p.every),
                 format_duration(p.duration)
             ),
+        );
+    }
+    if p.transport == Transport::QuicStream && p.repair == Some(Repair::Nack) {
+        c.problem(
+            &format!("{path}.repair"),
+            "\"nack\" is not available on quic-stream (QUIC retransmits lost stream data \
+             itself); leave repair out or set \"none\"",
         );
     }
     if let Some(e) = &p.emulate {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stallwatch_proto::Transport;
-use stallwatch_proto::plan::{DEFAULT_REPORT_INTERVAL, Plan, ProbeMode, ProbePlan, RelayPlan};
+use stallwatch_proto::plan::{
+    DEFAULT_REPORT_INTERVAL, Plan, ProbeMode, ProbePlan, RelayPlan, Repair,
+};
 
 use super::Config;
 
@@ -91,6 +93,11 @@ pub struct ProbeSection {
     /// `"delay=100ms,jitter=20ms,loss=1%"`.
     #[serde(default)]
     pub emulate: Option<String>,
+    /// Loss repair: `nack` (NACKs and keyframe requests, the default on `udp` and
+    /// `quic-datagram`) or `none` (the raw stream). quic-stream has no application repair
+    /// (QUIC retransmits itself): only `none`, its default, is accepted there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
 }
 
 fn default_profile() -> String {
@@ -212,6 +219,7 @@ impl Config {
                     duration: probe.duration,
                     start_offset: start_offset(&agent.name, &probe.name, probe.every),
                     emulate: probe.emulate.clone(),
+                    repair: probe.repair,
                 });
             }
         }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use stallwatch_proto::Transport;
-use stallwatch_proto::plan::{ProbeMode, RelayPlan};
+use stallwatch_proto::plan::{ProbeMode, RelayPlan, Repair};
 
 use super::*;
 
@@ -439,6 +439,42 @@ fn probe_mode_stream_profile_and_emulation_are_checked() {
         "unknown preset \"6g\"",
     );
     ok(&edit("emulate = \"3g\"", "emulate = \"delay=100ms,loss=1%\""));
+}
+
+#[test]
+fn repair_is_checked_per_transport_and_carried_to_the_plan() {
+    // Unknown modes are schema errors with their line and path.
+    let text = edit("emulate = \"3g\"", "emulate = \"3g\"\nrepair = \"fec\"");
+    let e = err(&text);
+    let line = line_of(&text, "\"fec\"", 0);
+    assert!(
+        e.contains(&format!("t.toml:{line}:")) && e.contains("plans[0].probes[1].repair"),
+        "{e}"
+    );
+    // nack on quic-stream is refused, naming the line and field.
+    let text =
+        edit("transport = \"quic-stream\"\n", "transport = \"quic-stream\"\nrepair = \"nack\"\n");
+    assert_problem(
+        &err(&text),
+        line_of(&text, "repair = \"nack\"", 0),
+        "plans[0].probes[0].repair",
+        "\"nack\" is not available on quic-stream",
+    );
+    // none is fine on both; the plan carries what the file says, and nothing when unset.
+    let agent = agent("a", "sea", "4g");
+    let text =
+        edit("transport = \"quic-stream\"\n", "transport = \"quic-stream\"\nrepair = \"none\"\n")
+            .replacen("emulate = \"3g\"", "emulate = \"3g\"\nrepair = \"none\"", 1);
+    let plan = ok(&text).plan_for(&agent, 1);
+    assert_eq!(plan.probes[0].repair, Some(Repair::None));
+    assert_eq!(plan.probes[1].repair, Some(Repair::None));
+    plan.validate().unwrap();
+    let plan = ok(BASE).plan_for(&agent, 1);
+    assert_eq!(plan.probes[1].repair, None);
+    assert_eq!(
+        Repair::for_transport(plan.probes[1].transport, plan.probes[1].repair),
+        Repair::Nack
+    );
 }
 
 #[test]

@@ -14,16 +14,21 @@ pub mod alerts;
 pub mod fleet;
 pub mod report;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use stallwatch_proto::duration::{format_duration, parse_duration};
+use stallwatch_proto::{Repair, Transport};
 use tracing::{info, warn};
 
+use crate::alerts::signals::NAMES;
 use crate::clock;
+use crate::reports::data::Counts as Merged;
 use crate::series::{Cohort, SeriesStore};
+use crate::store::{CohortFilter, CohortRow, HistoryStore, Resolution, SqliteStore};
 use fleet::{FleetAgent, FleetSpec, RELAY_NAME, free_relay_port, write_fleet};
 
 /// `demo` arguments.
@@ -206,8 +211,11 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
         .agents
         .iter()
         .flat_map(|a| {
-            ["quic-stream", "quic-datagram", "udp"]
-                .map(|t| Cohort::new(&a.region, &a.network_type, t, RELAY_NAME))
+            // The demo's plans leave repair out: each transport's default mode.
+            Transport::ALL.map(|t| {
+                Cohort::new(&a.region, &a.network_type, t.as_str(), RELAY_NAME)
+                    .with_repair(Repair::for_transport(t, None).name())
+            })
         })
         .collect();
     let started = clock::monotonic();
@@ -220,7 +228,8 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
         let until_end = args.duration.map(|d| d.saturating_sub(started.elapsed()));
         tokio::select! {
             _ = tick.tick() => {
-                print_summary(running.shared().series_store(), &expected, started.elapsed());
+                let p95s = read_p95s(&running.shared().live().config.storage.path, start_ms).await;
+                print_summary(running.shared().series_store(), &p95s, &expected, started.elapsed());
                 if let Some(alerts) = &alerts {
                     alerts::print_open(alerts);
                 }
@@ -239,7 +248,8 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
     };
     println!("stopping the agents and the collector");
     stop_agents(&mut agents).await;
-    print_summary(running.shared().series_store(), &expected, started.elapsed());
+    let p95s = read_p95s(&running.shared().live().config.storage.path, start_ms).await;
+    print_summary(running.shared().series_store(), &p95s, &expected, started.elapsed());
     if let Some(alerts) = &alerts {
         alerts::print_open(alerts);
     }
@@ -298,8 +308,72 @@ async fn stop_agents(agents: &mut [AgentProcess]) {
     info!("agents stopped");
 }
 
-/// One line per cohort: what a viewer felt so far.
-fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
+/// Exact p95s per cohort (first frame and jitter, µs) over minute rows: the stored HDR
+/// histograms merged, not the exported classic buckets, whose interpolation reads a first-frame
+/// p95 of 227 ms as 490 ms (issue 10). Histograms that do not decode are left out.
+fn hdr_p95s(rows: &[CohortRow]) -> BTreeMap<Cohort, P95s> {
+    let mut merged: BTreeMap<&Cohort, [Merged; 2]> = BTreeMap::new();
+    for row in rows {
+        let [first_frame, jitter] = merged.entry(&row.cohort).or_default();
+        for (name, h) in [(NAMES.first_frame, first_frame), (NAMES.jitter, jitter)] {
+            if let Some(Ok(sparse)) = row.histograms.get(name).map(|h| h.decode_sparse()) {
+                h.add_sparse(&sparse);
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(c, [first_frame, jitter])| {
+            let p95s = P95s {
+                first_frame_us: first_frame.quantile(0.95),
+                jitter_us: jitter.quantile(0.95),
+            };
+            (c.clone(), p95s)
+        })
+        .collect()
+}
+
+/// A cohort's exact p95s, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct P95s {
+    first_frame_us: Option<u64>,
+    jitter_us: Option<u64>,
+}
+
+/// [`hdr_p95s`] of the store's minute rows since the demo started (its store is its own), read
+/// on a connection of its own off the async workers; empty, with a warning, if it cannot be.
+async fn read_p95s(path: &Path, start_ms: u64) -> BTreeMap<Cohort, P95s> {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+        let from = start_ms / 60_000 * 60_000;
+        let to = clock::unix_ms().saturating_add(60_000);
+        let rows = store
+            .rows(Resolution::Minute, from..to, &CohortFilter::default())
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(hdr_p95s(&rows))
+    })
+    .await;
+    match read {
+        Ok(Ok(p95s)) => p95s,
+        Ok(Err(e)) => {
+            warn!(error = %e, "demo: cannot read the history store for the p95s");
+            BTreeMap::new()
+        }
+        Err(e) => {
+            warn!(error = %e, "demo: reading the p95s failed");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// One line per cohort: what a viewer felt so far (p95s from `p95s`, the rest from `series`).
+fn print_summary(
+    series: &SeriesStore,
+    p95s: &BTreeMap<Cohort, P95s>,
+    expected: &[Cohort],
+    elapsed: Duration,
+) {
     let cohorts = series.read();
     let mut keys: Vec<&Cohort> = cohorts.keys().collect();
     for key in expected {
@@ -313,20 +387,21 @@ fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
     keys.sort();
     println!("-- {:>4}s  {} cohorts", elapsed.as_secs(), keys.len());
     for key in keys {
-        let name = format!("{}/{} {} {}", key.region, key.network_type, key.transport, key.target);
+        let name = format!(
+            "{}/{} {} ({}) {}",
+            key.region, key.network_type, key.transport, key.repair, key.target
+        );
         let counter = |n: &str| cohorts.counter(key, n).unwrap_or(0);
         let first_frame = cohorts.histogram(key, "first_frame_us");
         let attempts = first_frame.as_ref().map_or(0, |h| h.count());
         let expected_packets = counter("packets_expected");
         if expected_packets == 0 && attempts == 0 {
-            println!("   {name:<40} waiting for the first report");
+            println!("   {name:<47} waiting for the first report");
             continue;
         }
-        let p95 = |metric: &str| {
-            cohorts
-                .histogram(key, metric)
-                .and_then(|h| h.quantile(0.95))
-                .map_or_else(|| "-".to_owned(), |v| format!("{:.0} ms", v * 1000.0))
+        let exact = p95s.get(key).copied().unwrap_or_default();
+        let ms = |us: Option<u64>| {
+            us.map_or_else(|| "-".to_owned(), |us| format!("{:.0} ms", us as f64 / 1000.0))
         };
         let loss = if expected_packets > 0 {
             100.0 * counter("packets_lost") as f64 / expected_packets as f64
@@ -336,10 +411,65 @@ fn print_summary(series: &SeriesStore, expected: &[Cohort], elapsed: Duration) {
         let (stall, play) = (counter("stall_time_ns") as f64, counter("play_time_ns") as f64);
         let stall_ratio = if stall + play > 0.0 { 100.0 * stall / (stall + play) } else { 0.0 };
         println!(
-            "   {name:<40} first frame p95 {:>7}  jitter p95 {:>6}  loss {loss:5.2}%  stalls {:>3} ({stall_ratio:4.1}% of play)",
-            p95("first_frame_us"),
-            p95("jitter_us"),
+            "   {name:<47} first frame p95 {:>7}  jitter p95 {:>6}  loss {loss:5.2}%  stalls {:>3} ({stall_ratio:4.1}% of play)",
+            ms(exact.first_frame_us),
+            ms(exact.jitter_us),
             counter("stalls"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stallwatch_proto::hdr;
+
+    use super::*;
+    use crate::store::StoredHistogram;
+
+    fn row(cohort: &Cohort, start: u64, first_frames_us: &[u64]) -> CohortRow {
+        let mut h = hdr::new_histogram();
+        for &v in first_frames_us {
+            h.record(v).unwrap();
+        }
+        let stored = StoredHistogram {
+            hdr: hdr::encode(&h),
+            sum: first_frames_us.iter().sum(),
+            count: first_frames_us.len() as u64,
+        };
+        CohortRow {
+            start_unix_ms: start,
+            resolution: Resolution::Minute,
+            cohort: cohort.clone(),
+            histograms: [(NAMES.first_frame.to_owned(), stored)].into(),
+            counters: BTreeMap::new(),
+        }
+    }
+
+    /// The live lines' p95 is the merged HDR histograms' (what `hdrhistogram` says for all
+    /// the values together), per cohort: not the classic buckets' interpolation (here
+    /// 100-200 ms would sit in the 0.1-0.2 s bucket and read as anything in it), not an
+    /// average of minutes.
+    #[test]
+    fn live_p95s_are_exact_over_merged_hdr_rows_per_cohort() {
+        let udp = Cohort::new("sea", "4g", "udp", "relay").with_repair("nack");
+        let unrepaired = udp.clone().with_repair("none");
+        let minute_one: Vec<u64> = [&[100_000; 19][..], &[5_000_000]].concat();
+        let minute_two = [227_000; 20];
+        let rows = [
+            row(&udp, 60_000, &minute_one),
+            row(&udp, 120_000, &minute_two),
+            row(&unrepaired, 60_000, &[900_000; 3]),
+        ];
+        let p95s = hdr_p95s(&rows);
+        let mut all = hdr::new_histogram();
+        for &v in minute_one.iter().chain(&minute_two) {
+            all.record(v).unwrap();
+        }
+        assert_eq!(p95s[&udp].first_frame_us, Some(all.value_at_quantile(0.95)));
+        assert!(p95s[&udp].first_frame_us.unwrap().abs_diff(227_000) < 227, "{p95s:?}");
+        assert_eq!(p95s[&udp].jitter_us, None, "no jitter rows");
+        // The unrepaired cohort is its own.
+        let none = p95s[&unrepaired].first_frame_us.unwrap();
+        assert!(none.abs_diff(900_000) < 900, "{p95s:?}");
     }
 }

@@ -262,7 +262,7 @@ pub struct PeriodData {
     pub total: Acc,
     /// By network type.
     pub by_network: BTreeMap<String, Acc>,
-    /// By transport.
+    /// By transport and repair mode, `udp (nack)`.
     pub by_transport: BTreeMap<String, Acc>,
     /// By target (relay or endpoint).
     pub by_target: BTreeMap<String, Acc>,
@@ -293,8 +293,11 @@ impl PeriodData {
         let local = zone.local_hour(row.start_unix_ms);
         self.total.add_row(decoded);
         slot(&mut self.by_network, &c.network_type).add_row(decoded);
+        // Per transport and repair mode (`udp (nack)`): repaired and unrepaired stalls of one
+        // transport are different figures and never share a line.
         let transport = if c.transport.is_empty() { "-" } else { &c.transport };
-        slot(&mut self.by_transport, transport).add_row(decoded);
+        let transport = format!("{transport} ({})", c.repair);
+        slot(&mut self.by_transport, &transport).add_row(decoded);
         let target = if c.target.is_empty() { "-" } else { &c.target };
         slot(&mut self.by_target, target).add_row(decoded);
         self.by_day.entry(local.date).or_default().add_row(decoded);

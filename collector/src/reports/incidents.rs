@@ -32,7 +32,7 @@ pub struct Incident {
     pub level: Level,
     /// Alert name, e.g. `StallRatioHigh`.
     pub alert: String,
-    /// The cohorts it affected, as label sets (`region`, `network_type`, `transport`,
+    /// The cohorts it affected, as label sets (`region`, `network_type`, `transport`, `repair`,
     /// `target`); a label left out means all its values. An empty list: the whole fleet.
     #[serde(default)]
     pub cohorts: Vec<BTreeMap<String, String>>,
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(i.start_unix_ms, incident.opened_unix_ms);
         assert_eq!(i.duration_minutes, (resolved.at - incident.opened_unix_ms) / 60_000);
         assert!(incident.severity < incident.peak, "it ended lower than it peaked: {incident:?}");
-        assert_eq!(i.cohorts, ["sea / 4G / quic-stream / relay-sea"]);
+        assert_eq!(i.cohorts, ["sea / 4G / quic-stream / repair none / relay-sea"]);
         assert_eq!(i.resolution.as_deref(), Some("clear"));
 
         // A torn file is an error naming it, and is left where it is (the evaluator's own

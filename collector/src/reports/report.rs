@@ -803,11 +803,15 @@ fn incident_view(i: &Incident, zone: &Zone, period_end: u64, lang: Lang) -> Inci
         i.cohorts
             .iter()
             .map(|c| {
-                ["region", "network_type", "transport", "target"]
+                ["region", "network_type", "transport", "repair", "target"]
                     .iter()
                     .filter_map(|k| {
                         let v = c.get(*k)?;
-                        Some(if *k == "network_type" { network(lang, v) } else { v.clone() })
+                        Some(match *k {
+                            "network_type" => network(lang, v),
+                            "repair" => format!("repair {v}"),
+                            _ => v.clone(),
+                        })
                     })
                     .collect::<Vec<_>>()
                     .join(" / ")

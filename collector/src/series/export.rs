@@ -36,7 +36,7 @@ impl Collector for CohortsCollector {
     }
 }
 
-/// The four cohort labels, then any the metric adds (`phase`, `result`, ...).
+/// The five cohort labels, then any the metric adds (`phase`, `result`, ...).
 struct CohortLabels<'a> {
     key: &'a Cohort,
     extra: &'a [(&'static str, &'static str)],
@@ -49,6 +49,7 @@ impl EncodeLabelSet for CohortLabels<'_> {
             ("region", k.region.as_str()),
             ("network_type", k.network_type.as_str()),
             ("transport", k.transport.as_str()),
+            ("repair", k.repair.as_str()),
             ("target", k.target.as_str()),
         ] {
             label.encode(encoder.encode_label())?;

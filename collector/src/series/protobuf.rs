@@ -100,6 +100,7 @@ fn cohort_labels(buf: &mut Vec<u8>, key: &Cohort, extra: &[(&str, &str)]) {
     label(buf, "region", &key.region);
     label(buf, "network_type", &key.network_type);
     label(buf, "transport", &key.transport);
+    label(buf, "repair", &key.repair);
     label(buf, "target", &key.target);
     for &(name, value) in extra {
         label(buf, name, value);

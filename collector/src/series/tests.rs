@@ -68,19 +68,22 @@ fn hist(values: &[u64]) -> Histogram<u64> {
     h
 }
 
-/// A report series with `transport`/`target` (and a `probe`) label, counters, and
-/// histograms whose exact sums are the sums of their values.
+/// A report series with `transport`/`target` (and a `probe`, and the `repair` an agent
+/// sends by default) label, counters, and histograms whose exact sums are the sums of their
+/// values.
 fn series(
     transport: &str,
     target: &str,
     counters: &[(&str, u64)],
     histograms: &[(&str, &[u64])],
 ) -> Series {
-    let labels = [("probe", "p1"), ("transport", transport), ("target", target)]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let repair = if transport.is_empty() { "" } else { default_repair(transport) };
+    let labels =
+        [("probe", "p1"), ("transport", transport), ("repair", repair), ("target", target)]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     Series {
         labels,
         counters: counters.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
@@ -109,8 +112,14 @@ fn report(agent: &str, window_end_ms: u64, series: Vec<Series>) -> DecodedReport
     decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
 }
 
+/// The repair mode an agent sends on `transport` when its plan leaves it out.
+fn default_repair(transport: &str) -> &'static str {
+    if transport == "quic-stream" { "none" } else { "nack" }
+}
+
 fn key(region: &str, network_type: &str, transport: &str, target: &str) -> Cohort {
-    Cohort::new(region, network_type, transport, target)
+    let cohort = Cohort::new(region, network_type, transport, target);
+    if transport.is_empty() { cohort } else { cohort.with_repair(default_repair(transport)) }
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so tests need no `rand`.
@@ -452,7 +461,8 @@ fn series_exposition_in_both_text_formats() {
     telemetry.observe_ingest(std::time::Duration::from_millis(3));
 
     let om = store.render_text(&telemetry);
-    let labels = r#"region="eu-fra",network_type="4g",transport="udp",target="relay \"1\"""#;
+    let labels =
+        r#"region="eu-fra",network_type="4g",transport="udp",repair="nack",target="relay \"1\"""#;
     for line in [
         "# TYPE stallwatch_first_frame_seconds histogram",
         "# UNIT stallwatch_first_frame_seconds seconds",

@@ -22,8 +22,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use stallwatch_proto::Transport;
+use stallwatch_proto::hdr;
 use stallwatch_proto::report::{DecodedReport, ReportError, decode_report};
+use stallwatch_proto::{Repair, Transport};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -138,6 +139,7 @@ async fn ingest(
     }
     check_labels(&live.config.labels, &agent, &decoded)?;
     check_names(&decoded)?;
+    check_layouts(&decoded)?;
     let now = clock::unix_ms();
     let skew = millis(live.config.ingest.max_clock_skew);
     if report.window_end_ms > now.saturating_add(skew) {
@@ -309,6 +311,36 @@ fn check_names(decoded: &DecodedReport) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a report with a histogram in another layout than stallwatch's (lowest discernible
+/// value 1 µs, [`hdr::SIGNIFICANT_FIGURES`] significant figures), naming the series and the
+/// histogram. Converting would move values to other buckets, and quantiles taken from the
+/// merged histograms would no longer be exact to stallwatch's precision.
+fn check_layouts(decoded: &DecodedReport) -> Result<(), ApiError> {
+    for (i, (series, histograms)) in
+        decoded.report.series.iter().zip(&decoded.histograms).enumerate()
+    {
+        let Some((name, h)) = histograms.iter().find(|(_, h)| !h.is_stallwatch_layout()) else {
+            continue;
+        };
+        let labels: Vec<String> = series.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unstorable",
+            format!(
+                "series {i} {{{}}}: histogram {name:?} has lowest discernible value {} and {} \
+                 significant figures; stallwatch's layout is lowest 1 and {} significant \
+                 figures (hdr::new_histogram); nothing of the report was stored",
+                labels.join(", "),
+                h.low(),
+                h.sigfig(),
+                hdr::SIGNIFICANT_FIGURES
+            ),
+        )
+        .with_metric("histogram_layout"));
+    }
+    Ok(())
+}
+
 /// The longest report window accepted: twice the longest report interval a plan sets, and at
 /// least [`MIN_WINDOW_CAP`].
 fn window_cap(config: &crate::config::Config) -> Duration {
@@ -343,6 +375,12 @@ fn check_labels(
             return Err(refuse(format!(
                 "series {i}: transport {transport:?} is not one of quic-stream, quic-datagram, udp"
             )));
+        }
+        // Absent (an agent older than the label): the store's unlabelled rule applies.
+        if let Some(repair) = series.labels.get("repair")
+            && repair.parse::<Repair>().is_err()
+        {
+            return Err(refuse(format!("series {i}: repair {repair:?} is not one of nack, none")));
         }
         let target = series.labels.get("target").map(String::as_str).unwrap_or("");
         if !labels.allows_target(target) {
@@ -413,6 +451,67 @@ fn commit(store: &mut dyn HistoryStore, series: &SeriesStore, batch: &mut Vec<Jo
             for job in batch.drain(..) {
                 let outcome = Err(format!("the store failed: {e}"));
                 let _ = job.reply.send(Answer { outcome, _decoded: job.decoded });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use stallwatch_proto::report::{
+        HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, encode_report,
+    };
+
+    use super::*;
+
+    /// A report with one `jitter_us` histogram of 1,234 µs in the layout `low`/`sigfig`.
+    fn report_with_layout(low: u64, sigfig: u8) -> DecodedReport {
+        let mut h =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(low, hdr::HIGHEST_TRACKABLE_US, sigfig)
+                .unwrap();
+        h.record(1_234).unwrap();
+        let series = Series {
+            labels: BTreeMap::from([
+                ("transport".to_owned(), "udp".to_owned()),
+                ("target".to_owned(), "relay-1".to_owned()),
+            ]),
+            counters: BTreeMap::new(),
+            histograms: BTreeMap::from([(
+                "jitter_us".to_owned(),
+                HistogramData::from_histogram(&h, 1_234),
+            )]),
+        };
+        let report = Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            agent: "a1".into(),
+            agent_version: "0.1.0".into(),
+            seq: 1,
+            window_start_ms: 1,
+            window_end_ms: 10_001,
+            plan_revision: 1,
+            spool_depth: 0,
+            series: vec![series],
+        };
+        decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn histograms_in_another_layout_are_refused_naming_the_series() {
+        assert!(check_layouts(&report_with_layout(1, hdr::SIGNIFICANT_FIGURES)).is_ok());
+        for (low, sigfig) in [(1, 2), (10, hdr::SIGNIFICANT_FIGURES), (1000, 2)] {
+            let e = check_layouts(&report_with_layout(low, sigfig)).unwrap_err();
+            assert_eq!(
+                (e.status, e.code, e.metric),
+                (StatusCode::UNPROCESSABLE_ENTITY, "unstorable", Some("histogram_layout"))
+            );
+            for part in [
+                "series 0 {target=\"relay-1\", transport=\"udp\"}".to_owned(),
+                "histogram \"jitter_us\"".to_owned(),
+                format!("lowest discernible value {low} and {sigfig} significant figures"),
+            ] {
+                assert!(e.detail.contains(&part), "{part:?} not in {:?}", e.detail);
             }
         }
     }

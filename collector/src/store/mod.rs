@@ -21,8 +21,9 @@
 //! A report's minute is the minute holding the middle of its window ([`minute_of`]), on the
 //! agent's clock, so a report backfilled hours later lands where it was measured. Cohort
 //! labels: `region` and `network_type` come from the agent's verified certificate
-//! ([`VerifiedAgent`]), never from the report; `transport` and `target` from the series
-//! labels (`""` when absent). Other series labels are not part of the cohort: their series
+//! ([`VerifiedAgent`]), never from the report; `transport`, `repair` and `target` from the
+//! series labels (`""` when absent; a missing `repair` reads as
+//! [`repair_when_unlabelled`](cohort::repair_when_unlabelled)). Other series labels are not part of the cohort: their series
 //! merge.
 //!
 //! Maintenance folds minutes older than an age into hourly rows ([`HistoryStore::downsample`]),
@@ -53,7 +54,7 @@ mod delta;
 mod sqlite;
 
 pub use agent::AgentFacts;
-pub use cohort::Cohort;
+pub use cohort::{Cohort, UNKNOWN_REPAIR, repair_when_unlabelled};
 pub use counts::HistogramCounts;
 pub use delta::{AgentDelta, CohortDelta, Delta, NamedCounter, NamedHistogram, Origin};
 pub use sqlite::{DEFAULT_ROW_CACHE_BYTES, ROW_DEFLATE_LEVEL, SqliteStore};
@@ -242,6 +243,8 @@ pub struct CohortFilter {
     pub transport: Option<String>,
     /// Only this target.
     pub target: Option<String>,
+    /// Only this repair mode.
+    pub repair: Option<String>,
 }
 
 /// A merged histogram as stored, with its exact sum and count.

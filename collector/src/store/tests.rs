@@ -253,6 +253,7 @@ fn reports_in_one_minute_merge_exactly() {
             region: "eu".into(),
             network_type: "4g".into(),
             transport: "quic".into(),
+            repair: "unknown".into(),
             target: "r1".into()
         }
     );
@@ -454,8 +455,8 @@ fn a_newer_schema_is_refused() {
     conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
     drop(conn);
     let e = SqliteStore::open(dir.db()).unwrap_err();
-    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 3 }), "{e}");
-    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 3");
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 4 }), "{e}");
+    assert_eq!(e.to_string(), "database schema version 99 is newer than this build's 4");
 }
 
 /// Every table's columns (name, type, not null, default, primary key) and every index, as
@@ -494,6 +495,22 @@ fn schema_version(store: &SqliteStore) -> u32 {
 /// now has exactly that build's schema.
 fn downgrade(path: &Path, version: u32) {
     let conn = rusqlite::Connection::open(path).unwrap();
+    if version < 4 {
+        conn.execute_batch(
+            "CREATE TABLE cohorts_v3 (
+                 id INTEGER PRIMARY KEY,
+                 region TEXT NOT NULL,
+                 network_type TEXT NOT NULL,
+                 transport TEXT NOT NULL,
+                 target TEXT NOT NULL,
+                 UNIQUE (region, network_type, transport, target)
+             );
+             INSERT INTO cohorts_v3 SELECT id, region, network_type, transport, target FROM cohorts;
+             DROP TABLE cohorts;
+             ALTER TABLE cohorts_v3 RENAME TO cohorts;",
+        )
+        .unwrap();
+    }
     if version < 3 {
         conn.execute_batch("ALTER TABLE agents DROP COLUMN last_window_end_ms;").unwrap();
     }
@@ -508,7 +525,7 @@ fn downgrade(path: &Path, version: u32) {
 /// tests below start from what they claim.
 #[test]
 fn each_schema_version_differs_from_the_last() {
-    assert_eq!(sqlite::SCHEMA_VERSION, 3, "teach `downgrade` the new version, test from it");
+    assert_eq!(sqlite::SCHEMA_VERSION, 4, "teach `downgrade` the new version, test from it");
     for v in 1..=sqlite::SCHEMA_VERSION {
         assert_ne!(schema_at(v - 1), schema_at(v), "version {v}");
     }
@@ -528,8 +545,8 @@ fn a_version_1_store_is_migrated_to_the_newest() {
     }
     downgrade(&dir.db(), 1);
     let mut store = open(&dir.db());
-    assert_eq!(schema_version(&store), 3);
-    assert_eq!(schema_of(store.conn_for_tests()), schema_at(3));
+    assert_eq!(schema_version(&store), sqlite::SCHEMA_VERSION);
+    assert_eq!(schema_of(store.conn_for_tests()), schema_at(sqlite::SCHEMA_VERSION));
     let agents = store.agents().unwrap();
     assert_eq!(agents[0].last_window_end_ms, T0 + 99_000, "the receive time it kept");
     assert_eq!(agents[0].reports, 1);
@@ -567,8 +584,8 @@ fn a_version_2_store_is_migrated_to_the_newest() {
     }
     downgrade(&dir.db(), 2);
     let mut store = open(&dir.db());
-    assert_eq!(schema_version(&store), 3);
-    assert_eq!(schema_of(store.conn_for_tests()), schema_at(3));
+    assert_eq!(schema_version(&store), sqlite::SCHEMA_VERSION);
+    assert_eq!(schema_of(store.conn_for_tests()), schema_at(sqlite::SCHEMA_VERSION));
     let agents = store.agents().unwrap();
     assert_eq!(agents[0].last_window_end_ms, T0 + 99_000, "the receive time it kept");
     assert_eq!(agents[0].reports, 2);
@@ -582,6 +599,70 @@ fn a_version_2_store_is_migrated_to_the_newest() {
     );
     let (counters, _) = totals(&store, Resolution::Minute);
     assert_eq!(counters["packets"], 200, "nothing added after the migration");
+}
+
+/// A store written before the repair label (schema 3) keeps its rows under the mode the rule
+/// gives unlabelled data: `none` on quic-stream, `unknown` on udp; reports that carry the
+/// label start their own cohorts beside them, and unlabelled reports (an agent not yet
+/// upgraded) still add to the old ones. A restart's replay gives the series the same cohorts.
+#[test]
+fn a_version_3_store_reads_its_cohorts_without_repair_by_the_unlabelled_rule() {
+    let dir = TempDir::new("migrate-3");
+    let quic = report("a1", 1, T0, ("quic-stream", "relay-a"), &[("packets", 10)], &[]);
+    let udp = report("a1", 2, T0, ("udp", "relay-a"), &[("packets", 20)], &[]);
+    {
+        let mut store = open(&dir.db());
+        let batch = [item("a1", "eu", &quic), item("a1", "eu", &udp)];
+        assert_eq!(commit(&mut store, &batch).unwrap(), [Outcome::Stored, Outcome::Stored]);
+    }
+    downgrade(&dir.db(), 3);
+    let mut store = open(&dir.db());
+    assert_eq!(schema_version(&store), sqlite::SCHEMA_VERSION);
+    assert_eq!(schema_of(store.conn_for_tests()), schema_at(sqlite::SCHEMA_VERSION));
+    let labelled = |seq, transport: &str, repair: Option<&str>, packets| {
+        let mut r = report("a1", seq, T0, (transport, "relay-a"), &[("packets", packets)], &[]);
+        if let Some(repair) = repair {
+            r.report.series[0].labels.insert("repair".into(), repair.into());
+        }
+        r
+    };
+    let (nack, none, unlabelled) = (
+        labelled(3, "udp", Some("nack"), 300),
+        labelled(4, "udp", Some("none"), 4_000),
+        labelled(5, "udp", None, 50_000),
+    );
+    let quic_none = labelled(6, "quic-stream", Some("none"), 600_000);
+    let batch = [
+        item("a1", "eu", &nack),
+        item("a1", "eu", &none),
+        item("a1", "eu", &unlabelled),
+        item("a1", "eu", &quic_none),
+    ];
+    assert_eq!(commit(&mut store, &batch).unwrap(), vec![Outcome::Stored; 4]);
+    let packets_by_cohort = |store: &SqliteStore| -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        store
+            .replay(0, &mut |delta| {
+                for cd in delta.cohorts() {
+                    let c = cd.cohort();
+                    for counter in cd.counters().iter().filter(|n| n.name() == "packets") {
+                        *out.entry((c.transport.clone(), c.repair.clone())).or_default() +=
+                            counter.value();
+                    }
+                }
+            })
+            .unwrap();
+        out
+    };
+    let expected = BTreeMap::from([
+        (("quic-stream".to_string(), "none".to_string()), 10 + 600_000),
+        (("udp".to_string(), "unknown".to_string()), 20 + 50_000),
+        (("udp".to_string(), "nack".to_string()), 300),
+        (("udp".to_string(), "none".to_string()), 4_000),
+    ]);
+    assert_eq!(packets_by_cohort(&store), expected);
+    drop(store);
+    assert_eq!(packets_by_cohort(&open(&dir.db())), expected, "after a restart");
 }
 
 #[test]

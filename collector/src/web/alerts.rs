@@ -83,7 +83,7 @@ pub fn render(api: &Value, now_ms: u64) -> String {
     page(Page::Alerts, "Alerts", Some(30), &body)
 }
 
-/// `sea/4g/udp -> relay-1`, `agent sea-4g-1`, or `fleet`, from an incident's labels.
+/// `sea/4g/udp (nack) -> relay-1`, `agent sea-4g-1`, or `fleet`, from an incident's labels.
 fn scope(v: &Value) -> String {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
     let parts: Vec<String> = ["region", "network_type", "transport"]
@@ -92,6 +92,9 @@ fn scope(v: &Value) -> String {
         .filter(|p| !p.is_empty())
         .collect();
     let mut out = parts.join("/");
+    if !s("repair").is_empty() {
+        out = format!("{out} ({})", s("repair"));
+    }
     if !s("target").is_empty() {
         out = format!("{out} -> {}", s("target")).trim().to_owned();
     }

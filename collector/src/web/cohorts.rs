@@ -1,4 +1,4 @@
-//! The cohorts page (`/cohorts`): per cohort (region, network type, transport, target) the
+//! The cohorts page (`/cohorts`): per cohort (region, network type, transport, repair, target) the
 //! current first-frame p95, stall ratio, loss and jitter p95, with a sparkline of each over
 //! the last hours, from the store's per-minute rows.
 //!
@@ -181,7 +181,8 @@ pub fn render(trends: &[CohortTrend], span_h: u64, slo: &Slo, problems: usize) -
         Some(slo.jitter_warn.as_secs_f64()),
     ];
     body.push_str(
-        "<table><thead><tr><th>region</th><th>network</th><th>transport</th><th>target</th>\
+        "<table><thead><tr><th>region</th><th>network</th><th>transport</th><th>repair</th>\
+         <th>target</th>\
          <th>views</th><th>first-frame p95</th><th>stall ratio</th><th>loss</th>\
          <th>jitter p95</th></tr></thead><tbody>",
     );
@@ -190,10 +191,11 @@ pub fn render(trends: &[CohortTrend], span_h: u64, slo: &Slo, problems: usize) -
         let _ = write!(
             body,
             "<tr><td class=\"k\">{}</td><td class=\"k\">{}</td><td class=\"k\">{}</td>\
-             <td class=\"k\">{}</td><td class=\"n\">{}</td>",
+             <td class=\"k\">{}</td><td class=\"k\">{}</td><td class=\"n\">{}</td>",
             escape(&c.region),
             escape(&c.network_type),
             escape(&c.transport),
+            escape(&c.repair),
             escape(&c.target),
             t.current.views
         );
@@ -208,8 +210,8 @@ pub fn render(trends: &[CohortTrend], span_h: u64, slo: &Slo, problems: usize) -
             let over = matches!((value, limit), (Some(v), Some(l)) if v > l);
             let points: Vec<Option<f64>> = t.minutes.iter().map(get).collect();
             let label = format!(
-                "{}/{}/{} -> {}: {label} per minute",
-                c.region, c.network_type, c.transport, c.target
+                "{}/{}/{} ({}) -> {}: {label} per minute",
+                c.region, c.network_type, c.transport, c.repair, c.target
             );
             let _ = write!(
                 body,

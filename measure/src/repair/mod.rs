@@ -20,8 +20,6 @@
 mod history;
 mod nack;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use history::{
@@ -34,43 +32,9 @@ pub use nack::{
 
 use crate::time::Time;
 
-/// Whether a viewer repairs loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Repair {
-    /// No repair: the raw stream, as before repair existed (kept for comparison).
-    #[default]
-    None,
-    /// Generic NACK for missing packets and keyframe requests for broken GOPs.
-    Nack,
-}
-
-impl Repair {
-    /// The label value, `none` or `nack`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Repair::None => "none",
-            Repair::Nack => "nack",
-        }
-    }
-}
-
-impl fmt::Display for Repair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Repair {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Repair::None),
-            "nack" => Ok(Repair::Nack),
-            _ => Err(format!("unknown repair mode {s:?}; expected nack or none")),
-        }
-    }
-}
+/// Whether a viewer repairs loss (the plan's `repair` field; defined with the plan so the
+/// collector and the agent share it).
+pub use stallwatch_proto::plan::Repair;
 
 /// Sequence numbers one NACK message may carry (and a sender answers at most). RFC 4585 packs
 /// 17 per FCI and allows several FCIs per packet; 64 keeps one NACK in one small datagram and

@@ -236,7 +236,7 @@ pub(crate) mod fixtures {
                 network_type: "4g".into(),
                 transport: "udp".into(),
                 target: "relay-sg-1".into(),
-                agent: String::new(),
+                ..Scope::default()
             },
             summary: "P1 StallwatchStalls sea/4g/udp -> relay-sg-1: stall ratio 1.42 %".into(),
             evidence: vec![

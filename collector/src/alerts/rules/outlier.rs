@@ -20,12 +20,17 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
     let o = &ctx.settings.outlier;
     let window = u64::try_from(o.window.as_millis()).unwrap_or(u64::MAX);
     let min = ctx.over(window);
-    // (network type, transport) -> region -> (counts, cohorts)
+    // (network type, transport, repair) -> region -> (counts, cohorts): repaired and
+    // unrepaired regions are never peers.
     type Regions<'a> = BTreeMap<&'a str, (Counts, Vec<(&'a Cohort, Counts)>)>;
-    let mut groups: BTreeMap<(&str, &str), Regions<'_>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str, &str), Regions<'_>> = BTreeMap::new();
     for (cohort, history) in ctx.history.cohorts() {
         let entry = groups
-            .entry((cohort.network_type.as_str(), cohort.transport.as_str()))
+            .entry((
+                cohort.network_type.as_str(),
+                cohort.transport.as_str(),
+                cohort.repair.as_str(),
+            ))
             .or_default()
             .entry(cohort.region.as_str())
             .or_default();
@@ -34,7 +39,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
         entry.1.push((cohort, counts));
     }
     let mut out = Vec::new();
-    for ((network_type, transport), regions) in &groups {
+    for ((network_type, transport, repair), regions) in &groups {
         for signal in SIGNALS {
             let values: Vec<(&str, f64)> = regions
                 .iter()
@@ -68,7 +73,8 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                                 window: minutes_text(window),
                                 text: format!(
                                     "{} {} in {region} against {} (median) in the {} other regions \
-                                     on {network_type}/{transport} over the last {} (fires at {})",
+                                     on {network_type}/{transport} ({repair}) over the last {} \
+                                     (fires at {})",
                                     signal.describe(),
                                     signal.format(v),
                                     signal.format(median),

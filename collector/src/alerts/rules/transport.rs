@@ -22,13 +22,16 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
         let level = s.levels.get(&signal)?;
         signal.ratio(c, &min).map(|v| (v, v >= level.enter, v < level.exit))
     };
-    // (region, network type, target) -> transport -> counts
+    // (region, network type, target) -> transport -> counts, summed over repair modes: view
+    // failures and network loss (before repair) are the path's whatever the mode.
     let mut paths: BTreeMap<(&str, &str, &str), BTreeMap<&str, Counts>> = BTreeMap::new();
     for (cohort, history) in ctx.history.cohorts() {
         paths
             .entry((&cohort.region, &cohort.network_type, &cohort.target))
             .or_default()
-            .insert(&cohort.transport, history.sum(ctx.end, window));
+            .entry(&cohort.transport)
+            .or_default()
+            .add(&history.sum(ctx.end, window));
     }
     let mut out = Vec::new();
     for ((region, network_type, target), transports) in &paths {
@@ -40,7 +43,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                 network_type: (*network_type).into(),
                 transport: UDP.into(),
                 target: (*target).into(),
-                agent: String::new(),
+                ..Scope::default()
             },
         };
         let udp_view = failing(Signal::ViewFailureRatio, udp);

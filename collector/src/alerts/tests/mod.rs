@@ -194,6 +194,8 @@ pub fn cohort(region: &str, network_type: &str, transport: &str) -> Cohort {
         region: region.into(),
         network_type: network_type.into(),
         transport: transport.into(),
+        // What an agent whose plan leaves repair out sends.
+        repair: if transport == "quic-stream" { "none" } else { "nack" }.into(),
         target: format!("relay-{region}"),
     }
 }

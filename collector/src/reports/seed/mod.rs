@@ -320,10 +320,17 @@ fn agent_report(
     Ok((decoded, report_digest(&body)))
 }
 
+/// The repair mode an agent runs on `transport` when its plan leaves it out.
+fn default_repair(transport: &str) -> &'static str {
+    let transport = transport.parse().unwrap_or(stallwatch_proto::Transport::Udp);
+    stallwatch_proto::Repair::for_transport(transport, None).name()
+}
+
 fn viewer_series(a: &Attempt, target: &str, transport: &str) -> Series {
     let labels = [
         ("probe", format!("{target}-{transport}")),
         ("transport", transport.into()),
+        ("repair", default_repair(transport).into()),
         ("target", target.into()),
         ("role", "viewer".into()),
     ]

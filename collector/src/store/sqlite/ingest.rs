@@ -13,7 +13,7 @@ use super::rows::{RowKey, add_counter, load_histogram, store_histogram};
 use super::{SqliteStore, clamp_i64, to_i64};
 use crate::store::{
     AgentFacts, Cohort, Committed, Delta, HistogramCounts, I64_MAX, IngestItem, ItemError,
-    MAX_REPORT_VALUE, Origin, Outcome, Resolution, StoreError, minute_of,
+    MAX_REPORT_VALUE, Origin, Outcome, Resolution, StoreError, minute_of, repair_when_unlabelled,
 };
 
 /// One report's histogram on its way into a row.
@@ -246,25 +246,28 @@ fn cohort_id(
     series: &Series,
 ) -> Result<i64, StoreError> {
     let label = |name: &str| series.labels.get(name).map_or("", String::as_str);
-    let cohort = Cohort::new(
-        item.agent.region(),
-        item.agent.network_type(),
-        label("transport"),
-        label("target"),
-    );
+    let transport = label("transport");
+    let repair = series
+        .labels
+        .get("repair")
+        .map_or_else(|| repair_when_unlabelled(transport), String::as_str);
+    let cohort =
+        Cohort::new(item.agent.region(), item.agent.network_type(), transport, label("target"))
+            .with_repair(repair);
     if let Some(id) = cache.get(&cohort) {
         return Ok(*id);
     }
-    let args = params![cohort.region, cohort.network_type, cohort.transport, cohort.target];
+    let args =
+        params![cohort.region, cohort.network_type, cohort.transport, cohort.target, cohort.repair];
     tx.prepare_cached(
-        "INSERT INTO cohorts (region, network_type, transport, target) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO cohorts (region, network_type, transport, target, repair)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?
     .execute(args)?;
     let id = tx
         .prepare_cached(
-            "SELECT id FROM cohorts
-             WHERE region = ?1 AND network_type = ?2 AND transport = ?3 AND target = ?4",
+            "SELECT id FROM cohorts WHERE region = ?1 AND network_type = ?2 AND transport = ?3
+             AND target = ?4 AND repair = ?5",
         )?
         .query_row(args, |r| r.get(0))?;
     cache.insert(cohort, id);

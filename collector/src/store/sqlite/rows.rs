@@ -112,15 +112,18 @@ pub(super) fn read(
         filter.region,
         filter.network_type,
         filter.transport,
-        filter.target
+        filter.target,
+        filter.repair
     ];
     let query = |table: &str, columns: &str| {
         format!(
-            "SELECT h.start_unix_ms, c.region, c.network_type, c.transport, c.target, {columns}
+            "SELECT h.start_unix_ms, c.region, c.network_type, c.transport, c.target, c.repair,
+                    {columns}
              FROM {table} h JOIN cohorts c ON c.id = h.cohort
              WHERE h.resolution_ms = ?1 AND h.start_unix_ms >= ?2 AND h.start_unix_ms < ?3
                AND (?4 IS NULL OR c.region = ?4) AND (?5 IS NULL OR c.network_type = ?5)
-               AND (?6 IS NULL OR c.transport = ?6) AND (?7 IS NULL OR c.target = ?7)"
+               AND (?6 IS NULL OR c.transport = ?6) AND (?7 IS NULL OR c.target = ?7)
+               AND (?8 IS NULL OR c.repair = ?8)"
         )
     };
     let mut out: BTreeMap<(u64, Cohort), CohortRow> = BTreeMap::new();
@@ -128,15 +131,15 @@ pub(super) fn read(
     let mut rows = stmt.query(args)?;
     while let Some(r) = rows.next()? {
         let row = row_entry(&mut out, resolution, r.get(0)?, cohort_from(r)?);
-        let histogram = StoredHistogram { hdr: r.get(6)?, sum: r.get(7)?, count: r.get(8)? };
-        row.histograms.insert(r.get(5)?, histogram);
+        let histogram = StoredHistogram { hdr: r.get(7)?, sum: r.get(8)?, count: r.get(9)? };
+        row.histograms.insert(r.get(6)?, histogram);
     }
     drop(rows);
     let mut stmt = conn.prepare_cached(&query("counters", "h.name, h.value"))?;
     let mut rows = stmt.query(args)?;
     while let Some(r) = rows.next()? {
         let row = row_entry(&mut out, resolution, r.get(0)?, cohort_from(r)?);
-        row.counters.insert(r.get(5)?, r.get(6)?);
+        row.counters.insert(r.get(6)?, r.get(7)?);
     }
     drop(rows);
     Ok(out.into_values().collect())
@@ -155,7 +158,7 @@ pub(super) fn replay(
     let mut stats = ReplayStats::default();
     let cohorts: Vec<(i64, Cohort)> = conn
         .prepare_cached(
-            "SELECT id, region, network_type, transport, target FROM cohorts ORDER BY id",
+            "SELECT id, region, network_type, transport, target, repair FROM cohorts ORDER BY id",
         )?
         .query_map([], |r| Ok((r.get(0)?, cohort_from(r)?)))?
         .collect::<Result<_, _>>()?;
@@ -269,6 +272,7 @@ fn cohort_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cohort> {
         network_type: r.get(2)?,
         transport: r.get(3)?,
         target: r.get(4)?,
+        repair: r.get(5)?,
     })
 }
 

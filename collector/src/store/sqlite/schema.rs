@@ -6,7 +6,7 @@
 //!                 first_seen_unix_ms, last_report_unix_ms, last_seq, spool_depth, reports,
 //!                 last_window_end_ms)
 //! ingest_ledger  ((agent, seq) PK, received_unix_ms, digest) dedup; indexed by received time
-//! cohorts        (id PK, region, network_type, transport, target)   unique labels
+//! cohorts        (id PK, region, network_type, transport, target, repair)   unique labels
 //! histograms     (resolution_ms, start_unix_ms, cohort, metric) unique,
 //!                 hdr BLOB (V2+DEFLATE), sum, count
 //! counters       ((resolution_ms, start_unix_ms, cohort, name) PK, value)
@@ -23,7 +23,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Newest schema version this build writes.
-pub(in crate::store) const SCHEMA_VERSION: u32 = 3;
+pub(in crate::store) const SCHEMA_VERSION: u32 = 4;
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; version 0 is an empty file.
 ///
@@ -86,6 +86,26 @@ const MIGRATIONS: &[&str] = &[
     // series show; rows from before start from the receive time, the closest they kept.
     "ALTER TABLE agents ADD COLUMN last_window_end_ms INTEGER NOT NULL DEFAULT 0;
      UPDATE agents SET last_window_end_ms = last_report_unix_ms;",
+    // 3 -> 4: the repair mode is part of the cohort (docs/metrics.md section 18.1). Rows from
+    // before carry no mode: `none` on quic-stream (it never had application repair),
+    // `unknown` otherwise (agents of that time differ and one version string covers both);
+    // `repair_when_unlabelled` applies the same rule to reports without the label. Ids are
+    // kept, so histogram and counter rows still point at their cohort.
+    "CREATE TABLE cohorts_v4 (
+         id INTEGER PRIMARY KEY,
+         region TEXT NOT NULL,
+         network_type TEXT NOT NULL,
+         transport TEXT NOT NULL,
+         target TEXT NOT NULL,
+         repair TEXT NOT NULL,
+         UNIQUE (region, network_type, transport, target, repair)
+     );
+     INSERT INTO cohorts_v4 (id, region, network_type, transport, target, repair)
+         SELECT id, region, network_type, transport, target,
+                CASE WHEN transport = 'quic-stream' THEN 'none' ELSE 'unknown' END
+         FROM cohorts;
+     DROP TABLE cohorts;
+     ALTER TABLE cohorts_v4 RENAME TO cohorts;",
 ];
 
 /// Creates or migrates the schema (see [`MIGRATIONS`]).
