@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
 use stallwatch_measure::repair::{Nack, NackConfig, NackScheduler, Retransmitter};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, ControlError, ErrorCode, Role};
@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use super::Transport;
 use super::hub::{
     Backlog, Delivery, Feed, Hub, MAX_OBJECT_PAYLOAD, Publication, Refusal, Subscription,
-    decode_media, zeros,
+    WireBuilder, decode_media, zeros,
 };
 use super::stats::{Counters, Malformed, bump};
 use super::transport_from_alpn;
@@ -659,7 +659,7 @@ struct Track {
 async fn write_objects(conn: Connection, mut feed: Feed, counters: Arc<Counters>) -> bool {
     let backlog = feed.backlog.take().unwrap_or_default();
     let mut track: Option<Track> = None;
-    while let Some(delivery) = feed.rx.recv().await {
+    while let Some(delivery) = feed.recv().await {
         let result = write_object(&conn, &mut track, &backlog, &delivery, &counters).await;
         backlog.done();
         if result.is_err() {
@@ -732,7 +732,7 @@ async fn write_object(
         return Ok(());
     };
     let payload = delivery.header.payload_len as usize;
-    let mut chunks = [delivery.wire.clone(), zeros(payload)];
+    let mut chunks = [Bytes::copy_from_slice(&delivery.header.to_bytes()), zeros(payload)];
     let written = tokio::select! {
         biased;
         _ = backlog.superseded(gop) => None,
@@ -767,8 +767,9 @@ async fn write_object(
 async fn write_datagrams(conn: Connection, mut feed: Feed, counters: Arc<Counters>) -> bool {
     let clock = Clock::global();
     let grace_until = clock.instant() + MTU_GRACE;
-    while let Some(delivery) = feed.rx.recv().await {
-        let len = delivery.wire.len();
+    let mut wires = WireBuilder::default();
+    while let Some(delivery) = feed.recv().await {
+        let len = MEDIA_HEADER_LEN + delivery.header.payload_len as usize;
         let fits = loop {
             if conn.max_datagram_size().is_some_and(|max| len <= max) {
                 break true;
@@ -789,7 +790,8 @@ async fn write_datagrams(conn: Connection, mut feed: Feed, counters: Arc<Counter
             // quinn will drop older unsent datagrams to make room.
             bump(&counters.datagrams_displaced);
         }
-        match conn.send_datagram(delivery.wire) {
+        // The payload is added only now: the queue holds headers alone.
+        match conn.send_datagram(wires.build(&delivery.header)) {
             Ok(()) => counters.media_out(Transport::QuicDatagram, len),
             Err(quinn::SendDatagramError::ConnectionLost(_)) => return false,
             Err(_) => bump(&counters.datagrams_too_big),

@@ -16,7 +16,8 @@ pub(crate) enum Malformed {
     MediaHeader,
     /// A media datagram's length is not the header plus `payload_len`.
     PayloadLength,
-    /// A quic-stream object declares more than 4 MiB of payload.
+    /// A quic-stream object declares more than 4 MiB of payload, or a media datagram is over
+    /// 1,472 bytes.
     PayloadTooLarge,
     /// A quic-stream media stream ended inside an object.
     TruncatedObject,
@@ -112,6 +113,9 @@ pub struct RelayStats {
     pub objects_skipped: u64,
     /// Times a stream's GOP cache outgrew its cap and was dropped until the next GOP.
     pub gop_cache_overflows: u64,
+    /// Viewers that asked for the cached GOP and started live instead, because the relay
+    /// already had its limit of cache replays queued.
+    pub replays_refused: u64,
     /// UDP challenges sent.
     pub challenges_sent: u64,
     /// UDP input dropped by a per-peer token bucket or the challenge rate limit.
@@ -172,6 +176,7 @@ pub(crate) struct Counters {
     pub(crate) gops_reset: AtomicU64,
     pub(crate) objects_skipped: AtomicU64,
     pub(crate) gop_cache_overflows: AtomicU64,
+    pub(crate) replays_refused: AtomicU64,
     pub(crate) challenges_sent: AtomicU64,
     pub(crate) rate_limited_drops: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
@@ -223,6 +228,7 @@ impl Counters {
             gops_reset: self.gops_reset.load(Relaxed),
             objects_skipped: self.objects_skipped.load(Relaxed),
             gop_cache_overflows: self.gop_cache_overflows.load(Relaxed),
+            replays_refused: self.replays_refused.load(Relaxed),
             challenges_sent: self.challenges_sent.load(Relaxed),
             rate_limited_drops: self.rate_limited_drops.load(Relaxed),
             nacks_received: self.nacks_received.load(Relaxed),

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use super::hub::{Feed, Hub, Publication, ViewerGuard, decode_media};
+use super::hub::{Feed, Hub, Publication, ViewerGuard, WireBuilder, decode_media};
 use super::quic::{pong, until_shutdown, version_mismatch};
 use super::stats::{Counters, Malformed, bump};
 use super::token::Tokens;
@@ -600,14 +600,17 @@ async fn deliver(
     let bytes_per_sec = rate_bps as f64 / 8.0;
     let mut pacer = (bytes_per_sec > 0.0)
         .then(|| TokenBucket::new(bytes_per_sec, PACE_BURST, Clock::global().instant()));
-    while let Some(delivery) = feed.rx.recv().await {
-        let len = delivery.wire.len();
+    let mut wires = WireBuilder::default();
+    while let Some(delivery) = feed.recv().await {
+        // The payload is added only now: the queue holds headers alone.
+        let wire = wires.build(&delivery.header);
+        let len = wire.len();
         if let Some(wait) =
             pacer.as_mut().and_then(|p| p.pace(len as f64, Clock::global().instant()))
         {
             tokio::time::sleep(wait).await;
         }
-        match socket.send_to(&delivery.wire, to).await {
+        match socket.send_to(&wire, to).await {
             Ok(_) => counters.media_out(Transport::Udp, len),
             Err(e) => debug!(peer = %to, error = %e, "UDP send failed"),
         }
