@@ -192,7 +192,7 @@ impl Session {
                 Control::Publish { stream } if role == Some(Role::Publisher) => {
                     match self.ctx.hub.publish(&stream, self.transport) {
                         Ok(publication) => {
-                            let ok = Control::Ok { stream_id: publication.stream_id() };
+                            let ok = Control::Ok { stream_id: publication.stream_id(), session: 0 };
                             if !control.send(&ok).await {
                                 return;
                             }
@@ -204,7 +204,7 @@ impl Session {
                 Control::Subscribe { stream, start } if role == Some(Role::Viewer) => {
                     match self.ctx.hub.subscribe(&stream, self.transport, start) {
                         Ok(subscription) => {
-                            let ok = Control::Ok { stream_id: subscription.stream_id };
+                            let ok = Control::Ok { stream_id: subscription.stream_id, session: 0 };
                             if !control.send(&ok).await {
                                 return;
                             }
@@ -277,7 +277,7 @@ impl Session {
                     let reply = match msg {
                         Ok(Some(Control::Ping { id, send_ns })) => pong(id, send_ns, recv_ns),
                         Ok(Some(Control::Publish { stream })) if stream == publication.name() => {
-                            Control::Ok { stream_id: publication.stream_id() }
+                            Control::Ok { stream_id: publication.stream_id(), session: 0 }
                         }
                         Ok(Some(Control::Goodbye)) => break End::Goodbye,
                         Ok(Some(Control::Hello { .. })) => continue,
@@ -390,7 +390,7 @@ impl Session {
                             continue;
                         }
                         Ok(Some(Control::Subscribe { stream, .. })) if stream == guard.stream_name() => {
-                            Control::Ok { stream_id }
+                            Control::Ok { stream_id, session: 0 }
                         }
                         Ok(Some(Control::Goodbye)) => break End::Goodbye,
                         Ok(Some(Control::Hello { .. })) => continue,

@@ -33,10 +33,13 @@ pub(crate) enum Malformed {
     Unverified,
     /// A UDP hello whose token is wrong or expired (answered with a fresh challenge).
     BadToken,
+    /// A datagram from a verified UDP address without its session's nonce (other than a
+    /// repeated hello or request): a spoofer, or a client that lost its session.
+    BadSession,
 }
 
 impl Malformed {
-    const ALL: [Malformed; 11] = [
+    const ALL: [Malformed; 12] = [
         Malformed::Empty,
         Malformed::MediaHeader,
         Malformed::PayloadLength,
@@ -48,6 +51,7 @@ impl Malformed {
         Malformed::UnexpectedControl,
         Malformed::Unverified,
         Malformed::BadToken,
+        Malformed::BadSession,
     ];
 
     /// The key in [`RelayStats::malformed`].
@@ -64,6 +68,7 @@ impl Malformed {
             Malformed::UnexpectedControl => "unexpected_control",
             Malformed::Unverified => "unverified",
             Malformed::BadToken => "bad_token",
+            Malformed::BadSession => "bad_session",
         }
     }
 }

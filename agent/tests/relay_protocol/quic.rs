@@ -87,7 +87,7 @@ async fn hello_publish_subscribe_and_ping_on_both_alpns() {
             }
             // A resent request is answered the same way.
             publisher.send(&Control::Publish { stream: name.clone() }).await;
-            assert_eq!(publisher.recv().await, Some(Control::Ok { stream_id: id }));
+            assert_eq!(publisher.recv().await, Some(Control::Ok { stream_id: id, session: 0 }));
             clients.extend([publisher, viewer]);
         }
         let stats =
