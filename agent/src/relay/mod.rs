@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -73,6 +74,9 @@ pub struct RelayConfig {
     pub identity: tls::Identity,
     /// Per-relay, per-stream and per-peer limits.
     pub limits: Limits,
+    /// QUIC clients must present a certificate issued by this CA (a relay run from a plan:
+    /// only the fleet's agents may use it). `None`: open to anyone (a relay run by hand).
+    pub fleet_ca: Option<Vec<CertificateDer<'static>>>,
 }
 
 impl RelayConfig {
@@ -85,6 +89,7 @@ impl RelayConfig {
             gop_cache: true,
             identity,
             limits: Limits::default(),
+            fleet_ca: None,
         }
     }
 }
@@ -139,7 +144,7 @@ impl Relay {
     pub async fn start(config: RelayConfig) -> Result<Relay> {
         let counters = Arc::new(Counters::default());
         let hub = Arc::new(Hub::new(config.gop_cache, config.limits.clone(), counters.clone()));
-        let server_config = tls::server_config(&config.identity)?;
+        let server_config = tls::server_config(&config.identity, config.fleet_ca.as_deref())?;
 
         let quic_socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("binding the QUIC socket on {}", config.listen))?;

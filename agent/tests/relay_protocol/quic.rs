@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use stallwatch_agent::relay::Transport;
-use stallwatch_agent::tls::{ALPN_DATAGRAM, ALPN_STREAM};
-use stallwatch_proto::control::{Control, ErrorCode, Role, StartAt};
+use stallwatch_agent::tls::{self, ALPN_DATAGRAM, ALPN_STREAM, Identity, Trust};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt};
 use stallwatch_proto::media::{FrameKind, MediaHeader};
 
 use crate::support::*;
@@ -501,6 +501,98 @@ async fn datagrams_wait_for_a_new_viewers_pmtud_and_too_big_ones_are_counted() {
             publisher.conn.send_datagram(packet(&h)).unwrap();
             assert_eq!(read_datagrams(&small.conn, 1).await, [h]);
         }
+    })
+    .await;
+}
+
+/// A CA that issues relay (server) and agent (client) certificates, as `ca` does for a fleet.
+struct TestCa {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        TestCa { cert, issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    fn issue(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            certs: vec![cert.der().clone()],
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+}
+
+/// Connects with `trust` and asks for a stream that does not exist: the relay's answer, or
+/// why there was none.
+async fn ask(addr: std::net::SocketAddr, trust: &Trust) -> Result<Control, String> {
+    let config = tls::client_config(trust, ALPN_DATAGRAM).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let exchange = async {
+        let conn = endpoint.connect_with(config, addr, "localhost").unwrap().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None };
+        let request = Control::Subscribe { stream: "none".into(), start: StartAt::Live };
+        send.write_all(&[hello.encode(), request.encode()].concat()).await?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some((msg, _)) = Control::decode_frame(&buf).unwrap() {
+                return Ok(msg);
+            }
+            let mut chunk = [0u8; 512];
+            match recv.read(&mut chunk).await? {
+                Some(n) => buf.extend_from_slice(&chunk[..n]),
+                None => return Err(anyhow::anyhow!("control stream finished")),
+            }
+        }
+    };
+    let answer: anyhow::Result<Control> = match tokio::time::timeout(ANSWER_WAIT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("no answer")),
+    };
+    answer.map_err(|e| format!("{e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_run_relay_refuses_quic_clients_without_a_fleet_certificate() {
+    bounded(async {
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let fleet = TestCa::new("fleet");
+        let relay = TestRelay::start(|c| {
+            c.identity = fleet.issue(&["localhost"], ServerAuth);
+            c.fleet_ca = Some(vec![fleet.cert.clone()]);
+        })
+        .await;
+        let addr = relay.relay.quic_addr();
+        let cas = vec![fleet.cert.clone()];
+
+        // A probe that verifies the relay but shows no certificate of its own (what `probe
+        // --ca` is) is refused in the handshake, as is an agent of another fleet.
+        let anonymous = ask(addr, &Trust::Ca(cas.clone())).await;
+        assert!(anonymous.is_err(), "{anonymous:?}");
+        let stranger = TestCa::new("another fleet").issue(&["agent"], ClientAuth);
+        let foreign = ask(addr, &Trust::Fleet { cas: cas.clone(), client: stranger }).await;
+        assert!(foreign.is_err(), "{foreign:?}");
+        assert_eq!(relay.stats().streams, 0);
+
+        // An agent of the fleet is served.
+        let agent = fleet.issue(&["agent"], ClientAuth);
+        let answer = ask(addr, &Trust::Fleet { cas, client: agent }).await;
+        assert!(
+            matches!(answer, Ok(Control::Error { code: ErrorCode::StreamNotFound, .. })),
+            "{answer:?}"
+        );
     })
     .await;
 }
