@@ -98,6 +98,7 @@ impl RelayArgs {
                 max_viewers_per_stream: self.max_viewers,
                 udp_rate_limit_bps: (self.udp_rate_limit_mbps * 1e6).round() as u64,
                 udp_peer_timeout: self.udp_peer_timeout,
+                ..Limits::default()
             },
             // A relay run by hand is open; `run` mode's relays require fleet certificates.
             fleet_ca: None,
@@ -252,6 +253,7 @@ mod tests {
                 max_viewers_per_stream: 4,
                 udp_rate_limit_bps: 2_500_000,
                 udp_peer_timeout: Duration::from_secs(3),
+                ..Limits::default()
             }
         );
         let defaults = parse(&[]).config().unwrap();

@@ -12,6 +12,7 @@
 mod args;
 mod hub;
 mod quic;
+mod source;
 mod stats;
 mod token;
 mod udp;
@@ -106,6 +107,13 @@ pub struct Limits {
     pub udp_rate_limit_bps: u64,
     /// A UDP peer silent this long is forgotten (a publisher's stream ends).
     pub udp_peer_timeout: Duration,
+    /// Sessions (QUIC connections plus verified UDP peers) one IP address may hold at once.
+    pub max_sessions_per_source: usize,
+    /// Streams one IP address may publish at once.
+    pub max_streams_per_source: usize,
+    /// A QUIC connection must send its first publish or subscribe this soon after it is
+    /// accepted, or it is closed (code 1).
+    pub quic_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -115,6 +123,9 @@ impl Default for Limits {
             max_viewers_per_stream: 256,
             udp_rate_limit_bps: 50_000_000,
             udp_peer_timeout: Duration::from_secs(10),
+            max_sessions_per_source: 256,
+            max_streams_per_source: 16,
+            quic_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -144,6 +155,10 @@ impl Relay {
     pub async fn start(config: RelayConfig) -> Result<Relay> {
         let counters = Arc::new(Counters::default());
         let hub = Arc::new(Hub::new(config.gop_cache, config.limits.clone(), counters.clone()));
+        let sources = Arc::new(source::SourceCaps::new(
+            config.limits.max_sessions_per_source,
+            config.limits.max_streams_per_source,
+        ));
         let server_config = tls::server_config(&config.identity, config.fleet_ca.as_deref())?;
 
         let quic_socket = std::net::UdpSocket::bind(config.listen)
@@ -176,6 +191,8 @@ impl Relay {
             quic::Context {
                 hub: hub.clone(),
                 counters: counters.clone(),
+                sources: sources.clone(),
+                request_timeout: config.limits.quic_request_timeout,
                 shutdown: shutdown_rx.clone(),
             },
         ));
@@ -185,6 +202,7 @@ impl Relay {
             counters.clone(),
             config.limits.clone(),
             token::Tokens::new()?,
+            sources,
         );
         let udp_task = tokio::spawn(udp_relay.run(shutdown_rx));
         debug!(%quic_addr, %udp_addr, gop_cache = config.gop_cache, "relay started");

@@ -22,6 +22,7 @@ use super::hub::{
     Backlog, Delivery, Feed, Hub, MAX_OBJECT_PAYLOAD, Publication, Refusal, Subscription,
     WireBuilder, decode_media, zeros,
 };
+use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
 use super::transport_from_alpn;
 use super::udp::retransmit_budget;
@@ -59,6 +60,10 @@ const VIEWER_SEND_WINDOW: u64 = 512 * 1024;
 pub(crate) struct Context {
     pub hub: Arc<Hub>,
     pub counters: Arc<Counters>,
+    /// Per-source-address caps on connections and streams.
+    pub sources: Arc<SourceCaps>,
+    /// How soon a connection must send its first publish or subscribe.
+    pub request_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -75,7 +80,18 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, ctx: Context) {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    sessions.spawn(serve(incoming, ctx.clone()));
+                    let remote = incoming.remote_address();
+                    match ctx.sources.try_hold(remote.ip(), Kind::Session) {
+                        Some(hold) => {
+                            sessions.spawn(serve(incoming, ctx.clone(), hold));
+                        }
+                        None => {
+                            // Before the handshake: a host over its cap costs no TLS work.
+                            bump(&ctx.counters.source_cap_refusals);
+                            debug!(%remote, "QUIC connection refused: its address holds its limit");
+                            incoming.refuse();
+                        }
+                    }
                 }
                 None => break,
             },
@@ -90,7 +106,8 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, ctx: Context) {
     sessions.shutdown().await;
 }
 
-async fn serve(incoming: Incoming, ctx: Context) {
+/// Serves one connection; `_hold` is its slot in the per-address connection cap.
+async fn serve(incoming: Incoming, ctx: Context, _hold: SourceGuard) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -138,8 +155,15 @@ struct Session {
 impl Session {
     async fn run(self) {
         let mut shutdown = self.ctx.shutdown.clone();
+        // Until the first publish or subscribe: a connection that only holds a slot (and
+        // keeps itself alive with pings or QUIC keep-alives) is closed.
+        let mut request_due = Some(tokio::time::Instant::now() + self.ctx.request_timeout);
         let accepted = tokio::select! {
             accepted = timeout(CONTROL_STREAM_WAIT, self.conn.accept_bi()) => accepted,
+            _ = sleep_until_due(request_due) => {
+                self.no_request_in_time();
+                return;
+            }
             _ = until_shutdown(&mut shutdown) => {
                 self.conn.close(CLOSE_OK.into(), b"relay shutting down");
                 return;
@@ -162,6 +186,10 @@ impl Session {
         loop {
             let msg = tokio::select! {
                 msg = control.next() => msg,
+                _ = sleep_until_due(request_due) => {
+                    self.no_request_in_time();
+                    return;
+                }
                 _ = until_shutdown(&mut shutdown) => {
                     self.goodbye(&mut control, b"relay shutting down").await;
                     return;
@@ -180,6 +208,10 @@ impl Session {
                     return;
                 }
             };
+            if matches!(msg, Control::Publish { .. } | Control::Subscribe { .. }) {
+                // Refused ones count too: a viewer may wait for its publisher.
+                request_due = None;
+            }
             let reply = match msg {
                 Control::Hello { version, role: hello_role, .. } => {
                     if version == CONTROL_VERSION {
@@ -190,6 +222,17 @@ impl Session {
                     }
                 }
                 Control::Publish { stream } if role == Some(Role::Publisher) => {
+                    let Some(_stream_hold) =
+                        self.ctx.sources.try_hold(self.remote.ip(), Kind::Stream)
+                    else {
+                        bump(&self.ctx.counters.source_cap_refusals);
+                        let refusal = refusal_for_cap(&self.ctx.sources, Kind::Stream);
+                        let reply = self.refused(&refusal, &stream);
+                        if !control.send(&reply).await {
+                            return;
+                        }
+                        continue;
+                    };
                     match self.ctx.hub.publish(&stream, self.transport) {
                         Ok(publication) => {
                             let ok = Control::Ok { stream_id: publication.stream_id(), session: 0 };
@@ -478,6 +521,13 @@ impl Session {
         self.conn.close(CLOSE_PROTOCOL.into(), b"bad control frame");
     }
 
+    /// The connection sent no publish or subscribe in time: close it (code 1).
+    fn no_request_in_time(&self) {
+        bump(&self.ctx.counters.request_timeouts);
+        debug!(remote = %self.remote, "no publish or subscribe in time; closing");
+        self.conn.close(CLOSE_PROTOCOL.into(), b"no request in time");
+    }
+
     fn refused(&self, refusal: &Refusal, stream: &str) -> Control {
         debug!(remote = %self.remote, stream, code = ?refusal.code, reason = %refusal.message, "refused");
         refusal.to_control()
@@ -644,6 +694,31 @@ async fn read_objects(
         }
         counters.media_in(Transport::QuicStream, MEDIA_HEADER_LEN + header.payload_len as usize);
         publication.on_packet(&header);
+    }
+}
+
+/// Sleeps until `due`; never without one.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The refusal of a session or publish whose source address holds its cap of `kind`.
+pub(crate) fn refusal_for_cap(caps: &SourceCaps, kind: Kind) -> Refusal {
+    let max = caps.max(kind);
+    match kind {
+        Kind::Session => Refusal {
+            code: ErrorCode::RateLimited,
+            message: format!("this address holds the relay's limit of {max} sessions per address"),
+        },
+        Kind::Stream => Refusal {
+            code: ErrorCode::TooManyStreams,
+            message: format!(
+                "this address publishes the relay's limit of {max} streams per address"
+            ),
+        },
     }
 }
 

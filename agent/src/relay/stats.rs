@@ -121,6 +121,11 @@ pub struct RelayStats {
     /// Viewers that asked for the cached GOP and started live instead, because the relay
     /// already had its limit of cache replays queued.
     pub replays_refused: u64,
+    /// Sessions (QUIC connections, UDP peers) and publishes refused because their source
+    /// address held its limit of them.
+    pub source_cap_refusals: u64,
+    /// QUIC connections closed for sending no publish or subscribe in time.
+    pub request_timeouts: u64,
     /// UDP challenges sent.
     pub challenges_sent: u64,
     /// UDP input dropped by a per-peer token bucket or the challenge rate limit.
@@ -182,6 +187,8 @@ pub(crate) struct Counters {
     pub(crate) objects_skipped: AtomicU64,
     pub(crate) gop_cache_overflows: AtomicU64,
     pub(crate) replays_refused: AtomicU64,
+    pub(crate) source_cap_refusals: AtomicU64,
+    pub(crate) request_timeouts: AtomicU64,
     pub(crate) challenges_sent: AtomicU64,
     pub(crate) rate_limited_drops: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
@@ -234,6 +241,8 @@ impl Counters {
             objects_skipped: self.objects_skipped.load(Relaxed),
             gop_cache_overflows: self.gop_cache_overflows.load(Relaxed),
             replays_refused: self.replays_refused.load(Relaxed),
+            source_cap_refusals: self.source_cap_refusals.load(Relaxed),
+            request_timeouts: self.request_timeouts.load(Relaxed),
             challenges_sent: self.challenges_sent.load(Relaxed),
             rate_limited_drops: self.rate_limited_drops.load(Relaxed),
             nacks_received: self.nacks_received.load(Relaxed),

@@ -29,7 +29,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::hub::{Feed, Hub, Publication, ViewerGuard, WireBuilder, decode_media};
-use super::quic::{pong, until_shutdown, version_mismatch};
+use super::quic::{pong, refusal_for_cap, until_shutdown, version_mismatch};
+use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
 use super::token::Tokens;
 use super::{Limits, Transport};
@@ -130,6 +131,10 @@ struct Peer {
     bucket: Option<TokenBucket>,
     /// Bytes the bucket has dropped.
     dropped_bytes: u64,
+    /// The peer's slot in its address's session cap.
+    session_hold: SourceGuard,
+    /// Its slot in its address's stream cap, while it publishes.
+    stream_hold: Option<SourceGuard>,
 }
 
 enum PeerSession {
@@ -163,6 +168,7 @@ pub(crate) struct UdpRelay {
     counters: Arc<Counters>,
     limits: Limits,
     tokens: Tokens,
+    sources: Arc<SourceCaps>,
     peers: HashMap<SocketAddr, Peer>,
     max_peers: usize,
     challenges: ChallengeBudget,
@@ -178,6 +184,7 @@ impl UdpRelay {
         counters: Arc<Counters>,
         limits: Limits,
         tokens: Tokens,
+        sources: Arc<SourceCaps>,
     ) -> UdpRelay {
         let max_peers =
             limits.max_streams.saturating_mul(limits.max_viewers_per_stream.saturating_add(1));
@@ -188,6 +195,7 @@ impl UdpRelay {
             counters,
             limits,
             tokens,
+            sources,
             peers: HashMap::new(),
             max_peers,
             challenges: ChallengeBudget::new(now),
@@ -413,9 +421,12 @@ impl UdpRelay {
             return self.send(&version_mismatch(version), from).await;
         }
         if let Some(known) = self.peers.get(&from).map(|p| p.role) {
-            if known != role {
+            if known != role
+                && let Some(old) = self.peers.remove(&from)
+            {
                 debug!(peer = %from, ?role, "new session from a known address");
-                let peer = self.new_peer(role, now);
+                // The new session takes the old one's slot in the address's cap.
+                let peer = self.new_peer(role, now, old.session_hold);
                 self.peers.insert(from, peer);
             }
             // Otherwise a resent hello: nothing to do.
@@ -429,13 +440,20 @@ impl UdpRelay {
             let message = format!("the relay serves its limit of {} UDP peers", self.max_peers);
             return self.send(&Control::Error { code, message }, from).await;
         }
+        let Some(hold) = self.sources.try_hold(from.ip(), Kind::Session) else {
+            bump(&self.counters.source_cap_refusals);
+            debug!(peer = %from, "UDP peer refused: its address holds its limit of sessions");
+            return self
+                .send(&refusal_for_cap(&self.sources, Kind::Session).to_control(), from)
+                .await;
+        };
         debug!(peer = %from, ?role, "UDP peer verified");
-        let peer = self.new_peer(role, now);
+        let peer = self.new_peer(role, now, hold);
         self.peers.insert(from, peer);
         self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
     }
 
-    fn new_peer(&self, role: Role, now: Instant) -> Peer {
+    fn new_peer(&self, role: Role, now: Instant, session_hold: SourceGuard) -> Peer {
         let bytes_per_sec = self.limits.udp_rate_limit_bps as f64 / 8.0;
         Peer {
             role,
@@ -445,6 +463,8 @@ impl UdpRelay {
             bucket: (bytes_per_sec > 0.0)
                 .then(|| TokenBucket::new(bytes_per_sec, bytes_per_sec, now)),
             dropped_bytes: 0,
+            session_hold,
+            stream_hold: None,
         }
     }
 
@@ -489,25 +509,32 @@ impl UdpRelay {
             PeerSession::Publishing(p, _) => {
                 bad_request(&format!("this address already publishes {:?}", p.name()))
             }
-            _ => match self.hub.publish(stream, Transport::Udp) {
-                Ok(publication) => {
-                    info!(
-                        peer = %from,
-                        stream,
-                        stream_id = publication.stream_id(),
-                        transport = "udp",
-                        "publisher started"
-                    );
-                    let ok =
-                        Control::Ok { stream_id: publication.stream_id(), session: peer.nonce };
-                    let nack = Box::new(NackScheduler::new(NackConfig::default()));
-                    peer.session = PeerSession::Publishing(publication, nack);
-                    ok
+            _ => match self.sources.try_hold(from.ip(), Kind::Stream) {
+                None => {
+                    bump(&self.counters.source_cap_refusals);
+                    refusal_for_cap(&self.sources, Kind::Stream).to_control()
                 }
-                Err(refusal) => {
-                    debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
-                    refusal.to_control()
-                }
+                Some(hold) => match self.hub.publish(stream, Transport::Udp) {
+                    Ok(publication) => {
+                        peer.stream_hold = Some(hold);
+                        info!(
+                            peer = %from,
+                            stream,
+                            stream_id = publication.stream_id(),
+                            transport = "udp",
+                            "publisher started"
+                        );
+                        let ok =
+                            Control::Ok { stream_id: publication.stream_id(), session: peer.nonce };
+                        let nack = Box::new(NackScheduler::new(NackConfig::default()));
+                        peer.session = PeerSession::Publishing(publication, nack);
+                        ok
+                    }
+                    Err(refusal) => {
+                        debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+                        refusal.to_control()
+                    }
+                },
             },
         }
     }

@@ -596,3 +596,75 @@ async fn a_plan_run_relay_refuses_quic_clients_without_a_fleet_certificate() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_without_a_request_in_time_is_closed_with_code_1() {
+    bounded(async {
+        let wait = Duration::from_millis(300);
+        let relay = TestRelay::start(|c| c.limits.quic_request_timeout = wait).await;
+        // Hello and pings keep the control stream busy, but no request comes.
+        let mut idle = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        idle.send(&Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None })
+            .await;
+        idle.send(&Control::Ping { id: 1, send_ns: 1 }).await;
+        assert!(matches!(idle.recv().await, Some(Control::Pong { id: 1, .. })));
+        assert!(closed_with(&idle.closed().await, 1));
+        assert_eq!(relay.stats().request_timeouts, 1);
+
+        // A refused request counts as the request: a viewer may wait for its publisher.
+        let mut waiting = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let request = Control::Subscribe { stream: "later".into(), start: StartAt::Live };
+        let answer = waiting.request(Role::Viewer, request).await;
+        assert!(matches!(answer, Control::Error { code: ErrorCode::StreamNotFound, .. }));
+        tokio::time::sleep(3 * wait).await;
+        waiting.send(&Control::Ping { id: 2, send_ns: 2 }).await;
+        assert!(matches!(waiting.recv().await, Some(Control::Pong { id: 2, .. })));
+        assert_eq!(relay.stats().request_timeouts, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_holds_at_most_its_caps_of_connections_and_streams() {
+    bounded(async {
+        let relay = TestRelay::start(|c| {
+            c.limits.max_sessions_per_source = 3;
+            c.limits.max_streams_per_source = 1;
+        })
+        .await;
+        let mut publisher = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        publisher.publish("mine").await;
+        // A second stream from the same address is refused, though the relay has room.
+        let mut second = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let answer = second.request(Role::Publisher, Control::Publish { stream: "b".into() }).await;
+        assert!(
+            matches!(answer, Control::Error { code: ErrorCode::TooManyStreams, .. }),
+            "{answer:?}"
+        );
+        // A third connection fits; a fourth is refused before the handshake completes.
+        let _third = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let config =
+            stallwatch_agent::tls::client_config(&Trust::Pin(relay.pin), ALPN_DATAGRAM).unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let fourth = endpoint.connect_with(config, relay.relay.quic_addr(), "localhost").unwrap();
+        assert!(tokio::time::timeout(ANSWER_WAIT, fourth).await.unwrap().is_err());
+        assert_eq!(relay.stats().source_cap_refusals, 2);
+        // A connection that ends gives its slot back.
+        second.conn.close(0u32.into(), b"done");
+        drop(second);
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        loop {
+            let config =
+                stallwatch_agent::tls::client_config(&Trust::Pin(relay.pin), ALPN_DATAGRAM)
+                    .unwrap();
+            let attempt =
+                endpoint.connect_with(config, relay.relay.quic_addr(), "localhost").unwrap().await;
+            if attempt.is_ok() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}

@@ -401,3 +401,38 @@ async fn unsealed_datagrams_do_not_keep_a_session_alive_and_a_lost_ok_is_answere
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_holds_at_most_its_caps_of_udp_peers_and_streams() {
+    bounded(async {
+        let relay = TestRelay::start(|c| {
+            c.limits.max_sessions_per_source = 2;
+            c.limits.max_streams_per_source = 1;
+        })
+        .await;
+        let first = UdpClient::new(&relay).await;
+        first.publish("one").await;
+        let second = UdpClient::new(&relay).await;
+        let answer =
+            second.request(Role::Publisher, Control::Publish { stream: "two".into() }).await;
+        assert!(
+            matches!(answer, Control::Error { code: ErrorCode::TooManyStreams, .. }),
+            "{answer:?}"
+        );
+        // Two peers from 127.0.0.1 already: a third is refused at its verified hello.
+        let third = UdpClient::new(&relay).await;
+        third.verify(Role::Viewer).await;
+        assert!(matches!(
+            third.recv_control().await,
+            Control::Error { code: ErrorCode::RateLimited, .. }
+        ));
+        let stats = relay.stats();
+        assert_eq!((stats.udp_peers, stats.source_cap_refusals), (2, 2), "{stats:#?}");
+        // A peer that leaves gives its slots back (the publisher's stream slot too).
+        first.send(&Control::Goodbye).await;
+        relay.wait_for("one peer", |s| s.udp_peers == 1 && s.streams == 0).await;
+        let request = Control::Publish { stream: "three".into() };
+        assert!(matches!(third.request(Role::Publisher, request).await, Control::Ok { .. }));
+    })
+    .await;
+}
