@@ -1,7 +1,8 @@
 //! TLS for the relay's QUIC endpoint and the probes that connect to it: rustls with the ring
 //! provider only, TLS 1.3 only. A relay presents a fleet-CA certificate or a self-signed one
 //! whose SHA-256 fingerprint it prints; a client verifies one or the other and never skips
-//! verification.
+//! verification. A relay run from a plan also requires a fleet-CA client certificate (an
+//! agent's); a relay run by hand is open to any client.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -149,6 +150,14 @@ pub enum Trust {
     Pin([u8; 32]),
     /// The relay's chain must verify to one of these CA certificates (the fleet CA).
     Ca(Vec<CertificateDer<'static>>),
+    /// As [`Trust::Ca`], and the client proves it is in the fleet with its own certificate
+    /// (an agent's bundle): what relays run from a plan require.
+    Fleet {
+        /// The fleet CA.
+        cas: Vec<CertificateDer<'static>>,
+        /// The agent's certificate chain and key.
+        client: Identity,
+    },
 }
 
 impl Trust {
@@ -186,12 +195,33 @@ fn transport_config() -> quinn::TransportConfig {
     t
 }
 
-/// The relay's QUIC server configuration: TLS 1.3, both stallwatch ALPNs.
-pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+/// The relay's QUIC server configuration: TLS 1.3, both stallwatch ALPNs. With `client_ca`,
+/// a client must present a certificate chaining to it (a relay run from a plan); without,
+/// any client may connect.
+pub fn server_config(
+    identity: &Identity,
+    client_ca: Option<&[CertificateDer<'static>]>,
+) -> Result<quinn::ServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("configuring TLS 1.3")?
-        .with_no_client_auth()
+        .context("configuring TLS 1.3")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(cas) => {
+            let mut roots = RootCertStore::empty();
+            for ca in cas {
+                roots.add(ca.clone()).context("adding the fleet CA certificate")?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .context("building the fleet client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut tls = builder
         .with_single_cert(identity.certs.clone(), identity.key.clone_key())
         .context("the relay certificate and key do not match or are unsupported")?;
     tls.alpn_protocols = vec![ALPN_STREAM.to_vec(), ALPN_DATAGRAM.to_vec()];
@@ -216,13 +246,11 @@ pub fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig> 
                 provider: provider(),
             }))
             .with_no_client_auth(),
-        Trust::Ca(cas) => {
-            let mut roots = RootCertStore::empty();
-            for ca in cas {
-                roots.add(ca.clone()).context("adding a CA certificate")?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        Trust::Ca(cas) => builder.with_root_certificates(roots(cas)?).with_no_client_auth(),
+        Trust::Fleet { cas, client } => builder
+            .with_root_certificates(roots(cas)?)
+            .with_client_auth_cert(client.certs.clone(), client.key.clone_key())
+            .context("the agent certificate and key do not match or are unsupported")?,
     };
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -230,6 +258,14 @@ pub fn client_config(trust: &Trust, alpn: &[u8]) -> Result<quinn::ClientConfig> 
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
+}
+
+fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca.clone()).context("adding a CA certificate")?;
+    }
+    Ok(roots)
 }
 
 /// Accepts exactly the certificate with a pinned SHA-256 fingerprint, and still checks the

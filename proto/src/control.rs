@@ -21,7 +21,7 @@
 //! 0x81 Challenge  token [16]
 //! 0x82 Publish    stream str8
 //! 0x83 Subscribe  stream str8, start u8 (0 cached GOP, 1 live)
-//! 0x84 Ok         stream_id u32
+//! 0x84 Ok         stream_id u32, session u64 (plain UDP: the session nonce; 0 on QUIC)
 //! 0x85 Error      code u16, message str16
 //! 0x86 Ping       id u64, send_ns u64
 //! 0x87 Pong       id u64, echo_send_ns u64, relay_recv_ns u64, relay_send_ns u64
@@ -37,14 +37,24 @@
 //! to the relay and from the relay to its publisher. The bounds are checked when decoding, so
 //! one NACK can never name more than [`MAX_NACK_SEQS`] packets.
 //!
+//! On plain UDP a session is bound to its `Ok`'s nonce, not only to the source address: after
+//! the `Ok`, every datagram a client sends the relay (control frame or media packet) ends with
+//! the 8-byte `session` trailer ([`seal`], [`unseal`]). The relay drops anything else from that
+//! address but a repeated hello or request (answered with the same `Ok`), and only sealed
+//! datagrams keep the session alive, so an off-path spoofer who knows the address cannot end,
+//! steer, feed or keep alive the session. Control version 2 introduced the nonce.
+//!
 //! Hello always carries the 16 token bytes, so a first hello (22 bytes) is never smaller than
 //! the challenge it draws (19 bytes): the relay cannot be used to amplify traffic towards a
 //! spoofed address.
 
 use thiserror::Error;
 
-/// Control protocol version carried in [`Control::Hello`].
-pub const CONTROL_VERSION: u8 = 1;
+/// Control protocol version carried in [`Control::Hello`] (2: `Ok` carries the UDP session
+/// nonce and UDP clients seal their datagrams with it).
+pub const CONTROL_VERSION: u8 = 2;
+/// Bytes of the session trailer on a sealed UDP datagram.
+pub const SESSION_TRAILER_LEN: usize = 8;
 /// Largest control body in bytes.
 pub const MAX_CONTROL_BODY: usize = 1024;
 /// Size of the frame header (type and body length).
@@ -71,6 +81,20 @@ const TYPE_PONG: u8 = 0x87;
 const TYPE_GOODBYE: u8 = 0x88;
 const TYPE_NACK: u8 = 0x89;
 const TYPE_KEYFRAME_REQUEST: u8 = 0x8a;
+
+/// Appends the session trailer to a datagram a UDP client sends after its `Ok`.
+pub fn seal(datagram: &mut Vec<u8>, session: u64) {
+    datagram.extend_from_slice(&session.to_be_bytes());
+}
+
+/// The datagram without its trailer if it is sealed with `session` (compared in constant
+/// time, so timing says nothing about the nonce); `None` otherwise.
+pub fn unseal(datagram: &[u8], session: u64) -> Option<&[u8]> {
+    let cut = datagram.len().checked_sub(SESSION_TRAILER_LEN)?;
+    let (inner, trailer) = datagram.split_at(cut);
+    let diff = trailer.iter().zip(session.to_be_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    (diff == 0 && !inner.is_empty()).then_some(inner)
+}
 
 /// Whether a datagram whose first byte is `first_byte` is a control frame (not media).
 pub fn is_control(first_byte: u8) -> bool {
@@ -190,6 +214,9 @@ pub enum Control {
     Ok {
         /// Id media packets of this stream carry.
         stream_id: u32,
+        /// Plain UDP: the session nonce every later datagram from the client ends with
+        /// ([`seal`]). 0 on QUIC, where the connection is the session.
+        session: u64,
     },
     /// Relay refused a request or is ending the session.
     Error {
@@ -429,8 +456,9 @@ impl Control {
                 });
                 TYPE_SUBSCRIBE
             }
-            Control::Ok { stream_id } => {
+            Control::Ok { stream_id, session } => {
                 body.extend_from_slice(&stream_id.to_be_bytes());
+                body.extend_from_slice(&session.to_be_bytes());
                 TYPE_OK
             }
             Control::Error { code, message } => {
@@ -569,7 +597,7 @@ fn decode_body(ty: u8, kind: &'static str, body: &[u8]) -> Result<Control, Contr
             };
             Control::Subscribe { stream, start }
         }
-        TYPE_OK => Control::Ok { stream_id: r.u32()? },
+        TYPE_OK => Control::Ok { stream_id: r.u32()?, session: r.u64()? },
         TYPE_ERROR => {
             let code = ErrorCode::from_u16(r.u16()?);
             let len = usize::from(r.u16()?);
@@ -735,7 +763,7 @@ mod tests {
             Control::Publish { stream: "probe-1.720p_30".into() },
             Control::Subscribe { stream: "a".into(), start: StartAt::CachedGop },
             Control::Subscribe { stream: "x".repeat(64), start: StartAt::Live },
-            Control::Ok { stream_id: 0xdead_beef },
+            Control::Ok { stream_id: 0xdead_beef, session: 0x0123_4567_89ab_cdef },
             Control::Error { code: ErrorCode::StreamNotFound, message: "no such stream".into() },
             Control::Error { code: ErrorCode::Other(999), message: String::new() },
             Control::Ping { id: 1, send_ns: u64::MAX },
@@ -779,6 +807,18 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_datagram_unseals_only_with_its_session() {
+        let mut datagram = Control::Goodbye.encode();
+        seal(&mut datagram, 0xfeed);
+        assert_eq!(unseal(&datagram, 0xfeed), Some(&Control::Goodbye.encode()[..]));
+        assert_eq!(unseal(&datagram, 0xfeee), None);
+        // Unsealed, or nothing but a trailer: refused.
+        assert_eq!(unseal(&Control::Goodbye.encode(), 0xfeed), None);
+        assert_eq!(unseal(&0xfeed_u64.to_be_bytes(), 0xfeed), None);
+        assert_eq!(unseal(&[], 0), None);
+    }
+
+    #[test]
     fn hello_is_never_smaller_than_its_challenge() {
         let hello = Control::Hello { version: 1, role: Role::Viewer, token: None }.encode();
         let challenge = Control::Challenge { token: [1; 16] }.encode();
@@ -800,8 +840,8 @@ mod tests {
             Err(ControlError::BodyTooLarge { len: 1025 })
         );
         assert_eq!(
-            Control::decode_datagram(&[TYPE_OK, 0, 4, 0]),
-            Err(ControlError::Truncated { needed: 7, len: 4 })
+            Control::decode_datagram(&[TYPE_OK, 0, 12, 0]),
+            Err(ControlError::Truncated { needed: 15, len: 4 })
         );
         assert_eq!(
             Control::decode_datagram(&[TYPE_GOODBYE, 0, 1, 0]),

@@ -186,7 +186,7 @@ fn all_controls() -> Vec<Control> {
         Control::Challenge { token: [0x5a; 16] },
         Control::Publish { stream: "fra.720p30".into() },
         Control::Subscribe { stream: "fra.720p30".into(), start: StartAt::Live },
-        Control::Ok { stream_id: 77 },
+        Control::Ok { stream_id: 77, session: 5 },
         Control::Error { code: ErrorCode::TooManyViewers, message: "viewer limit 100".into() },
         Control::Ping { id: 5, send_ns: 1_700_000_000_000_000_000 },
         Control::Pong { id: 5, echo_send_ns: 1, relay_recv_ns: 2, relay_send_ns: 3 },
@@ -491,7 +491,8 @@ mod round_trips {
                 stream,
                 start: if live { StartAt::Live } else { StartAt::CachedGop },
             }),
-            any::<u32>().prop_map(|stream_id| Control::Ok { stream_id }),
+            (any::<u32>(), any::<u64>())
+                .prop_map(|(stream_id, session)| Control::Ok { stream_id, session }),
             (any::<u16>(), "\\PC{0,64}").prop_map(|(code, message)| Control::Error {
                 code: ErrorCode::from_u16(code),
                 message,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use stallwatch_proto::duration::parse_duration;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Limits, Relay, RelayConfig, RelayStats};
 use crate::tls::Identity;
@@ -98,7 +98,10 @@ impl RelayArgs {
                 max_viewers_per_stream: self.max_viewers,
                 udp_rate_limit_bps: (self.udp_rate_limit_mbps * 1e6).round() as u64,
                 udp_peer_timeout: self.udp_peer_timeout,
+                ..Limits::default()
             },
+            // A relay run by hand is open; `run` mode's relays require fleet certificates.
+            fleet_ca: None,
         })
     }
 }
@@ -118,6 +121,14 @@ pub async fn main(args: RelayArgs) -> Result<()> {
     let fingerprint = args.cert.is_none().then(|| config.identity.fingerprint());
     let gop_cache = config.gop_cache;
     let relay = Relay::start(config).await?;
+    warn!(
+        "OPEN RELAY: anyone who reaches {} (QUIC) or {} (UDP) may publish and view streams \
+         here; stream names are predictable, so a stranger can take one first and feed forged \
+         media to its viewers. Bind to a private address, or run relays from a plan (`run` \
+         mode), where QUIC clients need a fleet certificate",
+        relay.quic_addr(),
+        relay.udp_addr()
+    );
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "quic {}", relay.quic_addr())?;
@@ -242,6 +253,7 @@ mod tests {
                 max_viewers_per_stream: 4,
                 udp_rate_limit_bps: 2_500_000,
                 udp_peer_timeout: Duration::from_secs(3),
+                ..Limits::default()
             }
         );
         let defaults = parse(&[]).config().unwrap();

@@ -5,9 +5,14 @@
 //! Architecture invariant: a joining viewer's cache replay and its first live packet are
 //! queued under the same stream lock that live packets are fanned out under, so the viewer
 //! gets a contiguous suffix of what the relay received: no duplicate, no gap.
+//!
+//! Memory: queues hold headers only (the writers add the zero payload when they send), a GOP
+//! cache is capped in packets and in the bytes it describes, and at most
+//! [`MAX_CONCURRENT_REPLAYS`] cache replays are queued at once over the whole relay, so many
+//! viewers joining a stream with a large cached GOP cost a bounded amount of memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +33,15 @@ pub(crate) const MAX_OBJECT_PAYLOAD: usize = 4 * 1024 * 1024;
 const VIEWER_QUEUE: usize = 2048;
 /// Most headers one GOP cache holds (a 2 s 1080p GOP over UDP is about 1,100 packets).
 const MAX_CACHED: usize = 16_384;
+/// Most bytes (headers plus payload) one GOP cache may describe: what a replay sends, about
+/// 5 s at the default per-peer limit of 50 Mbit/s.
+const MAX_CACHED_BYTES: u64 = 32 * 1024 * 1024;
+/// Cache replays queued at once over the whole relay; a viewer joining beyond this starts
+/// live (counted as `replays_refused`). Each costs at most [`MAX_CACHED`] queued headers.
+pub(crate) const MAX_CONCURRENT_REPLAYS: usize = 32;
+/// Largest media datagram (plain UDP or QUIC datagram) the relay takes from a publisher: the
+/// UDP payload of a 1,500-byte IPv4 packet. Agents send at most 1,200 bytes.
+pub(crate) const MAX_MEDIA_DATAGRAM: usize = 1472;
 /// Size of the buffers datagram wire images are cut from.
 const ARENA: usize = 64 * 1024;
 
@@ -41,6 +55,10 @@ pub(crate) fn zeros(len: usize) -> Bytes {
 
 /// Decodes a media datagram of the stream with id `stream_id`, or says why it is dropped.
 pub(crate) fn decode_media(data: &[u8], stream_id: u32) -> Result<MediaHeader, Malformed> {
+    if data.len() > MAX_MEDIA_DATAGRAM {
+        // Bigger than any path MTU the fleet sends over: only a GOP cache inflater sends it.
+        return Err(Malformed::PayloadTooLarge);
+    }
     match MediaHeader::decode_packet(data) {
         Ok(header) if header.stream_id == stream_id => Ok(header),
         Ok(_) => Err(Malformed::WrongStreamId),
@@ -49,14 +67,13 @@ pub(crate) fn decode_media(data: &[u8], stream_id: u32) -> Result<MediaHeader, M
     }
 }
 
-/// One packet for one viewer.
-#[derive(Debug, Clone)]
+/// One packet for one viewer: its header alone. The writer adds the zero payload when it
+/// sends ([`WireBuilder`] for datagrams, [`zeros`] for quic-stream objects), so a queued packet
+/// costs its header whatever its size.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Delivery {
     /// The header as the viewer gets it (with `FROM_CACHE` on replays).
     pub header: MediaHeader,
-    /// Datagram transports: the whole packet, header and zero payload. quic-stream: the
-    /// 48-byte header only; the writer appends [`zeros`].
-    pub wire: Bytes,
 }
 
 /// Why the hub refused a publish or subscribe: becomes a `Control::Error`.
@@ -171,7 +188,9 @@ struct GopCache {
     enabled: bool,
     gop: Option<u32>,
     headers: Vec<MediaHeader>,
-    /// Outgrew [`MAX_CACHED`]: caching resumes at the next GOP.
+    /// Bytes (headers plus payload) the cached headers describe.
+    bytes: u64,
+    /// Outgrew [`MAX_CACHED`] or [`MAX_CACHED_BYTES`]: caching resumes at the next GOP.
     overflowed: bool,
 }
 
@@ -186,35 +205,34 @@ impl GopCache {
         if self.gop.is_none_or(|gop| header.gop > gop) {
             self.gop = Some(header.gop);
             self.headers.clear();
+            self.bytes = 0;
             self.overflowed = false;
         } else if self.overflowed {
             return false;
         }
-        if self.headers.len() >= MAX_CACHED {
+        let bytes = self.bytes + (MEDIA_HEADER_LEN as u64 + u64::from(header.payload_len));
+        if self.headers.len() >= MAX_CACHED || bytes > MAX_CACHED_BYTES {
             self.headers = Vec::new();
+            self.bytes = 0;
             self.overflowed = true;
             return true;
         }
         self.headers.push(*header);
+        self.bytes = bytes;
         false
     }
 }
 
-/// Cuts wire images from shared buffers so a packet costs no allocation of its own.
-#[derive(Debug)]
-struct WireBuilder {
+/// Cuts datagram wire images (header and zero payload) from shared buffers so a packet costs
+/// no allocation of its own. Each writer has its own; the hub one serves retransmissions.
+#[derive(Debug, Default)]
+pub(crate) struct WireBuilder {
     arena: BytesMut,
-    with_payload: bool,
 }
 
 impl WireBuilder {
-    fn new(transport: Transport) -> WireBuilder {
-        WireBuilder { arena: BytesMut::new(), with_payload: transport != Transport::QuicStream }
-    }
-
-    fn build(&mut self, header: &MediaHeader) -> Bytes {
-        let payload = if self.with_payload { header.payload_len as usize } else { 0 };
-        let len = MEDIA_HEADER_LEN + payload;
+    pub(crate) fn build(&mut self, header: &MediaHeader) -> Bytes {
+        let len = MEDIA_HEADER_LEN + header.payload_len as usize;
         if self.arena.capacity() < len {
             self.arena.reserve(len.max(ARENA));
         }
@@ -257,6 +275,8 @@ pub(crate) struct Hub {
     counters: Arc<Counters>,
     registry: Mutex<Registry>,
     next_viewer_id: AtomicU64,
+    /// Cache replays queued and not yet taken off their viewers' queues.
+    replays: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -273,6 +293,7 @@ impl Hub {
             counters,
             registry: Mutex::new(Registry { streams: HashMap::new(), next_stream_id: 1 }),
             next_viewer_id: AtomicU64::new(1),
+            replays: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -311,7 +332,7 @@ impl Hub {
             state: Mutex::new(StreamState {
                 cache: GopCache { enabled: self.gop_cache, ..GopCache::default() },
                 viewers: Vec::new(),
-                wire: WireBuilder::new(transport),
+                wire: WireBuilder::default(),
                 history: SendHistory::default(),
                 keyframe_gate: KeyframeGate::default(),
             }),
@@ -358,9 +379,20 @@ impl Hub {
                 ),
             ));
         }
-        let replay: &[MediaHeader] = match start {
+        let mut replay: &[MediaHeader] = match start {
             StartAt::CachedGop => &state.cache.headers,
             StartAt::Live => &[],
+        };
+        let permit = if replay.is_empty() {
+            None
+        } else {
+            let permit = ReplayPermit::try_new(&self.replays, replay.len());
+            if permit.is_none() {
+                // Too many replays queued relay-wide: this viewer waits for the next keyframe.
+                super::stats::bump(&self.counters.replays_refused);
+                replay = &[];
+            }
+            permit
         };
         let (tx, rx) = mpsc::channel(replay.len() + VIEWER_QUEUE);
         let backlog = (transport == Transport::QuicStream).then(|| Arc::new(Backlog::default()));
@@ -368,15 +400,14 @@ impl Hub {
         let mut slot = ViewerSlot { id, tx, backlog: backlog.clone(), last_gop: None };
         for cached in replay {
             let header = MediaHeader { flags: cached.flags | FLAG_FROM_CACHE, ..*cached };
-            let wire = state.wire.build(&header);
-            slot.offer(Delivery { header, wire }, &self.counters);
+            slot.offer(Delivery { header }, &self.counters);
         }
         state.viewers.push(slot);
         self.counters.viewers.fetch_add(1, Ordering::Relaxed);
         drop(guard);
         Ok(Subscription {
             stream_id: stream.id,
-            feed: Feed { rx, backlog },
+            feed: Feed { rx, backlog, replay: permit },
             guard: ViewerGuard { hub: self.clone(), stream, id },
         })
     }
@@ -438,10 +469,9 @@ impl Publication {
         if state.viewers.is_empty() {
             return;
         }
-        let wire = state.wire.build(&header);
         let counters = &*self.hub.counters;
         let before = state.viewers.len();
-        state.viewers.retain_mut(|v| v.offer(Delivery { header, wire: wire.clone() }, counters));
+        state.viewers.retain_mut(|v| v.offer(Delivery { header }, counters));
         let gone = before - state.viewers.len();
         if gone > 0 {
             counters.viewers.fetch_sub(gone, Ordering::Relaxed);
@@ -476,9 +506,67 @@ pub(crate) struct Subscription {
 
 /// A viewer's queue. It closes (after the queued packets) when the stream ends.
 pub(crate) struct Feed {
-    pub rx: mpsc::Receiver<Delivery>,
+    rx: mpsc::Receiver<Delivery>,
     /// Present for quic-stream viewers.
     pub backlog: Option<Arc<Backlog>>,
+    /// Held while the cache replay is still queued.
+    replay: Option<ReplayPermit>,
+}
+
+impl Feed {
+    /// The next packet; `None` once the stream ended and the queue is drained.
+    pub(crate) async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.recv().await;
+        self.took_one(delivery.is_some());
+        delivery
+    }
+
+    #[cfg(test)]
+    fn try_recv(&mut self) -> Result<Delivery, mpsc::error::TryRecvError> {
+        let delivery = self.rx.try_recv();
+        self.took_one(delivery.is_ok());
+        delivery
+    }
+
+    /// Packets queued now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Releases the replay permit once the replayed packets are off the queue.
+    fn took_one(&mut self, got: bool) {
+        if let Some(permit) = &mut self.replay {
+            permit.left = permit.left.saturating_sub(1);
+            if !got || permit.left == 0 {
+                self.replay = None;
+            }
+        }
+    }
+}
+
+/// One of the relay's [`MAX_CONCURRENT_REPLAYS`]; given back on drop.
+struct ReplayPermit {
+    active: Arc<AtomicUsize>,
+    /// Replayed packets still on the queue.
+    left: usize,
+}
+
+impl ReplayPermit {
+    fn try_new(active: &Arc<AtomicUsize>, len: usize) -> Option<ReplayPermit> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_REPLAYS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ReplayPermit { active: active.clone(), left: len })
+    }
+}
+
+impl Drop for ReplayPermit {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Unsubscribes its viewer on drop.
@@ -599,7 +687,7 @@ mod tests {
 
     fn drain(feed: &mut Feed) -> Vec<MediaHeader> {
         let mut out = Vec::new();
-        while let Ok(d) = feed.rx.try_recv() {
+        while let Ok(d) = feed.try_recv() {
             out.push(d.header);
         }
         out
@@ -676,12 +764,12 @@ mod tests {
             publication.on_packet(&h);
         }
         let sub = hub.subscribe("s", Transport::Udp, StartAt::CachedGop).unwrap();
-        assert!(sub.feed.rx.is_empty());
+        assert_eq!(sub.feed.len(), 0);
         assert_eq!(counters.snapshot(0).gop_cache_overflows, 1);
         h.gop = 1;
         publication.on_packet(&h);
         let sub = hub.subscribe("s", Transport::Udp, StartAt::CachedGop).unwrap();
-        assert_eq!(sub.feed.rx.len(), 1);
+        assert_eq!(sub.feed.len(), 1);
     }
 
     #[test]
@@ -713,7 +801,7 @@ mod tests {
         assert_eq!(hub.stream_count(), 0);
         assert_eq!(hub.counters.viewers.load(Ordering::Relaxed), 0);
         assert!(viewer.guard.stream_ended());
-        assert!(matches!(viewer.feed.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        assert!(matches!(viewer.feed.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
         // The name is free again.
         hub.publish("s", Transport::Udp).unwrap();
     }
@@ -728,7 +816,7 @@ mod tests {
         // The writer keeps up with GOP 0: nothing superseded when GOP 1 starts.
         for h in all.iter().filter(|h| h.gop == 0) {
             publication.on_packet(h);
-            sub.feed.rx.try_recv().unwrap();
+            sub.feed.try_recv().unwrap();
             backlog.done();
         }
         for h in all.iter().filter(|h| h.gop == 1) {
@@ -758,8 +846,81 @@ mod tests {
     }
 
     #[test]
+    fn a_queued_packet_is_its_header_alone() {
+        // The GOP replay attack: a cached GOP of large packets copied, payload and all, into
+        // each joining viewer's queue. A queued packet must cost its header whatever its size.
+        assert_eq!(std::mem::size_of::<Delivery>(), std::mem::size_of::<MediaHeader>());
+    }
+
+    #[test]
+    fn cache_replays_queued_at_once_are_bounded_relay_wide() {
+        let counters = Arc::new(Counters::default());
+        let hub = Arc::new(Hub::new(true, Limits::default(), counters.clone()));
+        let publication = hub.publish("s", Transport::Udp).unwrap();
+        let mut h = header(publication.stream_id(), FrameKind::Predicted, 0, 0, 0, 1, 0);
+        h.payload_len = 1400;
+        for seq in 0..MAX_CACHED as u64 {
+            h.seq = seq;
+            publication.on_packet(&h);
+        }
+        let mut viewers: Vec<Subscription> = (0..3 * MAX_CONCURRENT_REPLAYS)
+            .map(|_| hub.subscribe("s", Transport::Udp, StartAt::CachedGop).unwrap())
+            .collect();
+        let queued: usize = viewers.iter().map(|v| v.feed.len()).sum();
+        assert_eq!(queued, MAX_CONCURRENT_REPLAYS * MAX_CACHED);
+        assert_eq!(counters.snapshot(0).replays_refused, 2 * MAX_CONCURRENT_REPLAYS as u64);
+        // A viewer whose writer took its replay off the queue gives its permit back, and so
+        // does one that leaves mid-replay.
+        let first = &mut viewers[0];
+        while first.feed.try_recv().is_ok() {}
+        drop(viewers.remove(1));
+        for _ in 0..2 {
+            let late = hub.subscribe("s", Transport::Udp, StartAt::CachedGop).unwrap();
+            assert_eq!(late.feed.len(), MAX_CACHED);
+            viewers.push(late);
+        }
+        let late = hub.subscribe("s", Transport::Udp, StartAt::CachedGop).unwrap();
+        assert_eq!(late.feed.len(), 0);
+        assert_eq!(counters.snapshot(0).replays_refused, 2 * MAX_CONCURRENT_REPLAYS as u64 + 1);
+    }
+
+    #[test]
+    fn the_cache_is_capped_in_bytes() {
+        let counters = Arc::new(Counters::default());
+        let hub = Arc::new(Hub::new(true, Limits::default(), counters.clone()));
+        let publication = hub.publish("s", Transport::QuicStream).unwrap();
+        let mut h = header(publication.stream_id(), FrameKind::Predicted, 0, 0, 0, 1, 0);
+        h.payload_len = MAX_OBJECT_PAYLOAD as u32;
+        let fits = MAX_CACHED_BYTES / (MEDIA_HEADER_LEN + MAX_OBJECT_PAYLOAD) as u64;
+        for seq in 0..fits {
+            h.seq = seq;
+            publication.on_packet(&h);
+        }
+        let sub = hub.subscribe("s", Transport::QuicStream, StartAt::CachedGop).unwrap();
+        assert_eq!(sub.feed.len() as u64, fits);
+        assert_eq!(counters.snapshot(0).gop_cache_overflows, 0);
+        h.seq = fits;
+        publication.on_packet(&h);
+        assert_eq!(counters.snapshot(0).gop_cache_overflows, 1);
+        let sub = hub.subscribe("s", Transport::QuicStream, StartAt::CachedGop).unwrap();
+        assert_eq!(sub.feed.len(), 0);
+    }
+
+    #[test]
+    fn media_datagrams_over_the_path_mtu_are_refused() {
+        let mut h = header(7, FrameKind::Key, 0, 0, 0, 1, 0);
+        let mut wires = WireBuilder::default();
+        h.payload_len = (MAX_MEDIA_DATAGRAM - MEDIA_HEADER_LEN) as u32;
+        assert_eq!(decode_media(&wires.build(&h), 7), Ok(h));
+        h.payload_len += 1;
+        assert_eq!(decode_media(&wires.build(&h), 7), Err(Malformed::PayloadTooLarge));
+        h.payload_len = 60_000;
+        assert_eq!(decode_media(&wires.build(&h), 7), Err(Malformed::PayloadTooLarge));
+    }
+
+    #[test]
     fn wire_images_carry_zero_payload() {
-        let mut wire = WireBuilder::new(Transport::Udp);
+        let mut wire = WireBuilder::default();
         let h = header(3, FrameKind::Key, 0, 0, 0, 1, 9);
         for _ in 0..1000 {
             let bytes = wire.build(&h);
@@ -767,8 +928,6 @@ mod tests {
             assert_eq!(MediaHeader::decode_packet(&bytes), Ok(h));
             assert!(bytes[MEDIA_HEADER_LEN..].iter().all(|&b| b == 0));
         }
-        let mut objects = WireBuilder::new(Transport::QuicStream);
-        assert_eq!(objects.build(&h).len(), MEDIA_HEADER_LEN);
         assert_eq!(zeros(10).as_ref(), &[0; 10]);
     }
 }

@@ -12,6 +12,7 @@
 mod args;
 mod hub;
 mod quic;
+mod source;
 mod stats;
 mod token;
 mod udp;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -73,6 +75,9 @@ pub struct RelayConfig {
     pub identity: tls::Identity,
     /// Per-relay, per-stream and per-peer limits.
     pub limits: Limits,
+    /// QUIC clients must present a certificate issued by this CA (a relay run from a plan:
+    /// only the fleet's agents may use it). `None`: open to anyone (a relay run by hand).
+    pub fleet_ca: Option<Vec<CertificateDer<'static>>>,
 }
 
 impl RelayConfig {
@@ -85,6 +90,7 @@ impl RelayConfig {
             gop_cache: true,
             identity,
             limits: Limits::default(),
+            fleet_ca: None,
         }
     }
 }
@@ -101,6 +107,13 @@ pub struct Limits {
     pub udp_rate_limit_bps: u64,
     /// A UDP peer silent this long is forgotten (a publisher's stream ends).
     pub udp_peer_timeout: Duration,
+    /// Sessions (QUIC connections plus verified UDP peers) one IP address may hold at once.
+    pub max_sessions_per_source: usize,
+    /// Streams one IP address may publish at once.
+    pub max_streams_per_source: usize,
+    /// A QUIC connection must send its first publish or subscribe this soon after it is
+    /// accepted, or it is closed (code 1).
+    pub quic_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -110,6 +123,9 @@ impl Default for Limits {
             max_viewers_per_stream: 256,
             udp_rate_limit_bps: 50_000_000,
             udp_peer_timeout: Duration::from_secs(10),
+            max_sessions_per_source: 256,
+            max_streams_per_source: 16,
+            quic_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -139,7 +155,11 @@ impl Relay {
     pub async fn start(config: RelayConfig) -> Result<Relay> {
         let counters = Arc::new(Counters::default());
         let hub = Arc::new(Hub::new(config.gop_cache, config.limits.clone(), counters.clone()));
-        let server_config = tls::server_config(&config.identity)?;
+        let sources = Arc::new(source::SourceCaps::new(
+            config.limits.max_sessions_per_source,
+            config.limits.max_streams_per_source,
+        ));
+        let server_config = tls::server_config(&config.identity, config.fleet_ca.as_deref())?;
 
         let quic_socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("binding the QUIC socket on {}", config.listen))?;
@@ -171,6 +191,8 @@ impl Relay {
             quic::Context {
                 hub: hub.clone(),
                 counters: counters.clone(),
+                sources: sources.clone(),
+                request_timeout: config.limits.quic_request_timeout,
                 shutdown: shutdown_rx.clone(),
             },
         ));
@@ -180,6 +202,7 @@ impl Relay {
             counters.clone(),
             config.limits.clone(),
             token::Tokens::new()?,
+            sources,
         );
         let udp_task = tokio::spawn(udp_relay.run(shutdown_rx));
         debug!(%quic_addr, %udp_addr, gop_cache = config.gop_cache, "relay started");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
 use stallwatch_measure::repair::{Nack, NackConfig, NackScheduler, Retransmitter};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, ControlError, ErrorCode, Role};
@@ -20,8 +20,9 @@ use tracing::{debug, info};
 use super::Transport;
 use super::hub::{
     Backlog, Delivery, Feed, Hub, MAX_OBJECT_PAYLOAD, Publication, Refusal, Subscription,
-    decode_media, zeros,
+    WireBuilder, decode_media, zeros,
 };
+use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
 use super::transport_from_alpn;
 use super::udp::retransmit_budget;
@@ -59,6 +60,10 @@ const VIEWER_SEND_WINDOW: u64 = 512 * 1024;
 pub(crate) struct Context {
     pub hub: Arc<Hub>,
     pub counters: Arc<Counters>,
+    /// Per-source-address caps on connections and streams.
+    pub sources: Arc<SourceCaps>,
+    /// How soon a connection must send its first publish or subscribe.
+    pub request_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -75,7 +80,18 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, ctx: Context) {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    sessions.spawn(serve(incoming, ctx.clone()));
+                    let remote = incoming.remote_address();
+                    match ctx.sources.try_hold(remote.ip(), Kind::Session) {
+                        Some(hold) => {
+                            sessions.spawn(serve(incoming, ctx.clone(), hold));
+                        }
+                        None => {
+                            // Before the handshake: a host over its cap costs no TLS work.
+                            bump(&ctx.counters.source_cap_refusals);
+                            debug!(%remote, "QUIC connection refused: its address holds its limit");
+                            incoming.refuse();
+                        }
+                    }
                 }
                 None => break,
             },
@@ -90,7 +106,8 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, ctx: Context) {
     sessions.shutdown().await;
 }
 
-async fn serve(incoming: Incoming, ctx: Context) {
+/// Serves one connection; `_hold` is its slot in the per-address connection cap.
+async fn serve(incoming: Incoming, ctx: Context, _hold: SourceGuard) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -138,8 +155,15 @@ struct Session {
 impl Session {
     async fn run(self) {
         let mut shutdown = self.ctx.shutdown.clone();
+        // Until the first publish or subscribe: a connection that only holds a slot (and
+        // keeps itself alive with pings or QUIC keep-alives) is closed.
+        let mut request_due = Some(tokio::time::Instant::now() + self.ctx.request_timeout);
         let accepted = tokio::select! {
             accepted = timeout(CONTROL_STREAM_WAIT, self.conn.accept_bi()) => accepted,
+            _ = sleep_until_due(request_due) => {
+                self.no_request_in_time();
+                return;
+            }
             _ = until_shutdown(&mut shutdown) => {
                 self.conn.close(CLOSE_OK.into(), b"relay shutting down");
                 return;
@@ -162,6 +186,10 @@ impl Session {
         loop {
             let msg = tokio::select! {
                 msg = control.next() => msg,
+                _ = sleep_until_due(request_due) => {
+                    self.no_request_in_time();
+                    return;
+                }
                 _ = until_shutdown(&mut shutdown) => {
                     self.goodbye(&mut control, b"relay shutting down").await;
                     return;
@@ -180,6 +208,10 @@ impl Session {
                     return;
                 }
             };
+            if matches!(msg, Control::Publish { .. } | Control::Subscribe { .. }) {
+                // Refused ones count too: a viewer may wait for its publisher.
+                request_due = None;
+            }
             let reply = match msg {
                 Control::Hello { version, role: hello_role, .. } => {
                     if version == CONTROL_VERSION {
@@ -190,9 +222,20 @@ impl Session {
                     }
                 }
                 Control::Publish { stream } if role == Some(Role::Publisher) => {
+                    let Some(_stream_hold) =
+                        self.ctx.sources.try_hold(self.remote.ip(), Kind::Stream)
+                    else {
+                        bump(&self.ctx.counters.source_cap_refusals);
+                        let refusal = refusal_for_cap(&self.ctx.sources, Kind::Stream);
+                        let reply = self.refused(&refusal, &stream);
+                        if !control.send(&reply).await {
+                            return;
+                        }
+                        continue;
+                    };
                     match self.ctx.hub.publish(&stream, self.transport) {
                         Ok(publication) => {
-                            let ok = Control::Ok { stream_id: publication.stream_id() };
+                            let ok = Control::Ok { stream_id: publication.stream_id(), session: 0 };
                             if !control.send(&ok).await {
                                 return;
                             }
@@ -204,7 +247,7 @@ impl Session {
                 Control::Subscribe { stream, start } if role == Some(Role::Viewer) => {
                     match self.ctx.hub.subscribe(&stream, self.transport, start) {
                         Ok(subscription) => {
-                            let ok = Control::Ok { stream_id: subscription.stream_id };
+                            let ok = Control::Ok { stream_id: subscription.stream_id, session: 0 };
                             if !control.send(&ok).await {
                                 return;
                             }
@@ -277,7 +320,7 @@ impl Session {
                     let reply = match msg {
                         Ok(Some(Control::Ping { id, send_ns })) => pong(id, send_ns, recv_ns),
                         Ok(Some(Control::Publish { stream })) if stream == publication.name() => {
-                            Control::Ok { stream_id: publication.stream_id() }
+                            Control::Ok { stream_id: publication.stream_id(), session: 0 }
                         }
                         Ok(Some(Control::Goodbye)) => break End::Goodbye,
                         Ok(Some(Control::Hello { .. })) => continue,
@@ -390,7 +433,7 @@ impl Session {
                             continue;
                         }
                         Ok(Some(Control::Subscribe { stream, .. })) if stream == guard.stream_name() => {
-                            Control::Ok { stream_id }
+                            Control::Ok { stream_id, session: 0 }
                         }
                         Ok(Some(Control::Goodbye)) => break End::Goodbye,
                         Ok(Some(Control::Hello { .. })) => continue,
@@ -476,6 +519,13 @@ impl Session {
         debug!(remote = %self.remote, error = %message, "closing a connection with bad control");
         let _ = timeout(GOODBYE_WAIT, control.send_last(&bad_request(&message))).await;
         self.conn.close(CLOSE_PROTOCOL.into(), b"bad control frame");
+    }
+
+    /// The connection sent no publish or subscribe in time: close it (code 1).
+    fn no_request_in_time(&self) {
+        bump(&self.ctx.counters.request_timeouts);
+        debug!(remote = %self.remote, "no publish or subscribe in time; closing");
+        self.conn.close(CLOSE_PROTOCOL.into(), b"no request in time");
     }
 
     fn refused(&self, refusal: &Refusal, stream: &str) -> Control {
@@ -647,6 +697,31 @@ async fn read_objects(
     }
 }
 
+/// Sleeps until `due`; never without one.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The refusal of a session or publish whose source address holds its cap of `kind`.
+pub(crate) fn refusal_for_cap(caps: &SourceCaps, kind: Kind) -> Refusal {
+    let max = caps.max(kind);
+    match kind {
+        Kind::Session => Refusal {
+            code: ErrorCode::RateLimited,
+            message: format!("this address holds the relay's limit of {max} sessions per address"),
+        },
+        Kind::Stream => Refusal {
+            code: ErrorCode::TooManyStreams,
+            message: format!(
+                "this address publishes the relay's limit of {max} streams per address"
+            ),
+        },
+    }
+}
+
 /// A viewer's QUIC stream for one GOP. `send` is `None` once that GOP is dead for the viewer
 /// (reset by the relay or stopped by the viewer).
 struct Track {
@@ -659,7 +734,7 @@ struct Track {
 async fn write_objects(conn: Connection, mut feed: Feed, counters: Arc<Counters>) -> bool {
     let backlog = feed.backlog.take().unwrap_or_default();
     let mut track: Option<Track> = None;
-    while let Some(delivery) = feed.rx.recv().await {
+    while let Some(delivery) = feed.recv().await {
         let result = write_object(&conn, &mut track, &backlog, &delivery, &counters).await;
         backlog.done();
         if result.is_err() {
@@ -732,7 +807,7 @@ async fn write_object(
         return Ok(());
     };
     let payload = delivery.header.payload_len as usize;
-    let mut chunks = [delivery.wire.clone(), zeros(payload)];
+    let mut chunks = [Bytes::copy_from_slice(&delivery.header.to_bytes()), zeros(payload)];
     let written = tokio::select! {
         biased;
         _ = backlog.superseded(gop) => None,
@@ -767,8 +842,9 @@ async fn write_object(
 async fn write_datagrams(conn: Connection, mut feed: Feed, counters: Arc<Counters>) -> bool {
     let clock = Clock::global();
     let grace_until = clock.instant() + MTU_GRACE;
-    while let Some(delivery) = feed.rx.recv().await {
-        let len = delivery.wire.len();
+    let mut wires = WireBuilder::default();
+    while let Some(delivery) = feed.recv().await {
+        let len = MEDIA_HEADER_LEN + delivery.header.payload_len as usize;
         let fits = loop {
             if conn.max_datagram_size().is_some_and(|max| len <= max) {
                 break true;
@@ -789,7 +865,8 @@ async fn write_datagrams(conn: Connection, mut feed: Feed, counters: Arc<Counter
             // quinn will drop older unsent datagrams to make room.
             bump(&counters.datagrams_displaced);
         }
-        match conn.send_datagram(delivery.wire) {
+        // The payload is added only now: the queue holds headers alone.
+        match conn.send_datagram(wires.build(&delivery.header)) {
             Ok(()) => counters.media_out(Transport::QuicDatagram, len),
             Err(quinn::SendDatagramError::ConnectionLost(_)) => return false,
             Err(_) => bump(&counters.datagrams_too_big),

@@ -16,7 +16,8 @@ pub(crate) enum Malformed {
     MediaHeader,
     /// A media datagram's length is not the header plus `payload_len`.
     PayloadLength,
-    /// A quic-stream object declares more than 4 MiB of payload.
+    /// A quic-stream object declares more than 4 MiB of payload, or a media datagram is over
+    /// 1,472 bytes.
     PayloadTooLarge,
     /// A quic-stream media stream ended inside an object.
     TruncatedObject,
@@ -32,10 +33,13 @@ pub(crate) enum Malformed {
     Unverified,
     /// A UDP hello whose token is wrong or expired (answered with a fresh challenge).
     BadToken,
+    /// A datagram from a verified UDP address without its session's nonce (other than a
+    /// repeated hello or request): a spoofer, or a client that lost its session.
+    BadSession,
 }
 
 impl Malformed {
-    const ALL: [Malformed; 11] = [
+    const ALL: [Malformed; 12] = [
         Malformed::Empty,
         Malformed::MediaHeader,
         Malformed::PayloadLength,
@@ -47,6 +51,7 @@ impl Malformed {
         Malformed::UnexpectedControl,
         Malformed::Unverified,
         Malformed::BadToken,
+        Malformed::BadSession,
     ];
 
     /// The key in [`RelayStats::malformed`].
@@ -63,6 +68,7 @@ impl Malformed {
             Malformed::UnexpectedControl => "unexpected_control",
             Malformed::Unverified => "unverified",
             Malformed::BadToken => "bad_token",
+            Malformed::BadSession => "bad_session",
         }
     }
 }
@@ -112,6 +118,14 @@ pub struct RelayStats {
     pub objects_skipped: u64,
     /// Times a stream's GOP cache outgrew its cap and was dropped until the next GOP.
     pub gop_cache_overflows: u64,
+    /// Viewers that asked for the cached GOP and started live instead, because the relay
+    /// already had its limit of cache replays queued.
+    pub replays_refused: u64,
+    /// Sessions (QUIC connections, UDP peers) and publishes refused because their source
+    /// address held its limit of them.
+    pub source_cap_refusals: u64,
+    /// QUIC connections closed for sending no publish or subscribe in time.
+    pub request_timeouts: u64,
     /// UDP challenges sent.
     pub challenges_sent: u64,
     /// UDP input dropped by a per-peer token bucket or the challenge rate limit.
@@ -172,6 +186,9 @@ pub(crate) struct Counters {
     pub(crate) gops_reset: AtomicU64,
     pub(crate) objects_skipped: AtomicU64,
     pub(crate) gop_cache_overflows: AtomicU64,
+    pub(crate) replays_refused: AtomicU64,
+    pub(crate) source_cap_refusals: AtomicU64,
+    pub(crate) request_timeouts: AtomicU64,
     pub(crate) challenges_sent: AtomicU64,
     pub(crate) rate_limited_drops: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
@@ -223,6 +240,9 @@ impl Counters {
             gops_reset: self.gops_reset.load(Relaxed),
             objects_skipped: self.objects_skipped.load(Relaxed),
             gop_cache_overflows: self.gop_cache_overflows.load(Relaxed),
+            replays_refused: self.replays_refused.load(Relaxed),
+            source_cap_refusals: self.source_cap_refusals.load(Relaxed),
+            request_timeouts: self.request_timeouts.load(Relaxed),
             challenges_sent: self.challenges_sent.load(Relaxed),
             rate_limited_drops: self.rate_limited_drops.load(Relaxed),
             nacks_received: self.nacks_received.load(Relaxed),

@@ -1,28 +1,36 @@
 //! The plain UDP side: one socket for control frames and media packets, told apart by the
 //! first byte. An address is verified once it sends a `Hello` with a valid token
 //! ([`super::token`]); until then the relay keeps no state for it and sends it nothing but
-//! challenges no larger than the hellos that drew them.
+//! challenges no larger than the hellos that drew them, within a budget per source prefix.
+//!
+//! A verified address gets a random session nonce, told in its `Ok`; the client seals every
+//! later datagram with it (`control::seal`). Only sealed datagrams reach the session and keep
+//! it alive: an off-path spoofer who knows the address, but not the nonce, can only repeat
+//! the handshake's hello and request.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ring::rand::{SecureRandom, SystemRandom};
 use stallwatch_measure::Time;
 use stallwatch_measure::repair::{
     Nack, NackConfig, NackScheduler, RetransmitConfig, Retransmitter,
 };
 use stallwatch_proto::control::{
-    CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control,
+    CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control, unseal,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use super::hub::{Feed, Hub, Publication, ViewerGuard, decode_media};
-use super::quic::{pong, until_shutdown, version_mismatch};
+use super::hub::{Feed, Hub, Publication, ViewerGuard, WireBuilder, decode_media};
+use super::quic::{pong, refusal_for_cap, until_shutdown, version_mismatch};
+use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
 use super::token::Tokens;
 use super::{Limits, Transport};
@@ -30,8 +38,12 @@ use crate::clock::Clock;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
-/// Challenges per second the relay sends in all (a spoofed-hello flood costs this, no more).
-const CHALLENGES_PER_SEC: f64 = 2000.0;
+/// Challenges per second the relay sends to one source prefix (/24 for IPv4, /56 for IPv6),
+/// also the burst: a spoofed-hello flood from one prefix starves that prefix only.
+const CHALLENGES_PER_PREFIX_PER_SEC: f64 = 100.0;
+/// Challenge buckets, chosen by a keyed hash of the prefix (prefixes that collide share one),
+/// so the budget's memory is fixed however many prefixes a spoofer uses.
+const CHALLENGE_BUCKETS: usize = 4096;
 /// Burst of the viewer pacer: packets beyond it leave at the rate limit (cache replays).
 const PACE_BURST: f64 = 64.0 * 1024.0;
 
@@ -75,15 +87,54 @@ impl TokenBucket {
     }
 }
 
+/// Challenge budgets per source prefix.
+pub(crate) struct ChallengeBudget {
+    buckets: Vec<TokenBucket>,
+    /// Random keys per relay: a spoofer cannot aim at another prefix's bucket.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ChallengeBudget {
+    pub(crate) fn new(now: Instant) -> ChallengeBudget {
+        let bucket =
+            TokenBucket::new(CHALLENGES_PER_PREFIX_PER_SEC, CHALLENGES_PER_PREFIX_PER_SEC, now);
+        ChallengeBudget {
+            buckets: vec![bucket; CHALLENGE_BUCKETS],
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Takes one challenge from the budget of `addr`'s prefix, if there is one left.
+    pub(crate) fn take(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let slot = self.hasher.hash_one(source_prefix(addr.ip())) as usize % CHALLENGE_BUCKETS;
+        self.buckets[slot].take(1.0, now)
+    }
+}
+
+/// The /24 of an IPv4 address (IPv4-mapped IPv6 included) or the /56 of an IPv6 address, with
+/// the family in the top byte: the block one site or subscriber usually holds.
+fn source_prefix(ip: IpAddr) -> u128 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => (4 << 120) | u128::from(u32::from(v4) >> 8),
+        IpAddr::V6(v6) => (6 << 120) | (u128::from(v6) >> 72),
+    }
+}
+
 /// A verified address.
 struct Peer {
     role: Role,
+    /// The session nonce: told in `Ok`, sealing every later datagram from the client.
+    nonce: u64,
     session: PeerSession,
     last_seen: Instant,
     /// Received bytes; `None` when the limit is off.
     bucket: Option<TokenBucket>,
     /// Bytes the bucket has dropped.
     dropped_bytes: u64,
+    /// The peer's slot in its address's session cap.
+    session_hold: SourceGuard,
+    /// Its slot in its address's stream cap, while it publishes.
+    stream_hold: Option<SourceGuard>,
 }
 
 enum PeerSession {
@@ -117,9 +168,11 @@ pub(crate) struct UdpRelay {
     counters: Arc<Counters>,
     limits: Limits,
     tokens: Tokens,
+    sources: Arc<SourceCaps>,
     peers: HashMap<SocketAddr, Peer>,
     max_peers: usize,
-    challenges: TokenBucket,
+    challenges: ChallengeBudget,
+    rng: SystemRandom,
     /// When a publisher's NACK may next be due (`None`: nothing missing).
     nack_wake: Option<Time>,
 }
@@ -131,6 +184,7 @@ impl UdpRelay {
         counters: Arc<Counters>,
         limits: Limits,
         tokens: Tokens,
+        sources: Arc<SourceCaps>,
     ) -> UdpRelay {
         let max_peers =
             limits.max_streams.saturating_mul(limits.max_viewers_per_stream.saturating_add(1));
@@ -141,9 +195,11 @@ impl UdpRelay {
             counters,
             limits,
             tokens,
+            sources,
             peers: HashMap::new(),
             max_peers,
-            challenges: TokenBucket::new(CHALLENGES_PER_SEC, CHALLENGES_PER_SEC, now),
+            challenges: ChallengeBudget::new(now),
+            rng: SystemRandom::new(),
             nack_wake: None,
         }
     }
@@ -173,12 +229,19 @@ impl UdpRelay {
     }
 
     async fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let Some(&first) = data.first() else {
+        if data.is_empty() {
             self.counters.malformed(Malformed::Empty);
             return;
-        };
+        }
         let now = Clock::global().instant();
-        if let Some(peer) = self.peers.get_mut(&from) {
+        let mut data = data;
+        let mut sealed = false;
+        if let Some(peer) = self.peers.get_mut(&from)
+            && let Some(inner) = unseal(data, peer.nonce)
+        {
+            // Only the session's own datagrams keep it alive and count against its budget.
+            data = inner;
+            sealed = true;
             peer.last_seen = now;
             if let Some(bucket) = &mut peer.bucket
                 && !bucket.take(data.len() as f64, now)
@@ -202,8 +265,14 @@ impl UdpRelay {
                 return;
             }
         }
-        if is_control(first) {
-            self.on_control(data, from, now).await;
+        if is_control(data[0]) {
+            self.on_control(data, from, now, sealed).await;
+        } else if !sealed {
+            let reason = match self.peers.contains_key(&from) {
+                true => Malformed::BadSession,
+                false => Malformed::Unverified,
+            };
+            self.counters.malformed(reason);
         } else if self.on_media(data, from) {
             self.send_publisher_nacks().await;
         }
@@ -260,7 +329,8 @@ impl UdpRelay {
         }
     }
 
-    async fn on_control(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
+    /// `sealed`: the datagram carried the session nonce of the verified peer at `from`.
+    async fn on_control(&mut self, data: &[u8], from: SocketAddr, now: Instant, sealed: bool) {
         let msg = match Control::decode_datagram(data) {
             Ok(msg) => msg,
             Err(e) => {
@@ -272,13 +342,32 @@ impl UdpRelay {
         if let Control::Hello { version, role, token } = msg {
             return self.on_hello(from, version, role, token, now).await;
         }
-        if !self.peers.contains_key(&from) {
+        let Some(peer) = self.peers.get(&from) else {
             if msg == Control::Goodbye {
                 // Clients send goodbye more than once; the first one made the relay forget.
                 return;
             }
             self.counters.malformed(Malformed::Unverified);
             debug!(peer = %from, ?msg, "control from an unverified address");
+            return;
+        };
+        if !sealed && !matches!(peer.session, PeerSession::Greeted) {
+            // A client sends unsealed only until it has its Ok: a repeated request for the
+            // same stream gets the same Ok again (to the address, so a spoofer learns
+            // nothing); anything else is a spoofer's, or from a client that lost its session.
+            match repeated_ok(peer, &msg) {
+                Some(ok) => self.send(&ok, from).await,
+                None => {
+                    self.counters.malformed(Malformed::BadSession);
+                    debug!(peer = %from, ?msg, "unsealed control for a UDP session; dropped");
+                }
+            }
+            return;
+        }
+        if !sealed && !matches!(msg, Control::Publish { .. } | Control::Subscribe { .. }) {
+            // Before its Ok a client sends nothing but its request.
+            self.counters.malformed(Malformed::BadSession);
+            debug!(peer = %from, ?msg, "unsealed control before the session's Ok; dropped");
             return;
         }
         let recv_ns = Clock::global().now().as_nanos();
@@ -332,9 +421,12 @@ impl UdpRelay {
             return self.send(&version_mismatch(version), from).await;
         }
         if let Some(known) = self.peers.get(&from).map(|p| p.role) {
-            if known != role {
+            if known != role
+                && let Some(old) = self.peers.remove(&from)
+            {
                 debug!(peer = %from, ?role, "new session from a known address");
-                let peer = self.new_peer(role, now);
+                // The new session takes the old one's slot in the address's cap.
+                let peer = self.new_peer(role, now, old.session_hold);
                 self.peers.insert(from, peer);
             }
             // Otherwise a resent hello: nothing to do.
@@ -348,26 +440,53 @@ impl UdpRelay {
             let message = format!("the relay serves its limit of {} UDP peers", self.max_peers);
             return self.send(&Control::Error { code, message }, from).await;
         }
+        let Some(hold) = self.sources.try_hold(from.ip(), Kind::Session) else {
+            bump(&self.counters.source_cap_refusals);
+            debug!(peer = %from, "UDP peer refused: its address holds its limit of sessions");
+            return self
+                .send(&refusal_for_cap(&self.sources, Kind::Session).to_control(), from)
+                .await;
+        };
         debug!(peer = %from, ?role, "UDP peer verified");
-        let peer = self.new_peer(role, now);
+        let peer = self.new_peer(role, now, hold);
         self.peers.insert(from, peer);
         self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
     }
 
-    fn new_peer(&self, role: Role, now: Instant) -> Peer {
+    fn new_peer(&self, role: Role, now: Instant, session_hold: SourceGuard) -> Peer {
         let bytes_per_sec = self.limits.udp_rate_limit_bps as f64 / 8.0;
         Peer {
             role,
+            nonce: self.new_nonce(),
             session: PeerSession::Greeted,
             last_seen: now,
             bucket: (bytes_per_sec > 0.0)
                 .then(|| TokenBucket::new(bytes_per_sec, bytes_per_sec, now)),
             dropped_bytes: 0,
+            session_hold,
+            stream_hold: None,
+        }
+    }
+
+    /// A random, non-zero session nonce.
+    fn new_nonce(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        loop {
+            // The system generator does not fail on Linux once the process runs; should it,
+            // a counter-like nonce is still unknown to an off-path spoofer less than random.
+            if self.rng.fill(&mut bytes).is_err() {
+                let t = Clock::global().now().as_nanos();
+                bytes = (t ^ (self.peers.len() as u64).rotate_left(32)).to_be_bytes();
+            }
+            let nonce = u64::from_be_bytes(bytes);
+            if nonce != 0 {
+                return nonce;
+            }
         }
     }
 
     async fn challenge(&mut self, to: SocketAddr, now_ns: u64, now: Instant) {
-        if !self.challenges.take(1.0, now) {
+        if !self.challenges.take(to, now) {
             bump(&self.counters.rate_limited_drops);
             return;
         }
@@ -385,29 +504,37 @@ impl UdpRelay {
                 bad_request("hello said viewer: publish is not allowed")
             }
             PeerSession::Publishing(p, _) if p.name() == stream => {
-                Control::Ok { stream_id: p.stream_id() }
+                Control::Ok { stream_id: p.stream_id(), session: peer.nonce }
             }
             PeerSession::Publishing(p, _) => {
                 bad_request(&format!("this address already publishes {:?}", p.name()))
             }
-            _ => match self.hub.publish(stream, Transport::Udp) {
-                Ok(publication) => {
-                    info!(
-                        peer = %from,
-                        stream,
-                        stream_id = publication.stream_id(),
-                        transport = "udp",
-                        "publisher started"
-                    );
-                    let ok = Control::Ok { stream_id: publication.stream_id() };
-                    let nack = Box::new(NackScheduler::new(NackConfig::default()));
-                    peer.session = PeerSession::Publishing(publication, nack);
-                    ok
+            _ => match self.sources.try_hold(from.ip(), Kind::Stream) {
+                None => {
+                    bump(&self.counters.source_cap_refusals);
+                    refusal_for_cap(&self.sources, Kind::Stream).to_control()
                 }
-                Err(refusal) => {
-                    debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
-                    refusal.to_control()
-                }
+                Some(hold) => match self.hub.publish(stream, Transport::Udp) {
+                    Ok(publication) => {
+                        peer.stream_hold = Some(hold);
+                        info!(
+                            peer = %from,
+                            stream,
+                            stream_id = publication.stream_id(),
+                            transport = "udp",
+                            "publisher started"
+                        );
+                        let ok =
+                            Control::Ok { stream_id: publication.stream_id(), session: peer.nonce };
+                        let nack = Box::new(NackScheduler::new(NackConfig::default()));
+                        peer.session = PeerSession::Publishing(publication, nack);
+                        ok
+                    }
+                    Err(refusal) => {
+                        debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+                        refusal.to_control()
+                    }
+                },
             },
         }
     }
@@ -428,7 +555,7 @@ impl UdpRelay {
             && !viewer.guard.stream_ended()
         {
             return Some(if viewer.guard.stream_name() == stream {
-                Control::Ok { stream_id: viewer.stream_id }
+                Control::Ok { stream_id: viewer.stream_id, session: peer.nonce }
             } else {
                 bad_request(&format!("this address already views {:?}", viewer.guard.stream_name()))
             });
@@ -441,7 +568,8 @@ impl UdpRelay {
             }
         };
         let stream_id = subscription.stream_id;
-        self.send(&Control::Ok { stream_id }, from).await;
+        let session = peer.nonce;
+        self.send(&Control::Ok { stream_id, session }, from).await;
         let task = tokio::spawn(deliver(
             self.socket.clone(),
             from,
@@ -561,6 +689,23 @@ impl UdpRelay {
     }
 }
 
+/// The `Ok` a repeated request from a peer in a stream session gets: the same as the first,
+/// if the request names the session's stream; `None` for anything else.
+fn repeated_ok(peer: &Peer, msg: &Control) -> Option<Control> {
+    let session = peer.nonce;
+    match (&peer.session, msg) {
+        (PeerSession::Publishing(p, _), Control::Publish { stream }) if p.name() == stream => {
+            Some(Control::Ok { stream_id: p.stream_id(), session })
+        }
+        (PeerSession::Viewing(v), Control::Subscribe { stream, .. })
+            if v.guard.stream_name() == stream && !v.guard.stream_ended() =>
+        {
+            Some(Control::Ok { stream_id: v.stream_id, session })
+        }
+        _ => None,
+    }
+}
+
 /// The earlier of two optional deadlines.
 fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
     match (a, b) {
@@ -600,14 +745,17 @@ async fn deliver(
     let bytes_per_sec = rate_bps as f64 / 8.0;
     let mut pacer = (bytes_per_sec > 0.0)
         .then(|| TokenBucket::new(bytes_per_sec, PACE_BURST, Clock::global().instant()));
-    while let Some(delivery) = feed.rx.recv().await {
-        let len = delivery.wire.len();
+    let mut wires = WireBuilder::default();
+    while let Some(delivery) = feed.recv().await {
+        // The payload is added only now: the queue holds headers alone.
+        let wire = wires.build(&delivery.header);
+        let len = wire.len();
         if let Some(wait) =
             pacer.as_mut().and_then(|p| p.pace(len as f64, Clock::global().instant()))
         {
             tokio::time::sleep(wait).await;
         }
-        match socket.send_to(&delivery.wire, to).await {
+        match socket.send_to(&wire, to).await {
             Ok(_) => counters.media_out(Transport::Udp, len),
             Err(e) => debug!(peer = %to, error = %e, "UDP send failed"),
         }
@@ -631,6 +779,41 @@ mod tests {
         assert!(b.take(600.0, t0 + Duration::from_millis(200)));
         // Never more than the burst saved up.
         assert!(!b.take(1001.0, t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn a_hello_flood_from_one_prefix_starves_that_prefix_only() {
+        let t0 = Clock::global().instant();
+        let mut budget = ChallengeBudget::new(t0);
+        let flooder = |i: u32| SocketAddr::from(([192, 0, 2, (i % 256) as u8], 1000 + i as u16));
+        let mut sent = 0;
+        for i in 0..10_000 {
+            sent += u32::from(budget.take(flooder(i), t0));
+        }
+        assert_eq!(sent, CHALLENGES_PER_PREFIX_PER_SEC as u32);
+        // Every address of that /24 is starved, whatever its port ...
+        assert!(!budget.take("192.0.2.200:443".parse().unwrap(), t0));
+        // ... while other prefixes are not: all but those whose bucket the flooder's shares
+        // (keyed hash, 1 in 4,096 each).
+        let others: Vec<SocketAddr> = (0..1000u32)
+            .map(|i| SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 5000)))
+            .collect();
+        let served = others.iter().filter(|a| budget.take(**a, t0)).count();
+        assert!(served >= 990, "{served} of 1000 other prefixes got a challenge");
+        // The bucket refills.
+        assert!(budget.take(flooder(0), t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn source_prefixes_are_slash_24_and_slash_56() {
+        let p = |s: &str| source_prefix(s.parse().unwrap());
+        assert_eq!(p("192.0.2.1"), p("192.0.2.254"));
+        assert_ne!(p("192.0.2.1"), p("192.0.3.1"));
+        assert_eq!(p("::ffff:192.0.2.9"), p("192.0.2.1"));
+        assert_eq!(p("2001:db8:0:ff::1"), p("2001:db8:0:42:1:2:3:4"));
+        assert_ne!(p("2001:db8:0:ff::1"), p("2001:db8:0:1ff::1"));
+        // IPv4 and IPv6 never share a prefix.
+        assert_ne!(p("0.0.0.1"), p("::1"));
     }
 
     #[test]

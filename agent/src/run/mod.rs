@@ -230,11 +230,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 
     let ctx = AttemptContext {
         agent,
-        trust: Trust::Ca(vec![bundle.ca.clone()]),
+        // Relays run from plans require the agent's certificate (docs/security.md).
+        trust: Trust::Fleet {
+            cas: vec![bundle.ca.clone()],
+            client: Identity { certs: bundle.cert_chain.clone(), key: bundle.key.clone_key() },
+        },
         folds: folds_tx,
         started: crate::clock::Clock::global().now(),
     };
-    let mut runner = Runner::new(ctx, relay_identity);
+    let mut runner = Runner::new(ctx, relay_identity, vec![bundle.ca.clone()]);
     let initial = plans_rx.borrow_and_update().clone();
     if let Some(plan) = initial {
         runner.apply(&plan).await;

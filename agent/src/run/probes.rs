@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use rustls::pki_types::CertificateDer;
 use stallwatch_measure::Time;
 use stallwatch_proto::plan::{Plan, ProbePlan, RelayPlan};
 use tokio::sync::watch;
@@ -32,6 +33,8 @@ struct Running {
 pub struct Runner {
     ctx: AttemptContext,
     relay_identity: Identity,
+    /// The fleet CA a plan's relay requires its QUIC clients' certificates to chain to.
+    fleet_ca: Vec<CertificateDer<'static>>,
     probes: BTreeMap<String, Running>,
     /// Probes cancelled by a plan change, still finishing.
     stopping: Vec<JoinHandle<()>>,
@@ -40,8 +43,19 @@ pub struct Runner {
 
 impl Runner {
     /// A runner with nothing running yet.
-    pub fn new(ctx: AttemptContext, relay_identity: Identity) -> Self {
-        Runner { ctx, relay_identity, probes: BTreeMap::new(), stopping: Vec::new(), relay: None }
+    pub fn new(
+        ctx: AttemptContext,
+        relay_identity: Identity,
+        fleet_ca: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        Runner {
+            ctx,
+            relay_identity,
+            fleet_ca,
+            probes: BTreeMap::new(),
+            stopping: Vec::new(),
+            relay: None,
+        }
     }
 
     /// Names of the probes running now.
@@ -103,6 +117,8 @@ impl Runner {
             gop_cache: plan.gop_cache,
             identity: self.relay_identity.clone(),
             limits: Limits::default(),
+            // Only the fleet's agents may publish to or view a relay a plan runs.
+            fleet_ca: Some(self.fleet_ca.clone()),
         })
         .await
     }

@@ -95,7 +95,7 @@ async fn open(
         .await
         .map_err(|_| anyhow!("the relay did not answer within {}s", CONNECT_TIMEOUT.as_secs()))?;
     match answer {
-        Some(Control::Ok { stream_id }) => Ok(Session {
+        Some(Control::Ok { stream_id, .. }) => Ok(Session {
             _endpoint: endpoint,
             conn,
             control_tx,

@@ -12,7 +12,9 @@ use stallwatch_measure::repair::{
     END_OF_STREAM_REPAIR, Nack, RetransmitConfig, Retransmitter, SendHistory,
 };
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role, is_control};
+use stallwatch_proto::control::{
+    CONTROL_VERSION, Control, NackRange, Role, SESSION_TRAILER_LEN, is_control, seal,
+};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
 
@@ -21,8 +23,10 @@ use super::timer::Timer;
 use super::{Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec};
 use crate::clock::Clock;
 
-/// Largest datagram the UDP transport sends.
+/// Largest datagram the UDP transport sends (the session trailer included).
 pub const MAX_DATAGRAM: usize = 1200;
+/// Largest media packet (header and payload) in a datagram, before the session trailer.
+const MAX_PACKET: usize = MAX_DATAGRAM - SESSION_TRAILER_LEN;
 /// How long to wait for an answer before resending a control frame.
 const RESEND_AFTER: Duration = Duration::from_millis(250);
 /// Resends before giving up.
@@ -41,6 +45,35 @@ fn unspecified_for(addr: SocketAddr) -> SocketAddr {
 async fn send_control(socket: &UdpSocket, relay: SocketAddr, msg: &Control) -> Result<()> {
     socket.send_to(&msg.encode(), relay).await.context("sending to the relay over UDP")?;
     Ok(())
+}
+
+/// Sends a control message within the session, sealed with its nonce (docs/protocol.md).
+async fn send_sealed(
+    socket: &UdpSocket,
+    relay: SocketAddr,
+    msg: &Control,
+    session: u64,
+) -> Result<()> {
+    let mut datagram = msg.encode();
+    seal(&mut datagram, session);
+    socket.send_to(&datagram, relay).await.context("sending to the relay over UDP")?;
+    Ok(())
+}
+
+/// Sends the media packet `buf[..len]` sealed with `session`. The trailer goes into `buf`
+/// after the packet and is zeroed again, so the buffer's payload bytes stay zeros.
+fn send_sealed_packet(
+    socket: &std::net::UdpSocket,
+    buf: &mut [u8],
+    len: usize,
+    session: u64,
+    to: SocketAddr,
+) -> bool {
+    let end = len + SESSION_TRAILER_LEN;
+    buf[len..end].copy_from_slice(&session.to_be_bytes());
+    let sent = send_retrying(socket, &buf[..end], to);
+    buf[len..end].fill(0);
+    sent
 }
 
 /// Waits up to `wait` for a control frame from the relay, skipping anything else.
@@ -62,6 +95,8 @@ async fn recv_control(socket: &UdpSocket, relay: SocketAddr, wait: Duration) -> 
 /// Result of the UDP handshake.
 struct Session {
     stream_id: u32,
+    /// The nonce every later datagram to the relay is sealed with.
+    nonce: u64,
     /// When the relay's challenge arrived (the path answers).
     challenged: stallwatch_measure::Time,
     /// When the relay accepted the publish or subscribe.
@@ -110,8 +145,13 @@ async fn handshake(
         .await
         {
             match msg {
-                Control::Ok { stream_id } => {
-                    return Ok(Session { stream_id, challenged, accepted: clock.now() });
+                Control::Ok { stream_id, session } => {
+                    return Ok(Session {
+                        stream_id,
+                        nonce: session,
+                        challenged,
+                        accepted: clock.now(),
+                    });
                 }
                 Control::Error { code, message } => {
                     return Err(super::refusal(code, &message));
@@ -143,6 +183,7 @@ const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
 struct UdpSink {
     socket: std::net::UdpSocket,
     relay: SocketAddr,
+    session: u64,
     packetizer: Packetizer,
     buf: Vec<u8>,
     interval: Duration,
@@ -158,7 +199,7 @@ impl FrameSink for UdpSink {
             self.stats.frames_late += 1;
         }
         let headers =
-            self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(MAX_DATAGRAM));
+            self.packetizer.packetize(frame, frame.due.as_nanos(), max_payload(MAX_PACKET));
         let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
         for header in &headers {
             history.record(header);
@@ -169,7 +210,7 @@ impl FrameSink for UdpSink {
             header.encode_into(&mut self.buf);
             let len = MEDIA_HEADER_LEN + header.payload_len as usize;
             // The payload is the buffer's zeros: only the header is ever written into it.
-            if send_retrying(&self.socket, &self.buf[..len], self.relay) {
+            if send_sealed_packet(&self.socket, &mut self.buf, len, self.session, self.relay) {
                 self.stats.packets += 1;
                 self.stats.bytes += len as u64;
             } else {
@@ -186,6 +227,7 @@ struct Resender {
     socket: std::net::UdpSocket,
     relay: SocketAddr,
     stream_id: u32,
+    session: u64,
     history: Arc<Mutex<SendHistory>>,
     retransmitter: Retransmitter,
     buf: Vec<u8>,
@@ -205,9 +247,9 @@ impl Resender {
             debug_assert_eq!(header.stream_id, self.stream_id);
             header.send_ns = clock.now().as_nanos();
             header.encode_into(&mut self.buf);
-            let len = (MEDIA_HEADER_LEN + header.payload_len as usize).min(self.buf.len());
+            let len = (MEDIA_HEADER_LEN + header.payload_len as usize).min(MAX_PACKET);
             // The payload is the buffer's zeros, regenerated: only headers are kept.
-            if send_retrying(&self.socket, &self.buf[..len], self.relay) {
+            if send_sealed_packet(&self.socket, &mut self.buf, len, self.session, self.relay) {
                 self.sent += 1;
             }
         }
@@ -257,6 +299,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         socket: send_socket.try_clone().context("UDP socket")?,
         relay,
         stream_id: session.stream_id,
+        session: session.nonce,
         history: history.clone(),
         retransmitter: Retransmitter::new(RetransmitConfig::for_bitrate(
             spec.profile.total_bitrate_bps(),
@@ -267,6 +310,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let mut sink = UdpSink {
         socket: send_socket,
         relay,
+        session: session.nonce,
         packetizer: Packetizer::new(session.stream_id),
         buf: vec![0u8; MAX_DATAGRAM],
         interval: frame_interval(&spec.profile),
@@ -305,7 +349,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         if tokio::time::Instant::now() >= next_ping {
             ping_id += 1;
             let ping = Control::Ping { id: ping_id, send_ns: clock.now().as_nanos() };
-            send_control(&socket, relay, &ping).await?;
+            send_sealed(&socket, relay, &ping, session.nonce).await?;
             next_ping += PING_EVERY;
         }
         // Wake at least every 100 ms to notice the end of pacing promptly.
@@ -357,7 +401,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         pacer.join().map_err(|_| anyhow!("the pacing thread panicked"))?;
     // Goodbye twice: it is one datagram and its loss would leave viewers waiting.
     for _ in 0..2 {
-        let _ = send_control(&socket, relay, &Control::Goodbye).await;
+        let _ = send_sealed(&socket, relay, &Control::Goodbye, session.nonce).await;
     }
     result?;
     if let Some(e) = refused {
@@ -408,7 +452,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
         // Repair feedback (NACKs, keyframe requests) due after the last packet or timeout.
         while let Some(feedback) = receiver.poll_feedback(now) {
             if let Some(msg) = super::feedback_message(session.stream_id, feedback) {
-                send_control(&socket, relay, &msg).await?;
+                send_sealed(&socket, relay, &msg, session.nonce).await?;
             }
         }
         if let Some(until) = drain_until {
@@ -426,8 +470,8 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
         }
         if now >= next_ping && drain_until.is_none() {
             ping_id += 1;
-            send_control(&socket, relay, &Control::Ping { id: ping_id, send_ns: now.as_nanos() })
-                .await?;
+            let ping = Control::Ping { id: ping_id, send_ns: now.as_nanos() };
+            send_sealed(&socket, relay, &ping, session.nonce).await?;
             next_ping = now + PING_EVERY;
         }
         let ping_due = drain_until.is_none().then_some(next_ping);
@@ -474,7 +518,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             _ = timer.wait() => receiver.handle_timeout(clock.now()),
         }
     };
-    let _ = send_control(&socket, relay, &Control::Goodbye).await;
+    let _ = send_sealed(&socket, relay, &Control::Goodbye, session.nonce).await;
     let now = clock.now();
     let last =
         receiver.finish(stream_end.map_or(now, |end: stallwatch_measure::Time| end.min(now)));

@@ -56,7 +56,7 @@ async fn the_binary_prints_its_addresses_and_fingerprint_then_stops_cleanly_on_s
         );
 
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 512];
         let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None };
         udp.send_to(&hello.encode(), udp_addr).await.unwrap();
         let (n, _) =
@@ -67,11 +67,15 @@ async fn the_binary_prints_its_addresses_and_fingerprint_then_stops_cleanly_on_s
         let hello =
             Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: Some(token) };
         udp.send_to(&hello.encode(), udp_addr).await.unwrap();
-        // A pong shows the address is verified before the signal.
-        udp.send_to(&Control::Ping { id: 1, send_ns: 1 }.encode(), udp_addr).await.unwrap();
+        // An answer to a request shows the address is verified before the signal.
+        let request = Control::Subscribe { stream: "none".into(), start: StartAt::Live };
+        udp.send_to(&request.encode(), udp_addr).await.unwrap();
         let (n, _) =
             tokio::time::timeout(ANSWER_WAIT, udp.recv_from(&mut buf)).await.unwrap().unwrap();
-        assert!(matches!(Control::decode_datagram(&buf[..n]), Ok(Control::Pong { id: 1, .. })));
+        assert!(matches!(
+            Control::decode_datagram(&buf[..n]),
+            Ok(Control::Error { code: ErrorCode::StreamNotFound, .. })
+        ));
 
         let status =
             Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

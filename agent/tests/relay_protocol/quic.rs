@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use stallwatch_agent::relay::Transport;
-use stallwatch_agent::tls::{ALPN_DATAGRAM, ALPN_STREAM};
-use stallwatch_proto::control::{Control, ErrorCode, Role, StartAt};
+use stallwatch_agent::tls::{self, ALPN_DATAGRAM, ALPN_STREAM, Identity, Trust};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt};
 use stallwatch_proto::media::{FrameKind, MediaHeader};
 
 use crate::support::*;
@@ -87,7 +87,7 @@ async fn hello_publish_subscribe_and_ping_on_both_alpns() {
             }
             // A resent request is answered the same way.
             publisher.send(&Control::Publish { stream: name.clone() }).await;
-            assert_eq!(publisher.recv().await, Some(Control::Ok { stream_id: id }));
+            assert_eq!(publisher.recv().await, Some(Control::Ok { stream_id: id, session: 0 }));
             clients.extend([publisher, viewer]);
         }
         let stats =
@@ -500,6 +500,170 @@ async fn datagrams_wait_for_a_new_viewers_pmtud_and_too_big_ones_are_counted() {
         for h in media.gop(1) {
             publisher.conn.send_datagram(packet(&h)).unwrap();
             assert_eq!(read_datagrams(&small.conn, 1).await, [h]);
+        }
+    })
+    .await;
+}
+
+/// A CA that issues relay (server) and agent (client) certificates, as `ca` does for a fleet.
+struct TestCa {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        TestCa { cert, issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    fn issue(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            certs: vec![cert.der().clone()],
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+}
+
+/// Connects with `trust` and asks for a stream that does not exist: the relay's answer, or
+/// why there was none.
+async fn ask(addr: std::net::SocketAddr, trust: &Trust) -> Result<Control, String> {
+    let config = tls::client_config(trust, ALPN_DATAGRAM).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let exchange = async {
+        let conn = endpoint.connect_with(config, addr, "localhost").unwrap().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None };
+        let request = Control::Subscribe { stream: "none".into(), start: StartAt::Live };
+        send.write_all(&[hello.encode(), request.encode()].concat()).await?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some((msg, _)) = Control::decode_frame(&buf).unwrap() {
+                return Ok(msg);
+            }
+            let mut chunk = [0u8; 512];
+            match recv.read(&mut chunk).await? {
+                Some(n) => buf.extend_from_slice(&chunk[..n]),
+                None => return Err(anyhow::anyhow!("control stream finished")),
+            }
+        }
+    };
+    let answer: anyhow::Result<Control> = match tokio::time::timeout(ANSWER_WAIT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("no answer")),
+    };
+    answer.map_err(|e| format!("{e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_run_relay_refuses_quic_clients_without_a_fleet_certificate() {
+    bounded(async {
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let fleet = TestCa::new("fleet");
+        let relay = TestRelay::start(|c| {
+            c.identity = fleet.issue(&["localhost"], ServerAuth);
+            c.fleet_ca = Some(vec![fleet.cert.clone()]);
+        })
+        .await;
+        let addr = relay.relay.quic_addr();
+        let cas = vec![fleet.cert.clone()];
+
+        // A probe that verifies the relay but shows no certificate of its own (what `probe
+        // --ca` is) is refused in the handshake, as is an agent of another fleet.
+        let anonymous = ask(addr, &Trust::Ca(cas.clone())).await;
+        assert!(anonymous.is_err(), "{anonymous:?}");
+        let stranger = TestCa::new("another fleet").issue(&["agent"], ClientAuth);
+        let foreign = ask(addr, &Trust::Fleet { cas: cas.clone(), client: stranger }).await;
+        assert!(foreign.is_err(), "{foreign:?}");
+        assert_eq!(relay.stats().streams, 0);
+
+        // An agent of the fleet is served.
+        let agent = fleet.issue(&["agent"], ClientAuth);
+        let answer = ask(addr, &Trust::Fleet { cas, client: agent }).await;
+        assert!(
+            matches!(answer, Ok(Control::Error { code: ErrorCode::StreamNotFound, .. })),
+            "{answer:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_without_a_request_in_time_is_closed_with_code_1() {
+    bounded(async {
+        let wait = Duration::from_millis(300);
+        let relay = TestRelay::start(|c| c.limits.quic_request_timeout = wait).await;
+        // Hello and pings keep the control stream busy, but no request comes.
+        let mut idle = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        idle.send(&Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None })
+            .await;
+        idle.send(&Control::Ping { id: 1, send_ns: 1 }).await;
+        assert!(matches!(idle.recv().await, Some(Control::Pong { id: 1, .. })));
+        assert!(closed_with(&idle.closed().await, 1));
+        assert_eq!(relay.stats().request_timeouts, 1);
+
+        // A refused request counts as the request: a viewer may wait for its publisher.
+        let mut waiting = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let request = Control::Subscribe { stream: "later".into(), start: StartAt::Live };
+        let answer = waiting.request(Role::Viewer, request).await;
+        assert!(matches!(answer, Control::Error { code: ErrorCode::StreamNotFound, .. }));
+        tokio::time::sleep(3 * wait).await;
+        waiting.send(&Control::Ping { id: 2, send_ns: 2 }).await;
+        assert!(matches!(waiting.recv().await, Some(Control::Pong { id: 2, .. })));
+        assert_eq!(relay.stats().request_timeouts, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_holds_at_most_its_caps_of_connections_and_streams() {
+    bounded(async {
+        let relay = TestRelay::start(|c| {
+            c.limits.max_sessions_per_source = 3;
+            c.limits.max_streams_per_source = 1;
+        })
+        .await;
+        let mut publisher = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        publisher.publish("mine").await;
+        // A second stream from the same address is refused, though the relay has room.
+        let mut second = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let answer = second.request(Role::Publisher, Control::Publish { stream: "b".into() }).await;
+        assert!(
+            matches!(answer, Control::Error { code: ErrorCode::TooManyStreams, .. }),
+            "{answer:?}"
+        );
+        // A third connection fits; a fourth is refused before the handshake completes.
+        let _third = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
+        let config =
+            stallwatch_agent::tls::client_config(&Trust::Pin(relay.pin), ALPN_DATAGRAM).unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let fourth = endpoint.connect_with(config, relay.relay.quic_addr(), "localhost").unwrap();
+        assert!(tokio::time::timeout(ANSWER_WAIT, fourth).await.unwrap().is_err());
+        assert_eq!(relay.stats().source_cap_refusals, 2);
+        // A connection that ends gives its slot back.
+        second.conn.close(0u32.into(), b"done");
+        drop(second);
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        loop {
+            let config =
+                stallwatch_agent::tls::client_config(&Trust::Pin(relay.pin), ALPN_DATAGRAM)
+                    .unwrap();
+            let attempt =
+                endpoint.connect_with(config, relay.relay.quic_addr(), "localhost").unwrap().await;
+            if attempt.is_ok() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;

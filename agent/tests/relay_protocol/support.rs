@@ -5,12 +5,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use stallwatch_agent::relay::{Relay, RelayConfig, RelayStats};
 use stallwatch_agent::tls::{self, Identity, Trust};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, StartAt, is_control};
+use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, StartAt, is_control, seal};
 use stallwatch_proto::media::{FrameKind, MEDIA_HEADER_LEN, MediaHeader};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -136,7 +137,7 @@ impl QuicClient {
     /// Publishes `stream`; the stream id.
     pub async fn publish(&mut self, stream: &str) -> u32 {
         match self.request(Role::Publisher, Control::Publish { stream: stream.into() }).await {
-            Control::Ok { stream_id } => stream_id,
+            Control::Ok { stream_id, .. } => stream_id,
             other => panic!("publish refused: {other:?}"),
         }
     }
@@ -145,7 +146,7 @@ impl QuicClient {
     pub async fn subscribe(&mut self, stream: &str, start: StartAt) -> u32 {
         let request = Control::Subscribe { stream: stream.into(), start };
         match self.request(Role::Viewer, request).await {
-            Control::Ok { stream_id } => stream_id,
+            Control::Ok { stream_id, .. } => stream_id,
             other => panic!("subscribe refused: {other:?}"),
         }
     }
@@ -241,10 +242,12 @@ pub async fn read_datagrams(conn: &quinn::Connection, n: usize) -> Vec<MediaHead
     out
 }
 
-/// A plain UDP client.
+/// A plain UDP client. Once it has an `Ok`, it seals what it sends with the session nonce.
 pub struct UdpClient {
     pub socket: UdpSocket,
     pub relay: SocketAddr,
+    /// The nonce of the last `Ok` received (0: none yet).
+    session: AtomicU64,
 }
 
 /// What a UDP client received.
@@ -257,14 +260,35 @@ pub enum Received {
 impl UdpClient {
     pub async fn new(relay: &TestRelay) -> UdpClient {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        UdpClient { socket, relay: relay.relay.udp_addr() }
+        UdpClient { socket, relay: relay.relay.udp_addr(), session: AtomicU64::new(0) }
+    }
+
+    /// A client on `socket` (e.g. one sharing another's address with `SO_REUSEPORT`).
+    pub fn on_socket(relay: &TestRelay, socket: UdpSocket) -> UdpClient {
+        UdpClient { socket, relay: relay.relay.udp_addr(), session: AtomicU64::new(0) }
+    }
+
+    /// The session nonce from the relay's last `Ok` (0 before one).
+    pub fn session(&self) -> u64 {
+        self.session.load(Ordering::Relaxed)
     }
 
     pub async fn send(&self, msg: &Control) {
         self.send_raw(&msg.encode()).await;
     }
 
+    /// Sends `bytes`, sealed with the session nonce once there is one.
     pub async fn send_raw(&self, bytes: &[u8]) {
+        let mut datagram = bytes.to_vec();
+        match self.session() {
+            0 => {}
+            session => seal(&mut datagram, session),
+        }
+        self.send_unsealed(&datagram).await;
+    }
+
+    /// Sends `bytes` as they are.
+    pub async fn send_unsealed(&self, bytes: &[u8]) {
         self.socket.send_to(bytes, self.relay).await.unwrap();
     }
 
@@ -284,7 +308,11 @@ impl UdpClient {
     pub async fn recv_within(&self, wait: Duration) -> Option<Received> {
         let bytes = self.recv_raw(wait).await?;
         Some(if is_control(bytes[0]) {
-            Received::Control(Control::decode_datagram(&bytes).unwrap())
+            let msg = Control::decode_datagram(&bytes).unwrap();
+            if let Control::Ok { session, .. } = msg {
+                self.session.store(session, Ordering::Relaxed);
+            }
+            Received::Control(msg)
         } else {
             Received::Media(MediaHeader::decode_packet(&bytes).unwrap())
         })
@@ -317,7 +345,7 @@ impl UdpClient {
 
     pub async fn publish(&self, stream: &str) -> u32 {
         match self.request(Role::Publisher, Control::Publish { stream: stream.into() }).await {
-            Control::Ok { stream_id } => stream_id,
+            Control::Ok { stream_id, .. } => stream_id,
             other => panic!("publish refused: {other:?}"),
         }
     }
@@ -325,7 +353,7 @@ impl UdpClient {
     pub async fn subscribe(&self, stream: &str, start: StartAt) -> u32 {
         let request = Control::Subscribe { stream: stream.into(), start };
         match self.request(Role::Viewer, request).await {
-            Control::Ok { stream_id } => stream_id,
+            Control::Ok { stream_id, .. } => stream_id,
             other => panic!("subscribe refused: {other:?}"),
         }
     }

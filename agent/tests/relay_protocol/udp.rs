@@ -1,9 +1,14 @@
 //! Plain UDP through an in-process relay: the stateless handshake, media, limits, timeouts.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt, seal};
 use stallwatch_proto::media::MediaHeader;
+
+use tokio::net::UdpSocket;
 
 use crate::support::*;
 
@@ -72,7 +77,10 @@ async fn handshake_publish_subscribe_cache_and_idempotent_resends() {
         // Resending hello and publish gets the same answer.
         publisher.verify(Role::Publisher).await;
         publisher.send(&Control::Publish { stream: "u".into() }).await;
-        assert_eq!(publisher.recv_control().await, Control::Ok { stream_id: id });
+        assert_eq!(
+            publisher.recv_control().await,
+            Control::Ok { stream_id: id, session: publisher.session() }
+        );
 
         let mut media = Media::new(id);
         let gop0 = media.gop(0);
@@ -89,7 +97,10 @@ async fn handshake_publish_subscribe_cache_and_idempotent_resends() {
         assert!(cached.iter().all(MediaHeader::from_cache));
         // A resent subscribe is answered again and replays nothing.
         viewer.send(&Control::Subscribe { stream: "u".into(), start: StartAt::CachedGop }).await;
-        assert_eq!(viewer.recv_control().await, Control::Ok { stream_id: id });
+        assert_eq!(
+            viewer.recv_control().await,
+            Control::Ok { stream_id: id, session: viewer.session() }
+        );
 
         for h in &gop1 {
             publisher.send_raw(&packet(h)).await;
@@ -221,7 +232,7 @@ async fn malformed_udp_input_is_counted_by_reason() {
         let publisher = UdpClient::new(&relay).await;
         let id = publisher.publish("m").await;
         let good = Media::new(id).gop(0)[0];
-        publisher.send_raw(&[]).await;
+        publisher.send_unsealed(&[]).await;
         publisher.send_raw(&[0x99, 0, 0]).await; // unknown control type
         publisher.send_raw(&[0x86, 0, 16, 1]).await; // truncated ping
         let mut bad_version = packet(&good).to_vec();
@@ -229,9 +240,9 @@ async fn malformed_udp_input_is_counted_by_reason() {
         publisher.send_raw(&bad_version).await;
         publisher.send_raw(&packet(&good)[..60]).await; // payload shorter than declared
         publisher.send_raw(&packet(&MediaHeader { stream_id: id + 1, ..good })).await;
-        publisher.send_raw(&Control::Ok { stream_id: 1 }.encode()).await; // relay-only message
+        publisher.send_raw(&Control::Ok { stream_id: 1, session: 0 }.encode()).await; // relay-only message
         let viewer = UdpClient::new(&relay).await;
-        viewer.verify(Role::Viewer).await;
+        viewer.subscribe("m", StartAt::Live).await;
         viewer.send_raw(&packet(&good)).await; // media from a viewer
         let stats = relay.wait_for("every reason", |s| s.malformed_total() == 8).await;
         for (reason, n) in [
@@ -307,6 +318,121 @@ async fn twenty_udp_viewers_get_every_packet_in_order() {
         let stats = relay.stats();
         assert_eq!(stats.udp.packets_out, 20 * n as u64);
         assert_eq!(stats.viewer_queue_drops + stats.rate_limited_drops, 0);
+    })
+    .await;
+}
+
+/// A UDP socket on `addr` (port 0: a free one) that another such socket may share.
+fn shared_socket(addr: SocketAddr) -> UdpSocket {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    UdpSocket::from_std(socket.into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spoofer_without_the_session_nonce_cannot_end_feed_or_steer_a_stream() {
+    bounded(async {
+        let relay = TestRelay::start(|_| {}).await;
+        let publisher = UdpClient::on_socket(&relay, shared_socket("127.0.0.1:0".parse().unwrap()));
+        let id = publisher.publish("target").await;
+        let viewer = UdpClient::new(&relay).await;
+        viewer.subscribe("target", StartAt::Live).await;
+        relay.wait_for("the viewer", |s| s.viewers == 1).await;
+
+        // The spoofer sends from the publisher's very address (SO_REUSEPORT), as an off-path
+        // attacker forging the source would; it knows the stream id, not the nonce. It joins
+        // only now: the relay's answers to that address may reach either socket.
+        let spoofer =
+            UdpClient::on_socket(&relay, shared_socket(publisher.socket.local_addr().unwrap()));
+        let forged = Media::new(id).gop(0);
+        spoofer.send_unsealed(&Control::Goodbye.encode()).await;
+        spoofer.send_unsealed(&packet(&forged[0])).await;
+        let mut wrong_nonce = Control::Goodbye.encode();
+        seal(&mut wrong_nonce, publisher.session() ^ 1);
+        spoofer.send_unsealed(&wrong_nonce).await;
+        spoofer.send_unsealed(&Control::Publish { stream: "other".into() }.encode()).await;
+        let stats = relay.wait_for("4 dropped", |s| s.malformed_total() == 4).await;
+        // A wrong nonce leaves trailing bytes after the frame: it does not even decode.
+        assert_eq!((stats.malformed("bad_session"), stats.malformed("control_frame")), (3, 1));
+        assert_eq!((stats.streams, stats.viewers, stats.udp.packets_in), (1, 1, 0), "{stats:#?}");
+        assert_eq!(viewer.recv_within(QUIET).await, None, "the viewer heard the spoofer");
+
+        // The publisher's own sealed datagrams still go through, and its goodbye ends it.
+        let mut media = Media::new(id);
+        let gop = media.gop(0);
+        for h in &gop {
+            publisher.send_raw(&packet(h)).await;
+        }
+        assert_eq!(seqs(&viewer.recv_media(gop.len()).await), seqs(&gop));
+        publisher.send(&Control::Goodbye).await;
+        assert_eq!(viewer.recv_control().await, Control::Goodbye);
+        relay.wait_for("stream ended", |s| s.streams == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsealed_datagrams_do_not_keep_a_session_alive_and_a_lost_ok_is_answered_again() {
+    bounded(async {
+        let timeout = Duration::from_millis(300);
+        let relay = TestRelay::start(|c| c.limits.udp_peer_timeout = timeout).await;
+        let publisher = UdpClient::on_socket(&relay, shared_socket("127.0.0.1:0".parse().unwrap()));
+        let id = publisher.publish("kept").await;
+        let session = publisher.session();
+        // A client that lost its Ok repeats its request unsealed: it gets the same Ok.
+        publisher.send_unsealed(&Control::Publish { stream: "kept".into() }.encode()).await;
+        assert_eq!(publisher.recv_control().await, Control::Ok { stream_id: id, session });
+
+        // The publisher falls silent; a spoofer on its address keeps pinging and sending
+        // media, unsealed. The session must time out all the same.
+        let spoofer =
+            UdpClient::on_socket(&relay, shared_socket(publisher.socket.local_addr().unwrap()));
+        let forged = Media::new(id).gop(0);
+        let started = tokio::time::Instant::now();
+        while relay.stats().streams == 1 {
+            assert!(started.elapsed() < 20 * timeout, "the spoofer kept the session alive");
+            spoofer.send_unsealed(&Control::Ping { id: 1, send_ns: 1 }.encode()).await;
+            spoofer.send_unsealed(&packet(&forged[0])).await;
+            tokio::time::sleep(timeout / 10).await;
+        }
+        assert_eq!(relay.stats().udp_peers, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_holds_at_most_its_caps_of_udp_peers_and_streams() {
+    bounded(async {
+        let relay = TestRelay::start(|c| {
+            c.limits.max_sessions_per_source = 2;
+            c.limits.max_streams_per_source = 1;
+        })
+        .await;
+        let first = UdpClient::new(&relay).await;
+        first.publish("one").await;
+        let second = UdpClient::new(&relay).await;
+        let answer =
+            second.request(Role::Publisher, Control::Publish { stream: "two".into() }).await;
+        assert!(
+            matches!(answer, Control::Error { code: ErrorCode::TooManyStreams, .. }),
+            "{answer:?}"
+        );
+        // Two peers from 127.0.0.1 already: a third is refused at its verified hello.
+        let third = UdpClient::new(&relay).await;
+        third.verify(Role::Viewer).await;
+        assert!(matches!(
+            third.recv_control().await,
+            Control::Error { code: ErrorCode::RateLimited, .. }
+        ));
+        let stats = relay.stats();
+        assert_eq!((stats.udp_peers, stats.source_cap_refusals), (2, 2), "{stats:#?}");
+        // A peer that leaves gives its slots back (the publisher's stream slot too).
+        first.send(&Control::Goodbye).await;
+        relay.wait_for("one peer", |s| s.udp_peers == 1 && s.streams == 0).await;
+        let request = Control::Publish { stream: "three".into() };
+        assert!(matches!(third.request(Role::Publisher, request).await, Control::Ok { .. }));
     })
     .await;
 }
