@@ -15,6 +15,21 @@ use crate::store::Cohort;
 pub const SIGNALS: [Signal; 4] =
     [Signal::StallRatio, Signal::LossRatio, Signal::ViewFailureRatio, Signal::SlowFirstFrames];
 
+/// A share of events (slow first frames, failed views) needs at least this many of them to
+/// single a region out: over a short window a region may have only a few attempts, and one
+/// slow first frame in three reads 33 % against its peers' 0 %.
+pub const MIN_OUTLIER_EVENTS: u64 = 2;
+
+/// The events a share signal counts in `counts`; `None` for signals that are not shares of
+/// events (stall time, packets).
+fn events(signal: Signal, counts: &Counts) -> Option<u64> {
+    match signal {
+        Signal::SlowFirstFrames => Some(counts.slow_first_frames),
+        Signal::ViewFailureRatio => Some(counts.view_failures),
+        _ => None,
+    }
+}
+
 /// Judges every region against its peers.
 pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
     let o = &ctx.settings.outlier;
@@ -46,7 +61,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                 .filter_map(|(region, (counts, _))| Some((*region, signal.ratio(counts, &min)?)))
                 .collect();
             let floor = ctx.reference_level(signal).unwrap_or(0.0) * o.min_share_of_threshold;
-            for (region, (_, cohorts)) in regions {
+            for (region, (region_counts, cohorts)) in regions {
                 let mine = values.iter().find(|(r, _)| r == region).map(|v| v.1);
                 let others: Vec<f64> =
                     values.iter().filter(|(r, _)| r != region).map(|v| v.1).collect();
@@ -61,7 +76,9 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                     Some((v, median, mad)) => {
                         let bound =
                             (median + o.mad_factor * mad).max(o.min_ratio * median).max(floor);
-                        if v < bound {
+                        let too_few =
+                            events(signal, region_counts).is_some_and(|n| n < MIN_OUTLIER_EVENTS);
+                        if v < bound || too_few {
                             (Verdict::Clear, None)
                         } else {
                             let evidence = Evidence {

@@ -457,3 +457,43 @@ fn a_restart_with_an_open_p1_neither_forgets_it_nor_notifies_again() {
     let heard = restored.notified[&pager.name].get(&p1.id);
     assert!(due(&pager, &still, heard).is_none(), "the receiver would be notified again");
 }
+
+/// Three regions on 4g, a few first frames a minute each, all fast but for `slow_in_sea` slow
+/// ones in sea (one per minute from minute 3); the peer-outlier rule over its 15 minutes.
+fn first_frame_outliers(slow_in_sea: u64) -> Run {
+    let start = T0 + 4 * WEEK_MS + 3 * HOUR_MS;
+    let cohorts = REGIONS.iter().map(|r| cohort(r, "4g", "quic-datagram")).collect();
+    let fake = Fake::new(
+        cohorts,
+        Box::new(move |c, m, _| {
+            let mut minute = Minute::viewing(1, 0.0, 0.0);
+            minute.first_frame_us = vec![200_000];
+            let n = m.checked_sub(start).map(|d| d / MINUTE_MS);
+            if c.region == "sea" && n.is_some_and(|n| (3..3 + slow_in_sea).contains(&n)) {
+                minute.first_frame_us.push(3_000_000);
+            }
+            Some(minute)
+        }),
+    );
+    let mut run = Run::new(fake, default_settings());
+    run.agents = steady_agents(&[
+        ("sea-4g-1", "sea", "4g"),
+        ("latam-4g-1", "latam", "4g"),
+        ("eu-4g-1", "eu", "4g"),
+    ]);
+    run.run(start + 17_000, start + min(12), min(1));
+    run
+}
+
+#[test]
+fn one_slow_first_frame_does_not_make_a_region_a_peer_outlier_but_two_do() {
+    let one = first_frame_outliers(1);
+    let outlier = one.changes().find(|s| s.incident.methods.contains(&Method::PeerOutlier));
+    assert!(outlier.is_none(), "one slow first frame made sea an outlier: {outlier:?}");
+    // The control: two slow first frames in the window (about 2 of 20) single sea out.
+    let two = first_frame_outliers(2);
+    let outlier = two.changes().find(|s| s.incident.methods.contains(&Method::PeerOutlier));
+    let outlier = outlier.expect("two slow first frames: sea is an outlier");
+    assert_eq!(outlier.incident.scope.region, "sea");
+    assert_eq!(outlier.incident.alert, Alert::FirstFrameSlow);
+}
