@@ -42,6 +42,11 @@ impl Clock {
         Instant::now()
     }
 
+    /// Now as tokio's timers take it (tokio's own clock: paused in a paused-time test).
+    pub fn tokio_instant(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
     /// The current wall-clock time in Unix milliseconds (for reports).
     pub fn unix_ms(&self) -> u64 {
         self.now().as_nanos() / 1_000_000

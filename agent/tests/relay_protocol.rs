@@ -1,5 +1,6 @@
 //! The relay as the probes see it: in-process relays on loopback, driven by a minimal client
 //! that speaks docs/protocol.md with quinn and a plain UDP socket.
+#![allow(clippy::disallowed_methods, reason = "test deadlines read the clock")]
 
 #[path = "relay_protocol/support.rs"]
 mod support;

@@ -15,3 +15,13 @@ pub fn unix_ms() -> u64 {
 pub fn monotonic() -> Instant {
     Instant::now()
 }
+
+/// Time since `earlier` (a [`monotonic`] reading).
+pub fn since(earlier: Instant) -> std::time::Duration {
+    Instant::now().saturating_duration_since(earlier)
+}
+
+/// Now as tokio's timers take it (tokio's own clock: paused in a paused-time test).
+pub fn tokio_now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}

@@ -157,7 +157,7 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         // Until the first publish or subscribe: a connection that only holds a slot (and
         // keeps itself alive with pings or QUIC keep-alives) is closed.
-        let mut request_due = Some(tokio::time::Instant::now() + self.ctx.request_timeout);
+        let mut request_due = Some(Clock::global().tokio_instant() + self.ctx.request_timeout);
         let accepted = tokio::select! {
             accepted = timeout(CONTROL_STREAM_WAIT, self.conn.accept_bi()) => accepted,
             _ = sleep_until_due(request_due) => {

@@ -79,7 +79,7 @@ fn send_sealed_packet(
 /// Waits up to `wait` for a control frame from the relay, skipping anything else.
 async fn recv_control(socket: &UdpSocket, relay: SocketAddr, wait: Duration) -> Option<Control> {
     let mut buf = [0u8; 2048];
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = Clock::global().tokio_instant() + wait;
     loop {
         let (len, from) =
             tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await.ok()?.ok()?;
@@ -136,11 +136,11 @@ async fn handshake(
     for _ in 0..TRIES {
         send_control(socket, relay, &hello).await?;
         send_control(socket, relay, &request).await?;
-        let deadline = tokio::time::Instant::now() + RESEND_AFTER;
+        let deadline = Clock::global().tokio_instant() + RESEND_AFTER;
         while let Some(msg) = recv_control(
             socket,
             relay,
-            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            deadline.saturating_duration_since(Clock::global().tokio_instant()),
         )
         .await
         {
@@ -344,9 +344,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     // Keep the session alive (a ping a second) and listen for the relay while the thread paces.
     let mut ping_id = 0u64;
     let mut refused = None;
-    let mut next_ping = tokio::time::Instant::now();
+    let mut next_ping = Clock::global().tokio_instant();
     while !pacer.is_finished() {
-        if tokio::time::Instant::now() >= next_ping {
+        if Clock::global().tokio_instant() >= next_ping {
             ping_id += 1;
             let ping = Control::Ping { id: ping_id, send_ns: clock.now().as_nanos() };
             send_sealed(&socket, relay, &ping, session.nonce).await?;
@@ -354,7 +354,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         }
         // Wake at least every 100 ms to notice the end of pacing promptly.
         let wait = next_ping
-            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_duration_since(Clock::global().tokio_instant())
             .min(Duration::from_millis(100));
         match recv_control(&socket, relay, wait).await {
             Some(Control::Error { code, message }) => {
@@ -382,9 +382,9 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     }
     // The last packets may be lost like any other: answer NACKs a while before the goodbye.
     if spec.repair == Repair::Nack && refused.is_none() {
-        let until = tokio::time::Instant::now() + END_OF_STREAM_REPAIR;
+        let until = Clock::global().tokio_instant() + END_OF_STREAM_REPAIR;
         loop {
-            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            let wait = until.saturating_duration_since(Clock::global().tokio_instant());
             if wait.is_zero() {
                 break;
             }

@@ -225,11 +225,11 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
     let mut alert_log = alerts::AlertLog::default();
     let alerts = running.shared().alerts().cloned();
     let outcome = loop {
-        let until_end = args.duration.map(|d| d.saturating_sub(started.elapsed()));
+        let until_end = args.duration.map(|d| d.saturating_sub(crate::clock::since(started)));
         tokio::select! {
             _ = tick.tick() => {
                 let p95s = read_p95s(&running.shared().live().config.storage.path, start_ms).await;
-                print_summary(running.shared().series_store(), &p95s, &expected, started.elapsed());
+                print_summary(running.shared().series_store(), &p95s, &expected, crate::clock::since(started));
                 if let Some(alerts) = &alerts {
                     alerts::print_open(alerts);
                 }
@@ -239,7 +239,7 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
             }
             _ = alert_tick.tick(), if alerts.is_some() => {
                 if let Some(alerts) = &alerts {
-                    alerts::print_changes(&mut alert_log, alerts, started.elapsed());
+                    alerts::print_changes(&mut alert_log, alerts, crate::clock::since(started));
                 }
             }
             _ = tokio::time::sleep(until_end.unwrap_or(Duration::MAX)), if until_end.is_some() => break Ok(()),
@@ -249,7 +249,7 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
     println!("stopping the agents and the collector");
     stop_agents(&mut agents).await;
     let p95s = read_p95s(&running.shared().live().config.storage.path, start_ms).await;
-    print_summary(running.shared().series_store(), &p95s, &expected, started.elapsed());
+    print_summary(running.shared().series_store(), &p95s, &expected, crate::clock::since(started));
     if let Some(alerts) = &alerts {
         alerts::print_open(alerts);
     }

@@ -319,7 +319,7 @@ pub fn seed_main(args: SeedArgs) -> ExitCode {
             p.day,
             p.days,
             p.reports,
-            started.elapsed().as_secs_f64()
+            crate::clock::since(started).as_secs_f64()
         );
     });
     match result {

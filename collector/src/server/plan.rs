@@ -57,7 +57,7 @@ async fn plan(
             .min(MAX_WAIT),
     };
     let known = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = crate::clock::tokio_now() + wait;
     let mut changes = shared.plans.subscribe();
     let mut shutdown = shared.shutdown.clone();
     loop {
