@@ -181,8 +181,8 @@ fn sample_plan() -> Plan {
 
 fn all_controls() -> Vec<Control> {
     vec![
-        Control::Hello { version: 1, role: Role::Publisher, token: None },
-        Control::Hello { version: 1, role: Role::Viewer, token: Some([7; 16]) },
+        Control::Hello { version: 1, role: Role::Publisher, token: None, proof: None },
+        Control::Hello { version: 1, role: Role::Viewer, token: Some([7; 16]), proof: None },
         Control::Challenge { token: [0x5a; 16] },
         Control::Publish { stream: "fra.720p30".into() },
         Control::Subscribe { stream: "fra.720p30".into(), start: StartAt::Live },
@@ -476,12 +476,14 @@ mod round_trips {
 
     fn control() -> impl Strategy<Value = Control> {
         prop_oneof![
-            (any::<u8>(), any::<bool>(), any::<Option<[u8; 16]>>()).prop_map(
-                |(version, viewer, token)| {
+            (any::<u8>(), any::<bool>(), any::<Option<[u8; 16]>>(), any::<[u8; 16]>()).prop_map(
+                |(version, viewer, token, proof)| {
                     Control::Hello {
                         version,
                         role: if viewer { Role::Viewer } else { Role::Publisher },
                         token,
+                        // A proof only rides on a tokened hello.
+                        proof: token.map(|_| proof),
                     }
                 }
             ),

@@ -102,6 +102,7 @@ impl RelayArgs {
             },
             // A relay run by hand is open; `run` mode's relays require fleet certificates.
             fleet_ca: None,
+            udp_credential: None,
         })
     }
 }

@@ -181,6 +181,7 @@ async fn resolve(address: &str, trust: &Trust) -> Result<RelayTarget> {
         udp: SocketAddr::new(quic.ip(), udp_port),
         server_name: host.to_string(),
         trust: Some(trust.clone()),
+        udp_credential: None,
     })
 }
 

@@ -119,6 +119,7 @@ impl Runner {
             limits: Limits::default(),
             // Only the fleet's agents may publish to or view a relay a plan runs.
             fleet_ca: Some(self.fleet_ca.clone()),
+            udp_credential: None,
         })
         .await
     }
