@@ -167,6 +167,8 @@ pub async fn main(args: RelayArgs) -> Result<()> {
             }
         }
     }
+    // The final counters, so a run shorter than the stats period still leaves them in the log.
+    log_stats(&relay.stats());
     info!("shutting down: saying goodbye to publishers and viewers");
     relay.shutdown().await;
     Ok(())
