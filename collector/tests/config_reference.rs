@@ -107,6 +107,11 @@ fn readme_lists_every_collector_key_with_its_default() {
         "collector.example.toml + optional settings",
     )
     .expect("the example with its optional settings parses");
+    // Optional keys inside [[plans]] arrays, which `merge` replaces rather than merges.
+    let mut example = example;
+    if let Some(relay) = example.plans.iter_mut().find_map(|p| p.run_relay.as_mut()) {
+        relay.relay = Some("relay-sg-1".into());
+    }
     let serialized = toml::Value::try_from(&example).expect("the config serializes");
     let mut keys = BTreeMap::new();
     flatten("", &serialized, &mut keys);

@@ -17,7 +17,8 @@
 //!
 //! ```text
 //! 0x80 Hello      version u8, role u8 (0 publisher, 1 viewer), has_token u8 (0|1),
-//!                 token [16] (zeros when has_token = 0)
+//!                 token [16] (zeros when has_token = 0), then, only in a tokened hello to a
+//!                 relay that needs a credential: proof [16]
 //! 0x81 Challenge  token [16]
 //! 0x82 Publish    stream str8
 //! 0x83 Subscribe  stream str8, start u8 (0 cached GOP, 1 live)
@@ -44,6 +45,11 @@
 //! datagrams keep the session alive, so an off-path spoofer who knows the address cannot end,
 //! steer, feed or keep alive the session. Control version 2 introduced the nonce.
 //!
+//! A relay run from a plan holds a per-relay UDP credential (32 bytes, from the collector); a
+//! tokened hello to it must end with `proof`, the first 16 bytes of HMAC-SHA256(credential,
+//! token), or the relay answers `Error` (unauthorized). The proof is bound to the token, so
+//! it is good for one address for 30-60 s. Control version 3 introduced the proof.
+//!
 //! Hello always carries the 16 token bytes, so a first hello (22 bytes) is never smaller than
 //! the challenge it draws (19 bytes): the relay cannot be used to amplify traffic towards a
 //! spoofed address.
@@ -51,8 +57,9 @@
 use thiserror::Error;
 
 /// Control protocol version carried in [`Control::Hello`] (2: `Ok` carries the UDP session
-/// nonce and UDP clients seal their datagrams with it).
-pub const CONTROL_VERSION: u8 = 2;
+/// nonce and UDP clients seal their datagrams with it; 3: a tokened hello may carry a
+/// credential proof).
+pub const CONTROL_VERSION: u8 = 3;
 /// Bytes of the session trailer on a sealed UDP datagram.
 pub const SESSION_TRAILER_LEN: usize = 8;
 /// Largest control body in bytes.
@@ -192,6 +199,8 @@ pub enum Control {
         role: Role,
         /// The token from the relay's challenge, if any.
         token: Option<[u8; 16]>,
+        /// Proof of the relay's UDP credential over `token` (a tokened hello only).
+        proof: Option<[u8; 16]>,
     },
     /// Relay's answer to a hello without a valid token.
     Challenge {
@@ -339,6 +348,9 @@ pub enum ControlError {
         /// Message length.
         len: usize,
     },
+    /// A hello without a token carries a credential proof.
+    #[error("hello without a token carries a credential proof")]
+    StrayProof,
     /// A hello without a token has non-zero token bytes.
     #[error("hello without a token carries non-zero token bytes")]
     StrayToken,
@@ -418,6 +430,7 @@ impl Control {
                 Err(ControlError::MessageTooLong { len: message.len() })
             }
             Control::Nack { ranges, .. } => check_nack_ranges(ranges),
+            Control::Hello { token: None, proof: Some(_), .. } => Err(ControlError::StrayProof),
             _ => Ok(()),
         }
     }
@@ -430,7 +443,7 @@ impl Control {
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(32);
         let ty = match self {
-            Control::Hello { version, role, token } => {
+            Control::Hello { version, role, token, proof } => {
                 body.push(*version);
                 body.push(match role {
                     Role::Publisher => 0,
@@ -438,6 +451,9 @@ impl Control {
                 });
                 body.push(u8::from(token.is_some()));
                 body.extend_from_slice(&token.unwrap_or_default());
+                if let Some(proof) = proof {
+                    body.extend_from_slice(proof);
+                }
                 TYPE_HELLO
             }
             Control::Challenge { token } => {
@@ -584,7 +600,12 @@ fn decode_body(ty: u8, kind: &'static str, body: &[u8]) -> Result<Control, Contr
                 1 => Some(token),
                 value => return Err(r.bad_value("has_token", value)),
             };
-            Control::Hello { version, role, token }
+            // Optional trailing proof: exactly 16 more bytes or none (finish() refuses others).
+            let proof = if r.body.len() - r.pos >= 16 { Some(r.array16()?) } else { None };
+            if proof.is_some() && token.is_none() {
+                return Err(ControlError::StrayProof);
+            }
+            Control::Hello { version, role, token, proof }
         }
         TYPE_CHALLENGE => Control::Challenge { token: r.array16()? },
         TYPE_PUBLISH => Control::Publish { stream: r.stream_name()? },
@@ -757,8 +778,19 @@ mod tests {
 
     fn all_variants() -> Vec<Control> {
         vec![
-            Control::Hello { version: CONTROL_VERSION, role: Role::Publisher, token: None },
-            Control::Hello { version: 7, role: Role::Viewer, token: Some([9; 16]) },
+            Control::Hello {
+                version: CONTROL_VERSION,
+                role: Role::Publisher,
+                token: None,
+                proof: None,
+            },
+            Control::Hello { version: 7, role: Role::Viewer, token: Some([9; 16]), proof: None },
+            Control::Hello {
+                version: CONTROL_VERSION,
+                role: Role::Publisher,
+                token: Some([9; 16]),
+                proof: Some([7; 16]),
+            },
             Control::Challenge { token: [0xab; 16] },
             Control::Publish { stream: "probe-1.720p_30".into() },
             Control::Subscribe { stream: "a".into(), start: StartAt::CachedGop },
@@ -820,7 +852,8 @@ mod tests {
 
     #[test]
     fn hello_is_never_smaller_than_its_challenge() {
-        let hello = Control::Hello { version: 1, role: Role::Viewer, token: None }.encode();
+        let hello =
+            Control::Hello { version: 1, role: Role::Viewer, token: None, proof: None }.encode();
         let challenge = Control::Challenge { token: [1; 16] }.encode();
         assert!(hello.len() >= challenge.len());
     }
@@ -867,7 +900,8 @@ mod tests {
             Control::decode_datagram(&[TYPE_ERROR, 0, 5, 0, 1, 0, 1, 0xff]),
             Err(ControlError::BadUtf8 { kind: "error" })
         );
-        let mut hello = Control::Hello { version: 1, role: Role::Viewer, token: None }.encode();
+        let mut hello =
+            Control::Hello { version: 1, role: Role::Viewer, token: None, proof: None }.encode();
         hello[4] = 2;
         assert!(matches!(
             Control::decode_datagram(&hello),

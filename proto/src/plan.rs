@@ -149,6 +149,45 @@ pub struct RelayPlan {
     /// Keep the last GOP per stream so new viewers start at once, as real live servers do.
     #[serde(default = "default_true")]
     pub gop_cache: bool,
+    /// The relay's plain UDP credential: clients must prove it in their tokened hello
+    /// (docs/protocol.md, "Session"). Sent only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_credential: Option<UdpCredential>,
+}
+
+/// A relay's plain UDP credential (32 bytes; 64 lowercase hex digits in JSON). Its `Debug`
+/// prints no bytes, so plans can be logged without leaking it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UdpCredential(pub [u8; 32]);
+
+impl fmt::Debug for UdpCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UdpCredential(..)")
+    }
+}
+
+impl From<UdpCredential> for String {
+    fn from(c: UdpCredential) -> String {
+        c.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl TryFrom<String> for UdpCredential {
+    type Error = &'static str;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        const BAD: &str = "a UDP credential is 64 hex digits";
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BAD);
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| BAD)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| BAD)?;
+        }
+        Ok(UdpCredential(out))
+    }
 }
 
 fn default_true() -> bool {
@@ -187,6 +226,9 @@ pub struct ProbePlan {
     /// agents older than the field still accept plans that do not set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
+    /// The target relay's plain UDP credential, if it runs from a plan. Sent only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_credential: Option<UdpCredential>,
 }
 
 /// What a probe does on the relay.
@@ -416,6 +458,21 @@ mod tests {
             start_offset: Duration::from_secs(5),
             emulate: Some("lte".into()),
             repair: Some(Repair::None),
+            udp_credential: None,
+        }
+    }
+
+    #[test]
+    fn a_udp_credential_is_64_hex_digits_in_json_and_never_in_debug() {
+        let c = UdpCredential([0xab; 32]);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<UdpCredential>(&json).unwrap(), c);
+        assert_eq!(format!("{c:?}"), "UdpCredential(..)");
+        for bad in
+            ["\"ab\"", &format!("\"+b{}\"", "ab".repeat(31)), &format!("\"{}\"", "zz".repeat(32))]
+        {
+            assert!(serde_json::from_str::<UdpCredential>(bad).is_err(), "{bad}");
         }
     }
 
@@ -423,7 +480,11 @@ mod tests {
         Plan {
             revision: 7,
             report_interval: Duration::from_secs(10),
-            relay: Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: false }),
+            relay: Some(RelayPlan {
+                listen: "0.0.0.0:4433".into(),
+                gop_cache: false,
+                udp_credential: None,
+            }),
             probes: vec![probe("a"), ProbePlan { mode: ProbeMode::Loopback, ..probe("b") }],
         }
     }

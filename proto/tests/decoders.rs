@@ -14,7 +14,7 @@ use stallwatch_proto::duration::{format_duration, parse_duration};
 use stallwatch_proto::hdr::{self, HdrError, HdrLimits};
 use stallwatch_proto::media::{FrameKind, MediaHeader};
 use stallwatch_proto::plan::{
-    Plan, ProbeMode, ProbePlan, RelayPlan, Transport, decode_plan, encode_plan,
+    Plan, ProbeMode, ProbePlan, RelayPlan, Transport, UdpCredential, decode_plan, encode_plan,
 };
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, ReportError, ReportLimits, Series, decode_report,
@@ -147,7 +147,11 @@ fn sample_plan() -> Plan {
     Plan {
         revision: 4,
         report_interval: Duration::from_secs(10),
-        relay: Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true }),
+        relay: Some(RelayPlan {
+            listen: "0.0.0.0:4433".into(),
+            gop_cache: true,
+            udp_credential: Some(UdpCredential([0xab; 32])),
+        }),
         probes: vec![
             ProbePlan {
                 name: "fra-view".into(),
@@ -161,6 +165,7 @@ fn sample_plan() -> Plan {
                 start_offset: Duration::from_millis(1500),
                 emulate: Some("lte".into()),
                 repair: None,
+                udp_credential: None,
             },
             ProbePlan {
                 name: "loop".into(),
@@ -174,6 +179,7 @@ fn sample_plan() -> Plan {
                 start_offset: Duration::ZERO,
                 emulate: None,
                 repair: Some(stallwatch_proto::plan::Repair::None),
+                udp_credential: Some(UdpCredential([7; 32])),
             },
         ],
     }
@@ -181,8 +187,8 @@ fn sample_plan() -> Plan {
 
 fn all_controls() -> Vec<Control> {
     vec![
-        Control::Hello { version: 1, role: Role::Publisher, token: None },
-        Control::Hello { version: 1, role: Role::Viewer, token: Some([7; 16]) },
+        Control::Hello { version: 1, role: Role::Publisher, token: None, proof: None },
+        Control::Hello { version: 1, role: Role::Viewer, token: Some([7; 16]), proof: None },
         Control::Challenge { token: [0x5a; 16] },
         Control::Publish { stream: "fra.720p30".into() },
         Control::Subscribe { stream: "fra.720p30".into(), start: StartAt::Live },
@@ -476,12 +482,14 @@ mod round_trips {
 
     fn control() -> impl Strategy<Value = Control> {
         prop_oneof![
-            (any::<u8>(), any::<bool>(), any::<Option<[u8; 16]>>()).prop_map(
-                |(version, viewer, token)| {
+            (any::<u8>(), any::<bool>(), any::<Option<[u8; 16]>>(), any::<[u8; 16]>()).prop_map(
+                |(version, viewer, token, proof)| {
                     Control::Hello {
                         version,
                         role: if viewer { Role::Viewer } else { Role::Publisher },
                         token,
+                        // A proof only rides on a tokened hello.
+                        proof: token.map(|_| proof),
                     }
                 }
             ),
@@ -534,6 +542,7 @@ mod round_trips {
             proptest::option::of(proptest::sample::select(
                 stallwatch_proto::plan::Repair::ALL.to_vec(),
             )),
+            proptest::option::of(any::<[u8; 32]>()),
         )
             .prop_map(
                 |(
@@ -543,6 +552,7 @@ mod round_trips {
                     (d, extra, off),
                     emulate,
                     repair,
+                    credential,
                 )| {
                     let every = d + extra;
                     ProbePlan {
@@ -558,6 +568,7 @@ mod round_trips {
                         emulate,
                         // nack on quic-stream is a plan error, not a round trip.
                         repair: repair.filter(|_| transport != Transport::QuicStream),
+                        udp_credential: credential.map(UdpCredential),
                     }
                 },
             )
@@ -567,7 +578,7 @@ mod round_trips {
         (
             any::<u64>(),
             (1u64..1 << 40).prop_map(Duration::from_nanos),
-            proptest::option::of(("[0-9.:]{1,21}", any::<bool>())),
+            proptest::option::of(("[0-9.:]{1,21}", any::<bool>(), any::<Option<[u8; 32]>>())),
             proptest::collection::vec(probe(), 0..8),
         )
             .prop_map(|(revision, report_interval, relay, mut probes)| {
@@ -578,7 +589,11 @@ mod round_trips {
                 Plan {
                     revision,
                     report_interval,
-                    relay: relay.map(|(listen, gop_cache)| RelayPlan { listen, gop_cache }),
+                    relay: relay.map(|(listen, gop_cache, credential)| RelayPlan {
+                        listen,
+                        gop_cache,
+                        udp_credential: credential.map(UdpCredential),
+                    }),
                     probes,
                 }
             })

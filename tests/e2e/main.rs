@@ -10,5 +10,6 @@ mod demo;
 mod fleet;
 mod hostile;
 mod probe;
+mod relay_hostile;
 mod repair;
 mod webui;

@@ -66,14 +66,23 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts a relay on ephemeral loopback ports with `extra` flags and waits until it is ready.
     pub fn start(extra: &[&str]) -> RelayProcess {
+        Self::start_logging(extra, None)
+    }
+
+    /// [`RelayProcess::start`], with its info-level log (counters included) written to `log`
+    /// if given.
+    pub fn start_logging(extra: &[&str], log: Option<&std::path::Path>) -> RelayProcess {
         use std::io::BufRead;
-        let mut child = Command::new(binary("stallwatch-agent"))
+        let mut command = Command::new(binary("stallwatch-agent"));
+        command
             .args(["relay", "--listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("relay starts");
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
+            .stdout(std::process::Stdio::piped());
+        if let Some(log) = log {
+            command.stderr(std::fs::File::create(log).expect("relay log file"));
+        }
+        let mut child = command.spawn().expect("relay starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = std::io::BufReader::new(stdout).lines();
         let (mut quic, mut udp, mut fingerprint) = (None, None, None);
@@ -100,6 +109,12 @@ impl RelayProcess {
     /// The relay's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the relay with SIGTERM (it logs its final counters) and waits for it to exit.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().ok().and_then(|s| s.code())
     }
 
     /// `probe` flags that point at this relay.

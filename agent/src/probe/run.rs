@@ -49,6 +49,7 @@ pub async fn resolve_target(args: &ProbeArgs) -> Result<RelayTarget> {
         udp: SocketAddr::new(quic.ip(), udp_port),
         server_name: args.server_name.clone().unwrap_or_else(|| host.to_string()),
         trust,
+        udp_credential: None,
     })
 }
 

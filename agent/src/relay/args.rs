@@ -102,6 +102,7 @@ impl RelayArgs {
             },
             // A relay run by hand is open; `run` mode's relays require fleet certificates.
             fleet_ca: None,
+            udp_credential: None,
         })
     }
 }
@@ -166,6 +167,8 @@ pub async fn main(args: RelayArgs) -> Result<()> {
             }
         }
     }
+    // The final counters, so a run shorter than the stats period still leaves them in the log.
+    log_stats(&relay.stats());
     info!("shutting down: saying goodbye to publishers and viewers");
     relay.shutdown().await;
     Ok(())

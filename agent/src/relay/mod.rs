@@ -15,6 +15,8 @@ mod quic;
 mod source;
 mod stats;
 mod token;
+
+pub use token::{CREDENTIAL_LEN, credential_proof};
 mod udp;
 
 use std::fmt;
@@ -78,6 +80,9 @@ pub struct RelayConfig {
     /// QUIC clients must present a certificate issued by this CA (a relay run from a plan:
     /// only the fleet's agents may use it). `None`: open to anyone (a relay run by hand).
     pub fleet_ca: Option<Vec<CertificateDer<'static>>>,
+    /// Plain UDP clients must prove they hold this credential in their tokened hello (a relay
+    /// run from a plan; the collector derives it per relay). `None`: open to anyone.
+    pub udp_credential: Option<[u8; CREDENTIAL_LEN]>,
 }
 
 impl RelayConfig {
@@ -91,6 +96,7 @@ impl RelayConfig {
             identity,
             limits: Limits::default(),
             fleet_ca: None,
+            udp_credential: None,
         }
     }
 }
@@ -201,7 +207,7 @@ impl Relay {
             hub.clone(),
             counters.clone(),
             config.limits.clone(),
-            token::Tokens::new()?,
+            token::Tokens::new()?.with_credential(config.udp_credential),
             sources,
         );
         let udp_task = tokio::spawn(udp_relay.run(shutdown_rx));

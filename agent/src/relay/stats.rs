@@ -33,13 +33,16 @@ pub(crate) enum Malformed {
     Unverified,
     /// A UDP hello whose token is wrong or expired (answered with a fresh challenge).
     BadToken,
+    /// A tokened UDP hello to a relay with a credential, without a proof or with a wrong one
+    /// (answered with an unauthorized error).
+    BadCredential,
     /// A datagram from a verified UDP address without its session's nonce (other than a
     /// repeated hello or request): a spoofer, or a client that lost its session.
     BadSession,
 }
 
 impl Malformed {
-    const ALL: [Malformed; 12] = [
+    const ALL: [Malformed; 13] = [
         Malformed::Empty,
         Malformed::MediaHeader,
         Malformed::PayloadLength,
@@ -51,6 +54,7 @@ impl Malformed {
         Malformed::UnexpectedControl,
         Malformed::Unverified,
         Malformed::BadToken,
+        Malformed::BadCredential,
         Malformed::BadSession,
     ];
 
@@ -68,6 +72,7 @@ impl Malformed {
             Malformed::UnexpectedControl => "unexpected_control",
             Malformed::Unverified => "unverified",
             Malformed::BadToken => "bad_token",
+            Malformed::BadCredential => "bad_credential",
             Malformed::BadSession => "bad_session",
         }
     }

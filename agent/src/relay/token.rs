@@ -15,6 +15,8 @@ pub(crate) const BUCKET_SECS: u64 = 30;
 /// Mints and checks tokens.
 pub(crate) struct Tokens {
     key: hmac::Key,
+    /// The relay's UDP credential a tokened hello must prove (`None`: an open relay).
+    credential: Option<[u8; CREDENTIAL_LEN]>,
 }
 
 impl Tokens {
@@ -22,13 +24,29 @@ impl Tokens {
     pub(crate) fn new() -> Result<Tokens> {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
             .map_err(|_| anyhow!("generating the UDP token secret"))?;
-        Ok(Tokens { key })
+        Ok(Tokens { key, credential: None })
+    }
+
+    /// Requires tokened hellos to prove `credential` (`None`: open to anyone).
+    pub(crate) fn with_credential(mut self, credential: Option<[u8; CREDENTIAL_LEN]>) -> Tokens {
+        self.credential = credential;
+        self
+    }
+
+    /// Whether a tokened hello with `proof` may go on: always on an open relay, otherwise only
+    /// with the credential's proof over `token`.
+    pub(crate) fn credential_ok(&self, token: &[u8; 16], proof: Option<&[u8; 16]>) -> bool {
+        match (&self.credential, proof) {
+            (None, _) => true,
+            (Some(credential), Some(proof)) => check_proof(credential, token, proof),
+            (Some(_), None) => false,
+        }
     }
 
     /// A fixed secret (tests).
     #[cfg(test)]
     fn with_secret(secret: &[u8]) -> Tokens {
-        Tokens { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
+        Tokens { key: hmac::Key::new(hmac::HMAC_SHA256, secret), credential: None }
     }
 
     /// The token for `addr` at wall time `now_ns` (ns since the Unix epoch).
@@ -69,6 +87,23 @@ impl Tokens {
     }
 }
 
+/// Length of a relay's UDP credential (docs/security.md, "Relays").
+pub const CREDENTIAL_LEN: usize = 32;
+
+/// Proof that a client holds a relay's UDP credential, bound to the relay's challenge token:
+/// the first 16 bytes of HMAC-SHA256(credential, token) (docs/protocol.md, "Session").
+pub fn credential_proof(credential: &[u8; CREDENTIAL_LEN], token: &[u8; 16]) -> [u8; 16] {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, credential), token);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&tag.as_ref()[..16]);
+    out
+}
+
+/// Whether `proof` is `credential`'s proof over `token`, compared in constant time.
+fn check_proof(credential: &[u8; CREDENTIAL_LEN], token: &[u8; 16], proof: &[u8; 16]) -> bool {
+    constant_time_eq(&credential_proof(credential, token), proof)
+}
+
 fn bucket(now_ns: u64) -> u64 {
     now_ns / 1_000_000_000 / BUCKET_SECS
 }
@@ -94,6 +129,20 @@ mod tests {
         assert!(!tokens.check(addr, &token, t0 + 2 * BUCKET_SECS * S));
         // Not before it was minted either (the bucket before is not "previous").
         assert!(!tokens.check(addr, &token, t0 - BUCKET_SECS * S));
+    }
+
+    #[test]
+    fn a_proof_is_bound_to_credential_and_token() {
+        let (cred, other) = ([1u8; CREDENTIAL_LEN], [2u8; CREDENTIAL_LEN]);
+        let proof = credential_proof(&cred, &[5; 16]);
+        assert!(check_proof(&cred, &[5; 16], &proof));
+        assert!(!check_proof(&other, &[5; 16], &proof));
+        assert!(!check_proof(&cred, &[6; 16], &proof));
+        assert!(!check_proof(&cred, &[5; 16], &[0; 16]));
+        let closed = Tokens::with_secret(b"s").with_credential(Some(cred));
+        assert!(closed.credential_ok(&[5; 16], Some(&proof)));
+        assert!(!closed.credential_ok(&[5; 16], None));
+        assert!(Tokens::with_secret(b"s").credential_ok(&[5; 16], None));
     }
 
     #[test]

@@ -339,8 +339,8 @@ impl UdpRelay {
                 return;
             }
         };
-        if let Control::Hello { version, role, token } = msg {
-            return self.on_hello(from, version, role, token, now).await;
+        if let Control::Hello { version, role, token, proof } = msg {
+            return self.on_hello(from, version, role, token, proof, now).await;
         }
         let Some(peer) = self.peers.get(&from) else {
             if msg == Control::Goodbye {
@@ -405,6 +405,7 @@ impl UdpRelay {
         version: u8,
         role: Role,
         token: Option<[u8; 16]>,
+        proof: Option<[u8; 16]>,
         now: Instant,
     ) {
         let now_ns = Clock::global().now().as_nanos();
@@ -419,6 +420,24 @@ impl UdpRelay {
         // Verified from here on: answers may be sent.
         if version != CONTROL_VERSION {
             return self.send(&version_mismatch(version), from).await;
+        }
+        if !self.tokens.credential_ok(&token, proof.as_ref()) {
+            // Answered, not dropped: the address is verified, and a probe without the
+            // credential should say why rather than time out.
+            self.counters.malformed(Malformed::BadCredential);
+            debug!(peer = %from, has_proof = proof.is_some(), "UDP hello without the relay's credential");
+            let refusal = Control::Error {
+                code: ErrorCode::Unauthorized,
+                message: if proof.is_some() {
+                    "wrong UDP credential for this relay (it runs from a plan; probes get its \
+                     credential in theirs)"
+                } else {
+                    "this relay needs its UDP credential (it runs from a plan; probes get it in \
+                     theirs)"
+                }
+                .to_owned(),
+            };
+            return self.send(&refusal, from).await;
         }
         if let Some(known) = self.peers.get(&from).map(|p| p.role) {
             if known != role

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
 use stallwatch_proto::control::StartAt;
-use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport};
+use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport, UdpCredential};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -165,7 +165,11 @@ impl AttemptContext {
 }
 
 /// Resolves the plan's `host:port` into a relay target verified with `trust`.
-async fn resolve(address: &str, trust: &Trust) -> Result<RelayTarget> {
+async fn resolve(
+    address: &str,
+    trust: &Trust,
+    udp_credential: Option<UdpCredential>,
+) -> Result<RelayTarget> {
     let (host, port) =
         address.rsplit_once(':').ok_or_else(|| anyhow!("address {address:?} is not HOST:PORT"))?;
     let port: u16 = port.parse().map_err(|_| anyhow!("bad port in {address:?}"))?;
@@ -181,6 +185,7 @@ async fn resolve(address: &str, trust: &Trust) -> Result<RelayTarget> {
         udp: SocketAddr::new(quic.ip(), udp_port),
         server_name: host.to_string(),
         trust: Some(trust.clone()),
+        udp_credential: udp_credential.map(|c| c.0),
     })
 }
 
@@ -213,7 +218,7 @@ pub async fn run_attempt(
         Ok(p) => p,
         Err(e) => return fail_all(&e.context(format!("profile {:?}", plan.profile))),
     };
-    let mut target = match resolve(&plan.address, &ctx.trust).await {
+    let mut target = match resolve(&plan.address, &ctx.trust, plan.udp_credential).await {
         Ok(t) => t,
         Err(e) => return fail_all(&e),
     };
@@ -448,6 +453,7 @@ mod tests {
             start_offset: Duration::ZERO,
             emulate: None,
             repair: None,
+            udp_credential: None,
         };
         let (_c, cancel) = watch::channel(false);
         run_attempt(&plan, &ctx, Time::from_nanos(0), cancel).await;

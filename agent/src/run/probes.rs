@@ -119,6 +119,8 @@ impl Runner {
             limits: Limits::default(),
             // Only the fleet's agents may publish to or view a relay a plan runs.
             fleet_ca: Some(self.fleet_ca.clone()),
+            // Plain UDP clients must prove the credential the collector derived for it.
+            udp_credential: plan.udp_credential.map(|c| c.0),
         })
         .await
     }

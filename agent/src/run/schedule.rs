@@ -144,6 +144,7 @@ mod tests {
             start_offset: secs(5),
             emulate: None,
             repair: None,
+            udp_credential: None,
         }
     }
 
@@ -151,7 +152,8 @@ mod tests {
     fn a_new_plan_keeps_unchanged_probes_and_restarts_changed_ones() {
         let running: BTreeMap<String, ProbePlan> =
             ["same", "changed", "removed"].iter().map(|n| (n.to_string(), probe(n))).collect();
-        let relay = RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true };
+        let relay =
+            RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true, udp_credential: None };
         let plan = Plan {
             revision: 2,
             report_interval: secs(10),
@@ -172,7 +174,7 @@ mod tests {
 
     #[test]
     fn relay_changes_start_stop_and_restart_it() {
-        let a = RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true };
+        let a = RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true, udp_credential: None };
         let b = RelayPlan { gop_cache: false, ..a.clone() };
         let plan = |relay: Option<RelayPlan>| Plan {
             revision: 1,

@@ -34,6 +34,8 @@ pub struct RelayTarget {
     pub server_name: String,
     /// How to verify the relay's certificate; QUIC refuses to connect without it.
     pub trust: Option<Trust>,
+    /// The relay's UDP credential, proven in the tokened hello (a relay run from a plan).
+    pub udp_credential: Option<[u8; crate::relay::CREDENTIAL_LEN]>,
 }
 
 /// What a publisher does.

@@ -86,7 +86,7 @@ async fn open(
     let handshake_done = clock.now();
     let (mut control_tx, control_rx) =
         conn.open_bi().await.context("opening the control stream")?;
-    let hello = Control::Hello { version: CONTROL_VERSION, role, token: None };
+    let hello = Control::Hello { version: CONTROL_VERSION, role, token: None, proof: None };
     let mut out = hello.encode();
     out.extend(request.encode());
     control_tx.write_all(&out).await.context("sending hello to the relay")?;

@@ -22,6 +22,7 @@ use super::pacing::{self, FrameSink, frame_interval};
 use super::timer::Timer;
 use super::{Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec};
 use crate::clock::Clock;
+use crate::relay::{CREDENTIAL_LEN, credential_proof};
 
 /// Largest datagram the UDP transport sends (the session trailer included).
 pub const MAX_DATAGRAM: usize = 1200;
@@ -117,9 +118,10 @@ async fn handshake(
     relay: SocketAddr,
     role: Role,
     request: Control,
+    credential: Option<&[u8; CREDENTIAL_LEN]>,
 ) -> Result<Session> {
     let clock = Clock::global();
-    let hello = Control::Hello { version: CONTROL_VERSION, role, token: None };
+    let hello = Control::Hello { version: CONTROL_VERSION, role, token: None, proof: None };
     let mut token = None;
     for _ in 0..TRIES {
         send_control(socket, relay, &hello).await?;
@@ -132,7 +134,8 @@ async fn handshake(
     }
     let token = token.ok_or_else(|| unblocked_error(relay))?;
     let challenged = clock.now();
-    let hello = Control::Hello { version: CONTROL_VERSION, role, token: Some(token) };
+    let proof = credential.map(|c| credential_proof(c, &token));
+    let hello = Control::Hello { version: CONTROL_VERSION, role, token: Some(token), proof };
     for _ in 0..TRIES {
         send_control(socket, relay, &hello).await?;
         send_control(socket, relay, &request).await?;
@@ -282,6 +285,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
         relay,
         Role::Publisher,
         Control::Publish { stream: spec.stream.clone() },
+        spec.target.udp_credential.as_ref(),
     )
     .await
     .with_context(|| format!("publishing {:?} over UDP", spec.stream))?;
@@ -425,6 +429,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
         relay,
         Role::Viewer,
         Control::Subscribe { stream: spec.stream.clone(), start: spec.start },
+        spec.target.udp_credential.as_ref(),
     )
     .await
     .with_context(|| format!("viewing {:?} over UDP", spec.stream))?;

@@ -57,15 +57,24 @@ async fn the_binary_prints_its_addresses_and_fingerprint_then_stops_cleanly_on_s
 
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut buf = [0u8; 512];
-        let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None };
+        let hello = Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: None,
+            proof: None,
+        };
         udp.send_to(&hello.encode(), udp_addr).await.unwrap();
         let (n, _) =
             tokio::time::timeout(ANSWER_WAIT, udp.recv_from(&mut buf)).await.unwrap().unwrap();
         let Ok(Control::Challenge { token }) = Control::decode_datagram(&buf[..n]) else {
             panic!("no challenge");
         };
-        let hello =
-            Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: Some(token) };
+        let hello = Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: Some(token),
+            proof: None,
+        };
         udp.send_to(&hello.encode(), udp_addr).await.unwrap();
         // An answer to a request shows the address is verified before the signal.
         let request = Control::Subscribe { stream: "none".into(), start: StartAt::Live };

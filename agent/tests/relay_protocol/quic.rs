@@ -210,7 +210,8 @@ async fn refusals_stream_not_found_exists_transport_mismatch_version_and_order()
         }
 
         let mut old = QuicClient::connect(&relay, ALPN_STREAM).await;
-        old.send(&Control::Hello { version: 9, role: Role::Viewer, token: None }).await;
+        old.send(&Control::Hello { version: 9, role: Role::Viewer, token: None, proof: None })
+            .await;
         assert!(matches!(
             old.recv().await,
             Some(Control::Error { code: ErrorCode::VersionMismatch, .. })
@@ -542,7 +543,12 @@ async fn ask(addr: std::net::SocketAddr, trust: &Trust) -> Result<Control, Strin
     let exchange = async {
         let conn = endpoint.connect_with(config, addr, "localhost").unwrap().await?;
         let (mut send, mut recv) = conn.open_bi().await?;
-        let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None };
+        let hello = Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: None,
+            proof: None,
+        };
         let request = Control::Subscribe { stream: "none".into(), start: StartAt::Live };
         send.write_all(&[hello.encode(), request.encode()].concat()).await?;
         let mut buf = Vec::new();
@@ -604,8 +610,13 @@ async fn a_connection_without_a_request_in_time_is_closed_with_code_1() {
         let relay = TestRelay::start(|c| c.limits.quic_request_timeout = wait).await;
         // Hello and pings keep the control stream busy, but no request comes.
         let mut idle = QuicClient::connect(&relay, ALPN_DATAGRAM).await;
-        idle.send(&Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None })
-            .await;
+        idle.send(&Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: None,
+            proof: None,
+        })
+        .await;
         idle.send(&Control::Ping { id: 1, send_ns: 1 }).await;
         assert!(matches!(idle.recv().await, Some(Control::Pong { id: 1, .. })));
         assert!(closed_with(&idle.closed().await, 1));

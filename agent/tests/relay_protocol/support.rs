@@ -129,7 +129,8 @@ impl QuicClient {
 
     /// Hello with `role`, then `request`; the relay's answer.
     pub async fn request(&mut self, role: Role, request: Control) -> Control {
-        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: None }).await;
+        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: None, proof: None })
+            .await;
         self.send(&request).await;
         self.recv().await.expect("an answer")
     }
@@ -330,11 +331,19 @@ impl UdpClient {
 
     /// Hello, challenge, hello with the token: the address is verified.
     pub async fn verify(&self, role: Role) {
-        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: None }).await;
+        self.verify_proving(role, |_| None).await;
+    }
+
+    /// [`UdpClient::verify`] with the credential proof `proof` makes from the relay's token.
+    pub async fn verify_proving(&self, role: Role, proof: impl Fn(&[u8; 16]) -> Option<[u8; 16]>) {
+        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: None, proof: None })
+            .await;
         let Control::Challenge { token } = self.recv_control().await else {
             panic!("no challenge");
         };
-        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: Some(token) }).await;
+        let proof = proof(&token);
+        self.send(&Control::Hello { version: CONTROL_VERSION, role, token: Some(token), proof })
+            .await;
     }
 
     pub async fn request(&self, role: Role, request: Control) -> Control {

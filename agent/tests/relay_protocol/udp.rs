@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use stallwatch_agent::relay::{CREDENTIAL_LEN, credential_proof};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, ErrorCode, Role, StartAt, seal};
 use stallwatch_proto::media::MediaHeader;
 
@@ -20,7 +21,12 @@ async fn a_hello_without_token_draws_exactly_one_challenge_no_larger_than_itself
     bounded(async {
         let relay = TestRelay::start(|_| {}).await;
         let client = UdpClient::new(&relay).await;
-        let hello = Control::Hello { version: CONTROL_VERSION, role: Role::Publisher, token: None };
+        let hello = Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Publisher,
+            token: None,
+            proof: None,
+        };
         client.send(&hello).await;
         let answer = client.recv_raw(ANSWER_WAIT).await.expect("a challenge");
         assert!(
@@ -44,18 +50,57 @@ async fn a_hello_without_token_draws_exactly_one_challenge_no_larger_than_itself
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_relay_with_a_credential_refuses_hellos_without_its_proof_and_serves_those_with_it() {
+    bounded(async {
+        let credential = [7u8; CREDENTIAL_LEN];
+        let relay = TestRelay::start(|c| c.udp_credential = Some(credential)).await;
+        let publish = Control::Publish { stream: "s".into() };
+        let refusals = [("no proof", None), ("wrong credential", Some([8u8; CREDENTIAL_LEN]))];
+        for (case, held) in refusals {
+            let client = UdpClient::new(&relay).await;
+            client.verify_proving(Role::Publisher, |t| held.map(|c| credential_proof(&c, t))).await;
+            // The refusal comes to the hello, readable, not as a silent timeout.
+            match client.recv_control().await {
+                Control::Error { code: ErrorCode::Unauthorized, message } => {
+                    assert!(message.contains("credential"), "{case}: {message}");
+                }
+                other => panic!("{case}: expected an unauthorized error, got {other:?}"),
+            }
+            client.send(&publish).await;
+            assert_eq!(client.recv_raw(QUIET).await, None, "{case}: the request was served");
+        }
+        let stats = relay.stats();
+        assert_eq!(stats.malformed("bad_credential"), 2, "{stats:#?}");
+        assert_eq!(stats.udp_peers, 0);
+        let honest = UdpClient::new(&relay).await;
+        honest.verify_proving(Role::Publisher, |t| Some(credential_proof(&credential, t))).await;
+        honest.send(&publish).await;
+        assert!(matches!(honest.recv_control().await, Control::Ok { .. }));
+        assert_eq!(relay.stats().udp_peers, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_token_is_counted_and_challenged_again() {
     bounded(async {
         let relay = TestRelay::start(|_| {}).await;
         let a = UdpClient::new(&relay).await;
         let b = UdpClient::new(&relay).await;
-        a.send(&Control::Hello { version: CONTROL_VERSION, role: Role::Viewer, token: None }).await;
+        a.send(&Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: None,
+            proof: None,
+        })
+        .await;
         let Control::Challenge { token } = a.recv_control().await else { panic!("no challenge") };
         // b replays a's token: not valid for b's address.
         b.send(&Control::Hello {
             version: CONTROL_VERSION,
             role: Role::Viewer,
             token: Some(token),
+            proof: None,
         })
         .await;
         assert!(matches!(b.recv_control().await, Control::Challenge { .. }));

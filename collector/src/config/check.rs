@@ -438,6 +438,16 @@ fn probe(c: &mut Checker<'_>, config: &Config, path: &str, p: &ProbeSection) {
 
 /// Two plans that can select the same agent must not ask for different relays.
 fn relay_conflicts(c: &mut Checker<'_>, config: &Config) {
+    for (i, p) in config.plans.iter().enumerate() {
+        if let Some(name) = p.run_relay.as_ref().and_then(|r| r.relay.as_ref())
+            && config.relay(name).is_none()
+        {
+            c.problem(
+                &format!("plans[{i}].run_relay.relay"),
+                format!("names no [[relays]] entry: {name:?}"),
+            );
+        }
+    }
     let with_relay: Vec<_> = config
         .plans
         .iter()

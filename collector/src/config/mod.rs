@@ -18,6 +18,7 @@
 mod bytes;
 pub(crate) mod check;
 mod cli;
+mod credentials;
 mod error;
 mod locate;
 mod plans;
@@ -33,6 +34,7 @@ use toml::de::{DeTable, Deserializer};
 pub use bytes::ByteSize;
 pub use check::{KNOWN_EMULATION_PRESETS, KNOWN_PROFILES};
 pub use cli::{ValidateArgs, validate_main};
+pub use credentials::RelayCredentials;
 pub use error::{ConfigError, EXIT_BAD_CONFIG, EXIT_UNREADABLE, Problem};
 pub use locate::{Locations, Position};
 pub use plans::{AgentSelector, ModeKind, PlanSection, ProbeSection, RunRelay, start_offset};

@@ -15,7 +15,7 @@ use stallwatch_proto::plan::{
     DEFAULT_REPORT_INTERVAL, Plan, ProbeMode, ProbePlan, RelayPlan, Repair,
 };
 
-use super::Config;
+use super::{Config, RelayCredentials};
 
 /// One `[[plans]]` section: a selector and what the agents it selects run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,10 @@ pub struct RunRelay {
     /// Keep the last GOP per stream so new viewers start at once, as real live servers do.
     #[serde(default = "default_true")]
     pub gop_cache: bool,
+    /// The `[[relays]]` entry this relay serves, for its UDP credential; left out: the entry
+    /// named like the agent that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -198,10 +202,11 @@ impl Config {
             interval =
                 Some(interval.map_or(section.report_interval, |i| i.min(section.report_interval)));
             if plan.relay.is_none() {
-                plan.relay = section
-                    .run_relay
-                    .as_ref()
-                    .map(|r| RelayPlan { listen: r.listen.to_string(), gop_cache: r.gop_cache });
+                plan.relay = section.run_relay.as_ref().map(|r| RelayPlan {
+                    listen: r.listen.to_string(),
+                    gop_cache: r.gop_cache,
+                    udp_credential: None,
+                });
             }
             for probe in &section.probes {
                 let Some(address) = self.relay(&probe.target).map(|r| r.address.clone()) else {
@@ -220,10 +225,34 @@ impl Config {
                     start_offset: start_offset(&agent.name, &probe.name, probe.every),
                     emulate: probe.emulate.clone(),
                     repair: probe.repair,
+                    udp_credential: None,
                 });
             }
         }
         plan.report_interval = interval.unwrap_or(DEFAULT_REPORT_INTERVAL);
+        plan
+    }
+
+    /// [`Config::plan_for`] with the UDP credentials from `credentials`: the relay's own (for
+    /// the `[[relays]]` entry it serves) and each probe's target's.
+    pub fn plan_with_credentials(
+        &self,
+        agent: &AgentSelector,
+        revision: u64,
+        credentials: &RelayCredentials,
+    ) -> Plan {
+        let mut plan = self.plan_for(agent, revision);
+        if let Some(relay) = &mut plan.relay {
+            let served = self
+                .matching_plans(agent)
+                .find_map(|p| p.run_relay.as_ref())
+                .and_then(|r| r.relay.clone())
+                .unwrap_or_else(|| agent.name.clone());
+            relay.udp_credential = Some(credentials.for_relay(&served));
+        }
+        for probe in &mut plan.probes {
+            probe.udp_credential = Some(credentials.for_relay(&probe.target));
+        }
         plan
     }
 

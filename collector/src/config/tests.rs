@@ -123,7 +123,7 @@ fn full_example_config_parses() {
     assert_eq!(c.ingest.max_report_bytes, ByteSize(1 << 20));
     assert_eq!(
         c.plans[0].run_relay,
-        Some(RunRelay { listen: "0.0.0.0:4433".parse().unwrap(), gop_cache: true })
+        Some(RunRelay { listen: "0.0.0.0:4433".parse().unwrap(), gop_cache: true, relay: None })
     );
     assert_eq!(c.plans[2].report_interval, Duration::from_secs(5));
     assert_eq!(c.plans[3].probes[0].stream.as_deref(), Some("latam-live"));
@@ -585,6 +585,51 @@ fn two_plans() -> Config {
 }
 
 #[test]
+fn plans_carry_each_relays_udp_credential_to_the_relay_and_its_probes() {
+    let creds = RelayCredentials::from_secret(b"collector secret");
+    let c = two_plans();
+    // The 3g agent runs a relay (no `relay` key: the entry named like the agent) and probes
+    // relay-sg-1 (the baseline) and relay-fra-1.
+    let p = c.plan_with_credentials(&agent("sg-3g-1", "sea", "3g"), 1, &creds);
+    let relay = p.relay.as_ref().unwrap().udp_credential;
+    assert_eq!(relay, Some(creds.for_relay("sg-3g-1")));
+    let by_probe: Vec<_> = p.probes.iter().map(|p| (p.target.as_str(), p.udp_credential)).collect();
+    for (target, credential) in &by_probe {
+        assert_eq!(*credential, Some(creds.for_relay(target)), "{target}");
+    }
+    assert_ne!(creds.for_relay("relay-sg-1"), creds.for_relay("relay-fra-1"));
+    p.validate().unwrap();
+    let bytes = stallwatch_proto::plan::encode_plan(&p);
+    assert_eq!(stallwatch_proto::plan::decode_plan(&bytes, 1 << 20), Ok(p));
+
+    // `relay` names the [[relays]] entry the agent serves: the same credential its probes get.
+    let named = two_plans_with("gop_cache = false, relay = \"relay-fra-1\"");
+    let p = named.plan_with_credentials(&agent("sg-3g-1", "sea", "3g"), 1, &creds);
+    assert_eq!(p.relay.unwrap().udp_credential, Some(creds.for_relay("relay-fra-1")));
+    let fra_probe = p.probes.iter().find(|p| p.target == "relay-fra-1").unwrap();
+    assert_eq!(fra_probe.udp_credential, Some(creds.for_relay("relay-fra-1")));
+
+    // An agent without a relay gets none; one that names no entry is refused at load.
+    let p = c.plan_with_credentials(&agent("sg-fiber-1", "sea", "fiber"), 1, &creds);
+    assert_eq!(p.relay, None);
+    let e = err(&two_plans_text("gop_cache = false, relay = \"relay-nowhere\""));
+    assert!(e.contains("plans[1].run_relay.relay") && e.contains("relay-nowhere"), "{e}");
+}
+
+fn two_plans_text(run_relay_rest: &str) -> String {
+    format!(
+        "{BASE}\n[[plans]]\nname = \"sea-cellular\"\nregions = [\"sea\"]\nnetwork_types = [\"3g\"]\n\
+         report_interval = \"5s\"\nrun_relay = {{ listen = \"0.0.0.0:4433\", {run_relay_rest} }}\n\
+         [[plans.probes]]\nname = \"fra-view\"\ntarget = \"relay-fra-1\"\ntransport = \"quic-datagram\"\n\
+         profile = \"360p30\"\nmode = \"view\"\nstream = \"live-1\"\nevery = \"10s\"\nduration = \"10s\"\n"
+    )
+}
+
+fn two_plans_with(run_relay_rest: &str) -> Config {
+    ok(&two_plans_text(run_relay_rest))
+}
+
+#[test]
 fn plan_for_merges_matching_plans() {
     let c = two_plans();
     let p = c.plan_for(&agent("sg-3g-1", "sea", "3g"), 42);
@@ -592,7 +637,10 @@ fn plan_for_merges_matching_plans() {
     let names: Vec<_> = p.probes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["sg-quic", "sg-udp", "fra-view"]);
     assert_eq!(p.report_interval, Duration::from_secs(5));
-    assert_eq!(p.relay, Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: false }));
+    assert_eq!(
+        p.relay,
+        Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: false, udp_credential: None })
+    );
     let view = &p.probes[2];
     assert_eq!(view.address, "fra1.example:4433");
     assert_eq!(view.target, "relay-fra-1");

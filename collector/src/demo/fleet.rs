@@ -143,7 +143,7 @@ region = "{relay_region}"
 name = "relay"
 agents = ["{relay_agent}"]
 report_interval = "{interval}"
-run_relay = {{ listen = "127.0.0.1:{port}", gop_cache = true }}
+run_relay = {{ listen = "127.0.0.1:{port}", gop_cache = true, relay = "{RELAY_NAME}" }}
 "#,
         ingest = spec.ingest,
         metrics = spec.metrics,

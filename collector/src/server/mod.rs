@@ -94,6 +94,8 @@ pub struct Shared {
     decoders: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     alerts: Option<AlertsHandle>,
+    /// Derives the UDP credentials plans hand to plan-run relays and their probes.
+    relay_credentials: crate::config::RelayCredentials,
 }
 
 impl Shared {
@@ -323,6 +325,10 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
             config.problem("storage.path", format!("cannot open the store: {e}")).to_string(),
         )
     })?;
+    let relay_credentials = crate::config::RelayCredentials::load_or_create(
+        &crate::config::RelayCredentials::secret_path(&config.storage.path),
+    )
+    .map_err(StartError::Failed)?;
     let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
     restore(&store, &config.storage, &series).map_err(StartError::Failed)?;
 
@@ -366,6 +372,7 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         decoders: Arc::new(Semaphore::new(ingest::decoders())),
         shutdown: shutdown.clone(),
         alerts: alerts.as_ref().map(AlertsService::handle),
+        relay_credentials,
     });
 
     let ingest_routes = Router::new()

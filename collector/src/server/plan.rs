@@ -85,7 +85,11 @@ async fn plan(
                 region: identity.region.clone(),
                 network_type: identity.network_type.clone(),
             };
-            let plan = live.config.plan_for(&selector, live.revision);
+            let plan = live.config.plan_with_credentials(
+                &selector,
+                live.revision,
+                &shared.relay_credentials,
+            );
             return Ok((
                 [
                     (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
