@@ -139,6 +139,11 @@ impl Shared {
         &self.series
     }
 
+    /// The plans revision in force, changing on every reload (tests wait on it).
+    pub fn plans_revisions(&self) -> watch::Receiver<u64> {
+        self.plans.subscribe()
+    }
+
     /// The collector's own telemetry.
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
@@ -309,6 +314,14 @@ impl Running {
 /// Loads the config at `path`, opens the store, rebuilds the series from it, binds both
 /// listeners and starts serving.
 pub async fn start(path: &Path) -> Result<Running, StartError> {
+    start_with(path, None).await
+}
+
+/// [`start`], calling `restoring` (if any) as the restore from the store begins.
+async fn start_with(
+    path: &Path,
+    restoring: Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Running, StartError> {
     let config = config::load(path).map_err(|e| match e {
         ConfigError::Read { .. } => StartError::Unreadable(e),
         ConfigError::Invalid(_) => StartError::Invalid(e.to_string()),
@@ -330,6 +343,9 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
     )
     .map_err(StartError::Failed)?;
     let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
+    if let Some(restoring) = restoring {
+        restoring();
+    }
     restore(&store, &config.storage, &series).map_err(StartError::Failed)?;
 
     let bind = |addr, field: &'static str| {
@@ -432,18 +448,48 @@ fn restore(
 
 /// Runs the collector until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub async fn run(path: &Path) -> Result<(), StartError> {
+    run_with(path, RunHooks::default()).await
+}
+
+/// Seams in [`run`] for tests of its start-up order (`collector/tests/startup.rs`); `run`
+/// itself uses none.
+#[derive(Default)]
+pub struct RunHooks {
+    /// Called as the restore from the store begins; the start waits for it to return.
+    pub restoring: Option<Box<dyn FnOnce() + Send>>,
+    /// Called with the shared state once serving, before the first signal is handled.
+    pub serving: Option<Box<dyn FnOnce(Arc<Shared>) + Send>>,
+    /// Stops like SIGTERM when it resolves (or its sender is dropped).
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// [`run`] with test seams.
+pub async fn run_with(path: &Path, hooks: RunHooks) -> Result<(), StartError> {
     // Before the restore, which can take minutes: SIGHUP's default action ends the process,
     // so a reload sent while it starts (a config management run) would kill it. A SIGHUP
     // that arrives during start-up is applied once serving; the config is read then anyway.
     // SIGTERM keeps its default action until then, so stopping during a restore is immediate.
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let running = start(path).await?;
+    let running = start_with(path, hooks.restoring).await?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     // Machine-readable start-up lines (scripts and tests read the bound addresses here).
     println!("ingest https://{}", running.ingest_addr);
     println!("metrics http://{}", running.metrics_addr);
     println!("ready");
     let shared = running.shared.clone();
+    if let Some(serving) = hooks.serving {
+        serving(shared.clone());
+    }
+    let mut stop = hooks.stop;
+    let stopped = async {
+        match stop.as_mut() {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -452,6 +498,7 @@ pub async fn run(path: &Path) -> Result<(), StartError> {
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            () = &mut stopped => break,
         }
     }
     info!("stopping: finishing requests and committing queued reports");
