@@ -66,8 +66,11 @@ pub enum StartError {
 pub struct Live {
     /// The checked config.
     pub config: Config,
-    /// Its plans revision (the ETag of every plan).
+    /// Its plans revision (the ETag of every plan), revoked serials included.
     pub revision: u64,
+    /// Serials of the revoked agent certificates (`revoked.json`), sorted: plans hand them to
+    /// plan-run relays, which refuse those certificates.
+    pub revoked_serials: Vec<String>,
 }
 
 /// The revocation list and the file state it was read from, re-read when the file changes.
@@ -116,7 +119,9 @@ impl Shared {
             )
         })?;
         let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
-        revocations.refresh();
+        if revocations.refresh() {
+            self.revocations_changed(&revocations);
+        }
         if revocations.list.is_revoked(identity.name(), &peer.serial) {
             warn!(agent = %identity.name(), serial = %peer.serial, peer = %peer.addr, "refused a revoked agent");
             return Err(ApiError::new(
@@ -126,6 +131,19 @@ impl Shared {
             ));
         }
         Ok(identity)
+    }
+
+    /// A new revocation list: plans hand relays the new serials under a new revision, and
+    /// long-polls wake. Called with the revocations locked (the lock order is revocations, then
+    /// live), so a reload cannot interleave.
+    fn revocations_changed(&self, revocations: &Revocations) {
+        let old = self.live();
+        let revoked_serials = revocations.serials();
+        let revision = old.config.plans_revision_with(&revoked_serials);
+        let live = Arc::new(Live { config: old.config.clone(), revision, revoked_serials });
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
+        info!(old = old.revision, new = revision, "revocation list changed: new plans for relays");
+        self.plans.send_replace(revision);
     }
 
     /// The alert service's handle (`None` with `[alerts] enabled = false`), e.g. for the demo's
@@ -164,13 +182,16 @@ impl Shared {
                  restart"
             );
         }
-        let revision = new.plans_revision();
         if let Some(alerts) = &self.alerts {
             alerts.reconfigure(&new);
         }
-        let live = Arc::new(Live { config: new, revision });
+        let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
+        revocations.refresh();
+        let revoked_serials = revocations.serials();
+        let revision = new.plans_revision_with(&revoked_serials);
+        let live = Arc::new(Live { config: new, revision, revoked_serials });
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
-        self.revocations.lock().unwrap_or_else(PoisonError::into_inner).refresh();
+        drop(revocations);
         if old.revision != revision {
             info!(old = old.revision, new = revision, "config reloaded: new plans");
         } else {
@@ -188,21 +209,32 @@ impl Revocations {
         Ok(Revocations { path: path.to_path_buf(), list, modified })
     }
 
-    /// Re-reads the file if its modification time changed. A file that became unreadable or
-    /// malformed keeps the last good list (never an empty one) and logs why.
-    fn refresh(&mut self) {
+    /// Re-reads the file if its modification time changed; returns whether the revoked
+    /// serials changed. A file that became unreadable or malformed keeps the last good list
+    /// (never an empty one) and logs why.
+    fn refresh(&mut self) -> bool {
         let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if modified == self.modified {
-            return;
+            return false;
         }
         match RevocationList::load(&self.path) {
             Ok(list) => {
+                let before = self.serials();
                 self.list = list;
                 self.modified = modified;
                 info!(path = %self.path.display(), "revocation list re-read");
+                self.serials() != before
             }
-            Err(e) => error!(error = %e, "revocation list unreadable; keeping the previous one"),
+            Err(e) => {
+                error!(error = %e, "revocation list unreadable; keeping the previous one");
+                false
+            }
         }
+    }
+
+    /// The revoked agent certificate serials, sorted.
+    fn serials(&self) -> Vec<String> {
+        self.list.serials().map(|(serial, _)| serial.to_owned()).collect()
     }
 }
 
@@ -375,10 +407,11 @@ async fn start_with(
         .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
     let alerts = AlertsService::start(&config).map_err(StartError::Failed)?;
     let (stop, shutdown) = watch::channel(false);
-    let revision = config.plans_revision();
+    let revoked_serials = revocations.serials();
+    let revision = config.plans_revision_with(&revoked_serials);
     let shared = Arc::new(Shared {
         config_path: path.to_path_buf(),
-        live: RwLock::new(Arc::new(Live { config, revision })),
+        live: RwLock::new(Arc::new(Live { config, revision, revoked_serials })),
         plans: watch::channel(revision).0,
         revocations: Mutex::new(revocations),
         series,

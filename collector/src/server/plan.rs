@@ -85,8 +85,11 @@ async fn plan(
             region: identity.region.clone(),
             network_type: identity.network_type.clone(),
         };
-        let plan =
+        let mut plan =
             live.config.plan_with_credentials(&selector, live.revision, &shared.relay_credentials);
+        if let Some(relay) = &mut plan.relay {
+            relay.revoked_serials.clone_from(&live.revoked_serials);
+        }
         Ok(Some(
             (
                 [
