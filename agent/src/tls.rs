@@ -4,9 +4,10 @@
 //! verification. A relay run from a plan also requires a fleet-CA client certificate (an
 //! agent's); a relay run by hand is open to any client.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// ALPN of the `quic-stream` transport.
@@ -192,11 +194,12 @@ fn transport_config() -> quinn::TransportConfig {
 }
 
 /// The relay's QUIC server configuration: TLS 1.3, both stallwatch ALPNs. With `client_ca`,
-/// a client must present a certificate chaining to it (a relay run from a plan); without,
-/// any client may connect.
+/// a client must present a certificate chaining to it whose serial `revoked` does not list
+/// (a relay run from a plan); without, any client may connect.
 pub fn server_config(
     identity: &Identity,
     client_ca: Option<&[CertificateDer<'static>]>,
+    revoked: &RevokedClients,
 ) -> Result<quinn::ServerConfig> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -214,7 +217,10 @@ pub fn server_config(
             )
             .build()
             .context("building the fleet client certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(UnrevokedClientVerifier {
+                inner: verifier,
+                revoked: revoked.clone(),
+            }))
         }
     };
     let mut tls = builder
@@ -262,6 +268,146 @@ fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore> {
         roots.add(ca.clone()).context("adding a CA certificate")?;
     }
     Ok(roots)
+}
+
+/// The serials of the client certificates a relay refuses (the collector's revoked agents,
+/// from the plan), shared with the relay's TLS verifier so a new list applies to the next
+/// handshake without restarting the relay.
+#[derive(Debug, Clone, Default)]
+pub struct RevokedClients(Arc<RwLock<HashSet<String>>>);
+
+impl RevokedClients {
+    /// Replaces the list (serials as hex; colons, case and sign padding ignored).
+    pub fn replace<'a>(&self, serials: impl IntoIterator<Item = &'a String>) {
+        let set = serials.into_iter().map(|s| normalize_serial(s)).collect();
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = set;
+    }
+
+    /// Whether `serial` (normalized hex) is listed.
+    fn contains(&self, serial: &str) -> bool {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).contains(serial)
+    }
+
+    /// How many serials are listed.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether none is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Lowercase hex without colons, whitespace or sign padding (`00` before a high bit): the
+/// collector's form of a serial (`revoked.json`).
+fn normalize_serial(serial: &str) -> String {
+    let mut s: String = serial
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    while s.len() > 2 && s.starts_with("00") {
+        s.drain(..2);
+    }
+    s
+}
+
+/// The serial number of a DER certificate as normalized hex, or `None` if it does not parse
+/// that far (`Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+/// serialNumber INTEGER, ... } ... }`).
+pub fn certificate_serial(der: &[u8]) -> Option<String> {
+    /// Splits one DER element off `input`: (tag, content, rest).
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const VERSION: u8 = 0xa0;
+    let (SEQUENCE, cert, _) = element(der)? else { return None };
+    let (SEQUENCE, tbs, _) = element(cert)? else { return None };
+    let (mut tag, mut content, rest) = element(tbs)?;
+    if tag == VERSION {
+        (tag, content, _) = element(rest)?;
+    }
+    if tag != INTEGER || content.is_empty() {
+        return None;
+    }
+    let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+    Some(normalize_serial(&hex))
+}
+
+/// The fleet-CA check, then the revocation list: a revoked agent's certificate fails the
+/// handshake (`certificate_revoked` alert) like a stranger's.
+#[derive(Debug)]
+struct UnrevokedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: RevokedClients,
+}
+
+impl ClientCertVerifier for UnrevokedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        match certificate_serial(end_entity) {
+            Some(serial) if !self.revoked.contains(&serial) => Ok(verified),
+            Some(serial) => {
+                tracing::info!(%serial, "relay: refused a revoked agent certificate");
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked))
+            }
+            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Accepts exactly the certificate with a pinned SHA-256 fingerprint, and still checks the
@@ -339,5 +485,22 @@ mod tests {
         assert_eq!(parse_pin(&format!("sha256:{fp}")).unwrap(), parse_pin(&fp).unwrap());
         let err = parse_pin("abc").unwrap_err().to_string();
         assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    /// The serial read from a certificate is the one it was issued with, in the collector's
+    /// form (a high first bit gets a `00` sign byte in DER, which the form drops).
+    #[test]
+    fn certificate_serials_read_as_the_collector_writes_them() {
+        for serial in [vec![0x01], vec![0x7f, 0x02, 0x03], vec![0x9a; 20], vec![0x80, 0x00]] {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["agent".into()]).unwrap();
+            params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+            let cert = params.self_signed(&key).unwrap();
+            let hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(certificate_serial(cert.der()), Some(normalize_serial(&hex)));
+        }
+        assert_eq!(certificate_serial(b"not a certificate"), None);
+        assert_eq!(certificate_serial(&[0x30, 0x03, 0x30, 0x01]), None);
+        assert_eq!(normalize_serial("00:9A:BC"), "9abc");
     }
 }

@@ -153,6 +153,11 @@ pub struct RelayPlan {
     /// (docs/protocol.md, "Session"). Sent only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_credential: Option<UdpCredential>,
+    /// Serial numbers (lowercase hex) of agent certificates the collector has revoked: the
+    /// relay refuses QUIC clients that present one. Sent only when any; a new list reaches a
+    /// running relay without restarting it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_serials: Vec<String>,
 }
 
 /// A relay's plain UDP credential (32 bytes; 64 lowercase hex digits in JSON). Its `Debug`
@@ -484,6 +489,7 @@ mod tests {
                 listen: "0.0.0.0:4433".into(),
                 gop_cache: false,
                 udp_credential: None,
+                revoked_serials: vec!["1f".into()],
             }),
             probes: vec![probe("a"), ProbePlan { mode: ProbeMode::Loopback, ..probe("b") }],
         }

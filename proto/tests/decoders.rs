@@ -151,6 +151,7 @@ fn sample_plan() -> Plan {
             listen: "0.0.0.0:4433".into(),
             gop_cache: true,
             udp_credential: Some(UdpCredential([0xab; 32])),
+            revoked_serials: vec!["0a1b".into()],
         }),
         probes: vec![
             ProbePlan {
@@ -593,6 +594,7 @@ mod round_trips {
                         listen,
                         gop_cache,
                         udp_credential: credential.map(UdpCredential),
+                        revoked_serials: Vec::new(),
                     }),
                     probes,
                 }

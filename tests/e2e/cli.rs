@@ -28,6 +28,12 @@ fn both_binaries_print_help_and_version() {
     for sub in ["simulate", "probe", "relay", "impair", "run", "check-config"] {
         assert!(help.contains(sub), "agent --help lacks {sub}:\n{help}");
     }
+    // `probe --help` teaches how to reach a relay run from a plan.
+    let help = agent().args(["probe", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for taught in ["--bundle <FILE>", "--udp-credential-file <FILE>", "relay.udp_credential"] {
+        assert!(help.contains(taught), "probe --help lacks {taught}:\n{help}");
+    }
 }
 
 #[test]

@@ -248,6 +248,14 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     assert!(agents.contains("\"name\":\"sea-4g-1\""), "{agents}");
 
     // Revoking the agent refuses it on its next request, without a restart, and logs it.
+    let relay_plan = |collector: &CollectorProcess| {
+        let (status, plan) =
+            fleet.curl_as(&fleet.bundle("relay-sea-1"), &collector.url("/api/v1/plan"));
+        assert_eq!(status, 200, "{plan}");
+        serde_json::from_str::<serde_json::Value>(&plan).unwrap()
+    };
+    let before = relay_plan(&collector);
+    assert!(before["relay"].is_object() && before["relay"].get("revoked_serials").is_none());
     let out = std::process::Command::new(stallwatch_tests::binary("stallwatch-collector"))
         .args(["ca", "revoke", "sea-4g-1", "--dir"])
         .arg(&fleet.files.ca_dir)
@@ -260,4 +268,19 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     // Another agent is unaffected.
     let (status, _) = fleet.curl_as(&fleet.bundle("latam-wifi-1"), &collector.url("/api/v1/plan"));
     assert_eq!(status, 200);
+    // The relay agent's plan now hands its relay every serial issued to the revoked agent,
+    // under a new revision (so a long-polling relay gets it), without a reload.
+    let after = relay_plan(&collector);
+    let issued = stallwatch_collector::pki::IssuedList::load(
+        &Ca::load(&fleet.files.ca_dir).unwrap().issued_path(),
+    )
+    .unwrap()
+    .serials_of("sea-4g-1");
+    assert!(!issued.is_empty());
+    let handed: Vec<String> =
+        serde_json::from_value(after["relay"]["revoked_serials"].clone()).unwrap();
+    for serial in &issued {
+        assert!(handed.contains(serial), "{serial} not in {handed:?}");
+    }
+    assert_ne!(after["revision"], before["revision"]);
 }

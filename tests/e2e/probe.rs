@@ -321,3 +321,141 @@ fn failures_get_clear_errors() {
     let (code, err) = outcome("bad flag");
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// A relay run from a plan (`stallwatch-agent run`) serves a probe run by hand that gives an
+/// agent's bundle (QUIC) and the relay's UDP credential (UDP), on every transport; without
+/// them the probe is refused with a message naming the missing flag, and with the bundle of an
+/// agent the fleet has since revoked it is refused as revoked.
+#[test]
+fn a_plan_run_relay_serves_a_probe_with_a_fleet_bundle_and_its_udp_credential() {
+    use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, free_relay_port, write_fleet};
+    use stallwatch_tests::fleet::{AgentProcess, CollectorProcess, curl, mtls, wait_until};
+
+    let dir =
+        std::env::temp_dir().join(format!("stallwatch-e2e-fleetprobe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        relay_agent: "relay-sea-1".into(),
+        relay_region: "sea".into(),
+        relay_port: free_relay_port().unwrap(),
+        agents: vec![
+            FleetAgent::new("sea-4g-1", "sea", "4g", None, "360p15"),
+            FleetAgent::new("sea-wifi-1", "sea", "wifi", None, "360p15"),
+        ],
+        every: "10m",
+        duration: "2s",
+        report_interval: "5s",
+        ingest: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+    };
+    let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let bundle = |name: &str| {
+        let path = &files.bundles.iter().find(|(n, _)| n == name).unwrap().1;
+        path.display().to_string()
+    };
+    let collector = CollectorProcess::start(&files.config);
+    // Only the relay agent runs: the probes here are the hand-run ones.
+    let relay_agent = AgentProcess::start(
+        &dir,
+        "relay-sea-1",
+        &files.bundles[0].1,
+        &format!("https://{}", collector.ingest),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            relay_agent.log().contains("relay started")
+                && relay_agent.state.join("plan.json").exists()
+        }),
+        "the relay agent did not start its relay:\n{}",
+        relay_agent.log()
+    );
+    // The operator's way to the credential: the relay agent's saved plan.
+    let plan: Value = serde_json::from_str(
+        &std::fs::read_to_string(relay_agent.state.join("plan.json")).unwrap(),
+    )
+    .unwrap();
+    let credential = dir.join("relay.cred");
+    std::fs::write(&credential, format!("{}\n", plan["relay"]["udp_credential"].as_str().unwrap()))
+        .unwrap();
+    let credential = credential.display().to_string();
+    let relay = format!("127.0.0.1:{}", spec.relay_port);
+    let probe = |extra: &[&str]| {
+        let mut a: Vec<String> =
+            ["probe", &relay, "--profile", "360p15", "--duration", "2s", "--view-delay", "300ms"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    // With an agent's bundle and the credential: served on every transport.
+    let served = probe_json(
+        &probe(&[
+            "--transport",
+            "all",
+            "--bundle",
+            &bundle("sea-4g-1"),
+            "--udp-credential-file",
+            &credential,
+        ]),
+        LIMIT,
+    );
+    let served = served.as_array().expect("one result per transport");
+    assert_eq!(served.len(), 3);
+    for r in served {
+        let t = r["transport"].as_str().unwrap();
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{t}: {r:#}");
+        let v = viewer(r);
+        assert!(u(&v["frames_rendered"]) + u(&v["frames_caught_up"]) > 0, "{t}: {r:#}");
+    }
+
+    // Without them: refused, and told what to pass.
+    let ca = files.ca_dir.join("ca.pem").display().to_string();
+    let (code, _, err) = run_agent(&probe(&["--transport", "quic-datagram", "--ca", &ca]), LIMIT);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("refused the TLS handshake") && err.contains("--bundle"), "{err}");
+    let (code, _, err) = run_agent(&probe(&["--transport", "udp"]), LIMIT);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not authorized") && err.contains("--udp-credential-file"), "{err}");
+    let wrong = dir.join("wrong.cred");
+    std::fs::write(&wrong, "00".repeat(32)).unwrap();
+    let wrong = wrong.display().to_string();
+    let (code, _, err) =
+        run_agent(&probe(&["--transport", "udp", "--udp-credential-file", &wrong]), LIMIT);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not authorized"), "{err}");
+
+    // The fleet revokes sea-wifi-1. The collector notices on its next request (here a plan
+    // request of sea-4g-1's) and the relay agent's long-poll brings its relay the list.
+    let out = std::process::Command::new(stallwatch_tests::binary("stallwatch-collector"))
+        .args(["ca", "revoke", "sea-wifi-1", "--dir"])
+        .arg(&files.ca_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut request = mtls(&files.bundles[1].1, &files.ca_dir.join("ca.pem"));
+    request.push(format!("https://{}/api/v1/plan", collector.ingest));
+    let request: Vec<&str> = request.iter().map(String::as_str).collect();
+    assert_eq!(curl(&request, None).0, 200);
+    assert!(
+        wait_until(Duration::from_secs(60), || relay_agent
+            .log()
+            .contains("relay: refusing revoked agent certificates")),
+        "the relay agent never got the revocation list:\n{}",
+        relay_agent.log()
+    );
+    let (code, _, err) = run_agent(
+        &probe(&["--transport", "quic-stream", "--bundle", &bundle("sea-wifi-1")]),
+        LIMIT,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("revoked"), "{err}");
+    // Another agent's bundle still works.
+    let still =
+        probe_json(&probe(&["--transport", "quic-stream", "--bundle", &bundle("sea-4g-1")]), LIMIT);
+    assert!(still["errors"].as_array().unwrap().is_empty(), "{still:#}");
+    drop(relay_agent);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,7 +57,12 @@ pub enum StartChoice {
     stallwatch-agent relay --listen 0.0.0.0:4433            # on the relay host; prints its fingerprint\n  \
     stallwatch-agent probe relay.example:4433 --pin FINGERPRINT --transport all --duration 30s\n  \
     stallwatch-agent probe 127.0.0.1:4433 --pin FP --emulate 3g --json\n  \
-    stallwatch-agent probe 127.0.0.1:4433 --pin FP --view live-1 --viewers 20")]
+    stallwatch-agent probe 127.0.0.1:4433 --pin FP --view live-1 --viewers 20\n\n\
+A relay run from a plan (`stallwatch-agent run`) serves only the fleet: over QUIC give an agent's\n\
+bundle (--bundle: its certificate, key and the fleet CA, as `ca issue-agent` writes it), over\n\
+UDP the relay's credential (--udp-credential-file; the relay agent's plan holds it):\n  \
+    jq -r .relay.udp_credential /var/lib/stallwatch/plan.json > relay.cred   # on the relay host\n  \
+    stallwatch-agent probe relay.example:4433 --bundle agent.bundle.pem --udp-credential-file relay.cred --transport all")]
 pub struct ProbeArgs {
     /// The relay: HOST:PORT of its QUIC listener. Its plain UDP listener is PORT + 1 unless
     /// --udp-port says otherwise.
@@ -110,6 +115,17 @@ pub struct ProbeArgs {
     /// Verify the relay's certificate with this CA (PEM), e.g. the fleet CA.
     #[arg(long, env = "STALLWATCH_CA")]
     pub ca: Option<PathBuf>,
+    /// An agent bundle (PEM: certificate, key, fleet CA; `ca issue-agent` writes it): QUIC
+    /// presents its certificate, which a relay run from a plan requires, and verifies the relay
+    /// with its CA (or --ca). The fleet must not have revoked it.
+    #[arg(long, value_name = "FILE", env = "STALLWATCH_BUNDLE", conflicts_with = "pin")]
+    pub bundle: Option<PathBuf>,
+    /// A file whose first line is the relay's plain UDP credential (64 hex digits), which a
+    /// relay run from a plan requires of UDP clients: the relay agent's saved plan holds it
+    /// (`relay.udp_credential` in STATE_DIR/plan.json). A file, not a flag, so it stays out of
+    /// `ps` and shell history.
+    #[arg(long, value_name = "FILE")]
+    pub udp_credential_file: Option<PathBuf>,
     /// Name to verify in the relay's certificate [default: the host in RELAY].
     #[arg(long)]
     pub server_name: Option<String>,

@@ -10,13 +10,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::{ReceiverConfig, Repair, StreamProfile};
 use stallwatch_proto::control::StartAt;
+use stallwatch_proto::plan::UdpCredential;
 
 use super::output::{EmulatorSummary, ProbeResult, PublisherSummary, ViewerResult};
 use super::{ProbeArgs, StartChoice, TransportChoice};
 use crate::clock::Clock;
 use crate::impair::{ImpairConfig, ImpairProxy};
 use crate::summary::{Quantiles, Summary};
-use crate::tls::{Trust, parse_pin};
+use crate::tls::{Identity, Trust, parse_pin};
 use crate::transport::{
     self, Progress, PublishSpec, RelayTarget, Transport, ViewOutcome, ViewSpec, quic, udp,
 };
@@ -39,17 +40,46 @@ pub async fn resolve_target(args: &ProbeArgs) -> Result<RelayTarget> {
             .checked_add(1)
             .ok_or_else(|| anyhow!("give --udp-port: QUIC port {port} + 1 overflows"))?,
     };
-    let trust = match (&args.pin, &args.ca) {
-        (Some(pin), _) => Some(Trust::Pin(parse_pin(pin)?)),
-        (None, Some(ca)) => Some(Trust::ca_file(ca)?),
-        (None, None) => None,
+    let trust = match (&args.pin, &args.ca, &args.bundle) {
+        (Some(pin), _, _) => Some(Trust::Pin(parse_pin(pin)?)),
+        (None, ca, Some(bundle)) => {
+            let bundle = crate::run::bundle::load_bundle(bundle)?;
+            let cas = match ca {
+                Some(ca) => match Trust::ca_file(ca)? {
+                    Trust::Ca(cas) => cas,
+                    _ => unreachable!("ca_file gives CA trust"),
+                },
+                None => vec![bundle.ca.clone()],
+            };
+            let client = Identity { certs: bundle.cert_chain.clone(), key: bundle.key.clone_key() };
+            Some(Trust::Fleet { cas, client })
+        }
+        (None, Some(ca), None) => Some(Trust::ca_file(ca)?),
+        (None, None, None) => None,
+    };
+    let udp_credential = match &args.udp_credential_file {
+        Some(path) => Some(read_udp_credential(path)?),
+        None => None,
     };
     Ok(RelayTarget {
         quic,
         udp: SocketAddr::new(quic.ip(), udp_port),
         server_name: args.server_name.clone().unwrap_or_else(|| host.to_string()),
         trust,
-        udp_credential: None,
+        udp_credential,
+    })
+}
+
+/// The relay's plain UDP credential from the first line of `path`.
+fn read_udp_credential(path: &std::path::Path) -> Result<[u8; crate::relay::CREDENTIAL_LEN]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the UDP credential file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().trim().trim_matches('"');
+    UdpCredential::try_from(line.to_owned()).map(|c| c.0).map_err(|e| {
+        anyhow!(
+            "{}: {e} (the relay's `relay.udp_credential` from its agent's plan.json)",
+            path.display()
+        )
     })
 }
 
@@ -80,7 +110,8 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
     if target.trust.is_none() && chosen.iter().any(|t| *t != Transport::Udp) {
         bail!(
             "no way to verify the relay's certificate: pass --pin FINGERPRINT (the relay prints it \
-             at start) or --ca FILE (the fleet CA); QUIC never connects unverified"
+             at start), --ca FILE (the fleet CA) or --bundle FILE (an agent's, for a relay run \
+             from a plan); QUIC never connects unverified"
         );
     }
     // The emulator sits in front of the relay; both addresses the probe uses go through it.

@@ -102,6 +102,7 @@ impl RelayArgs {
             },
             // A relay run by hand is open; `run` mode's relays require fleet certificates.
             fleet_ca: None,
+            revoked_clients: crate::tls::RevokedClients::default(),
             udp_credential: None,
         })
     }

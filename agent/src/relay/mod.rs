@@ -80,6 +80,9 @@ pub struct RelayConfig {
     /// QUIC clients must present a certificate issued by this CA (a relay run from a plan:
     /// only the fleet's agents may use it). `None`: open to anyone (a relay run by hand).
     pub fleet_ca: Option<Vec<CertificateDer<'static>>>,
+    /// With `fleet_ca`: client certificates refused by serial (the collector's revoked agents,
+    /// kept current from the plan while the relay runs).
+    pub revoked_clients: tls::RevokedClients,
     /// Plain UDP clients must prove they hold this credential in their tokened hello (a relay
     /// run from a plan; the collector derives it per relay). `None`: open to anyone.
     pub udp_credential: Option<[u8; CREDENTIAL_LEN]>,
@@ -96,6 +99,7 @@ impl RelayConfig {
             identity,
             limits: Limits::default(),
             fleet_ca: None,
+            revoked_clients: tls::RevokedClients::default(),
             udp_credential: None,
         }
     }
@@ -165,7 +169,11 @@ impl Relay {
             config.limits.max_sessions_per_source,
             config.limits.max_streams_per_source,
         ));
-        let server_config = tls::server_config(&config.identity, config.fleet_ca.as_deref())?;
+        let server_config = tls::server_config(
+            &config.identity,
+            config.fleet_ca.as_deref(),
+            &config.revoked_clients,
+        )?;
 
         let quic_socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("binding the QUIC socket on {}", config.listen))?;

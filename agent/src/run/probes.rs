@@ -18,7 +18,7 @@ use super::attempt::{AttemptContext, run_attempt};
 use super::schedule::{RelayChange, diff_plans, next_start};
 use crate::clock::Clock;
 use crate::relay::{Limits, Relay, RelayConfig};
-use crate::tls::Identity;
+use crate::tls::{Identity, RevokedClients};
 
 /// How long shutdown waits for attempts to stop (publishers say goodbye) before aborting.
 const STOP_WAIT: Duration = Duration::from_secs(4);
@@ -35,6 +35,8 @@ pub struct Runner {
     relay_identity: Identity,
     /// The fleet CA a plan's relay requires its QUIC clients' certificates to chain to.
     fleet_ca: Vec<CertificateDer<'static>>,
+    /// The plan's revoked agent certificates, shared with the running relay's TLS verifier.
+    revoked_clients: RevokedClients,
     probes: BTreeMap<String, Running>,
     /// Probes cancelled by a plan change, still finishing.
     stopping: Vec<JoinHandle<()>>,
@@ -52,6 +54,7 @@ impl Runner {
             ctx,
             relay_identity,
             fleet_ca,
+            revoked_clients: RevokedClients::default(),
             probes: BTreeMap::new(),
             stopping: Vec::new(),
             relay: None,
@@ -75,6 +78,12 @@ impl Runner {
             }
         }
         self.stopping.retain(|t| !t.is_finished());
+        // Before a (re)start, and for a relay kept running: its next handshake uses this list.
+        let revoked = plan.relay.as_ref().map(|r| r.revoked_serials.as_slice()).unwrap_or_default();
+        if revoked.len() != self.revoked_clients.len() {
+            info!(serials = revoked.len(), "relay: refusing revoked agent certificates");
+        }
+        self.revoked_clients.replace(revoked);
         match diff.relay {
             RelayChange::Keep => {}
             RelayChange::Stop => self.stop_relay().await,
@@ -119,6 +128,7 @@ impl Runner {
             limits: Limits::default(),
             // Only the fleet's agents may publish to or view a relay a plan runs.
             fleet_ca: Some(self.fleet_ca.clone()),
+            revoked_clients: self.revoked_clients.clone(),
             // Plain UDP clients must prove the credential the collector derived for it.
             udp_credential: plan.udp_credential.map(|c| c.0),
         })

@@ -78,12 +78,19 @@ pub fn diff_plans(
     }
     diff.relay = match (old_relay, &new.relay) {
         (None, None) => RelayChange::Keep,
-        (Some(a), Some(b)) if a == b => RelayChange::Keep,
+        // A new revocation list reaches the running relay without a restart (`Runner::apply`).
+        (Some(a), Some(b)) if same_relay(a, b) => RelayChange::Keep,
         (None, Some(b)) => RelayChange::Start(b.clone()),
         (Some(_), None) => RelayChange::Stop,
         (Some(_), Some(b)) => RelayChange::Restart(b.clone()),
     };
     diff
+}
+
+/// Whether two relay plans run the same relay (all but the revocation list equal).
+fn same_relay(a: &RelayPlan, b: &RelayPlan) -> bool {
+    let RelayPlan { listen, gop_cache, udp_credential, revoked_serials: _ } = a;
+    *listen == b.listen && *gop_cache == b.gop_cache && *udp_credential == b.udp_credential
 }
 
 #[cfg(test)]
@@ -152,8 +159,12 @@ mod tests {
     fn a_new_plan_keeps_unchanged_probes_and_restarts_changed_ones() {
         let running: BTreeMap<String, ProbePlan> =
             ["same", "changed", "removed"].iter().map(|n| (n.to_string(), probe(n))).collect();
-        let relay =
-            RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true, udp_credential: None };
+        let relay = RelayPlan {
+            listen: "0.0.0.0:4433".into(),
+            gop_cache: true,
+            udp_credential: None,
+            revoked_serials: Vec::new(),
+        };
         let plan = Plan {
             revision: 2,
             report_interval: secs(10),
@@ -174,7 +185,12 @@ mod tests {
 
     #[test]
     fn relay_changes_start_stop_and_restart_it() {
-        let a = RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: true, udp_credential: None };
+        let a = RelayPlan {
+            listen: "0.0.0.0:4433".into(),
+            gop_cache: true,
+            udp_credential: None,
+            revoked_serials: Vec::new(),
+        };
         let b = RelayPlan { gop_cache: false, ..a.clone() };
         let plan = |relay: Option<RelayPlan>| Plan {
             revision: 1,
@@ -194,5 +210,8 @@ mod tests {
         );
         assert_eq!(diff_plans(&none, Some(&a), &plan(Some(a.clone()))).relay, RelayChange::Keep);
         assert_eq!(diff_plans(&none, None, &plan(None)).relay, RelayChange::Keep);
+        // A new revocation list does not restart the relay (its streams go on).
+        let revoked = RelayPlan { revoked_serials: vec!["1f".into()], ..a.clone() };
+        assert_eq!(diff_plans(&none, Some(&a), &plan(Some(revoked))).relay, RelayChange::Keep);
     }
 }

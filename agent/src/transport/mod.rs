@@ -169,7 +169,10 @@ pub fn refusal(code: ErrorCode, message: &str) -> anyhow::Error {
         ErrorCode::TooManyViewers => "the stream is at its viewer limit",
         ErrorCode::RateLimited => "rate limited by the relay",
         ErrorCode::VersionMismatch => "the relay speaks another protocol version",
-        ErrorCode::Unauthorized => "not authorized by the relay",
+        ErrorCode::Unauthorized => {
+            "not authorized by the relay (a relay run from a plan takes only UDP clients that \
+             prove its credential; by hand: `probe --udp-credential-file`)"
+        }
         ErrorCode::BadRequest => "the relay rejected the request",
         ErrorCode::Internal | ErrorCode::Other(_) => "the relay failed",
     };

@@ -61,7 +61,7 @@ async fn open(
     let trust = target.trust.as_ref().ok_or_else(|| {
         anyhow!(
             "no way to verify the relay's certificate: pass --pin FINGERPRINT (the relay prints \
-             it at start) or --ca FILE (the fleet CA)"
+             it at start), --ca FILE (the fleet CA) or --bundle FILE (an agent's)"
         )
     })?;
     let bind: SocketAddr = match target.quic.ip() {
@@ -84,12 +84,18 @@ async fn open(
         Ok(Ok(conn)) => conn,
     };
     let handshake_done = clock.now();
+    // In TLS 1.3 the client is done before the relay has checked its certificate: a refusal
+    // of it arrives as the connection closing under the first request.
+    let refused = |e: anyhow::Error| match conn.close_reason() {
+        Some(closed @ quinn::ConnectionError::ConnectionClosed(_)) => connect_error(target, closed),
+        _ => e,
+    };
     let (mut control_tx, control_rx) =
-        conn.open_bi().await.context("opening the control stream")?;
+        conn.open_bi().await.context("opening the control stream").map_err(refused)?;
     let hello = Control::Hello { version: CONTROL_VERSION, role, token: None, proof: None };
     let mut out = hello.encode();
     out.extend(request.encode());
-    control_tx.write_all(&out).await.context("sending hello to the relay")?;
+    control_tx.write_all(&out).await.context("sending hello to the relay").map_err(refused)?;
     let mut control_rx = spawn_control_reader(control_rx);
     let answer = tokio::time::timeout(CONNECT_TIMEOUT, control_rx.recv())
         .await
@@ -106,8 +112,18 @@ async fn open(
         }),
         Some(Control::Error { code, message }) => Err(super::refusal(code, &message)),
         Some(other) => bail!("the relay answered with an unexpected {other:?}"),
-        None => bail!("the relay closed the control stream without answering"),
+        None => Err(refused(anyhow!("the relay closed the control stream without answering"))),
     }
+}
+
+/// TLS alerts a relay sends about a client certificate.
+const ALERT_CERTIFICATE_REVOKED: u8 = 44;
+
+/// The TLS alert a peer closed the handshake with, if it did (QUIC `CRYPTO_ERROR`,
+/// 0x100 + alert).
+fn tls_alert(close: &quinn::ConnectionClose) -> Option<u8> {
+    let code = u64::from(close.error_code);
+    (0x100..0x200).contains(&code).then(|| (code - 0x100) as u8)
 }
 
 /// Explains a failed QUIC connection: whose side refused and why.
@@ -128,6 +144,20 @@ fn connect_error(target: &RelayTarget, e: quinn::ConnectionError) -> anyhow::Err
         }
         E::TransportError(t) => {
             anyhow!("QUIC handshake with the relay at {} failed: {t}", target.quic)
+        }
+        E::ConnectionClosed(c) if tls_alert(&c).is_some() => {
+            let fleet = matches!(target.trust, Some(tls::Trust::Fleet { .. }));
+            let why = match tls_alert(&c) {
+                Some(ALERT_CERTIFICATE_REVOKED) => {
+                    "it refuses this agent certificate: the fleet has revoked it"
+                }
+                _ if !fleet => {
+                    "it serves only the fleet's agents (a relay run from a plan): pass --bundle \
+                     with an agent's bundle"
+                }
+                _ => "it does not accept this bundle's certificate (another fleet's, or expired?)",
+            };
+            anyhow!("the relay at {} refused the TLS handshake: {why} ({c})", target.quic)
         }
         E::ConnectionClosed(c) => anyhow!(
             "the relay at {} refused the QUIC/TLS handshake: {c} (relay side; does it speak \

@@ -523,10 +523,20 @@ impl TestCa {
     }
 
     fn issue(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> Identity {
+        self.issue_serial(names, usage, None)
+    }
+
+    fn issue_serial(
+        &self,
+        names: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+        serial: Option<&[u8]>,
+    ) -> Identity {
         let key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.extended_key_usages = vec![usage];
+        params.serial_number = serial.map(rcgen::SerialNumber::from_slice);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Identity {
             certs: vec![cert.der().clone()],
@@ -599,6 +609,47 @@ async fn a_plan_run_relay_refuses_quic_clients_without_a_fleet_certificate() {
             matches!(answer, Ok(Control::Error { code: ErrorCode::StreamNotFound, .. })),
             "{answer:?}"
         );
+    })
+    .await;
+}
+
+/// The collector's revocation list reaches a plan-run relay in its plan: a revoked agent's
+/// certificate fails the handshake, an unrevoked one is served, and a new list applies to the
+/// next connection without restarting the relay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_run_relay_refuses_revoked_agent_certificates() {
+    bounded(async {
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let fleet = TestCa::new("fleet");
+        let revoked = tls::RevokedClients::default();
+        revoked.replace(&["0a0b0c".to_string()]);
+        let relay = TestRelay::start(|c| {
+            c.identity = fleet.issue(&["localhost"], ServerAuth);
+            c.fleet_ca = Some(vec![fleet.cert.clone()]);
+            c.revoked_clients = revoked.clone();
+        })
+        .await;
+        let addr = relay.relay.quic_addr();
+        let as_agent = |client: Identity| Trust::Fleet { cas: vec![fleet.cert.clone()], client };
+        let leaked = fleet.issue_serial(&["agent"], ClientAuth, Some(&[0x0a, 0x0b, 0x0c]));
+        let honest = fleet.issue_serial(&["agent"], ClientAuth, Some(&[0x0d]));
+        let served = |answer: &Result<Control, String>| {
+            matches!(answer, Ok(Control::Error { code: ErrorCode::StreamNotFound, .. }))
+        };
+
+        let refused = ask(addr, &as_agent(leaked.clone())).await;
+        let reason = refused.as_ref().expect_err("a revoked certificate is refused");
+        assert!(reason.to_lowercase().contains("revoked"), "{reason}");
+        let answer = ask(addr, &as_agent(honest.clone())).await;
+        assert!(served(&answer), "{answer:?}");
+
+        // The next plan revokes the other certificate (and, say, reinstates nothing else).
+        revoked.replace(&["0d".to_string()]);
+        let refused = ask(addr, &as_agent(honest)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        let answer = ask(addr, &as_agent(leaked)).await;
+        assert!(served(&answer), "{answer:?}");
+        assert_eq!(relay.stats().streams, 0);
     })
     .await;
 }

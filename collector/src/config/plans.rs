@@ -206,6 +206,7 @@ impl Config {
                     listen: r.listen.to_string(),
                     gop_cache: r.gop_cache,
                     udp_credential: None,
+                    revoked_serials: Vec::new(),
                 });
             }
             for probe in &section.probes {
@@ -266,9 +267,20 @@ impl Config {
     /// overwhelming probability) after an edit, so agents notice a change. It fits in 53 bits,
     /// so it survives JSON readers that use doubles (browsers).
     pub fn plans_revision(&self) -> u64 {
+        self.plans_revision_with(&[])
+    }
+
+    /// [`Config::plans_revision`] for plans that also carry `revoked_serials` to plan-run
+    /// relays: a new list is a new revision, so long-polling relays get it. With none revoked
+    /// it equals `plans_revision`.
+    pub fn plans_revision_with(&self, revoked_serials: &[String]) -> u64 {
         // Serializing plain data to JSON cannot fail.
-        let bytes = serde_json::to_vec(&(&self.relays, &self.plans))
-            .expect("plan sections always serialize");
+        let bytes = if revoked_serials.is_empty() {
+            serde_json::to_vec(&(&self.relays, &self.plans))
+        } else {
+            serde_json::to_vec(&(&self.relays, &self.plans, revoked_serials))
+        }
+        .expect("plan sections always serialize");
         mix64(fnv1a(FNV_OFFSET, &bytes)) & ((1 << 53) - 1)
     }
 }

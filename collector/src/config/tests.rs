@@ -639,7 +639,12 @@ fn plan_for_merges_matching_plans() {
     assert_eq!(p.report_interval, Duration::from_secs(5));
     assert_eq!(
         p.relay,
-        Some(RelayPlan { listen: "0.0.0.0:4433".into(), gop_cache: false, udp_credential: None })
+        Some(RelayPlan {
+            listen: "0.0.0.0:4433".into(),
+            gop_cache: false,
+            udp_credential: None,
+            revoked_serials: Vec::new()
+        })
     );
     let view = &p.probes[2];
     assert_eq!(view.address, "fra1.example:4433");

@@ -66,8 +66,11 @@ pub enum StartError {
 pub struct Live {
     /// The checked config.
     pub config: Config,
-    /// Its plans revision (the ETag of every plan).
+    /// Its plans revision (the ETag of every plan), revoked serials included.
     pub revision: u64,
+    /// Serials of the revoked agent certificates (`revoked.json`), sorted: plans hand them to
+    /// plan-run relays, which refuse those certificates.
+    pub revoked_serials: Vec<String>,
 }
 
 /// The revocation list and the file state it was read from, re-read when the file changes.
@@ -116,7 +119,9 @@ impl Shared {
             )
         })?;
         let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
-        revocations.refresh();
+        if revocations.refresh() {
+            self.revocations_changed(&revocations);
+        }
         if revocations.list.is_revoked(identity.name(), &peer.serial) {
             warn!(agent = %identity.name(), serial = %peer.serial, peer = %peer.addr, "refused a revoked agent");
             return Err(ApiError::new(
@@ -128,6 +133,19 @@ impl Shared {
         Ok(identity)
     }
 
+    /// A new revocation list: plans hand relays the new serials under a new revision, and
+    /// long-polls wake. Called with the revocations locked (the lock order is revocations, then
+    /// live), so a reload cannot interleave.
+    fn revocations_changed(&self, revocations: &Revocations) {
+        let old = self.live();
+        let revoked_serials = revocations.serials();
+        let revision = old.config.plans_revision_with(&revoked_serials);
+        let live = Arc::new(Live { config: old.config.clone(), revision, revoked_serials });
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
+        info!(old = old.revision, new = revision, "revocation list changed: new plans for relays");
+        self.plans.send_replace(revision);
+    }
+
     /// The alert service's handle (`None` with `[alerts] enabled = false`), e.g. for the demo's
     /// live lines.
     pub fn alerts(&self) -> Option<&AlertsHandle> {
@@ -137,6 +155,11 @@ impl Shared {
     /// The cumulative series, and the agents' facts.
     pub fn series_store(&self) -> &SeriesStore {
         &self.series
+    }
+
+    /// The plans revision in force, changing on every reload (tests wait on it).
+    pub fn plans_revisions(&self) -> watch::Receiver<u64> {
+        self.plans.subscribe()
     }
 
     /// The collector's own telemetry.
@@ -159,13 +182,16 @@ impl Shared {
                  restart"
             );
         }
-        let revision = new.plans_revision();
         if let Some(alerts) = &self.alerts {
             alerts.reconfigure(&new);
         }
-        let live = Arc::new(Live { config: new, revision });
+        let mut revocations = self.revocations.lock().unwrap_or_else(PoisonError::into_inner);
+        revocations.refresh();
+        let revoked_serials = revocations.serials();
+        let revision = new.plans_revision_with(&revoked_serials);
+        let live = Arc::new(Live { config: new, revision, revoked_serials });
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
-        self.revocations.lock().unwrap_or_else(PoisonError::into_inner).refresh();
+        drop(revocations);
         if old.revision != revision {
             info!(old = old.revision, new = revision, "config reloaded: new plans");
         } else {
@@ -183,21 +209,32 @@ impl Revocations {
         Ok(Revocations { path: path.to_path_buf(), list, modified })
     }
 
-    /// Re-reads the file if its modification time changed. A file that became unreadable or
-    /// malformed keeps the last good list (never an empty one) and logs why.
-    fn refresh(&mut self) {
+    /// Re-reads the file if its modification time changed; returns whether the revoked
+    /// serials changed. A file that became unreadable or malformed keeps the last good list
+    /// (never an empty one) and logs why.
+    fn refresh(&mut self) -> bool {
         let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if modified == self.modified {
-            return;
+            return false;
         }
         match RevocationList::load(&self.path) {
             Ok(list) => {
+                let before = self.serials();
                 self.list = list;
                 self.modified = modified;
                 info!(path = %self.path.display(), "revocation list re-read");
+                self.serials() != before
             }
-            Err(e) => error!(error = %e, "revocation list unreadable; keeping the previous one"),
+            Err(e) => {
+                error!(error = %e, "revocation list unreadable; keeping the previous one");
+                false
+            }
         }
+    }
+
+    /// The revoked agent certificate serials, sorted.
+    fn serials(&self) -> Vec<String> {
+        self.list.serials().map(|(serial, _)| serial.to_owned()).collect()
     }
 }
 
@@ -309,6 +346,14 @@ impl Running {
 /// Loads the config at `path`, opens the store, rebuilds the series from it, binds both
 /// listeners and starts serving.
 pub async fn start(path: &Path) -> Result<Running, StartError> {
+    start_with(path, None).await
+}
+
+/// [`start`], calling `restoring` (if any) as the restore from the store begins.
+async fn start_with(
+    path: &Path,
+    restoring: Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Running, StartError> {
     let config = config::load(path).map_err(|e| match e {
         ConfigError::Read { .. } => StartError::Unreadable(e),
         ConfigError::Invalid(_) => StartError::Invalid(e.to_string()),
@@ -330,6 +375,9 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
     )
     .map_err(StartError::Failed)?;
     let series = Arc::new(SeriesStore::new(SeriesLimits::default()));
+    if let Some(restoring) = restoring {
+        restoring();
+    }
     restore(&store, &config.storage, &series).map_err(StartError::Failed)?;
 
     let bind = |addr, field: &'static str| {
@@ -359,10 +407,11 @@ pub async fn start(path: &Path) -> Result<Running, StartError> {
         .map_err(|e| StartError::Failed(format!("cannot start the store writer: {e}")))?;
     let alerts = AlertsService::start(&config).map_err(StartError::Failed)?;
     let (stop, shutdown) = watch::channel(false);
-    let revision = config.plans_revision();
+    let revoked_serials = revocations.serials();
+    let revision = config.plans_revision_with(&revoked_serials);
     let shared = Arc::new(Shared {
         config_path: path.to_path_buf(),
-        live: RwLock::new(Arc::new(Live { config, revision })),
+        live: RwLock::new(Arc::new(Live { config, revision, revoked_serials })),
         plans: watch::channel(revision).0,
         revocations: Mutex::new(revocations),
         series,
@@ -432,18 +481,48 @@ fn restore(
 
 /// Runs the collector until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub async fn run(path: &Path) -> Result<(), StartError> {
+    run_with(path, RunHooks::default()).await
+}
+
+/// Seams in [`run`] for tests of its start-up order (`collector/tests/startup.rs`); `run`
+/// itself uses none.
+#[derive(Default)]
+pub struct RunHooks {
+    /// Called as the restore from the store begins; the start waits for it to return.
+    pub restoring: Option<Box<dyn FnOnce() + Send>>,
+    /// Called with the shared state once serving, before the first signal is handled.
+    pub serving: Option<Box<dyn FnOnce(Arc<Shared>) + Send>>,
+    /// Stops like SIGTERM when it resolves (or its sender is dropped).
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// [`run`] with test seams.
+pub async fn run_with(path: &Path, hooks: RunHooks) -> Result<(), StartError> {
     // Before the restore, which can take minutes: SIGHUP's default action ends the process,
     // so a reload sent while it starts (a config management run) would kill it. A SIGHUP
     // that arrives during start-up is applied once serving; the config is read then anyway.
     // SIGTERM keeps its default action until then, so stopping during a restore is immediate.
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let running = start(path).await?;
+    let running = start_with(path, hooks.restoring).await?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     // Machine-readable start-up lines (scripts and tests read the bound addresses here).
     println!("ingest https://{}", running.ingest_addr);
     println!("metrics http://{}", running.metrics_addr);
     println!("ready");
     let shared = running.shared.clone();
+    if let Some(serving) = hooks.serving {
+        serving(shared.clone());
+    }
+    let mut stop = hooks.stop;
+    let stopped = async {
+        match stop.as_mut() {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -452,6 +531,7 @@ pub async fn run(path: &Path) -> Result<(), StartError> {
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            () = &mut stopped => break,
         }
     }
     info!("stopping: finishing requests and committing queued reports");

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use stallwatch_proto::duration::parse_duration;
 use stallwatch_proto::plan::encode_plan;
+use tokio::sync::watch;
 
 use super::tls::Peer;
 use super::{ApiError, Shared};
@@ -60,10 +61,7 @@ async fn plan(
     let deadline = crate::clock::tokio_now() + wait;
     let mut changes = shared.plans.subscribe();
     let mut shutdown = shared.shutdown.clone();
-    loop {
-        // Before reading the config: a reload between the read and this mark would otherwise
-        // be marked seen, and the long-poll would sleep through it to a stale 304.
-        changes.mark_unchanged();
+    let answer = long_poll(&mut changes, &mut shutdown, deadline, || {
         let live = shared.live();
         let labels = &live.config.labels;
         if !labels.allows_region(&identity.region)
@@ -79,36 +77,99 @@ async fn plan(
             ));
         }
         let etag = format!("\"{}\"", live.revision);
-        if known.as_deref() != Some(etag.as_str()) {
-            let selector = AgentSelector {
-                name: identity.name.clone(),
-                region: identity.region.clone(),
-                network_type: identity.network_type.clone(),
-            };
-            let plan = live.config.plan_with_credentials(
-                &selector,
-                live.revision,
-                &shared.relay_credentials,
-            );
-            return Ok((
+        if known.as_deref() == Some(etag.as_str()) {
+            return Ok(None);
+        }
+        let selector = AgentSelector {
+            name: identity.name.clone(),
+            region: identity.region.clone(),
+            network_type: identity.network_type.clone(),
+        };
+        let mut plan =
+            live.config.plan_with_credentials(&selector, live.revision, &shared.relay_credentials);
+        if let Some(relay) = &mut plan.relay {
+            relay.revoked_serials.clone_from(&live.revoked_serials);
+        }
+        Ok(Some(
+            (
                 [
                     (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
                     (header::ETAG, HeaderValue::from_str(&etag).expect("digits and quotes")),
                 ],
                 encode_plan(&plan),
             )
-                .into_response());
+                .into_response(),
+        ))
+    })
+    .await?;
+    Ok(answer.unwrap_or_else(|| StatusCode::NOT_MODIFIED.into_response()))
+}
+
+/// Calls `answer` (which reads the live config) until it has an answer, again after every
+/// change of `changes`, until `deadline` or shutdown (then `None`: not modified).
+async fn long_poll<T, E>(
+    changes: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    deadline: tokio::time::Instant,
+    mut answer: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    loop {
+        // Before reading the config: a reload between the read and this mark would otherwise
+        // be marked seen, and the long-poll would sleep through it to a stale 304.
+        changes.mark_unchanged();
+        if let Some(found) = answer()? {
+            return Ok(Some(found));
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
-                return Ok(StatusCode::NOT_MODIFIED.into_response());
-            }
+            _ = tokio::time::sleep_until(deadline) => return Ok(None),
             changed = changes.changed() => {
                 if changed.is_err() {
-                    return Ok(StatusCode::NOT_MODIFIED.into_response());
+                    return Ok(None);
                 }
             }
-            _ = shutdown.changed() => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+            _ = shutdown.changed() => return Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A reload that lands just after the long-poll read the config (the reload swaps the
+    /// config, then announces the new revision) wakes it with the new plan, not a 304 at the
+    /// deadline.
+    #[tokio::test]
+    async fn a_reload_right_after_the_config_is_read_is_not_missed() {
+        let (plans, mut changes) = watch::channel(1u64);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let live = Mutex::new(1u64);
+        let mut reloaded = false;
+        let deadline = crate::clock::tokio_now() + Duration::from_secs(10);
+        let answer = long_poll(&mut changes, &mut shutdown, deadline, || {
+            let revision = *live.lock().unwrap();
+            if !reloaded {
+                // The reload, between this read and whatever the long-poll does next.
+                reloaded = true;
+                *live.lock().unwrap() = 2;
+                plans.send_replace(2);
+            }
+            Ok::<_, ()>((revision != 1).then_some(revision))
+        })
+        .await;
+        assert_eq!(answer, Ok(Some(2)), "the long-poll slept through the reload");
+    }
+
+    /// Without a change the long-poll ends at its deadline with nothing (a 304).
+    #[tokio::test]
+    async fn without_a_reload_the_long_poll_ends_at_its_deadline() {
+        let (_plans, mut changes) = watch::channel(1u64);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let deadline = crate::clock::tokio_now() + Duration::from_millis(20);
+        let answer =
+            long_poll(&mut changes, &mut shutdown, deadline, || Ok::<Option<u64>, ()>(None)).await;
+        assert_eq!(answer, Ok(None));
     }
 }
