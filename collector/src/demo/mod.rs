@@ -68,8 +68,16 @@ pub const DEGRADING_REGION: &str = "me";
 /// each direction, then stays there.
 pub const DEGRADING_EMULATION: &str = "delay=45ms,jitter=10ms,loss=0.2%,ramp=10s/80s/2%/150ms";
 
-/// The demo's agents: three healthy regions on the published presets (DESIGN.md section 5
-/// loss rates), and [`DEGRADING_REGION`] on 4G, degrading. Three regions on 4G let the peer
+/// A cohort the demo runs on a network too slow for a 300 ms player: 3G's round trip (250 ms
+/// each way, 500 ms and more with its jitter) outlasts the playout delay, so repairs arrive
+/// after their frames were due and every transport stalls (`simulate --emulate 3g --profile
+/// 360p15 --duration 5m`: repair delay p50 556 ms, stall ratio 22 %), and first frames take over
+/// 2 s. A real low-latency viewer there freezes too, so its alerts are true; the demo says so
+/// at start, and the healthy cohorts are the others.
+pub const TROUBLED_COHORT: (&str, &str) = ("sea", "3g");
+
+/// The demo's agents: three regions on the published presets (DESIGN.md section 5
+/// loss rates; healthy but for [`TROUBLED_COHORT`]), and [`DEGRADING_REGION`] on 4G, degrading. Three regions on 4G let the peer
 /// outlier rule compare them.
 pub fn demo_agents() -> Vec<FleetAgent> {
     vec![
@@ -190,6 +198,12 @@ async fn run_in(args: &DemoArgs, agent_bin: &Path, dir: &Path, report: &Path) ->
     );
     println!(
         "  region {DEGRADING_REGION} degrades during the run: its emulated 4G is \"{DEGRADING_EMULATION}\""
+    );
+    let (troubled_region, troubled_network) = TROUBLED_COHORT;
+    println!(
+        "  {troubled_region}/{troubled_network} stalls on every transport, as a low-latency viewer \
+         there would: 3G's 500 ms round trip is longer than the player's 300 ms buffer, so \
+         repairs come too late (expect its alerts; the other cohorts are healthy)"
     );
     println!("  {}", alerts::DEMO_ALERTS_NOTE);
     let addr = running.metrics_addr;
