@@ -100,9 +100,18 @@ pub fn load_saved_plan(path: &Path) -> Option<Plan> {
 /// Writes `plan` to `path` atomically (temporary file, sync, rename).
 pub fn save_plan(path: &Path, plan: &Plan) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // 0600: a plan carries the relay's UDP credential, not for other users on the host.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A file left by an older agent keeps its mode on open; set it either way.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         f.write_all(&encode_plan(plan))?;
         f.sync_all()?;
     }
@@ -201,6 +210,10 @@ mod tests {
         };
         save_plan(&path, &plan).unwrap();
         assert_eq!(load_saved_plan(&path), Some(plan));
+        // It carries the relay's UDP credential: readable by the agent's user alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "plan.json mode {mode:o}");
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(load_saved_plan(&path), None);
         std::fs::remove_dir_all(&dir).unwrap();
