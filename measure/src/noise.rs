@@ -3,8 +3,8 @@
 //! The agent feeds each window how late its own machinery ran: the publisher's send timer (a
 //! frame sent late arrives late, and eats the viewer's playout buffer) and the emulator's
 //! delivery (a packet held too long adds delay and jitter the network did not). A window where
-//! either exceeds its bound is marked `self_noise`: its figures are reported but kept out of
-//! alert signals.
+//! either exceeds its bound is marked `self_noise`: the agent's report builder keeps its figures
+//! out of the series it sends (so out of alerts and regional reports) and counts it instead.
 //!
 //! The bounds:
 //! - **Emulator lateness: 10 ms**, a third of the 30 ms jitter warning threshold. Emulator

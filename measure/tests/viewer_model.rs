@@ -504,3 +504,113 @@ fn a_relay_repairs_its_publisher_leg_and_its_viewers_with_the_same_pieces() {
     let duplicates = t.repair.retransmissions_received - t.repair.packets_repaired;
     assert!(duplicates < t.repair.packets_repaired / 10, "{duplicates} duplicates: {:?}", t.repair);
 }
+
+/// What the relay's publisher leg did in [`relay_leg_over_a_300ms_round_trip`].
+struct LegRun {
+    /// Originals the link dropped.
+    lost: u64,
+    counters: stallwatch_measure::repair::NackCounters,
+    /// Retransmissions the publisher sent.
+    resent: u64,
+    /// The relay's RTT estimate at the end.
+    rtt: Option<Duration>,
+}
+
+/// A publisher and a relay 150 ms apart each way (2 % loss on media, none back), 60 s of
+/// 720p30: the relay NACKs what it misses with no playout deadline (1 s), as towards a
+/// plain-UDP publisher, whose pings give the relay no RTT. With `learn`, retransmissions
+/// (marked by the publisher) go to `NackScheduler::on_retransmission`, as the UDP relay feeds
+/// them; without, to `on_packet` only, and the relay re-asks on the 100 ms default.
+fn relay_leg_over_a_300ms_round_trip(learn: bool) -> LegRun {
+    let one_way = Duration::from_millis(150);
+    let mut down = Link::new(LinkConfig { delay: one_way, loss: 0.02, ..LinkConfig::default() }, 7);
+    let mut back = Link::new(LinkConfig { delay: one_way, ..LinkConfig::default() }, 8);
+    let profile: StreamProfile = "720p30".parse().unwrap();
+    let mut publisher_rtx =
+        Retransmitter::new(RetransmitConfig::for_bitrate(profile.total_bitrate_bps()));
+    // The publisher has the RTT from its pongs.
+    publisher_rtx.on_rtt_sample(2 * one_way);
+    let mut pacer = Pacer::new(profile, Time::ZERO);
+    let mut packetizer = Packetizer::new(1);
+    let mut history = SendHistory::default();
+    let mut relay = NackScheduler::new(NackConfig::default());
+    let send_end = Time::from_millis(60_000);
+    let mut events = Events::default();
+    let (mut lost, mut resent) = (0, 0);
+    let mut now = Time::ZERO;
+    let mut counters = stallwatch_measure::repair::NackCounters::default();
+    loop {
+        let pacer_at = pacer.poll_timeout().filter(|&t| t < send_end);
+        let next = [pacer_at, events.next_at(), relay.poll_timeout()].into_iter().flatten().min();
+        let Some(t) = next else { break };
+        now = now.max(t);
+        while let Some(frame) = pacer.poll_frame(now).filter(|_| now < send_end) {
+            for mut h in packetizer.packetize(&frame, frame.due.as_nanos(), max_payload(1200)) {
+                h.send_ns = now.as_nanos();
+                history.record(&h);
+                if !events.push(&mut down, now, 48 + h.payload_len as usize, Hop::ToRelay(h)) {
+                    lost += 1;
+                }
+            }
+        }
+        while events.next_at() == Some(now) {
+            let Some((_, hop)) = events.pop() else { break };
+            match hop {
+                Hop::ToRelay(h) if learn && h.flags & FLAG_RETRANSMITTED != 0 => {
+                    relay.on_retransmission(now, h.seq, h.capture_ns)
+                }
+                Hop::ToRelay(h) => relay.on_packet(now, h.seq, h.capture_ns),
+                Hop::ToPublisher(Feedback::Nack(nack)) => {
+                    let headers = publisher_rtx.on_nack(now, &nack, &history);
+                    resent += headers.len() as u64;
+                    events.resend(&mut down, now, headers, Hop::ToRelay);
+                }
+                other => panic!("not on this leg: {other:?}"),
+            }
+        }
+        while let Some(nack) = relay.poll_nack(now, None) {
+            let size = 48 + 8 * nack.seqs.len();
+            let _ = events.push(&mut back, now, size, Hop::ToPublisher(Feedback::Nack(nack)));
+        }
+        counters += &relay.take_counters();
+    }
+    LegRun { lost, counters, resent, rtt: relay.rtt() }
+}
+
+#[test]
+fn a_relay_learns_the_rtt_of_its_udp_publisher_leg_from_repairs_and_re_asks_once_per_rtt() {
+    let ms = Duration::from_millis;
+    let learnt = relay_leg_over_a_300ms_round_trip(true);
+    let fixed = relay_leg_over_a_300ms_round_trip(false);
+    for run in [&learnt, &fixed] {
+        let c = &run.counters;
+        assert!(run.lost > 200, "2 % of some 16,000 packets: {}", run.lost);
+        // Everything was repaired within the relay's 1 s either way...
+        assert_eq!(c.packets_nacked, run.lost, "{:?}", c);
+        assert_eq!(c.nacks_given_up, 0, "{c:?}");
+    }
+    // ...but on the 100 ms guess every number is asked for three times (10, 110 and 210 ms
+    // after the gap) before the 300 ms answer to the first ask is back.
+    assert!(fixed.rtt.is_none());
+    assert!(fixed.counters.nack_retries >= 2 * fixed.lost, "{:?}", fixed.counters);
+    // Learnt from repairs: about the 300 ms round trip (plus the 1200-byte packets' queueing
+    // at the link's rate, none here), so a number is asked for again only when its answer
+    // was lost too (2 %) or the estimate's variation has not decayed yet.
+    let rtt = learnt.rtt.expect("an RTT from repairs");
+    assert!((ms(300)..ms(310)).contains(&rtt), "{rtt:?}");
+    assert!(learnt.counters.rtt_samples > learnt.lost / 2, "{:?}", learnt.counters);
+    assert!(
+        learnt.counters.nack_retries * 10 < learnt.lost,
+        "retries {} for {} lost",
+        learnt.counters.nack_retries,
+        learnt.lost
+    );
+    // The publisher resent about once per loss either way (its own RTT suppresses repeats);
+    // what the estimate saves is the relay's asking.
+    assert!(
+        learnt.resent <= learnt.lost + learnt.lost / 10,
+        "{} for {}",
+        learnt.resent,
+        learnt.lost
+    );
+}

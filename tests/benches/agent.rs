@@ -3,7 +3,8 @@
 //! Starts a real relay and real probes (release build) on loopback and reads their CPU time and
 //! peak memory from /proc: agent CPU per 2 Mbps stream (publisher + viewer in one process),
 //! relay CPU per forwarded Mbit/s, agent peak RSS with 1 and 20 concurrent streams, and the
-//! publisher's send-timer error distribution.
+//! publisher's send-timer error distribution; and the agent's CPU with repair on (udp and
+//! quic-datagram, NACK, 1 % emulated loss each way).
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
 
 use std::process::{Child, Command, Stdio};
@@ -73,13 +74,20 @@ fn spawn_probe(relay: &RelayProcess, extra: &[&str]) -> Child {
         .expect("probe starts")
 }
 
-/// Runs a probe to completion; returns its CPU share of one core, peak RSS (MiB), the relay's
-/// CPU seconds meanwhile, and the probe's JSON.
-fn measure(
-    relay: &RelayProcess,
-    extra: &[&str],
-    seconds: u64,
-) -> (f64, f64, f64, serde_json::Value) {
+/// What one probe run cost.
+struct Run {
+    /// CPU share of one core (user + system over wall time), the whole process.
+    cpu: f64,
+    /// The same without the emulator's delivery threads (`impair-*`): the agent's own work.
+    cpu_without_emulator: f64,
+    peak_rss_mib: f64,
+    /// The relay's CPU seconds meanwhile.
+    relay_cpu: f64,
+    json: serde_json::Value,
+}
+
+/// Runs a probe to completion and reads what it cost.
+fn measure(relay: &RelayProcess, extra: &[&str], seconds: u64) -> Run {
     let relay_cpu_before = cpu_seconds(relay.pid());
     let started = Instant::now();
     let mut child = spawn_probe(relay, extra);
@@ -105,7 +113,32 @@ fn measure(
     let split: Vec<String> =
         by_name.iter().map(|(n, c)| format!("{n} {:.2} %", 100.0 * c / wall)).collect();
     println!("    threads: {}", split.join(", "));
-    (cpu / wall, rss, cpu_seconds(relay.pid()) - relay_cpu_before, json)
+    let emulator: f64 =
+        by_name.iter().filter(|(n, _)| n.starts_with("impair-")).map(|(_, c)| c).sum();
+    Run {
+        cpu: cpu / wall,
+        cpu_without_emulator: (cpu - emulator) / wall,
+        peak_rss_mib: rss,
+        relay_cpu: cpu_seconds(relay.pid()) - relay_cpu_before,
+        json,
+    }
+}
+
+/// The repair figures of a probe's first viewer, and what its publisher resent.
+fn repair(json: &serde_json::Value) -> String {
+    let v = &json["viewers"][0];
+    let r = &v["repair"];
+    let down = &json["emulator"]["down"];
+    format!(
+        "emulator dropped {} of {} packets towards the viewer, {} NACKs, {} retransmissions received, residual loss {:.3} %, stall ratio {:.2} %; publisher resent {}",
+        down["dropped"],
+        down["packets"],
+        r["nacks_sent"],
+        r["retransmissions_received"],
+        r["residual_loss_ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        v["stall_ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        json["publisher"]["retransmitted"],
+    )
 }
 
 fn timer(json: &serde_json::Value) -> String {
@@ -115,7 +148,8 @@ fn timer(json: &serde_json::Value) -> String {
 
 fn main() {
     // Optional filters for quick runs: STALLWATCH_BENCH_TRANSPORTS=quic-stream,udp
-    // STALLWATCH_BENCH_SPINS=200us STALLWATCH_BENCH_RSS=0 (the full run is the default).
+    // STALLWATCH_BENCH_SPINS=200us (or `none`: no loss-free runs) STALLWATCH_BENCH_RSS=0
+    // STALLWATCH_BENCH_REPAIR=0 (the full run is the default).
     let list = |var: &str, all: &[&'static str]| -> Vec<String> {
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => v.split(',').map(|s| s.trim().to_string()).collect(),
@@ -123,7 +157,10 @@ fn main() {
         }
     };
     let transports = list("STALLWATCH_BENCH_TRANSPORTS", &["quic-stream", "quic-datagram", "udp"]);
-    let spins = list("STALLWATCH_BENCH_SPINS", &["200us", "1ms"]);
+    let spins: Vec<String> = list("STALLWATCH_BENCH_SPINS", &["200us", "1ms"])
+        .into_iter()
+        .filter(|s| s != "none")
+        .collect();
     let rss = std::env::var("STALLWATCH_BENCH_RSS").map_or(true, |v| v != "0");
     let relay = RelayProcess::start(&[]);
     let seconds = 20u64;
@@ -133,7 +170,7 @@ fn main() {
     );
     for transport in &transports {
         for spin in &spins {
-            let (cpu, rss, relay_cpu, json) = measure(
+            let Run { cpu, peak_rss_mib: rss, relay_cpu, json, .. } = measure(
                 &relay,
                 &[
                     "--transport",
@@ -156,14 +193,46 @@ fn main() {
             );
         }
     }
+    // Repair on (the default on udp and quic-datagram) with loss it has to repair: the agent's
+    // own emulator drops 1 % each way, so the viewer NACKs, the relay answers and asks the
+    // publisher, and the publisher resends. Skip with STALLWATCH_BENCH_REPAIR=0.
+    let with_repair = std::env::var("STALLWATCH_BENCH_REPAIR").map_or(true, |v| v != "0");
+    for transport in transports.iter().filter(|t| with_repair && t.as_str() != "quic-stream") {
+        let run = measure(
+            &relay,
+            &[
+                "--transport",
+                transport,
+                "--duration",
+                &secs,
+                "--view-delay",
+                "0s",
+                "--repair",
+                "nack",
+                "--emulate",
+                "loss=1%",
+            ],
+            seconds,
+        );
+        let relay_per_mbit = 100.0 * run.relay_cpu / seconds as f64 / 2.064;
+        println!(
+            "{transport:>14} repair nack, loss=1%: agent {:.2} % of a core ({:.2} % without the emulator's threads), peak RSS {:.1} MiB; relay {relay_per_mbit:.2} % of a core per forwarded Mbit/s; {}",
+            run.cpu * 100.0,
+            run.cpu_without_emulator * 100.0,
+            run.peak_rss_mib,
+            repair(&run.json)
+        );
+    }
     if !rss {
         return;
     }
-    let (_, rss1, _, _) = measure(&relay, &["--duration", "10s", "--view-delay", "0s"], 10);
-    let (cpu20, rss20, _, _) =
+    let one = measure(&relay, &["--duration", "10s", "--view-delay", "0s"], 10);
+    let twenty =
         measure(&relay, &["--duration", "10s", "--view-delay", "0s", "--streams", "20"], 10);
     println!(
-        "agent peak RSS (quic-stream): {rss1:.1} MiB with 1 stream, {rss20:.1} MiB with 20 concurrent streams ({:.1} % of a core)",
-        cpu20 * 100.0
+        "agent peak RSS (quic-stream): {:.1} MiB with 1 stream, {:.1} MiB with 20 concurrent streams ({:.1} % of a core)",
+        one.peak_rss_mib,
+        twenty.peak_rss_mib,
+        twenty.cpu * 100.0
     );
 }

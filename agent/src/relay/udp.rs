@@ -23,6 +23,7 @@ use stallwatch_measure::repair::{
 use stallwatch_proto::control::{
     CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control, unseal,
 };
+use stallwatch_proto::media::FLAG_RETRANSMITTED;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -140,7 +141,8 @@ struct Peer {
 enum PeerSession {
     /// Said hello; no stream yet.
     Greeted,
-    /// Publishing, with the NACKs that repair what the publisher's packets lost on the way.
+    /// Publishing, with the NACKs that repair what the publisher's packets lost on the way
+    /// (and the RTT towards the publisher, learnt from its answers to them).
     Publishing(Publication, Box<NackScheduler>),
     Viewing(UdpViewer),
 }
@@ -292,7 +294,14 @@ impl UdpRelay {
             Ok(header) => {
                 self.counters.media_in(Transport::Udp, data.len());
                 publication.on_packet(&header);
-                nack.on_packet(Clock::global().now(), header.seq, header.capture_ns);
+                let now = Clock::global().now();
+                if header.flags & FLAG_RETRANSMITTED != 0 {
+                    // The publisher's pings give the relay no RTT; its answers to the relay's
+                    // NACKs do, and space the relay's re-asks.
+                    nack.on_retransmission(now, header.seq, header.capture_ns);
+                } else {
+                    nack.on_packet(now, header.seq, header.capture_ns);
+                }
                 let due = nack.poll_timeout();
                 self.nack_wake = earliest(self.nack_wake, due);
                 due.is_some()

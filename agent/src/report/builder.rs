@@ -12,6 +12,8 @@ use stallwatch_proto::report::{
 };
 use tracing::{info, warn};
 
+use crate::run::attempt::names::SELF_NOISE_WINDOWS;
+
 use super::spool::{QUARANTINE_DIR, SpoolError, io_error, read_capped, seq_of_name, write_durably};
 
 /// File in the spool directory holding the next sequence number to issue.
@@ -116,8 +118,18 @@ impl ReportBuilder {
 
     /// Adds a finished window to the current interval. Returns `false` if it was dropped
     /// because the report already holds `max_series` other label sets.
+    ///
+    /// A window marked self-noise (the agent's own sender or emulator ran late beyond the
+    /// bounds of docs/metrics.md section 18.8) is counted in `self_noise_windows` and its
+    /// figures are kept out of the series: what the collector stores, and so its alerts and
+    /// regional reports, is never the agent's own overload taken for the network's.
     pub fn add(&mut self, key: &SeriesKey, window: &WindowMetrics) -> bool {
         let Some(folded) = self.entry(key) else { return false };
+        if window.self_noise.is_marked() {
+            *folded.counters.entry(SELF_NOISE_WINDOWS.to_owned()).or_default() +=
+                window.self_noise.windows;
+            return true;
+        }
         match &mut folded.metrics {
             Some(metrics) => metrics.merge(window),
             None => folded.metrics = Some(window.clone()),

@@ -404,6 +404,34 @@ fn builder_report_round_trips_through_decode_report() {
 }
 
 #[test]
+fn a_self_noise_window_is_counted_and_kept_out_of_the_figures() {
+    // Alerts and regional reports read the collector's stored figures, which are these
+    // series: a window where the agent itself ran late must not be in them.
+    let dir = TempDir::new("self-noise");
+    let mut builder = ReportBuilder::open(dir.path(), 1_000).unwrap();
+    let w = windows();
+    let mut noisy = w[1].clone();
+    noisy.self_noise.emulator_late_max_ns = 40_000_000;
+    noisy.self_noise.windows = 1;
+    assert!(noisy.packets > 0 && noisy.loss.lost > 0, "the kept-out window has figures");
+    let udp = key("p1", Transport::Udp, Role::Viewer);
+    assert!(builder.add(&udp, &w[0]));
+    assert!(builder.add(&udp, &noisy));
+    let report = builder.take(11_000, "edge-fra-1", 1).unwrap();
+    let decoded = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
+    let s = &decoded.report.series[0];
+    let mut expected = w[0].to_series(udp.labels());
+    expected.counters.insert("self_noise_windows".into(), 1);
+    assert_eq!(*s, expected, "the clean window's figures, and one window kept out");
+    // A series of nothing but self-noise still says so.
+    assert!(builder.add(&udp, &noisy));
+    let report = builder.take(21_000, "edge-fra-1", 1).unwrap();
+    let s = &report.series[0];
+    assert_eq!(s.counters, BTreeMap::from([("self_noise_windows".into(), 1)]));
+    assert!(s.histograms.is_empty());
+}
+
+#[test]
 fn empty_intervals_still_report_with_contiguous_windows() {
     let dir = TempDir::new("empty");
     let mut builder = ReportBuilder::open(dir.path(), 5_000).unwrap();

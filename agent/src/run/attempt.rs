@@ -48,6 +48,8 @@ pub mod names {
     pub const SEND_TIMER_ERROR: &str = "send_timer_error_us";
     /// Viewer: round-trip time to the relay, µs.
     pub const RTT: &str = "rtt_us";
+    /// Viewer: windows marked self-noise, whose figures the report builder kept out.
+    pub const SELF_NOISE_WINDOWS: &str = "self_noise_windows";
 }
 
 /// Why an attempt failed, as a counter suffix.

@@ -313,7 +313,7 @@ const fn count(name: &'static str, help: &'static str) -> CounterFamily {
 }
 
 /// Counter families, in exposition order.
-pub static COUNTER_FAMILIES: [CounterFamily; 42] = [
+pub static COUNTER_FAMILIES: [CounterFamily; 43] = [
     count(
         "stallwatch_packets_arrived",
         "Packets that arrived, duplicates and stale packets included.",
@@ -432,6 +432,10 @@ pub static COUNTER_FAMILIES: [CounterFamily; 42] = [
         "Missing packets whose first copy was a retransmission, within the loss wait.",
     ),
     count("stallwatch_keyframe_requests", "Keyframe requests (PLI) a viewer sent."),
+    count(
+        "stallwatch_self_noise_windows",
+        "Viewer windows kept out of every other figure: the agent's own sender or emulator ran late.",
+    ),
 ];
 
 const fn one(report: &'static str, family: usize) -> CounterSpec {
@@ -439,7 +443,7 @@ const fn one(report: &'static str, family: usize) -> CounterSpec {
 }
 
 /// Every report counter name the collector knows, grouped by family in exposition order.
-pub static COUNTERS: [CounterSpec; 58] = [
+pub static COUNTERS: [CounterSpec; 59] = [
     one("packets", 0),
     one("bytes", 1),
     one("packets_from_cache", 2),
@@ -554,6 +558,7 @@ pub static COUNTERS: [CounterSpec; 58] = [
     one("retransmissions_received", 39),
     one("packets_repaired", 40),
     one("keyframe_requests", 41),
+    one("self_noise_windows", 42),
 ];
 
 /// Number of counters each cohort keeps.

@@ -13,6 +13,12 @@
 //! - One NACK carries at most [`MAX_NACK_SEQS`] numbers, oldest first; more due at once go in
 //!   the next NACK of the same poll.
 //! - The list is bounded: at most [`MAX_NACK_LIST`] missing numbers, the oldest dropped first.
+//! - A sender that has no other RTT sample (a relay towards a plain-UDP publisher: its pings go
+//!   the other way) learns one from its own repairs: a retransmission that answers a number
+//!   asked for once arrived one round trip (plus the sender's turnaround) after the ask
+//!   ([`NackScheduler::on_retransmission`]; Karn's rule: a number asked for more than once
+//!   gives no sample, as its answer could be to any ask, except while no RTT is known, when
+//!   the time since the first ask, an overestimate at worst, replaces the 100 ms guess).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -69,6 +75,8 @@ pub struct NackCounters {
     pub nacks_given_up: u64,
     /// Numbers never asked for (or no longer) because the list was full.
     pub nack_list_overflow: u64,
+    /// RTT samples taken from repairs ([`NackScheduler::on_retransmission`]).
+    pub rtt_samples: u64,
 }
 
 impl std::ops::AddAssign<&NackCounters> for NackCounters {
@@ -78,6 +86,7 @@ impl std::ops::AddAssign<&NackCounters> for NackCounters {
         self.nack_retries += o.nack_retries;
         self.nacks_given_up += o.nacks_given_up;
         self.nack_list_overflow += o.nack_list_overflow;
+        self.rtt_samples += o.rtt_samples;
     }
 }
 
@@ -90,6 +99,8 @@ struct Missing {
     capture_bound_ns: u64,
     /// When it may next be asked for.
     next_at: Time,
+    /// When it was first asked for (meaningful once `tries > 0`).
+    first_asked: Time,
     tries: u32,
 }
 
@@ -167,6 +178,7 @@ impl NackScheduler {
                 detected: now,
                 capture_bound_ns: capture_ns,
                 next_at,
+                first_asked: now,
                 tries: 0,
             });
         }
@@ -174,6 +186,27 @@ impl NackScheduler {
         self.list.drain(..overflow);
         self.counters.nack_list_overflow += overflow as u64;
         self.next_due = Some(self.next_due.map_or(next_at, |t| t.min(next_at)));
+    }
+
+    /// Feeds an arriving retransmission (a packet the sender marked as resent): as
+    /// [`NackScheduler::on_packet`], and, if it answers a number this scheduler asked for, an
+    /// RTT sample from the ask to now (module docs). For a sender that answers from its own
+    /// history; a viewer behind a relay has pongs, and the relay may have to ask upstream.
+    pub fn on_retransmission(&mut self, now: Time, seq: u64, capture_ns: u64) {
+        if let Ok(i) = self.list.binary_search_by_key(&seq, |m| m.seq) {
+            let m = self.list[i];
+            let clean = m.tries == 1 || (m.tries > 1 && self.rtt.get().is_none());
+            if clean {
+                self.rtt.on_sample(now.saturating_since(m.first_asked));
+                self.counters.rtt_samples += 1;
+            }
+        }
+        self.on_packet(now, seq, capture_ns);
+    }
+
+    /// The smoothed RTT, if any sample was seen.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt.get()
     }
 
     /// When a NACK may next be due (`None`: nothing is missing).
@@ -206,6 +239,7 @@ impl NackScheduler {
                 seqs.push(m.seq);
                 if m.tries == 0 {
                     counters.packets_nacked += 1;
+                    m.first_asked = now;
                 } else {
                     counters.nack_retries += 1;
                 }
@@ -265,6 +299,41 @@ mod tests {
         assert_eq!(n.poll_timeout(), Some(ms(260)));
         let c = n.take_counters();
         assert_eq!((c.nacks_sent, c.packets_nacked, c.nack_retries), (2, 2, 1));
+    }
+
+    #[test]
+    fn repairs_give_rtt_samples_by_karns_rule() {
+        let mut n = NackScheduler::new(NackConfig::default());
+        assert_eq!((n.rtt(), n.retry_interval()), (None, Duration::from_millis(100)));
+        n.on_packet(ms(0), 0, 0);
+        n.on_packet(ms(0), 3, 0); // 1 and 2 missing
+        assert_eq!(drain(&mut n, ms(10), None), vec![vec![1, 2]]);
+        // No RTT known: 1 and 2 are asked again 100 ms later, before a 300 ms answer is back.
+        assert_eq!(drain(&mut n, ms(110), None), vec![vec![1, 2]]);
+        // The answer to the first ask: asked twice, but with no RTT known the time since the
+        // first ask (at worst an overestimate) replaces the guess.
+        n.on_retransmission(ms(310), 1, 0);
+        assert_eq!(n.rtt(), Some(Duration::from_millis(300)));
+        // Now 2 is asked twice and an RTT is known: its answer could be to either ask.
+        n.on_retransmission(ms(315), 2, 0);
+        assert_eq!(n.rtt(), Some(Duration::from_millis(300)));
+        assert_eq!(n.counters().rtt_samples, 1);
+        // srtt 300, rttvar 150: the next ask of a new gap waits 900 ms, then clean samples
+        // (asked once) bring it down towards the RTT.
+        assert_eq!(n.retry_interval(), Duration::from_millis(900));
+        let mut t = 400;
+        for seq in (5..200).step_by(2) {
+            n.on_packet(ms(t), seq, 0);
+            assert_eq!(drain(&mut n, ms(t + 10), None), vec![vec![seq - 1]]);
+            n.on_retransmission(ms(t + 10 + 300), seq - 1, 0);
+            t += 1_000;
+        }
+        assert!(n.retry_interval() < Duration::from_millis(310), "{:?}", n.retry_interval());
+        assert_eq!(n.counters().rtt_samples, 1 + 98);
+        // A retransmission nobody here asked for (or already received) is no sample.
+        n.on_retransmission(ms(t), 1, 0);
+        assert_eq!(n.counters().rtt_samples, 99);
+        assert_eq!(n.pending(), 0);
     }
 
     #[test]
