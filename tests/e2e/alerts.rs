@@ -23,7 +23,7 @@ use stallwatch_collector::demo::fleet::{
 use stallwatch_tests::fleet::{
     AlertmanagerProcess, CollectorProcess, curl, free_tcp_port, post_report, wait_until,
 };
-use stallwatch_tests::waiting;
+use stallwatch_tests::load_tolerant;
 
 #[allow(clippy::disallowed_methods, reason = "the test stamps reports with the wall clock")]
 fn unix_ms() -> u64 {
@@ -207,7 +207,7 @@ impl Drop for Files {
 
 #[test]
 fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
-    let _waiting = waiting();
+    let _tolerant = load_tolerant();
     let receiver = Receiver::start();
     let dir = std::env::temp_dir().join(format!("stallwatch-e2e-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -463,7 +463,7 @@ impl Drop for NativePrometheus {
 /// read by a real Prometheus: a malformed message would fail the whole scrape.
 #[test]
 fn alert_metrics_reach_a_native_histogram_prometheus_through_protobuf() {
-    let _waiting = waiting();
+    let _tolerant = load_tolerant();
     let dir =
         std::env::temp_dir().join(format!("stallwatch-e2e-alert-metrics-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

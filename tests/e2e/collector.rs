@@ -11,7 +11,7 @@ use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
 };
 use stallwatch_tests::fleet::{CollectorProcess, curl, mtls, post_report};
-use stallwatch_tests::waiting;
+use stallwatch_tests::load_tolerant;
 
 /// A fleet directory under the temp dir, removed on drop.
 struct Fleet {
@@ -119,7 +119,7 @@ fn sample(exposition: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
-    let _waiting = waiting();
+    let _tolerant = load_tolerant();
     let fleet = Fleet::new("ingest");
     let collector = CollectorProcess::start(&fleet.files.config);
     let agent = fleet.bundle("sea-4g-1");

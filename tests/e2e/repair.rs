@@ -3,10 +3,6 @@
 //! packets each way (nftables `numgen random`), counted by kind: original media packets,
 //! resent media packets (header flag `RETRANSMITTED`) and everything else (control, QUIC).
 //!
-//! The three runs (udp with repair, udp without, quic-datagram with repair) go side by side,
-//! each on a path of its own (namespace pair, relay, drop rules and counters), so the kernel's
-//! counts stay per run and the test waits 30 s, not 75 s.
-//!
 //! Needs root (network namespaces, nftables); elsewhere it says why and skips.
 
 use std::path::Path;
@@ -17,6 +13,8 @@ use serde_json::Value;
 use stallwatch_tests::{binary, heavy, run_binary};
 
 const LIMIT: Duration = Duration::from_secs(120);
+const RELAY_IP: &str = "10.77.0.1";
+const PROBE_IP: &str = "10.77.0.2";
 
 /// The drop rules, in the relay's namespace (its input is the publisher leg, its output the
 /// viewer leg). One random draw per packet, then a counter per kind: media packets start with
@@ -52,33 +50,25 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Two namespaces and a veth pair between them (one path, `lane` of the side-by-side runs, on
-/// 10.77.`lane`.0/24); deleted on drop.
+/// Two namespaces and a veth pair between them; deleted on drop.
 struct Namespaces {
     relay: String,
     probe: String,
-    relay_ip: String,
 }
 
 impl Namespaces {
-    fn create(lane: u8) -> Result<Namespaces, String> {
+    fn create() -> Result<Namespaces, String> {
         let id = std::process::id();
-        let ns = Namespaces {
-            relay: format!("swr-{id}-{lane}"),
-            probe: format!("swp-{id}-{lane}"),
-            relay_ip: format!("10.77.{lane}.1"),
-        };
-        let probe_ip = format!("10.77.{lane}.2");
+        let ns = Namespaces { relay: format!("swr-{id}"), probe: format!("swp-{id}") };
         ip(&["netns", "add", &ns.relay])?;
         // From here on, drop deletes whatever was made.
         ip(&["netns", "add", &ns.probe])?;
-        // Interface names: at most 15 bytes (a pid has at most 7 digits).
-        let (a, b) = (format!("swr{id}l{lane}"), format!("swp{id}l{lane}"));
+        let (a, b) = (format!("swr{id}"), format!("swp{id}"));
         ip(&[
             "link", "add", &a, "netns", &ns.relay, "type", "veth", "peer", "name", &b, "netns",
             &ns.probe,
         ])?;
-        for (ns_name, dev, addr) in [(&ns.relay, &a, &ns.relay_ip), (&ns.probe, &b, &probe_ip)] {
+        for (ns_name, dev, addr) in [(&ns.relay, &a, RELAY_IP), (&ns.probe, &b, PROBE_IP)] {
             let n = |args: &[&str]| {
                 let mut full = vec!["-n", ns_name.as_str()];
                 full.extend(args);
@@ -159,8 +149,8 @@ impl Relay {
         let mut child = ns
             .exec(&ns.relay)
             .arg(&agent)
-            .args(["relay", "--listen", &format!("{}:4433", ns.relay_ip)])
-            .args(["--udp-listen", &format!("{}:4434", ns.relay_ip)])
+            .args(["relay", "--listen", &format!("{RELAY_IP}:4433")])
+            .args(["--udp-listen", &format!("{RELAY_IP}:4434")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -196,7 +186,7 @@ fn probe(ns: &Namespaces, relay: &Relay, transport: &str, repair: &str, duration
     args.extend(
         [
             "probe",
-            &format!("{}:4433", ns.relay_ip),
+            &format!("{RELAY_IP}:4433"),
             "--pin",
             &relay.fingerprint,
             "--udp-port",
@@ -238,43 +228,22 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
         return;
     }
     let _serial = heavy();
-    // One path per run: udp with repair, udp without, quic-datagram with repair.
-    let mut paths = Vec::new();
-    for lane in 0..3 {
-        match Namespaces::create(lane) {
-            Ok(ns) => paths.push(ns),
-            Err(why) => {
-                eprintln!(
-                    "skipping the network-namespace repair test: cannot create namespaces: {why}"
-                );
-                return;
-            }
+    let ns = match Namespaces::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!(
+                "skipping the network-namespace repair test: cannot create namespaces: {why}"
+            );
+            return;
         }
-    }
-    let relays: Vec<Relay> = paths.iter().map(Relay::start).collect();
-    for ns in &paths {
-        ns.reset_loss();
-    }
-    let runs = [("udp", "nack", "30s"), ("udp", "none", "15s"), ("quic-datagram", "nack", "30s")];
-    let [udp, raw, datagram]: [Value; 3] = std::thread::scope(|s| {
-        let probes: Vec<_> = (0..runs.len())
-            .map(|i| {
-                let (ns, relay, (transport, repair, duration)) = (&paths[i], &relays[i], runs[i]);
-                s.spawn(move || probe(ns, relay, transport, repair, duration))
-            })
-            .collect();
-        probes
-            .into_iter()
-            .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect::<Vec<_>>()
-            .try_into()
-            .unwrap()
-    });
+    };
+    let relay = Relay::start(&ns);
 
     // udp with repair: network loss is exactly the kernel's drops of original media packets
     // (but for drops before the viewer's first packet or after its last, which it cannot
     // see); after repair almost nothing is missing and the player does not stall.
-    let ns = &paths[0];
+    ns.reset_loss();
+    let udp = probe(&ns, &relay, "udp", "nack", "30s");
     let v = viewer(&udp);
     let kernel = ns.dropped("media_original");
     let lost = u(&v["packets_lost"]);
@@ -295,10 +264,12 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
     assert_repaired_stream_plays(v);
     assert!(u(&udp["publisher"]["retransmitted"]) > 0, "the relay repaired its publisher leg");
 
-    // The same kind of path without repair: every loss stays, and one lost packet of a
-    // P-frame breaks the rest of its GOP.
+    // The same path without repair: every loss stays, and one lost packet of a P-frame
+    // breaks the rest of its GOP.
+    ns.reset_loss();
+    let raw = probe(&ns, &relay, "udp", "none", "15s");
     let v = viewer(&raw);
-    let kernel = paths[1].dropped("media_original");
+    let kernel = ns.dropped("media_original");
     let lost = u(&v["packets_lost"]);
     assert!(lost <= kernel && kernel - lost <= 5, "viewer lost {lost}, kernel dropped {kernel}");
     assert_eq!(u(&v["repair"]["residual_lost"]), lost);
@@ -319,6 +290,8 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
 
     // quic-datagram: QUIC packets are encrypted, so the kernel's counts are not by kind; the
     // repaired stream must be whole all the same.
+    ns.reset_loss();
+    let datagram = probe(&ns, &relay, "quic-datagram", "nack", "30s");
     let v = viewer(&datagram);
     eprintln!("quic-datagram nack: {v:#}");
     assert!(u(&v["packets_lost"]) > 50, "the path lost packets: {}", v["packets_lost"]);

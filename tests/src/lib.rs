@@ -23,6 +23,27 @@ pub fn binary(name: &str) -> PathBuf {
         // The same package set and targets as `cargo test --workspace`, so features unify the
         // same way and this finds everything already built instead of rebuilding dependencies.
         build.args(["build", "--workspace", "--bins", "--tests"]);
+        // Under `cargo test` this process has the variables cargo sets for running a test
+        // (CARGO_MANIFEST_DIR=.../tests and the like); passed on, they change the fingerprints
+        // of crates that read them (ring: "the env variable CARGO_MANIFEST_DIR changed"), so
+        // this build recompiled ring, rustls, quinn, reqwest and the binaries on every run
+        // (84 s here, while the tests waited) and the next `cargo test` compiled them back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_tests = name.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref());
+            if set_for_tests {
+                build.env_remove(name.as_ref());
+            }
+        }
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -43,59 +64,11 @@ pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
     PROCESS_TESTS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// For end-to-end tests that start fleets of real processes that keep working (probing
-/// agents, a demo, hostile posts) but assert counts and exact totals, not timing: they may run
-/// beside each other, two at a time whatever the test thread count, but never beside a
-/// [`heavy`] test.
-pub fn load_tolerant() -> Tolerant {
-    // The slot first: waiting for one must not hold the read lock a heavy test waits on.
-    let slot = WORKING.take();
-    Tolerant { _lock: waiting(), _slot: slot }
-}
-
-/// For end-to-end tests whose processes mostly wait (a collector and an Alertmanager between
-/// wall-clock minutes, a few requests, a Prometheus scraping an idle collector): never beside a
-/// [`heavy`] test, but beside [`load_tolerant`] ones without taking one of their two slots, so
-/// with a third test thread (`.cargo/config.toml`) their waiting overlaps the others' work.
-pub fn waiting() -> std::sync::RwLockReadGuard<'static, ()> {
+/// For end-to-end tests that start fleets of real processes but assert counts and exact
+/// totals, not timing (collector, demo, Prometheus): they may run beside each other, mostly
+/// waiting on schedules, but never beside a [`heavy`] test.
+pub fn load_tolerant() -> std::sync::RwLockReadGuard<'static, ()> {
     PROCESS_TESTS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What [`load_tolerant`] holds: a share of the process lock and one of the two work slots.
-pub struct Tolerant {
-    _lock: std::sync::RwLockReadGuard<'static, ()>,
-    _slot: Slot,
-}
-
-/// Two tests that keep processes working at once: on two cores a third starves them all
-/// (measured: the demo's degrading region then raised no P2 in time).
-static WORKING: Slots = Slots { taken: std::sync::Mutex::new(0), freed: std::sync::Condvar::new() };
-const WORKING_AT_ONCE: usize = 2;
-
-struct Slots {
-    taken: std::sync::Mutex<usize>,
-    freed: std::sync::Condvar,
-}
-
-impl Slots {
-    fn take(&'static self) -> Slot {
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        while *taken >= WORKING_AT_ONCE {
-            taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
-        }
-        *taken += 1;
-        Slot(self)
-    }
-}
-
-/// One of [`WORKING`]'s slots, given back on drop (a failed test's too).
-struct Slot(&'static Slots);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *self.0.taken.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.0.freed.notify_one();
-    }
 }
 
 static PROCESS_TESTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
