@@ -23,6 +23,27 @@ pub fn binary(name: &str) -> PathBuf {
         // The same package set and targets as `cargo test --workspace`, so features unify the
         // same way and this finds everything already built instead of rebuilding dependencies.
         build.args(["build", "--workspace", "--bins", "--tests"]);
+        // Under `cargo test` this process has the variables cargo sets for running a test
+        // (CARGO_MANIFEST_DIR=.../tests and the like); passed on, they change the fingerprints
+        // of crates that read them (ring: "the env variable CARGO_MANIFEST_DIR changed"), so
+        // this build recompiled ring, rustls, quinn, reqwest and the binaries on every run
+        // (84 s here, while the tests waited) and the next `cargo test` compiled them back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_tests = name.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref());
+            if set_for_tests {
+                build.env_remove(name.as_ref());
+            }
+        }
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
