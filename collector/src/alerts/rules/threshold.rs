@@ -35,6 +35,9 @@ impl ThresholdState {
         let mut insufficient = Insufficient::new();
         for (cohort, history) in ctx.history.cohorts() {
             for (&signal, levels) in &s.levels {
+                if !signal.judged_on(cohort) {
+                    continue;
+                }
                 let from = ctx.end.saturating_sub(3 * m as u64 * MINUTE_MS);
                 let values: Vec<(u64, f64)> = history
                     .minutes(from, ctx.end)

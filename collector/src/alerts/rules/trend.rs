@@ -23,6 +23,9 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
     for (cohort, history) in ctx.history.cohorts() {
         for signal in SIGNALS {
             let Some(levels) = ctx.settings.levels.get(&signal) else { continue };
+            if !signal.judged_on(cohort) {
+                continue;
+            }
             let key = IncidentKey { alert: signal.alert(), scope: Scope::cohort(cohort) };
             // x in minutes before the end of the window (the last minute is at -1).
             let points: Vec<(f64, f64)> = history

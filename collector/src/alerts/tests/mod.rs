@@ -36,6 +36,8 @@ pub struct Minute {
     pub counters: BTreeMap<&'static str, u64>,
     /// First-frame samples, µs.
     pub first_frame_us: Vec<u64>,
+    /// Jitter samples, µs.
+    pub jitter_us: Vec<u64>,
 }
 
 impl Minute {
@@ -72,21 +74,27 @@ impl Minute {
             *self.counters.entry(k).or_default() += v;
         }
         self.first_frame_us.extend(&other.first_frame_us);
+        self.jitter_us.extend(&other.jitter_us);
     }
 
     fn row(&self, cohort: &Cohort, start: u64, resolution: Resolution) -> CohortRow {
         let mut histograms = BTreeMap::new();
-        if !self.first_frame_us.is_empty() {
+        for (name, samples) in
+            [("first_frame_us", &self.first_frame_us), ("jitter_us", &self.jitter_us)]
+        {
+            if samples.is_empty() {
+                continue;
+            }
             let mut h = hdr::new_histogram();
-            for &v in &self.first_frame_us {
+            for &v in samples {
                 h.record(v).unwrap();
             }
             histograms.insert(
-                "first_frame_us".to_owned(),
+                name.to_owned(),
                 StoredHistogram {
                     hdr: hdr::encode(&h),
-                    sum: self.first_frame_us.iter().sum(),
-                    count: self.first_frame_us.len() as u64,
+                    sum: samples.iter().sum(),
+                    count: samples.len() as u64,
                 },
             );
         }

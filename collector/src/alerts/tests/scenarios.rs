@@ -314,6 +314,37 @@ fn udp_failing_where_quic_works_is_attributed_to_udp() {
     );
 }
 
+/// Jitter is judged on the datagram cohorts: `quic-stream`'s objects wait for QUIC's
+/// retransmissions on a lossy path, which is not wire jitter (`Signal::judged_on`).
+#[test]
+fn quic_stream_retransmission_waits_raise_no_jitter_alert_but_wire_jitter_on_udp_does() {
+    let start = T0 + 4 * WEEK_MS + 5 * HOUR_MS;
+    let jittery = start + min(20);
+    let cohorts = ["quic-stream", "udp"].iter().map(|t| cohort("latam", "wifi", t)).collect();
+    let fake = Fake::new(
+        cohorts,
+        Box::new(move |c, m, _| {
+            let mut minute = Minute::viewing(2, 0.0, 0.002);
+            // quic-stream: 60 ms p95 throughout (retransmission waits); udp: 5 ms, then 60 ms
+            // of wire jitter from `jittery` on.
+            let high = c.transport == "quic-stream" || m >= jittery;
+            let p95_us = if high { 60_000 } else { 5_000 };
+            minute.jitter_us =
+                (0..1_000u64).map(|i| if i < 900 { 3_000 } else { p95_us }).collect();
+            Some(minute)
+        }),
+    );
+    let mut run = Run::new(fake, default_settings());
+    run.agents = steady_agents(&[("latam-wifi-1", "latam", "wifi")]);
+    run.run(start + 5_000, jittery + min(10), min(1));
+    let jitter: Vec<_> = run.changes().filter(|s| s.incident.alert == Alert::Jitter).collect();
+    assert!(!jitter.is_empty(), "udp's wire jitter raised nothing");
+    for s in &jitter {
+        assert_eq!(s.incident.scope.transport, "udp", "quic-stream judged on jitter");
+        assert!(s.at >= jittery, "udp raised jitter before it had any");
+    }
+}
+
 #[test]
 fn every_relay_of_a_region_unreachable_is_a_p0() {
     let start = T0 + 4 * WEEK_MS + 5 * HOUR_MS;
