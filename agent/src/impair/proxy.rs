@@ -20,7 +20,9 @@
 //! milliseconds and its driver parks in whole milliseconds, which measured 1.3-1.9 ms late per
 //! direction here. Sending up to 500 µs early would halve tokio's error but break the
 //! promise that a 50 ms link never shows less than 50 ms. Lateness does not accumulate: every
-//! deadline is absolute, and a batch that wakes late goes out together, in order.
+//! deadline is absolute, and a batch that wakes late goes out together, in order. How late
+//! each datagram left is noted in [`ImpairProxy::lateness`]: beyond 10 ms an in-process viewer's
+//! window is marked self-noise (docs/metrics.md section 18.8).
 //!
 //! # Memory
 //!
