@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod impair;
+pub mod lateness;
 pub mod probe;
 pub mod relay;
 pub mod report;

@@ -119,6 +119,10 @@ pub struct Summary {
     pub stall_ratio: f64,
     /// Windows in which the agent's own sender or emulator ran late beyond their bounds.
     pub self_noise_windows: u64,
+    /// The largest send-timer and emulator lateness the agent noted in the run, ms (zero where
+    /// there was no in-process publisher or emulator).
+    pub sender_late_max_ms: f64,
+    pub emulator_late_max_ms: f64,
     /// Repair figures, when the run says which repair mode it used.
     pub repair: Option<RepairSummary>,
     /// What the figures cannot say by themselves (e.g. a stream larger than the link).
@@ -178,6 +182,8 @@ impl Summary {
                 player.stall_time_ns as f64 / watched as f64
             },
             self_noise_windows: total.self_noise.windows,
+            sender_late_max_ms: ms(total.self_noise.sender_late_max_ns),
+            emulator_late_max_ms: ms(total.self_noise.emulator_late_max_ns),
             repair: None,
             notes: Vec::new(),
         }
@@ -279,11 +285,33 @@ impl fmt::Display for Summary {
         if self.self_noise_windows > 0 {
             write!(
                 out,
-                "\nself-noise    {} windows: the agent's own sender or emulator ran late; \
-                 keep them out of conclusions",
-                self.self_noise_windows
+                "\nself-noise    {} windows: the agent's own sender or emulator ran late (send \
+                 timer up to {:.1} ms, emulator up to {:.1} ms); keep them out of conclusions",
+                self.self_noise_windows, self.sender_late_max_ms, self.emulator_late_max_ms
             )?;
         }
         f.write_str(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_noise_is_shown_with_what_ran_late_only_when_a_window_was_marked() {
+        let mut total = WindowMetrics::default();
+        total.self_noise.sender_late_max_ns = 2_500_000;
+        total.self_noise.emulator_late_max_ns = 18_400_000;
+        assert!(!Summary::new(&total).to_string().contains("self-noise"));
+        total.self_noise.windows = 3;
+        let shown = Summary::new(&total).to_string();
+        assert!(
+            shown.contains(
+                "self-noise    3 windows: the agent's own sender or emulator ran late (send timer \
+                 up to 2.5 ms, emulator up to 18.4 ms)"
+            ),
+            "{shown}"
+        );
     }
 }

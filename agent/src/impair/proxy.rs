@@ -20,7 +20,9 @@
 //! milliseconds and its driver parks in whole milliseconds, which measured 1.3-1.9 ms late per
 //! direction here. Sending up to 500 µs early would halve tokio's error but break the
 //! promise that a 50 ms link never shows less than 50 ms. Lateness does not accumulate: every
-//! deadline is absolute, and a batch that wakes late goes out together, in order.
+//! deadline is absolute, and a batch that wakes late goes out together, in order. How late
+//! each datagram left is noted in [`ImpairProxy::lateness`]: beyond 10 ms an in-process viewer's
+//! window is marked self-noise (docs/metrics.md section 18.8).
 //!
 //! # Memory
 //!
@@ -58,6 +60,7 @@ use tracing::{debug, warn};
 
 use super::{Direction, direction_seed};
 use crate::clock::Clock;
+use crate::lateness::Lateness;
 
 /// The largest UDP payload, plus one.
 const MAX_DATAGRAM: usize = 65_536;
@@ -223,6 +226,7 @@ impl ImpairProxy {
             up: Pipe::new(Link::new(config.up, direction_seed(config.seed, Direction::Up))),
             down: Pipe::new(Link::new(config.down, direction_seed(config.seed, Direction::Down))),
             sessions: Mutex::new(Sessions::default()),
+            lateness: Lateness::new(),
         });
         let mut threads = Vec::with_capacity(2);
         for direction in [Direction::Up, Direction::Down] {
@@ -249,6 +253,20 @@ impl ImpairProxy {
     /// The address clients send to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where both delivery threads note how late they released each batch past its delivery
+    /// time: the agent's own delay, which marks an in-process viewer's window as self-noise
+    /// beyond `stallwatch_measure::noise::EMULATOR_LATENESS_BOUND`.
+    pub fn lateness(&self) -> &Arc<Lateness> {
+        &self.shared.lateness
+    }
+
+    /// Holds `direction`'s queue, so its delivery thread cannot release anything until the
+    /// guard is dropped: a delivery thread forced late, for tests.
+    #[cfg(test)]
+    pub(crate) fn hold_delivery(&self, direction: Direction) -> impl Drop + '_ {
+        lock(&self.shared.pipe(direction).state)
     }
 
     /// The counters now.
@@ -311,6 +329,8 @@ struct Shared {
     up: Pipe,
     down: Pipe,
     sessions: Mutex<Sessions>,
+    /// How late either delivery thread released a datagram, for in-process viewers.
+    lateness: Arc<Lateness>,
 }
 
 #[derive(Debug, Default)]
@@ -711,10 +731,13 @@ fn deliver(shared: &Shared, direction: Direction) {
         }
         if !due.is_empty() {
             drop(st);
+            // The batch's largest lateness: how long after its delivery time each datagram left.
+            let mut late = Duration::ZERO;
             for held in due.drain(..) {
                 if pipe.stopping.load(atomic::Ordering::Relaxed) {
                     break;
                 }
+                late = late.max(shared.link_now().saturating_since(held.at));
                 match send(&held, &pipe.stopping) {
                     Ok(_) => {
                         pipe.forwarded.fetch_add(1, atomic::Ordering::Relaxed);
@@ -725,6 +748,7 @@ fn deliver(shared: &Shared, direction: Direction) {
                     }
                 }
             }
+            shared.lateness.note(late);
             if due.capacity() > KEEP_CAPACITY {
                 due.shrink_to(KEEP_CAPACITY);
             }

@@ -618,3 +618,40 @@ fn impair_final_report_is_one_line_per_direction() {
          sessions: 2 opened, 1 refused\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_thread_held_late_marks_the_viewers_window_as_self_noise() {
+    use stallwatch_measure::noise::EMULATOR_LATENESS_BOUND;
+    use stallwatch_measure::{Receiver, ReceiverConfig};
+
+    use crate::lateness::SelfNoiseFeed;
+    within(async {
+        let (proxy, _) = echo_behind("delay=100ms", "none").await;
+        let feed = SelfNoiseFeed { sender: None, emulator: Some(proxy.lateness().reader()) };
+        let c = client(&proxy).await;
+        // Nothing delivered yet: nothing late.
+        let mut receiver = Receiver::new(ReceiverConfig::default(), now());
+        feed.note_into(&mut receiver);
+        let quiet = receiver.take_window(now());
+        assert!(!quiet.self_noise.is_marked(), "{:?}", quiet.self_noise);
+        assert_eq!(quiet.self_noise.emulator_late_max_ns, 0);
+
+        // A datagram due 100 ms after it is sent; the up delivery thread is kept from its queue
+        // for 300 ms, so it leaves about 200 ms late.
+        c.send(b"late").await.unwrap();
+        wait_for("the datagram to be held", || proxy.stats().up.queued == 1).await;
+        {
+            let _held = proxy.hold_delivery(Direction::Up);
+            std::thread::sleep(ms(300));
+        }
+        assert_eq!(recv(&c, ms(5000)).await.as_deref(), Some(&b"late"[..]));
+        feed.note_into(&mut receiver);
+        let noisy = receiver.take_window(now());
+        assert!(noisy.self_noise.is_marked(), "{:?}", noisy.self_noise);
+        let late = Duration::from_nanos(noisy.self_noise.emulator_late_max_ns);
+        assert!(late > EMULATOR_LATENESS_BOUND && late >= ms(150), "late {late:?}");
+        assert_eq!(noisy.self_noise.sender_late_max_ns, 0);
+        proxy.shutdown().await;
+    })
+    .await
+}

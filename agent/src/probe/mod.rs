@@ -13,7 +13,7 @@ use stallwatch_proto::duration::parse_duration;
 use stallwatch_proto::plan::Transport;
 
 pub use output::{ProbeResult, PublisherSummary, ViewerResult};
-pub use run::{probe, resolve_target, start_emulator};
+pub use run::{emulator_lateness, probe, resolve_target, start_emulator};
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())

@@ -16,6 +16,7 @@ use super::output::{EmulatorSummary, ProbeResult, PublisherSummary, ViewerResult
 use super::{ProbeArgs, StartChoice, TransportChoice};
 use crate::clock::Clock;
 use crate::impair::{ImpairConfig, ImpairProxy};
+use crate::lateness::{Lateness, SelfNoiseFeed};
 use crate::summary::{Quantiles, Summary};
 use crate::tls::{Identity, Trust, parse_pin};
 use crate::transport::{
@@ -136,7 +137,10 @@ pub async fn probe(args: &ProbeArgs) -> Result<Vec<ProbeResult>> {
         .flat_map(|&transport| (0..args.streams).map(move |i| (transport, i)))
         .map(|(transport, i)| {
             let (args, target, profile) = (shared.clone(), target.clone(), profile.clone());
-            tokio::spawn(async move { run_transport(&args, transport, i, target, profile).await })
+            let emulator = emulator_lateness(&proxies, transport);
+            tokio::spawn(async move {
+                run_transport(&args, transport, i, target, profile, emulator).await
+            })
         })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
@@ -210,6 +214,12 @@ pub async fn start_emulator(
     Ok(proxies)
 }
 
+/// The lateness of the emulator proxy that `transport`'s packets go through (the one in front
+/// of the relay's QUIC or UDP address, as [`start_emulator`] orders them), if emulated.
+pub fn emulator_lateness(proxies: &[ImpairProxy], transport: Transport) -> Option<Arc<Lateness>> {
+    proxies.get(usize::from(transport == Transport::Udp)).map(|p| p.lateness().clone())
+}
+
 fn stream_name(args: &ProbeArgs, transport: Transport, index: u32) -> String {
     if let Some(name) = args.view.as_ref().or(args.publish.as_ref()) {
         return name.clone();
@@ -225,6 +235,7 @@ async fn run_transport(
     index: u32,
     target: RelayTarget,
     profile: StreamProfile,
+    emulator: Option<Arc<Lateness>>,
 ) -> ProbeResult {
     let clock = Clock::global();
     let stream = stream_name(args, transport, index);
@@ -233,6 +244,7 @@ async fn run_transport(
     let repair = super::repair_for(transport, args.repair);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(tokio::sync::Notify::new());
+    let sender_lateness = Lateness::new();
 
     let publisher = (args.view.is_none()).then(|| {
         let spec = PublishSpec {
@@ -244,6 +256,7 @@ async fn run_transport(
             pacing_spin: args.pacing_spin,
             accepted: Some(accepted.clone()),
             repair,
+            sender_lateness: sender_lateness.clone(),
         };
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -291,6 +304,11 @@ async fn run_transport(
                 receiver: receiver.clone(),
                 attempt_start: clock.now(),
                 cancel: None,
+                // The agent's own lateness: its publisher's (loopback only) and its emulator's.
+                self_noise: SelfNoiseFeed {
+                    sender: loopback.then(|| sender_lateness.reader()),
+                    emulator: emulator.as_ref().map(|e| e.reader()),
+                },
             };
             let progress = progress.clone();
             viewers.push(tokio::spawn(async move {

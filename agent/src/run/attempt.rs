@@ -15,6 +15,7 @@ use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport, UdpCredential};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
+use crate::lateness::{Lateness, SelfNoiseFeed};
 use crate::probe::start_emulator;
 use crate::report::{Role, SeriesKey};
 use crate::tls::Trust;
@@ -247,6 +248,8 @@ pub async fn run_attempt(
     let repair = crate::probe::repair_for(plan.transport, plan.repair);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(tokio::sync::Notify::new());
+    let sender_lateness = Lateness::new();
+    let emulator = crate::probe::emulator_lateness(&proxies, plan.transport);
     let publisher = publishes.then(|| {
         let spec = PublishSpec {
             target: target.clone(),
@@ -257,6 +260,7 @@ pub async fn run_attempt(
             pacing_spin: PACING_SPIN,
             accepted: Some(accepted.clone()),
             repair,
+            sender_lateness: sender_lateness.clone(),
         };
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -316,6 +320,11 @@ pub async fn run_attempt(
                 receiver,
                 attempt_start,
                 cancel: Some(cancel.clone()),
+                // The agent's own lateness: its publisher's (loopback only) and its emulator's.
+                self_noise: SelfNoiseFeed {
+                    sender: loopback.then(|| sender_lateness.reader()),
+                    emulator: emulator.as_ref().map(|e| e.reader()),
+                },
             };
             let (folds, k) = (ctx.folds.clone(), view_key.clone());
             let progress = Progress::with_sink(Box::new(move |w: &WindowMetrics| {

@@ -53,6 +53,9 @@ pub struct PublishSpec {
     /// With `nack` (udp, quic-datagram) the publisher answers the relay's NACKs from its send
     /// history; with `none` it ignores them, so the whole path is unrepaired.
     pub repair: Repair,
+    /// Where the pacing thread notes each frame's send-timer lateness, for in-process viewers'
+    /// self-noise guard (`crate::lateness`).
+    pub sender_lateness: std::sync::Arc<crate::lateness::Lateness>,
 }
 
 /// QUIC path statistics from quinn.
@@ -115,6 +118,10 @@ pub struct ViewSpec {
     /// Set to `true` to stop viewing early; the partial last window is still measured
     /// (`stallwatch-agent run` on a plan change or at shutdown).
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The agent's own lateness (the in-process publisher's send timer, the emulator), noted
+    /// into each window before it is taken so a window where the agent ran late is marked
+    /// self-noise. Empty when neither runs in this process.
+    pub self_noise: crate::lateness::SelfNoiseFeed,
 }
 
 /// Resolves when `cancel` turns `true` (or its sender is gone); never without one.

@@ -10,6 +10,7 @@ use anyhow::Result;
 use stallwatch_measure::{Pacer, Recorder, ScheduledFrame, StreamProfile, Time};
 
 use crate::clock::{Clock, sleep_until_precise};
+use crate::lateness::Lateness;
 
 /// Sends one frame's packets. Implemented per transport.
 pub trait FrameSink: Send {
@@ -79,19 +80,30 @@ impl SpinController {
     }
 }
 
+/// What the pacing thread shares with the rest of the publisher.
+#[derive(Debug, Clone, Default)]
+pub struct PaceSignals {
+    /// Set to stop early.
+    pub stop: Arc<AtomicBool>,
+    /// Set by a keyframe request from the relay: the next video frame starts a new GOP.
+    pub keyframe: Arc<AtomicBool>,
+    /// Where each frame's send-timer lateness goes: in-process viewers mark a window whose
+    /// publisher ran late as self-noise (`crate::lateness`).
+    pub lateness: Arc<Lateness>,
+}
+
 /// Paces `profile` from `start` for `duration`, handing each frame to `sink` when due (waking
 /// early and spinning, at most `spin` early: see [`SpinController`] and
-/// `clock::sleep_until_precise`). Stops early when `stop` is set or the sink fails (the error is
-/// returned). When `keyframe` is set (a keyframe request from the relay), the next video frame
-/// starts a new GOP.
+/// `clock::sleep_until_precise`). Stops early when `signals.stop` is set or the sink fails (the error
+/// is returned); `signals.keyframe` starts a new GOP. Each wake-up's lateness is recorded and
+/// noted in `signals.lateness`.
 pub fn run(
     profile: StreamProfile,
     start: Time,
     duration: Duration,
     spin: Duration,
     sink: &mut dyn FrameSink,
-    stop: &Arc<AtomicBool>,
-    keyframe: &AtomicBool,
+    signals: &PaceSignals,
 ) -> (PaceStats, Result<()>) {
     let clock = Clock::global();
     let end = start + duration;
@@ -99,15 +111,17 @@ pub fn run(
     let mut stats = PaceStats::default();
     let mut spinner = SpinController::new(spin);
     while let Some(due) = pacer.poll_timeout().filter(|&t| t < end) {
-        if stop.load(Ordering::Relaxed) {
+        if signals.stop.load(Ordering::Relaxed) {
             break;
         }
         if let Some(late) = sleep_until_precise(clock.instant_at(due), spinner.spin()) {
             spinner.record(late);
         }
         let woke = clock.now();
-        stats.timer_error.record_nanos_as_micros(woke.saturating_since(due).as_nanos() as u64);
-        if keyframe.swap(false, Ordering::Relaxed) {
+        let late = woke.saturating_since(due);
+        stats.timer_error.record_nanos_as_micros(late.as_nanos() as u64);
+        signals.lateness.note(late);
+        if signals.keyframe.swap(false, Ordering::Relaxed) {
             stats.keyframes_forced += u64::from(pacer.request_keyframe(woke));
         }
         while let Some(frame) = pacer.poll_frame_before(woke, end) {
@@ -132,6 +146,63 @@ mod tests {
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
+    }
+
+    /// A sink whose first send blocks for `block`, as a publisher's thread starved of CPU would.
+    struct StallingSink {
+        block: Duration,
+        sent: u64,
+    }
+
+    impl FrameSink for StallingSink {
+        fn send_frame(&mut self, _frame: &ScheduledFrame) -> Result<()> {
+            if self.sent == 0 {
+                std::thread::sleep(self.block);
+            }
+            self.sent += 1;
+            Ok(())
+        }
+    }
+
+    /// Paces half a second of 360p15 with a first send that blocks 200 ms, and returns the
+    /// window an in-process viewer with `playout_delay` takes after it.
+    fn viewer_window_after_a_stalled_send(
+        playout_delay: Duration,
+    ) -> stallwatch_measure::WindowMetrics {
+        use stallwatch_measure::{Receiver, ReceiverConfig};
+        let signals = PaceSignals::default();
+        let feed = crate::lateness::SelfNoiseFeed {
+            sender: Some(signals.lateness.reader()),
+            emulator: None,
+        };
+        let profile: StreamProfile = "360p15".parse().unwrap();
+        let mut sink = StallingSink { block: Duration::from_millis(200), sent: 0 };
+        let start = Clock::global().now();
+        let (stats, result) =
+            run(profile, start, Duration::from_millis(500), us(200), &mut sink, &signals);
+        result.unwrap();
+        assert!(stats.frames > 1, "the pacer went on after the stall");
+        let config = ReceiverConfig { playout_delay, ..ReceiverConfig::default() };
+        let mut receiver = Receiver::new(config, start);
+        feed.note_into(&mut receiver);
+        receiver.take_window(start + Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_late_send_beyond_a_tenth_of_the_playout_delay_marks_the_viewers_window() {
+        // The frames due in the first 200 ms leave only after it: 130-200 ms late, over 30 ms.
+        let w = viewer_window_after_a_stalled_send(Duration::from_millis(300));
+        assert!(w.self_noise.is_marked(), "{:?}", w.self_noise);
+        assert!(w.self_noise.sender_late_max_ns >= 100_000_000, "{:?}", w.self_noise);
+        assert_eq!(w.self_noise.emulator_late_max_ns, 0);
+    }
+
+    #[test]
+    fn the_same_late_send_within_a_tenth_of_a_longer_playout_delay_does_not() {
+        // Under 200 ms (and, however loaded the machine, well under 400 ms): a 400 ms bound.
+        let w = viewer_window_after_a_stalled_send(Duration::from_secs(4));
+        assert!(!w.self_noise.is_marked(), "{:?}", w.self_noise);
+        assert!(w.self_noise.sender_late_max_ns >= 100_000_000, "{:?}", w.self_noise);
     }
 
     #[test]

@@ -365,10 +365,13 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let duration = spec.duration;
     let spin = spec.pacing_spin;
     let start = clock.now();
-    let thread_stop = stop.clone();
-    // Set by a keyframe request from the relay (quic-datagram), read by the pacing thread.
-    let keyframe = Arc::new(AtomicBool::new(false));
-    let thread_keyframe = keyframe.clone();
+    // `keyframe` is set by a keyframe request from the relay (quic-datagram), read by the pacing thread.
+    let signals = pacing::PaceSignals {
+        stop: stop.clone(),
+        keyframe: Arc::new(AtomicBool::new(false)),
+        lateness: spec.sender_lateness.clone(),
+    };
+    let keyframe = signals.keyframe.clone();
     let (paced_tx, mut paced_rx) = tokio::sync::oneshot::channel::<()>();
 
     let history = Arc::new(Mutex::new(SendHistory::default()));
@@ -387,15 +390,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 history: history.clone(),
             };
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
-                let (pace, result) = pacing::run(
-                    profile,
-                    start,
-                    duration,
-                    spin,
-                    &mut sink,
-                    &thread_stop,
-                    &thread_keyframe,
-                );
+                let (pace, result) =
+                    pacing::run(profile, start, duration, spin, &mut sink, &signals);
                 let _ = paced_tx.send(());
                 (sink.stats, pace, result)
             });
@@ -407,15 +403,8 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
                 tokio::spawn(write_objects(session.conn.clone(), session.stream_id, interval, rx));
             let pacer = std::thread::Builder::new().name("quic-pacer".into()).spawn(move || {
                 let mut sink = ChannelSink(tx);
-                let (pace, result) = pacing::run(
-                    profile,
-                    start,
-                    duration,
-                    spin,
-                    &mut sink,
-                    &thread_stop,
-                    &thread_keyframe,
-                );
+                let (pace, result) =
+                    pacing::run(profile, start, duration, spin, &mut sink, &signals);
                 let _ = paced_tx.send(());
                 (PublishStats::default(), pace, result)
             });
@@ -582,6 +571,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             break ViewEnd::StreamEnded;
         }
         if now >= next_window {
+            spec.self_noise.note_into(&mut receiver);
             let w = receiver.take_window(now);
             progress.add(&w);
             total.merge(&w);
@@ -655,6 +645,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
     let _ = session.control_tx.write_all(&Control::Goodbye.encode()).await;
     session.conn.close(0u32.into(), b"done");
     let now = clock.now();
+    spec.self_noise.note_into(&mut receiver);
     let last = receiver.finish(stream_end.map_or(now, |end| end.min(now)));
     progress.add(&last);
     total.merge(&last);

@@ -324,23 +324,18 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
     let profile = spec.profile.clone();
     let duration = spec.duration;
     let spin = spec.pacing_spin;
-    let thread_stop = stop.clone();
-    // Set by a keyframe request from the relay, read by the pacing thread.
-    let keyframe = Arc::new(AtomicBool::new(false));
-    let thread_keyframe = keyframe.clone();
+    // `keyframe` is set by a keyframe request from the relay, read by the pacing thread.
+    let signals = pacing::PaceSignals {
+        stop: stop.clone(),
+        keyframe: Arc::new(AtomicBool::new(false)),
+        lateness: spec.sender_lateness.clone(),
+    };
+    let keyframe = signals.keyframe.clone();
     let start = clock.now();
     let pacer = std::thread::Builder::new()
         .name("udp-pacer".into())
         .spawn(move || {
-            let (pace, result) = pacing::run(
-                profile,
-                start,
-                duration,
-                spin,
-                &mut sink,
-                &thread_stop,
-                &thread_keyframe,
-            );
+            let (pace, result) = pacing::run(profile, start, duration, spin, &mut sink, &signals);
             (sink.stats, pace, result)
         })
         .context("starting the pacing thread")?;
@@ -468,6 +463,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
             }
         }
         if now >= next_window {
+            spec.self_noise.note_into(&mut receiver);
             let w = receiver.take_window(now);
             progress.add(&w);
             total.merge(&w);
@@ -525,6 +521,7 @@ pub async fn view(spec: &ViewSpec, progress: &Progress) -> Result<ViewOutcome> {
     };
     let _ = send_sealed(&socket, relay, &Control::Goodbye, session.nonce).await;
     let now = clock.now();
+    spec.self_noise.note_into(&mut receiver);
     let last =
         receiver.finish(stream_end.map_or(now, |end: stallwatch_measure::Time| end.min(now)));
     progress.add(&last);
