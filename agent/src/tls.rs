@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use stallwatch_proto::plan::normalize_serial;
+
 use anyhow::{Context, Result, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -310,20 +312,6 @@ impl RevokedClients {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Lowercase hex without colons, whitespace or sign padding (`00` before a high bit): the
-/// collector's form of a serial (`revoked.json`).
-fn normalize_serial(serial: &str) -> String {
-    let mut s: String = serial
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    while s.len() > 2 && s.starts_with("00") {
-        s.drain(..2);
-    }
-    s
 }
 
 /// The serial number of a DER certificate as normalized hex, or `None` if it does not parse

@@ -160,6 +160,22 @@ pub struct RelayPlan {
     pub revoked_serials: Vec<String>,
 }
 
+/// A certificate serial number in the one form agent and collector compare: lowercase hex
+/// without colons, whitespace or sign padding (`00` before a high bit). `revoked.json`, the
+/// collector's lists and [`RelayPlan::revoked_serials`] hold it; relays normalize what they
+/// read from a client certificate the same way.
+pub fn normalize_serial(serial: &str) -> String {
+    let mut s: String = serial
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    while s.len() > 2 && s.starts_with("00") {
+        s.drain(..2);
+    }
+    s
+}
+
 /// A relay's plain UDP credential (32 bytes; 64 lowercase hex digits in JSON). Its `Debug`
 /// prints no bytes, so plans can be logged without leaking it.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

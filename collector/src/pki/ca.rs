@@ -390,7 +390,7 @@ impl Ca {
         now: OffsetDateTime,
         days: u32,
     ) -> Result<(bool, PathBuf), PkiError> {
-        let normalized = super::lists::normalize_serial(serial);
+        let normalized = stallwatch_proto::plan::normalize_serial(serial);
         if normalized.is_empty() || !normalized.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PkiError::InvalidField {
                 field: "serial",

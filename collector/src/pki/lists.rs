@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use stallwatch_proto::plan::normalize_serial;
 use time::OffsetDateTime;
 
 use super::PkiError;
@@ -187,19 +188,6 @@ impl RevocationList {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty() && self.serials.is_empty()
     }
-}
-
-/// Lowercase hex without colons, whitespace or sign padding (`00` before a high bit).
-pub(crate) fn normalize_serial(serial: &str) -> String {
-    let mut s: String = serial
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    while s.len() > 2 && s.starts_with("00") {
-        s.drain(..2);
-    }
-    s
 }
 
 fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PkiError> {
