@@ -36,6 +36,16 @@ fn the_sans_io_crates_never_read_a_clock() {
 }
 
 #[test]
+fn the_relay_session_machine_does_no_io_and_reads_no_clock() {
+    let path = workspace().join("agent/src/relay/session.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Its time comes in as `now`; sockets, streams and timers are the drivers'.
+    for banned in ["Clock", "Instant", "SystemTime", "tokio", "quinn", "Socket", "async fn"] {
+        assert!(!text.contains(banned), "{} mentions {banned}", path.display());
+    }
+}
+
+#[test]
 fn the_sans_io_crates_depend_on_no_runtime_or_network_stack() {
     for krate in ["stallwatch-proto", "stallwatch-measure"] {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -2,6 +2,8 @@
 //! keeps a GOP cache per stream and fans out to viewers. docs/protocol.md is the spec.
 //!
 //! - [`hub`]: the stream registry, GOP caches and fan-out to per-viewer queues; no I/O.
+//! - [`session`]: one session's control handling (phases, replies, NACKs), shared by both
+//!   drivers; no I/O and no clock.
 //! - [`quic`]: the QUIC endpoint; the ALPN picks `quic-stream` or `quic-datagram`.
 //! - [`udp`]: the plain UDP socket, its stateless handshake ([`token`]) and per-peer limits.
 //! - [`args`]: the `stallwatch-agent relay` command line and [`main`].
@@ -12,6 +14,7 @@
 mod args;
 mod hub;
 mod quic;
+mod session;
 mod source;
 mod stats;
 mod token;
@@ -29,6 +32,8 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use stallwatch_proto::control::ErrorCode;
 
 use crate::tls;
 
@@ -270,6 +275,48 @@ impl Drop for Relay {
             task.abort();
         }
         self.endpoint.close(0u32.into(), b"relay stopped");
+    }
+}
+
+/// Starts `stream` for a publisher at `remote` (either transport): a slot in its address's
+/// stream cap, then the hub. `Err` is the refusal to send.
+pub(crate) fn start_publication(
+    hub: &Arc<Hub>,
+    sources: &Arc<source::SourceCaps>,
+    counters: &Counters,
+    remote: SocketAddr,
+    stream: &str,
+    transport: Transport,
+) -> std::result::Result<(hub::Publication, source::SourceGuard), stallwatch_proto::control::Control>
+{
+    let refused = |refusal: hub::Refusal| {
+        debug!(%remote, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+        refusal.to_control()
+    };
+    let Some(hold) = sources.try_hold(remote.ip(), source::Kind::Stream) else {
+        stats::bump(&counters.source_cap_refusals);
+        return Err(refused(refusal_for_cap(sources, source::Kind::Stream)));
+    };
+    match hub.publish(stream, transport) {
+        Ok(publication) => Ok((publication, hold)),
+        Err(refusal) => Err(refused(refusal)),
+    }
+}
+
+/// The refusal of a session or publish whose source address holds its cap of `kind`.
+pub(crate) fn refusal_for_cap(caps: &source::SourceCaps, kind: source::Kind) -> hub::Refusal {
+    let max = caps.max(kind);
+    match kind {
+        source::Kind::Session => hub::Refusal {
+            code: ErrorCode::RateLimited,
+            message: format!("this address holds the relay's limit of {max} sessions per address"),
+        },
+        source::Kind::Stream => hub::Refusal {
+            code: ErrorCode::TooManyStreams,
+            message: format!(
+                "this address publishes the relay's limit of {max} streams per address"
+            ),
+        },
     }
 }
 

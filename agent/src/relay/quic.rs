@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
-use stallwatch_measure::repair::{Nack, NackConfig, NackScheduler, Retransmitter};
-use stallwatch_proto::control::{CONTROL_VERSION, Control, ControlError, ErrorCode, Role};
+use stallwatch_measure::repair::Retransmitter;
+use stallwatch_proto::control::{Control, ControlError};
 use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -22,10 +22,11 @@ use super::hub::{
     Backlog, Delivery, Feed, Hub, MAX_OBJECT_PAYLOAD, Publication, Refusal, Subscription,
     WireBuilder, decode_media, zeros,
 };
+use super::session::{Action, Session, bad_request};
 use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
-use super::transport_from_alpn;
 use super::udp::retransmit_budget;
+use super::{start_publication, transport_from_alpn};
 use crate::clock::Clock;
 use crate::transport::Timer;
 
@@ -126,10 +127,10 @@ async fn serve(incoming: Incoming, ctx: Context, _hold: SourceGuard) {
         return;
     };
     debug!(%remote, %transport, "QUIC connection");
-    Session { conn, transport, remote, ctx }.run().await;
+    QuicSession { conn, transport, remote, ctx }.run().await;
 }
 
-/// How a publishing or viewing session ended.
+/// How a session ended.
 enum End {
     /// The client said goodbye.
     Goodbye,
@@ -145,14 +146,25 @@ enum End {
     Lost,
 }
 
-struct Session {
+/// What the driver does after a control message.
+enum Flow {
+    Continue,
+    End(End),
+    /// An action only the current loop can carry out (a request, a NACK, a keyframe request).
+    Act(Action),
+}
+
+/// The session's control state; QUIC keeps its publication and subscription in its loops.
+type Machine = Session<(), ()>;
+
+struct QuicSession {
     conn: Connection,
     transport: Transport,
     remote: SocketAddr,
     ctx: Context,
 }
 
-impl Session {
+impl QuicSession {
     async fn run(self) {
         let mut shutdown = self.ctx.shutdown.clone();
         // Until the first publish or subscribe: a connection that only holds a slot (and
@@ -182,7 +194,7 @@ impl Session {
             }
         };
         let mut control = ControlStream::new(send, recv);
-        let mut role = None;
+        let mut machine = Machine::new(self.transport, 0);
         loop {
             let msg = tokio::select! {
                 msg = control.next() => msg,
@@ -195,95 +207,100 @@ impl Session {
                     return;
                 }
             };
-            let recv_ns = Clock::global().now().as_nanos();
-            let msg = match msg {
-                Ok(Some(msg)) => msg,
-                Ok(None) => {
-                    self.conn.close(CLOSE_OK.into(), b"control stream finished");
-                    return;
-                }
-                Err(ControlFail::Lost) => return,
-                Err(fail) => {
-                    self.protocol_error(&mut control, fail).await;
-                    return;
-                }
-            };
-            if matches!(msg, Control::Publish { .. } | Control::Subscribe { .. }) {
+            if matches!(msg, Ok(Some(Control::Publish { .. } | Control::Subscribe { .. }))) {
                 // Refused ones count too: a viewer may wait for its publisher.
                 request_due = None;
             }
-            let reply = match msg {
-                Control::Hello { version, role: hello_role, .. } => {
-                    if version == CONTROL_VERSION {
-                        role = Some(hello_role);
-                        None
-                    } else {
-                        Some(version_mismatch(version))
-                    }
-                }
-                Control::Publish { stream } if role == Some(Role::Publisher) => {
-                    let Some(_stream_hold) =
-                        self.ctx.sources.try_hold(self.remote.ip(), Kind::Stream)
-                    else {
-                        bump(&self.ctx.counters.source_cap_refusals);
-                        let refusal = refusal_for_cap(&self.ctx.sources, Kind::Stream);
-                        let reply = self.refused(&refusal, &stream);
-                        if !control.send(&reply).await {
-                            return;
-                        }
-                        continue;
-                    };
-                    match self.ctx.hub.publish(&stream, self.transport) {
-                        Ok(publication) => {
-                            let ok = Control::Ok { stream_id: publication.stream_id(), session: 0 };
-                            if !control.send(&ok).await {
+            let flow = self.respond(&mut control, &mut machine, msg).await;
+            let reply = match flow {
+                Flow::Continue => continue,
+                Flow::End(end) => return self.finish(&mut control, end).await,
+                Flow::Act(Action::Publish { stream }) => {
+                    let ctx = &self.ctx;
+                    let started = start_publication(
+                        &ctx.hub,
+                        &ctx.sources,
+                        &ctx.counters,
+                        self.remote,
+                        &stream,
+                        self.transport,
+                    );
+                    match started {
+                        Ok((publication, stream_hold)) => {
+                            machine.published(&stream, publication.stream_id(), ());
+                            if !control.send(&machine.ok(publication.stream_id())).await {
                                 return;
                             }
-                            return self.publish(control, publication).await;
+                            return self.publish(control, machine, publication, stream_hold).await;
                         }
-                        Err(refusal) => Some(self.refused(&refusal, &stream)),
+                        Err(refusal) => refusal,
                     }
                 }
-                Control::Subscribe { stream, start } if role == Some(Role::Viewer) => {
+                Flow::Act(Action::Subscribe { stream, start }) => {
                     match self.ctx.hub.subscribe(&stream, self.transport, start) {
                         Ok(subscription) => {
-                            let ok = Control::Ok { stream_id: subscription.stream_id, session: 0 };
-                            if !control.send(&ok).await {
+                            machine.subscribed(&stream, subscription.stream_id, ());
+                            if !control.send(&machine.ok(subscription.stream_id)).await {
                                 return;
                             }
-                            return self.view(control, subscription).await;
+                            return self.view(control, machine, subscription).await;
                         }
-                        Err(refusal) => Some(self.refused(&refusal, &stream)),
+                        Err(refusal) => refused(self.remote, &refusal, &stream),
                     }
                 }
-                Control::Publish { .. } | Control::Subscribe { .. } => {
-                    self.ctx.counters.malformed(Malformed::UnexpectedControl);
-                    Some(bad_request(match role {
-                        None => "send hello before publish or subscribe",
-                        Some(Role::Publisher) => "hello said publisher: subscribe is not allowed",
-                        Some(Role::Viewer) => "hello said viewer: publish is not allowed",
-                    }))
-                }
-                Control::Ping { id, send_ns } => Some(pong(id, send_ns, recv_ns)),
-                Control::Goodbye => {
-                    self.conn.close(CLOSE_OK.into(), b"goodbye");
-                    return;
-                }
-                other => {
-                    self.unexpected(&other);
-                    None
-                }
+                // NACKs and keyframe requests: the machine asks for them only while viewing.
+                Flow::Act(_) => continue,
             };
-            if let Some(reply) = reply
-                && !control.send(&reply).await
-            {
+            if !control.send(&reply).await {
                 return;
             }
         }
     }
 
+    /// Hands the next control message (or the stream's end) to the machine and carries out
+    /// what every phase does alike: replies, pongs, counting, goodbye.
+    async fn respond(
+        &self,
+        control: &mut ControlStream,
+        machine: &mut Machine,
+        msg: Result<Option<Control>, ControlFail>,
+    ) -> Flow {
+        let msg = match msg {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Flow::End(End::ControlFinished),
+            Err(ControlFail::Lost) => return Flow::End(End::Lost),
+            Err(fail) => return Flow::End(End::Protocol(fail)),
+        };
+        let name = msg.kind();
+        let reply = match machine.on_control(Clock::global().now(), msg) {
+            Action::Nothing => return Flow::Continue,
+            Action::Reply(reply) => reply,
+            Action::Pong(pong) => pong.at(Clock::global().now().as_nanos()),
+            Action::Goodbye => return Flow::End(End::Goodbye),
+            Action::Unexpected { reply } => {
+                self.ctx.counters.malformed(Malformed::UnexpectedControl);
+                debug!(remote = %self.remote, msg = name, "unexpected control message");
+                match reply {
+                    Some(reply) => reply,
+                    None => return Flow::Continue,
+                }
+            }
+            other => return Flow::Act(other),
+        };
+        match control.send(&reply).await {
+            true => Flow::Continue,
+            false => Flow::End(End::Lost),
+        }
+    }
+
     /// Feeds a publisher's media into the hub until it leaves.
-    async fn publish(self, mut control: ControlStream, publication: Publication) {
+    async fn publish(
+        self,
+        mut control: ControlStream,
+        mut machine: Machine,
+        publication: Publication,
+        _stream_hold: SourceGuard,
+    ) {
         let publication = Arc::new(publication);
         info!(
             remote = %self.remote,
@@ -296,16 +313,15 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         let mut readers = JoinSet::new();
         // quic-datagram: the relay repairs its publisher leg as viewers repair theirs.
-        let mut nack = NackScheduler::new(NackConfig::default());
         let mut nack_timer = Timer::new(Clock::global().now());
         let end = loop {
-            let nack_due = nack.poll_timeout();
+            let nack_due = machine.nack_due();
             if let Some(due) = nack_due {
                 nack_timer.set(due);
             }
             tokio::select! {
                 _ = nack_timer.wait(), if nack_due.is_some() => {
-                    if !send_nacks(&mut nack, &mut control, publication.stream_id(), &counters).await {
+                    if !send_nacks(&mut machine, &mut control, &counters).await {
                         break End::Lost;
                     }
                 }
@@ -315,32 +331,11 @@ impl Session {
                     }
                     bump(&counters.keyframe_requests_forwarded);
                 }
-                msg = control.next() => {
-                    let recv_ns = Clock::global().now().as_nanos();
-                    let reply = match msg {
-                        Ok(Some(Control::Ping { id, send_ns })) => pong(id, send_ns, recv_ns),
-                        Ok(Some(Control::Publish { stream })) if stream == publication.name() => {
-                            Control::Ok { stream_id: publication.stream_id(), session: 0 }
-                        }
-                        Ok(Some(Control::Goodbye)) => break End::Goodbye,
-                        Ok(Some(Control::Hello { .. })) => continue,
-                        Ok(Some(other @ (Control::Publish { .. } | Control::Subscribe { .. }))) => {
-                            counters.malformed(Malformed::UnexpectedControl);
-                            debug!(remote = %self.remote, msg = ?other, "second request from a publisher");
-                            bad_request("this connection already publishes a stream")
-                        }
-                        Ok(Some(other)) => {
-                            self.unexpected(&other);
-                            continue;
-                        }
-                        Ok(None) => break End::ControlFinished,
-                        Err(ControlFail::Lost) => break End::Lost,
-                        Err(fail) => break End::Protocol(fail),
-                    };
-                    if !control.send(&reply).await {
-                        break End::Lost;
-                    }
-                }
+                msg = control.next() => match self.respond(&mut control, &mut machine, msg).await {
+                    Flow::End(end) => break end,
+                    // The machine asks a publisher for nothing else.
+                    Flow::Continue | Flow::Act(_) => {}
+                },
                 uni = self.conn.accept_uni() => match uni {
                     Ok(recv) if self.transport == Transport::QuicStream => {
                         readers.spawn(read_objects(recv, publication.clone(), counters.clone()));
@@ -357,8 +352,7 @@ impl Session {
                             Ok(header) => {
                                 counters.media_in(Transport::QuicDatagram, data.len());
                                 publication.on_packet(&header);
-                                nack.on_rtt_sample(self.conn.rtt());
-                                nack.on_packet(Clock::global().now(), header.seq, header.capture_ns);
+                                machine.on_media(Clock::global().now(), &header, Some(self.conn.rtt()));
                             }
                             Err(reason) => {
                                 counters.malformed(reason);
@@ -385,8 +379,13 @@ impl Session {
     }
 
     /// Delivers a stream to a viewer until it ends or the viewer leaves.
-    async fn view(self, mut control: ControlStream, subscription: Subscription) {
-        let Subscription { stream_id, feed, guard } = subscription;
+    async fn view(
+        self,
+        mut control: ControlStream,
+        mut machine: Machine,
+        subscription: Subscription,
+    ) {
+        let Subscription { stream_id: _, feed, guard } = subscription;
         debug!(
             remote = %self.remote,
             stream = guard.stream_name(),
@@ -405,55 +404,29 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         let end = loop {
             tokio::select! {
-                msg = control.next() => {
-                    let recv_ns = Clock::global().now().as_nanos();
-                    let reply = match msg {
-                        Ok(Some(Control::Ping { id, send_ns })) => pong(id, send_ns, recv_ns),
-                        Ok(Some(Control::Nack { stream_id: id, ranges }))
-                            if id == stream_id && self.transport == Transport::QuicDatagram =>
-                        {
-                            bump(&counters.nacks_received);
-                            retransmitter.on_rtt_sample(self.conn.rtt());
-                            let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
-                            let now = Clock::global().now();
-                            for wire in guard.retransmit(now, &nack, &mut retransmitter) {
-                                let len = wire.len();
-                                if self.conn.send_datagram(wire).is_ok() {
-                                    counters.media_out(Transport::QuicDatagram, len);
-                                    bump(&counters.retransmitted);
-                                }
+                msg = control.next() => match self.respond(&mut control, &mut machine, msg).await {
+                    Flow::Continue => {}
+                    Flow::End(end) => break end,
+                    Flow::Act(Action::Retransmit(nack)) => {
+                        bump(&counters.nacks_received);
+                        retransmitter.on_rtt_sample(self.conn.rtt());
+                        let now = Clock::global().now();
+                        for wire in guard.retransmit(now, &nack, &mut retransmitter) {
+                            let len = wire.len();
+                            if self.conn.send_datagram(wire).is_ok() {
+                                counters.media_out(Transport::QuicDatagram, len);
+                                bump(&counters.retransmitted);
                             }
-                            continue;
                         }
-                        Ok(Some(Control::KeyframeRequest { stream_id: id }))
-                            if id == stream_id && self.transport == Transport::QuicDatagram =>
-                        {
-                            bump(&counters.keyframe_requests_received);
-                            guard.forward_keyframe_request(Clock::global().now());
-                            continue;
-                        }
-                        Ok(Some(Control::Subscribe { stream, .. })) if stream == guard.stream_name() => {
-                            Control::Ok { stream_id, session: 0 }
-                        }
-                        Ok(Some(Control::Goodbye)) => break End::Goodbye,
-                        Ok(Some(Control::Hello { .. })) => continue,
-                        Ok(Some(other @ (Control::Publish { .. } | Control::Subscribe { .. }))) => {
-                            counters.malformed(Malformed::UnexpectedControl);
-                            debug!(remote = %self.remote, msg = ?other, "second request from a viewer");
-                            bad_request("this connection already views a stream")
-                        }
-                        Ok(Some(other)) => {
-                            self.unexpected(&other);
-                            continue;
-                        }
-                        Ok(None) => break End::ControlFinished,
-                        Err(ControlFail::Lost) => break End::Lost,
-                        Err(fail) => break End::Protocol(fail),
-                    };
-                    if !control.send(&reply).await {
-                        break End::Lost;
                     }
-                }
+                    Flow::Act(Action::ForwardKeyframeRequest { .. }) => {
+                        bump(&counters.keyframe_requests_received);
+                        // The hub wakes the publisher's session if the gate lets it through.
+                        guard.forward_keyframe_request(Clock::global().now());
+                    }
+                    // The machine asks a viewing session for nothing else.
+                    Flow::Act(_) => {}
+                },
                 stream_ended = &mut writer => {
                     break if stream_ended.unwrap_or(false) { End::StreamEnded } else { End::Lost };
                 }
@@ -482,9 +455,8 @@ impl Session {
     /// Closes the connection the way `end` calls for.
     async fn finish(&self, control: &mut ControlStream, end: End) {
         match end {
-            End::Goodbye | End::ControlFinished => {
-                self.conn.close(CLOSE_OK.into(), b"goodbye");
-            }
+            End::Goodbye => self.conn.close(CLOSE_OK.into(), b"goodbye"),
+            End::ControlFinished => self.conn.close(CLOSE_OK.into(), b"control stream finished"),
             End::StreamEnded => {
                 let _ = timeout(GOODBYE_WAIT, control.send_last(&Control::Goodbye)).await;
                 // Let the viewer close first: it does once every packet has arrived (or soon
@@ -527,37 +499,11 @@ impl Session {
         debug!(remote = %self.remote, "no publish or subscribe in time; closing");
         self.conn.close(CLOSE_PROTOCOL.into(), b"no request in time");
     }
-
-    fn refused(&self, refusal: &Refusal, stream: &str) -> Control {
-        debug!(remote = %self.remote, stream, code = ?refusal.code, reason = %refusal.message, "refused");
-        refusal.to_control()
-    }
-
-    fn unexpected(&self, msg: &Control) {
-        self.ctx.counters.malformed(Malformed::UnexpectedControl);
-        debug!(remote = %self.remote, ?msg, "ignoring a control message only relays send");
-    }
 }
 
-fn bad_request(message: &str) -> Control {
-    Control::Error { code: ErrorCode::BadRequest, message: message.to_owned() }
-}
-
-pub(crate) fn version_mismatch(version: u8) -> Control {
-    Control::Error {
-        code: ErrorCode::VersionMismatch,
-        message: format!("this relay speaks control version {CONTROL_VERSION}, not {version}"),
-    }
-}
-
-/// The answer to a ping received at `recv_ns`.
-pub(crate) fn pong(id: u64, send_ns: u64, recv_ns: u64) -> Control {
-    Control::Pong {
-        id,
-        echo_send_ns: send_ns,
-        relay_recv_ns: recv_ns,
-        relay_send_ns: Clock::global().now().as_nanos(),
-    }
+fn refused(remote: SocketAddr, refusal: &Refusal, stream: &str) -> Control {
+    debug!(%remote, stream, code = ?refusal.code, reason = %refusal.message, "refused");
+    refusal.to_control()
 }
 
 /// What the relay may resend to a quic-datagram viewer per second (QUIC's congestion control
@@ -566,19 +512,15 @@ const DATAGRAM_VIEWER_BUDGET_BPS: u64 = 50_000_000;
 
 /// Sends the publisher the NACKs due now on its control stream; false if it is gone.
 async fn send_nacks(
-    nack: &mut NackScheduler,
+    machine: &mut Machine,
     control: &mut ControlStream,
-    stream_id: u32,
     counters: &Counters,
 ) -> bool {
-    let now = Clock::global().now();
-    while let Some(n) = nack.poll_nack(now, None) {
-        if let Some(msg) = Control::nack(stream_id, &n.seqs) {
-            if !control.send(&msg).await {
-                return false;
-            }
-            bump(&counters.nacks_sent);
+    for nack in machine.poll_nacks(Clock::global().now()) {
+        if !control.send(&nack).await {
+            return false;
         }
+        bump(&counters.nacks_sent);
     }
     true
 }
@@ -702,23 +644,6 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     match due {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The refusal of a session or publish whose source address holds its cap of `kind`.
-pub(crate) fn refusal_for_cap(caps: &SourceCaps, kind: Kind) -> Refusal {
-    let max = caps.max(kind);
-    match kind {
-        Kind::Session => Refusal {
-            code: ErrorCode::RateLimited,
-            message: format!("this address holds the relay's limit of {max} sessions per address"),
-        },
-        Kind::Stream => Refusal {
-            code: ErrorCode::TooManyStreams,
-            message: format!(
-                "this address publishes the relay's limit of {max} streams per address"
-            ),
-        },
     }
 }
 

@@ -17,24 +17,20 @@ use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use stallwatch_measure::Time;
-use stallwatch_measure::repair::{
-    Nack, NackConfig, NackScheduler, RetransmitConfig, Retransmitter,
-};
-use stallwatch_proto::control::{
-    CONTROL_VERSION, Control, ErrorCode, NackRange, Role, StartAt, is_control, unseal,
-};
-use stallwatch_proto::media::FLAG_RETRANSMITTED;
+use stallwatch_measure::repair::{Nack, RetransmitConfig, Retransmitter};
+use stallwatch_proto::control::{Control, ErrorCode, Role, StartAt, is_control, unseal};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::hub::{Feed, Hub, Publication, ViewerGuard, WireBuilder, decode_media};
-use super::quic::{pong, refusal_for_cap, until_shutdown, version_mismatch};
+use super::quic::until_shutdown;
+use super::session::{Action, Session};
 use super::source::{Kind, SourceCaps, SourceGuard};
 use super::stats::{Counters, Malformed, bump};
 use super::token::Tokens;
-use super::{Limits, Transport};
+use super::{Limits, Transport, refusal_for_cap, start_publication};
 use crate::clock::Clock;
 
 /// Largest UDP payload.
@@ -123,10 +119,10 @@ fn source_prefix(ip: IpAddr) -> u128 {
 
 /// A verified address.
 struct Peer {
-    role: Role,
     /// The session nonce: told in `Ok`, sealing every later datagram from the client.
     nonce: u64,
-    session: PeerSession,
+    /// Control state, with the stream this peer publishes or views.
+    session: Session<Published, UdpViewer>,
     last_seen: Instant,
     /// Received bytes; `None` when the limit is off.
     bucket: Option<TokenBucket>,
@@ -134,22 +130,25 @@ struct Peer {
     dropped_bytes: u64,
     /// The peer's slot in its address's session cap.
     session_hold: SourceGuard,
-    /// Its slot in its address's stream cap, while it publishes.
-    stream_hold: Option<SourceGuard>,
 }
 
-enum PeerSession {
-    /// Said hello; no stream yet.
-    Greeted,
-    /// Publishing, with the NACKs that repair what the publisher's packets lost on the way
-    /// (and the RTT towards the publisher, learnt from its answers to them).
-    Publishing(Publication, Box<NackScheduler>),
-    Viewing(UdpViewer),
+impl Peer {
+    /// Tells the session its viewed stream ended (only the hub knows when).
+    fn note_stream_end(&mut self) {
+        if self.session.viewing().is_some_and(|(_, viewer)| viewer.guard.stream_ended()) {
+            self.session.on_stream_ended();
+        }
+    }
+}
+
+/// A UDP publisher's stream and its slot in its address's stream cap.
+struct Published {
+    publication: Publication,
+    _stream_hold: SourceGuard,
 }
 
 /// A UDP viewer's writer task and its place on the stream.
 struct UdpViewer {
-    stream_id: u32,
     task: JoinHandle<()>,
     guard: ViewerGuard,
     /// Answers this viewer's NACKs, within its byte budget.
@@ -252,7 +251,7 @@ impl UdpRelay {
                 peer.dropped_bytes += data.len() as u64;
                 // One second's worth dropped: a publisher that persistently overdrives.
                 let persistent = peer.dropped_bytes as f64 > bucket.burst;
-                if persistent && matches!(peer.session, PeerSession::Publishing(..)) {
+                if persistent && peer.session.published_stream_id().is_some() {
                     info!(peer = %from, "UDP publisher over its rate limit; dropping it");
                     let error = Control::Error {
                         code: ErrorCode::RateLimited,
@@ -286,23 +285,18 @@ impl UdpRelay {
             self.counters.malformed(Malformed::Unverified);
             return false;
         };
-        let PeerSession::Publishing(publication, nack) = &mut peer.session else {
+        let Some((stream_id, published)) = peer.session.publishing() else {
             self.counters.malformed(Malformed::NotPublisher);
             return false;
         };
-        match decode_media(data, publication.stream_id()) {
+        match decode_media(data, stream_id) {
             Ok(header) => {
                 self.counters.media_in(Transport::Udp, data.len());
-                publication.on_packet(&header);
-                let now = Clock::global().now();
-                if header.flags & FLAG_RETRANSMITTED != 0 {
-                    // The publisher's pings give the relay no RTT; its answers to the relay's
-                    // NACKs do, and space the relay's re-asks.
-                    nack.on_retransmission(now, header.seq, header.capture_ns);
-                } else {
-                    nack.on_packet(now, header.seq, header.capture_ns);
-                }
-                let due = nack.poll_timeout();
+                published.publication.on_packet(&header);
+                // The publisher's pings give the relay no RTT; its answers to the relay's
+                // NACKs do, and space the relay's re-asks.
+                peer.session.on_media(Clock::global().now(), &header, None);
+                let due = peer.session.nack_due();
                 self.nack_wake = earliest(self.nack_wake, due);
                 due.is_some()
             }
@@ -324,12 +318,8 @@ impl UdpRelay {
         let mut due = Vec::new();
         let mut wake = None;
         for (addr, peer) in &mut self.peers {
-            if let PeerSession::Publishing(publication, nack) = &mut peer.session {
-                while let Some(n) = nack.poll_nack(now, None) {
-                    due.extend(Control::nack(publication.stream_id(), &n.seqs).map(|m| (*addr, m)));
-                }
-                wake = earliest(wake, nack.poll_timeout());
-            }
+            due.extend(peer.session.poll_nacks(now).into_iter().map(|m| (*addr, m)));
+            wake = earliest(wake, peer.session.nack_due());
         }
         self.nack_wake = wake;
         for (addr, msg) in due {
@@ -348,10 +338,10 @@ impl UdpRelay {
                 return;
             }
         };
-        if let Control::Hello { version, role, token, proof } = msg {
-            return self.on_hello(from, version, role, token, proof, now).await;
+        if let Control::Hello { role, token, proof, .. } = msg {
+            return self.on_hello(from, msg, role, token, proof, now).await;
         }
-        let Some(peer) = self.peers.get(&from) else {
+        let Some(peer) = self.peers.get_mut(&from) else {
             if msg == Control::Goodbye {
                 // Clients send goodbye more than once; the first one made the relay forget.
                 return;
@@ -360,11 +350,12 @@ impl UdpRelay {
             debug!(peer = %from, ?msg, "control from an unverified address");
             return;
         };
-        if !sealed && !matches!(peer.session, PeerSession::Greeted) {
+        peer.note_stream_end();
+        if !sealed && !peer.session.awaiting_request() {
             // A client sends unsealed only until it has its Ok: a repeated request for the
             // same stream gets the same Ok again (to the address, so a spoofer learns
             // nothing); anything else is a spoofer's, or from a client that lost its session.
-            match repeated_ok(peer, &msg) {
+            match peer.session.repeated_ok(&msg) {
                 Some(ok) => self.send(&ok, from).await,
                 None => {
                     self.counters.malformed(Malformed::BadSession);
@@ -379,27 +370,29 @@ impl UdpRelay {
             debug!(peer = %from, ?msg, "unsealed control before the session's Ok; dropped");
             return;
         }
-        let recv_ns = Clock::global().now().as_nanos();
-        let reply = match msg {
-            Control::Publish { stream } => Some(self.on_publish(from, &stream)),
-            Control::Subscribe { stream, start } => self.on_subscribe(from, &stream, start).await,
-            Control::Ping { id, send_ns } => Some(pong(id, send_ns, recv_ns)),
-            Control::Nack { stream_id, ranges } => {
-                self.on_nack(from, stream_id, &ranges).await;
-                None
+        let kind = msg.kind();
+        let reply = match peer.session.on_control(Clock::global().now(), msg) {
+            Action::Nothing => None,
+            Action::Reply(reply) => Some(reply),
+            Action::Pong(pong) => Some(pong.at(Clock::global().now().as_nanos())),
+            Action::Unexpected { reply } => {
+                self.counters.malformed(Malformed::UnexpectedControl);
+                debug!(peer = %from, msg = kind, "unexpected control message");
+                reply
             }
-            Control::KeyframeRequest { stream_id } => {
-                self.on_keyframe_request(from, stream_id).await;
-                None
-            }
-            Control::Goodbye => {
+            Action::Goodbye => {
                 debug!(peer = %from, "UDP peer said goodbye");
                 self.forget(from);
                 None
             }
-            other => {
-                self.counters.malformed(Malformed::UnexpectedControl);
-                debug!(peer = %from, msg = ?other, "ignoring a control message only relays send");
+            Action::Publish { stream } => Some(self.on_publish(from, &stream)),
+            Action::Subscribe { stream, start } => self.on_subscribe(from, &stream, start).await,
+            Action::Retransmit(nack) => {
+                self.on_nack(from, &nack).await;
+                None
+            }
+            Action::ForwardKeyframeRequest { stream_id } => {
+                self.on_keyframe_request(from, stream_id).await;
                 None
             }
         };
@@ -408,10 +401,11 @@ impl UdpRelay {
         }
     }
 
+    /// A hello (`msg`, with its `role`, `token` and `proof`).
     async fn on_hello(
         &mut self,
         from: SocketAddr,
-        version: u8,
+        msg: Control,
         role: Role,
         token: Option<[u8; 16]>,
         proof: Option<[u8; 16]>,
@@ -426,9 +420,11 @@ impl UdpRelay {
             debug!(peer = %from, "hello with a wrong or expired token; challenging again");
             return self.challenge(from, now_ns, now).await;
         }
-        // Verified from here on: answers may be sent.
-        if version != CONTROL_VERSION {
-            return self.send(&version_mismatch(version), from).await;
+        // Verified from here on: answers may be sent. The session checks the version.
+        let nonce = self.new_nonce();
+        let mut session = Session::new(Transport::Udp, nonce);
+        if let Action::Reply(refusal) = session.on_control(Clock::global().now(), msg) {
+            return self.send(&refusal, from).await;
         }
         if !self.tokens.credential_ok(&token, proof.as_ref()) {
             // Answered, not dropped: the address is verified, and a probe without the
@@ -448,13 +444,13 @@ impl UdpRelay {
             };
             return self.send(&refusal, from).await;
         }
-        if let Some(known) = self.peers.get(&from).map(|p| p.role) {
+        if let Some(known) = self.peers.get(&from).and_then(|p| p.session.role()) {
             if known != role
                 && let Some(old) = self.peers.remove(&from)
             {
                 debug!(peer = %from, ?role, "new session from a known address");
                 // The new session takes the old one's slot in the address's cap.
-                let peer = self.new_peer(role, now, old.session_hold);
+                let peer = self.new_peer(nonce, session, now, old.session_hold);
                 self.peers.insert(from, peer);
             }
             // Otherwise a resent hello: nothing to do.
@@ -476,23 +472,27 @@ impl UdpRelay {
                 .await;
         };
         debug!(peer = %from, ?role, "UDP peer verified");
-        let peer = self.new_peer(role, now, hold);
+        let peer = self.new_peer(nonce, session, now, hold);
         self.peers.insert(from, peer);
         self.counters.udp_peers.store(self.peers.len(), Ordering::Relaxed);
     }
 
-    fn new_peer(&self, role: Role, now: Instant, session_hold: SourceGuard) -> Peer {
+    fn new_peer(
+        &self,
+        nonce: u64,
+        session: Session<Published, UdpViewer>,
+        now: Instant,
+        session_hold: SourceGuard,
+    ) -> Peer {
         let bytes_per_sec = self.limits.udp_rate_limit_bps as f64 / 8.0;
         Peer {
-            role,
-            nonce: self.new_nonce(),
-            session: PeerSession::Greeted,
+            nonce,
+            session,
             last_seen: now,
             bucket: (bytes_per_sec > 0.0)
                 .then(|| TokenBucket::new(bytes_per_sec, bytes_per_sec, now)),
             dropped_bytes: 0,
             session_hold,
-            stream_hold: None,
         }
     }
 
@@ -524,70 +524,35 @@ impl UdpRelay {
         bump(&self.counters.challenges_sent);
     }
 
+    /// Starts the stream the session asked for; the reply (`Ok` or the refusal).
     fn on_publish(&mut self, from: SocketAddr, stream: &str) -> Control {
         let peer = self.peers.get_mut(&from).expect("checked by the caller");
-        match &peer.session {
-            _ if peer.role != Role::Publisher => {
-                self.counters.malformed(Malformed::UnexpectedControl);
-                bad_request("hello said viewer: publish is not allowed")
-            }
-            PeerSession::Publishing(p, _) if p.name() == stream => {
-                Control::Ok { stream_id: p.stream_id(), session: peer.nonce }
-            }
-            PeerSession::Publishing(p, _) => {
-                bad_request(&format!("this address already publishes {:?}", p.name()))
-            }
-            _ => match self.sources.try_hold(from.ip(), Kind::Stream) {
-                None => {
-                    bump(&self.counters.source_cap_refusals);
-                    refusal_for_cap(&self.sources, Kind::Stream).to_control()
-                }
-                Some(hold) => match self.hub.publish(stream, Transport::Udp) {
-                    Ok(publication) => {
-                        peer.stream_hold = Some(hold);
-                        info!(
-                            peer = %from,
-                            stream,
-                            stream_id = publication.stream_id(),
-                            transport = "udp",
-                            "publisher started"
-                        );
-                        let ok =
-                            Control::Ok { stream_id: publication.stream_id(), session: peer.nonce };
-                        let nack = Box::new(NackScheduler::new(NackConfig::default()));
-                        peer.session = PeerSession::Publishing(publication, nack);
-                        ok
-                    }
-                    Err(refusal) => {
-                        debug!(peer = %from, stream, code = ?refusal.code, reason = %refusal.message, "refused");
-                        refusal.to_control()
-                    }
-                },
-            },
-        }
+        let started = start_publication(
+            &self.hub,
+            &self.sources,
+            &self.counters,
+            from,
+            stream,
+            Transport::Udp,
+        );
+        let (publication, hold) = match started {
+            Ok(started) => started,
+            Err(refusal) => return refusal,
+        };
+        let stream_id = publication.stream_id();
+        info!(peer = %from, stream, stream_id, transport = "udp", "publisher started");
+        peer.session.published(stream, stream_id, Published { publication, _stream_hold: hold });
+        peer.session.ok(stream_id)
     }
 
-    /// `None` when the reply has been sent already (an `Ok` must precede the media).
+    /// Subscribes as the session asked. `None` when the reply has been sent already (an `Ok`
+    /// must precede the media).
     async fn on_subscribe(
         &mut self,
         from: SocketAddr,
         stream: &str,
         start: StartAt,
     ) -> Option<Control> {
-        let peer = self.peers.get_mut(&from).expect("checked by the caller");
-        if peer.role != Role::Viewer {
-            self.counters.malformed(Malformed::UnexpectedControl);
-            return Some(bad_request("hello said publisher: subscribe is not allowed"));
-        }
-        if let PeerSession::Viewing(viewer) = &peer.session
-            && !viewer.guard.stream_ended()
-        {
-            return Some(if viewer.guard.stream_name() == stream {
-                Control::Ok { stream_id: viewer.stream_id, session: peer.nonce }
-            } else {
-                bad_request(&format!("this address already views {:?}", viewer.guard.stream_name()))
-            });
-        }
         let subscription = match self.hub.subscribe(stream, Transport::Udp, start) {
             Ok(subscription) => subscription,
             Err(refusal) => {
@@ -596,8 +561,8 @@ impl UdpRelay {
             }
         };
         let stream_id = subscription.stream_id;
-        let session = peer.nonce;
-        self.send(&Control::Ok { stream_id, session }, from).await;
+        let ok = self.peers.get(&from)?.session.ok(stream_id);
+        self.send(&ok, from).await;
         let task = tokio::spawn(deliver(
             self.socket.clone(),
             from,
@@ -606,37 +571,22 @@ impl UdpRelay {
             self.limits.udp_rate_limit_bps,
         ));
         let retransmitter = Retransmitter::new(retransmit_budget(self.limits.udp_rate_limit_bps));
-        let viewer = UdpViewer { stream_id, task, guard: subscription.guard, retransmitter };
+        let viewer = UdpViewer { task, guard: subscription.guard, retransmitter };
         debug!(peer = %from, stream, "UDP viewer subscribed");
         if let Some(peer) = self.peers.get_mut(&from) {
-            peer.session = PeerSession::Viewing(viewer);
+            peer.session.subscribed(stream, stream_id, viewer);
         }
         None
     }
 
-    /// The viewer session of `from` on stream `stream_id`, if that is what it is.
-    fn viewer_of(
-        peers: &mut HashMap<SocketAddr, Peer>,
-        from: SocketAddr,
-        stream_id: u32,
-    ) -> Option<&mut UdpViewer> {
-        match peers.get_mut(&from).map(|p| &mut p.session) {
-            Some(PeerSession::Viewing(viewer)) if viewer.stream_id == stream_id => Some(viewer),
-            _ => None,
-        }
-    }
-
     /// Resends what a viewer asks for, from the stream's history, within its budget.
-    async fn on_nack(&mut self, from: SocketAddr, stream_id: u32, ranges: &[NackRange]) {
-        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
-            self.counters.malformed(Malformed::UnexpectedControl);
-            debug!(peer = %from, stream_id, "NACK from a peer not viewing that stream");
+    async fn on_nack(&mut self, from: SocketAddr, nack: &Nack) {
+        let Some((_, viewer)) = self.peers.get_mut(&from).and_then(|p| p.session.viewing()) else {
             return;
         };
         bump(&self.counters.nacks_received);
-        let nack = Nack { seqs: ranges.iter().flat_map(|r| r.seqs()).collect() };
         let now = Clock::global().now();
-        let wires = viewer.guard.retransmit(now, &nack, &mut viewer.retransmitter);
+        let wires = viewer.guard.retransmit(now, nack, &mut viewer.retransmitter);
         for wire in wires {
             match self.socket.send_to(&wire, from).await {
                 Ok(_) => {
@@ -651,18 +601,15 @@ impl UdpRelay {
     /// Forwards a viewer's keyframe request to the stream's publisher, at most one per stream
     /// every 200 ms.
     async fn on_keyframe_request(&mut self, from: SocketAddr, stream_id: u32) {
-        let Some(viewer) = Self::viewer_of(&mut self.peers, from, stream_id) else {
-            self.counters.malformed(Malformed::UnexpectedControl);
-            debug!(peer = %from, stream_id, "keyframe request from a peer not viewing that stream");
+        let Some((_, viewer)) = self.peers.get_mut(&from).and_then(|p| p.session.viewing()) else {
             return;
         };
         bump(&self.counters.keyframe_requests_received);
         if !viewer.guard.forward_keyframe_request(Clock::global().now()) {
             return;
         }
-        let publisher = self.peers.iter().find_map(|(addr, peer)| match &peer.session {
-            PeerSession::Publishing(p, _) if p.stream_id() == stream_id => Some(*addr),
-            _ => None,
+        let publisher = self.peers.iter().find_map(|(addr, peer)| {
+            (peer.session.published_stream_id() == Some(stream_id)).then_some(*addr)
         });
         if let Some(publisher) = publisher {
             self.send(&Control::KeyframeRequest { stream_id }, publisher).await;
@@ -695,8 +642,8 @@ impl UdpRelay {
 
     async fn goodbye_all(&mut self) {
         // Stop the viewer tasks first so that no ended stream sends its own goodbye too.
-        for peer in self.peers.values() {
-            if let PeerSession::Viewing(viewer) = &peer.session {
+        for peer in self.peers.values_mut() {
+            if let Some((_, viewer)) = peer.session.viewing() {
                 viewer.task.abort();
             }
         }
@@ -714,23 +661,6 @@ impl UdpRelay {
         if let Err(e) = self.socket.send_to(&msg.encode(), to).await {
             debug!(peer = %to, error = %e, "UDP send failed");
         }
-    }
-}
-
-/// The `Ok` a repeated request from a peer in a stream session gets: the same as the first,
-/// if the request names the session's stream; `None` for anything else.
-fn repeated_ok(peer: &Peer, msg: &Control) -> Option<Control> {
-    let session = peer.nonce;
-    match (&peer.session, msg) {
-        (PeerSession::Publishing(p, _), Control::Publish { stream }) if p.name() == stream => {
-            Some(Control::Ok { stream_id: p.stream_id(), session })
-        }
-        (PeerSession::Viewing(v), Control::Subscribe { stream, .. })
-            if v.guard.stream_name() == stream && !v.guard.stream_ended() =>
-        {
-            Some(Control::Ok { stream_id: v.stream_id, session })
-        }
-        _ => None,
     }
 }
 
@@ -754,10 +684,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// (the retransmitter's own default rate when the limit is off).
 pub(crate) fn retransmit_budget(rate_limit_bps: u64) -> RetransmitConfig {
     RetransmitConfig::for_bitrate(if rate_limit_bps > 0 { rate_limit_bps } else { 50_000_000 })
-}
-
-fn bad_request(message: &str) -> Control {
-    Control::Error { code: ErrorCode::BadRequest, message: message.to_owned() }
 }
 
 /// Sends a UDP viewer its queue, paced at the per-peer rate limit beyond a small burst (a

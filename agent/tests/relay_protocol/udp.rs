@@ -481,3 +481,36 @@ async fn one_address_holds_at_most_its_caps_of_udp_peers_and_streams() {
     })
     .await;
 }
+
+/// One session machine behind both transports: a different second request gets the same
+/// answer (a `BadRequest` naming the session's stream) and the same count over UDP as over QUIC.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_different_second_request_is_refused_and_counted_alike_on_udp_and_quic() {
+    bounded(async {
+        let relay = TestRelay::start(|_| {}).await;
+        let bad_request = |answer: Control| match answer {
+            Control::Error { code: ErrorCode::BadRequest, message } => message,
+            other => panic!("not a BadRequest: {other:?}"),
+        };
+
+        let udp = UdpClient::new(&relay).await;
+        udp.publish("u").await;
+        udp.send(&Control::Publish { stream: "u2".into() }).await;
+        let udp_answer = bad_request(udp.recv_control().await);
+        assert!(udp_answer.contains("already publishes \"u\""), "{udp_answer}");
+        relay.wait_for("udp counted", |s| s.malformed("unexpected_control") == 1).await;
+
+        let mut quic = QuicClient::connect(&relay, stallwatch_agent::tls::ALPN_DATAGRAM).await;
+        quic.publish("q").await;
+        quic.send(&Control::Publish { stream: "q2".into() }).await;
+        let quic_answer = bad_request(quic.recv().await.expect("an answer"));
+        assert_eq!(quic_answer, udp_answer.replace("\"u\"", "\"q\""));
+        // The session goes on: a repeat of its own request still gets its Ok.
+        quic.send(&Control::Publish { stream: "q".into() }).await;
+        assert!(matches!(quic.recv().await, Some(Control::Ok { .. })));
+        let stats =
+            relay.wait_for("quic counted", |s| s.malformed("unexpected_control") == 2).await;
+        assert_eq!(stats.malformed_total(), 2, "{stats:#?}");
+    })
+    .await;
+}
