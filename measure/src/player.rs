@@ -15,11 +15,20 @@
 //!   frame breaks its GOP, and the player needs a keyframe ([`Player::needs_keyframe`]). A
 //!   frame of which nothing arrived is due at a capture time interpolated between its
 //!   neighbours (frames are evenly spaced).
+//! - **Waiting for a repair.** With repair on, a frame still incomplete at its deadline is
+//!   waited for up to the repair wait ([`Player::set_repair_wait`], the receiver's NACK retry
+//!   interval: an RTT and its variation, so an ask made before the deadline can be answered),
+//!   rather than skipped at once: skipping a predicted frame breaks its GOP and costs a
+//!   keyframe request and a keyframe, a freeze of an RTT and more, where the repair is often
+//!   a few tens of milliseconds late (libwebrtc's frame buffer too waits for an incomplete
+//!   frame instead of dropping it). Past the wait the frame is missing as without repair.
 //! - **Rebuffering.** If nothing after the frame has arrived, the buffer has run dry: the
-//!   player waits for it. When it completes, late, the player resumes at the new offset (its
-//!   completion minus its capture), so the frame is shown `playout_delay` after it arrived:
-//!   the buffer holds the playout delay again. A lasting delay step is one stall of about the
-//!   step, not a stall to the end. The offset never decreases (no catch-up).
+//!   player waits for it. When a frame the player waited for completes, late, it resumes once
+//!   its buffer holds the playout delay again, at the new offset: at once if the frames that
+//!   arrived while it waited (a repair's) already span the playout delay, else the frame is
+//!   shown when they would (after a dry buffer: `playout_delay` after the frame arrived). A
+//!   lasting delay step is one stall of about the step, not a stall to the end. The offset
+//!   never decreases (no catch-up), so a late repair also deepens the buffer for the next.
 //! - **Stalls.** A gap between consecutive rendered frames longer than 500 ms is a stall (Agora
 //!   RTC SDK); longer than 600 ms, a 600 ms stall (Agora Analytics); at least
 //!   max(3 x avg, avg + 150 ms), with avg the mean of the previous 30 gaps and at least 5 of
@@ -132,6 +141,9 @@ struct Slot {
     frag_count: u16,
     received: u16,
     capture_ns: u64,
+    /// Capture time of the newest frame of which anything had arrived when this frame
+    /// completed: how much media the buffer held after it then.
+    newest_capture_ns: u64,
     state: SlotState,
 }
 
@@ -141,6 +153,7 @@ const EMPTY_SLOT: Slot = Slot {
     frag_count: 0,
     received: 0,
     capture_ns: 0,
+    newest_capture_ns: 0,
     state: SlotState::Empty,
 };
 
@@ -166,6 +179,8 @@ impl Medium {
 pub struct Player {
     medium: Medium,
     playout_delay: Duration,
+    /// How long past its deadline an incomplete frame is waited for (zero without repair).
+    repair_wait: Duration,
     slots: Vec<Slot>,
     /// The first complete keyframe has arrived: frames from `next_frame` on are tracked.
     started: bool,
@@ -204,6 +219,7 @@ impl Player {
         Player {
             medium,
             playout_delay,
+            repair_wait: Duration::ZERO,
             slots: vec![EMPTY_SLOT; FRAME_SLOTS],
             started: false,
             offset_ns: None,
@@ -242,6 +258,20 @@ impl Player {
     pub fn playout_clock(&self) -> Option<PlayoutClock> {
         let offset = self.offset_ns.filter(|_| !self.waiting)?;
         Some(PlayoutClock::from_offset_ns(offset + self.playout_delay.as_nanos() as i128))
+    }
+
+    /// The timeline a repair is of use on: [`Player::playout_clock`] plus the repair wait.
+    pub fn repair_clock(&self) -> Option<PlayoutClock> {
+        let clock = self.playout_clock()?;
+        Some(PlayoutClock::from_offset_ns(
+            clock.capture_to_deadline_ns + self.repair_wait.as_nanos() as i128,
+        ))
+    }
+
+    /// How long past its deadline a frame still incomplete is waited for, for its repair (zero,
+    /// the default, without repair).
+    pub fn set_repair_wait(&mut self, wait: Duration) {
+        self.repair_wait = wait;
     }
 
     /// Whether the stream's last frame (marked end-of-stream) has been played.
@@ -295,6 +325,9 @@ impl Player {
         // Before the start too: frames after the first keyframe may complete before it does
         // (its last fragment repaired late).
         self.highest_frame = self.highest_frame.max(frame);
+        let newest_capture_ns = self
+            .known(self.highest_frame)
+            .map_or(header.capture_ns, |s| s.capture_ns.max(header.capture_ns));
         let slot = &mut self.slots[Self::index(frame)];
         if slot.state == SlotState::Empty || slot.frame != frame {
             *slot = Slot {
@@ -303,6 +336,7 @@ impl Player {
                 frag_count: header.frag_count,
                 received: 0,
                 capture_ns: header.capture_ns,
+                newest_capture_ns: header.capture_ns,
                 state: SlotState::Assembling,
             };
         }
@@ -314,6 +348,7 @@ impl Player {
             return;
         }
         slot.state = SlotState::Complete(now);
+        slot.newest_capture_ns = newest_capture_ns;
         let capture_ns = slot.capture_ns;
         if !self.started {
             if !key {
@@ -361,6 +396,13 @@ impl Player {
         self.offset_ns = Some(i128::from(now.as_nanos()) - i128::from(capture_ns));
     }
 
+    /// Whether a frame incomplete at `deadline` is still waited for at `now`, for its repair
+    /// ([`Player::poll_timeout`] says until when): within the repair wait, and only if it
+    /// could be shown (a keyframe, or its GOP is intact so far).
+    fn worth_waiting_for(&self, key: bool, now: Time, deadline: Time) -> bool {
+        now < deadline + self.repair_wait && (key || self.gop_ok)
+    }
+
     /// A frame not complete by its deadline: missing, and its GOP is broken.
     fn lose(&mut self, frame: u64) {
         self.counters.frames_missing += 1;
@@ -386,6 +428,7 @@ impl Player {
                 frag_count: header.frag_count,
                 received: 0,
                 capture_ns: header.capture_ns,
+                newest_capture_ns: header.capture_ns,
                 state: SlotState::Played { decoded: false },
             };
         }
@@ -423,7 +466,15 @@ impl Player {
     /// frame, or when nothing is left to play).
     pub fn poll_timeout(&self) -> Option<Time> {
         let offset = self.offset_ns.filter(|_| !self.waiting)?;
-        Some(self.deadline(offset, self.next_capture()?))
+        let due = self.deadline(offset, self.next_capture()?);
+        // An incomplete frame that could still be shown is waited for, for its repair.
+        let waits = match self.known(self.next_frame) {
+            Some(slot) => {
+                !matches!(slot.state, SlotState::Complete(_)) && (slot.key || self.gop_ok)
+            }
+            None => self.gop_ok,
+        };
+        Some(if waits { due + self.repair_wait } else { due })
     }
 
     /// Plays every frame whose deadline is at or before `now`.
@@ -448,10 +499,15 @@ impl Player {
                         false
                     }
                 }
-                Some((SlotState::Complete(at), _)) if !later_arrived => {
-                    // The buffer ran dry waiting for this frame: resume with it, a playout
-                    // delay after it completed.
-                    let resumed = i128::from(at.as_nanos()) - i128::from(capture_ns);
+                Some((SlotState::Complete(at), _))
+                    if !later_arrived || at <= deadline + self.repair_wait =>
+                {
+                    // The player waited for this frame (the buffer ran dry, or its repair was
+                    // on the way): resume once the buffer holds the playout delay again.
+                    let newest = self.known(f).map_or(capture_ns, |s| s.newest_capture_ns);
+                    let held = (i128::from(newest) - i128::from(capture_ns))
+                        .clamp(0, self.playout_delay.as_nanos() as i128);
+                    let resumed = i128::from(at.as_nanos()) - i128::from(capture_ns) - held;
                     self.offset_ns = Some(offset.max(resumed));
                     self.counters.rebuffers += 1;
                     continue;
@@ -460,6 +516,12 @@ impl Player {
                     self.waiting = true;
                     return;
                 }
+                Some((SlotState::Assembling, key))
+                    if self.worth_waiting_for(key, now, deadline) =>
+                {
+                    return;
+                }
+                None if self.worth_waiting_for(false, now, deadline) => return,
                 Some((SlotState::Complete(_), _)) => {
                     self.counters.frames_late += 1;
                     self.lose(f);

@@ -349,6 +349,11 @@ impl Receiver {
     /// A receiver for a viewing attempt that started at `attempt_start` (before any DNS,
     /// connect or handshake, so first-frame time covers them).
     pub fn new(config: ReceiverConfig, attempt_start: Time) -> Self {
+        let repair = (config.repair == Repair::Nack).then(|| RepairState::new(config.loss_wait));
+        let mut player = Player::new(config.medium, config.playout_delay);
+        if let Some(repair) = &repair {
+            player.set_repair_wait(repair.nack.retry_interval());
+        }
         Receiver {
             attempt_start,
             playout_delay: config.playout_delay,
@@ -358,8 +363,8 @@ impl Receiver {
             packets: 0,
             bytes: 0,
             sequence: SeqTracker::new(config.loss_wait),
-            repair: (config.repair == Repair::Nack).then(|| RepairState::new(config.loss_wait)),
-            player: Player::new(config.medium, config.playout_delay),
+            repair,
+            player,
             last_arrival: None,
             replay: ReplayQueue::default(),
             last_transit: None,
@@ -462,6 +467,7 @@ impl Receiver {
     pub fn on_rtt_sample(&mut self, rtt: Duration) {
         if let Some(repair) = &mut self.repair {
             repair.nack.on_rtt_sample(rtt);
+            self.player.set_repair_wait(repair.nack.retry_interval());
         }
     }
 
@@ -489,7 +495,7 @@ impl Receiver {
             repair.keyframe_requests += 1;
             return Some(Feedback::KeyframeRequest);
         }
-        repair.nack.poll_nack(now, self.player.playout_clock()).map(Feedback::Nack)
+        repair.nack.poll_nack(now, self.player.repair_clock()).map(Feedback::Nack)
     }
 
     /// Advances loss decisions and playback to `now`.

@@ -132,6 +132,53 @@ fn a_loss_run_beyond_the_deadline_costs_one_keyframe_request_and_one_freeze() {
     assert_eq!((t.player.stalls, t.player.stall_time_ns), (1, due(180) - due(149)));
 }
 
+#[test]
+fn a_repair_that_misses_the_deadline_by_less_than_the_repair_wait_is_waited_for_not_frozen_on() {
+    // 100 ms each way, no rate limit: the first keyframe completes at 100 ms, so frame f is
+    // due at capture(f) + 400 ms. Pings every second give RTT samples of 200 ms (RFC 6298:
+    // rttvar 100, 75, 56.25, 42.1875 ms after the samples at 0.2, 1.2, 2.2 and 3.2 s), so from
+    // 3.2 s the retry interval, and the player's repair wait, is 200 + 4 x 42.1875 = 368.75 ms.
+    //
+    // Frame 100 (one packet, sent at 3333.333 ms) is lost. Frame 101 arrives at 3466.667 ms;
+    // the NACK leaves at 3476.667 and reaches the sender at 3576.667 ms, and that
+    // retransmission is lost too. The NACK is repeated a retry interval later (3845.417 ms),
+    // and the second retransmission arrives at 4045.417 ms: 312 ms after frame 100 was due
+    // (3733.333 ms), within the wait (until 4102.083 ms). By then frames up to 118 (sent at
+    // 3933.333 ms) have arrived: 600 ms of media behind frame 100, more than the 300 ms
+    // playout delay, so it is shown at once, at 4045.417 ms, 345.417 ms after frame 99: no
+    // stall, one freeze, no keyframe request. (Skipped at its deadline, frame 100 would have
+    // broken its GOP: a keyframe request at 3733 ms and a 567 ms stall until keyframe 116.)
+    let mut config = SimConfig::new(
+        LinkConfig {
+            delay: Duration::from_millis(100),
+            outages: vec![
+                Outage { start: Time::from_nanos(due(100)), duration: Duration::from_nanos(1) },
+                Outage {
+                    start: Time::from_nanos(3_576_666_666),
+                    duration: Duration::from_nanos(1),
+                },
+            ],
+            ..LinkConfig::default()
+        },
+        Duration::from_secs(10),
+    );
+    config.uplink = LinkConfig { delay: Duration::from_millis(100), ..LinkConfig::default() };
+    config.profile = small_video();
+    config.receiver.repair = Repair::Nack;
+    let run = sim::run(&config);
+    let t = sim::total(&run.windows);
+    assert_eq!((t.loss.lost, t.repair.residual_lost), (1, 0));
+    assert_eq!((t.repair.nack.packets_nacked, t.repair.nack.nack_retries), (1, 1));
+    assert_eq!((run.retransmit.retransmitted, t.repair.retransmissions_received), (2, 1));
+    assert_eq!(t.repair.keyframe_requests, 0);
+    let p = &t.player;
+    assert_eq!((p.stalls, p.rebuffers, p.freezes), (0, 1, 1));
+    assert_eq!(p.freeze_time_ns, 4_045_416_666 - due(99) - 400 * MS);
+    assert_eq!((p.frames_rendered, p.frames_missing, p.frames_late), (300, 0, 0));
+    // The offset grew by the 312 ms the repair was late: the last frame is shown then.
+    assert_eq!(p.play_time_ns, due(299) - due(0) + (4_045_416_666 - due(100) - 400 * MS));
+}
+
 /// Every packet of a 720p30 stream sent in `[0, until)`, with its send time (ns).
 fn stream_720p30(until: Duration) -> Vec<(u64, MediaHeader)> {
     let mut pacer = Pacer::new("720p30".parse().unwrap(), Time::ZERO);

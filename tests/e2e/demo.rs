@@ -1,5 +1,6 @@
 //! README.md's demo command, as a user runs it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stallwatch_collector::demo::{DEGRADING_REGION, TROUBLED_COHORT};
@@ -161,14 +162,14 @@ fn demo_shows_every_cohort_then_a_p2_and_a_p1_in_the_degrading_region_and_stops_
 }
 
 /// Issue 11's last demo point in full: over a 5-minute run the healthy cohorts raise nothing.
-/// The healthy cohorts are all but the degrading region and the demo's 3G cohort, whose round
-/// trip outruns the 300 ms playout delay (`TROUBLED_COHORT`; the demo says so at start).
-/// Ignored: five minutes long, and it does not hold yet. Of three runs, one passed (idle
-/// machine, 305 s); two raised a `latam/wifi/udp` stall P1 (about 1.8 % in 2 of 3 minutes; one
-/// of them on an idle machine): a repair over two lossy 90 ms legs can outrun the 300 ms
-/// playout delay (README demo section). Every other healthy cohort stayed quiet.
+/// The healthy cohorts are all but the degrading region and the demo's 3G cohort
+/// (`TROUBLED_COHORT`: slow first frames, QUIC behind the stream; the demo says so at start).
+/// Ignored by `cargo test` (it is five minutes long, and the end-to-end tests stay under five);
+/// `scripts/test` runs it on its own after the suite. Before the player waited for late
+/// repairs, two runs of three raised a `latam/wifi/udp` stall P1: a retransmission lost on one
+/// of two lossy 90 ms legs cost a keyframe request and a 0.7 s stall (README demo section).
 #[test]
-#[ignore = "5 minutes, not yet reliable (README demo section); run with --ignored on an idle machine"]
+#[ignore = "5 minutes: scripts/test runs it on its own after the suite"]
 fn over_five_minutes_the_healthy_regions_raise_nothing() {
     let _tolerant = load_tolerant();
     let dir =
@@ -185,5 +186,26 @@ fn over_five_minutes_the_healthy_regions_raise_nothing() {
         .map(|a| a.text)
         .collect();
     assert!(healthy.is_empty(), "the healthy regions raised:\n{}", healthy.join("\n"));
+    // Issue 10's demo point: 4G and Wi-Fi stall under 1 % of play on every transport (the
+    // last live summary: figures since the start).
+    let mut last_summary = BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("   ") && l.ends_with("% of play)")) {
+        let cohort = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let pct = line.rsplit_once('(').and_then(|(_, p)| p.split('%').next());
+        let pct: f64 = pct.and_then(|p| p.trim().parse().ok()).unwrap_or(f64::NAN);
+        last_summary.insert(cohort, pct);
+    }
+    let stalling: Vec<String> = last_summary
+        .iter()
+        .filter(|(cohort, _)| {
+            let region = cohort.split('/').next().unwrap_or_default();
+            let network = cohort.split(['/', ' ']).nth(1).unwrap_or_default();
+            region != DEGRADING_REGION && (region, network) != (troubled_region, troubled_network)
+        })
+        .filter(|(_, pct)| pct.is_nan() || **pct >= 1.0)
+        .map(|(cohort, pct)| format!("{cohort}: {pct} % of play"))
+        .collect();
+    assert!(last_summary.len() >= 15, "no full live summary:\n{stdout}");
+    assert!(stalling.is_empty(), "healthy cohorts stalled:\n{}\n{stdout}", stalling.join("\n"));
     assert_nothing_left(&dir);
 }
