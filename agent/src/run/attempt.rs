@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
 use stallwatch_proto::control::StartAt;
@@ -53,59 +53,8 @@ pub mod names {
     pub const SELF_NOISE_WINDOWS: &str = "self_noise_windows";
 }
 
-/// Why an attempt failed, as a counter suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCause {
-    /// No answer from the relay (or its name did not resolve).
-    Unreachable,
-    /// The TLS handshake failed (certificate not trusted, wrong name).
-    Tls,
-    /// The relay has no such stream (view).
-    StreamNotFound,
-    /// The relay refused for another reason (limits, stream exists, rate limit).
-    Refused,
-    /// Anything else (connection lost, local error).
-    Other,
-}
-
-impl FailureCause {
-    /// The counter suffix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCause::Unreachable => "unreachable",
-            FailureCause::Tls => "tls",
-            FailureCause::StreamNotFound => "stream_not_found",
-            FailureCause::Refused => "refused",
-            FailureCause::Other => "other",
-        }
-    }
-
-    /// Classifies a transport error by its message (the transports word them for people).
-    pub fn of(error: &anyhow::Error) -> FailureCause {
-        let text = format!("{error:#}").to_ascii_lowercase();
-        if text.contains("stream not found") {
-            FailureCause::StreamNotFound
-        } else if text.contains("tls") || text.contains("certificate") {
-            FailureCause::Tls
-        } else if text.contains("unreachable")
-            || text.contains("timed out")
-            || text.contains("no answer")
-            || text.contains("resolving")
-            || text.contains("did not answer")
-        {
-            FailureCause::Unreachable
-        } else if text.contains("limit")
-            || text.contains("already being published")
-            || text.contains("not authorized")
-            || text.contains("rejected the request")
-            || text.contains("refused")
-        {
-            FailureCause::Refused
-        } else {
-            FailureCause::Other
-        }
-    }
-}
+pub use crate::transport::FailureCause;
+use crate::transport::fail;
 
 /// Something for the report builder.
 #[derive(Debug)]
@@ -179,9 +128,16 @@ async fn resolve(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let quic: SocketAddr = tokio::net::lookup_host((host, port))
         .await
-        .with_context(|| format!("resolving the relay host {host:?}"))?
+        .map_err(|e| {
+            fail(FailureCause::Unreachable, format!("resolving the relay host {host:?}: {e}"))
+        })?
         .next()
-        .ok_or_else(|| anyhow!("resolving the relay host {host:?}: no address"))?;
+        .ok_or_else(|| {
+            fail(
+                FailureCause::Unreachable,
+                format!("resolving the relay host {host:?}: no address"),
+            )
+        })?;
     let udp_port = port.checked_add(1).ok_or_else(|| anyhow!("port {port} has no next port"))?;
     Ok(RelayTarget {
         quic,
@@ -381,7 +337,8 @@ pub async fn run_attempt(
             Err(e) => {
                 ctx.failed(&pub_key, &e);
                 if views && !viewer_started && !*cancel.borrow() {
-                    ctx.failed(&view_key, &anyhow!("the publisher failed: {e:#}"));
+                    // The viewer's failure has the publisher's cause.
+                    ctx.failed(&view_key, &e.context("the publisher failed"));
                 }
             }
         }
@@ -410,26 +367,51 @@ mod tests {
     use stallwatch_proto::control::validate_stream_name;
 
     #[test]
-    fn failures_are_classified_by_cause() {
+    fn failures_are_counted_by_the_variant_of_the_typed_error_not_by_its_words() {
+        use crate::transport::{refusal, socket_error, stopped};
+        use stallwatch_proto::control::ErrorCode;
         let cases = [
-            ("viewing \"s\" over udp: stream not found: s", FailureCause::StreamNotFound),
+            (refusal(ErrorCode::StreamNotFound, "s"), FailureCause::StreamNotFound),
+            (refusal(ErrorCode::TooManyStreams, "full"), FailureCause::Refused),
+            (refusal(ErrorCode::StreamExists, "s"), FailureCause::Refused),
+            (refusal(ErrorCode::Unauthorized, "no proof"), FailureCause::Refused),
+            (refusal(ErrorCode::VersionMismatch, "v9"), FailureCause::Other),
+            (stopped(ErrorCode::TooManyViewers, "full"), FailureCause::Refused),
             (
-                "relay 1.2.3.4:5 unreachable over QUIC: no answer within 5s",
+                socket_error(
+                    "sending",
+                    std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+                ),
                 FailureCause::Unreachable,
             ),
-            ("no answer from the relay over UDP: UDP may be blocked", FailureCause::Unreachable),
-            ("resolving the relay host \"x\": failed", FailureCause::Unreachable),
             (
-                "TLS handshake with the relay at x failed on this probe's side: bad",
+                socket_error("sending", std::io::Error::from(std::io::ErrorKind::OutOfMemory)),
+                FailureCause::Other,
+            ),
+            // Context around a typed error keeps its cause.
+            (
+                fail(FailureCause::Tls, "TLS handshake failed").context("viewing \"s\" over quic"),
                 FailureCause::Tls,
             ),
-            ("the relay is at its stream limit: full", FailureCause::Refused),
-            ("a stream with that name is already being published: s", FailureCause::Refused),
-            ("the connection to the relay was lost: reset", FailureCause::Other),
+            // Words no longer decide: an untyped error that says "stream not found" is `other`,
+            // and a typed one reworded keeps its cause.
+            (anyhow!("stream not found: s"), FailureCause::Other),
+            (fail(FailureCause::Unreachable, "the relay is silent"), FailureCause::Unreachable),
         ];
-        for (msg, cause) in cases {
-            assert_eq!(FailureCause::of(&anyhow!("{msg}")), cause, "{msg}");
+        for (error, cause) in cases {
+            assert_eq!(FailureCause::of(&error), cause, "{error:#}");
         }
+        let names: Vec<&str> = [
+            FailureCause::Unreachable,
+            FailureCause::Tls,
+            FailureCause::StreamNotFound,
+            FailureCause::Refused,
+            FailureCause::Other,
+        ]
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+        assert_eq!(names, ["unreachable", "tls", "stream_not_found", "refused", "other"]);
     }
 
     #[test]

@@ -167,6 +167,81 @@ pub(crate) fn feedback_message(stream_id: u32, feedback: Feedback) -> Option<Con
     }
 }
 
+/// Why an attempt failed, as its failure counter's `cause` label says
+/// (`stallwatch_attempt_failures_total{role,cause}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// No answer from the relay (or its name did not resolve).
+    Unreachable,
+    /// The TLS handshake failed (certificate not trusted, wrong name, revoked).
+    Tls,
+    /// The relay has no such stream (view).
+    StreamNotFound,
+    /// The relay refused for another reason (limits, stream exists, rate limit, credential).
+    Refused,
+    /// Anything else (connection lost, local error, an untyped error).
+    Other,
+}
+
+impl FailureCause {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Unreachable => "unreachable",
+            FailureCause::Tls => "tls",
+            FailureCause::StreamNotFound => "stream_not_found",
+            FailureCause::Refused => "refused",
+            FailureCause::Other => "other",
+        }
+    }
+
+    /// The cause of `error`: the variant of the first [`TransportError`] in its chain, so
+    /// rewording a message never moves a count; `Other` if there is none.
+    pub fn of(error: &anyhow::Error) -> FailureCause {
+        error
+            .chain()
+            .find_map(|e| e.downcast_ref::<TransportError>())
+            .map_or(FailureCause::Other, |e| e.cause)
+    }
+}
+
+/// A transport's failure at the I/O edge: what it means for the failure counters, and what to
+/// tell a person. Carried inside an `anyhow::Error` (context may wrap it).
+#[derive(Debug)]
+pub struct TransportError {
+    pub cause: FailureCause,
+    message: String,
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// An error of `cause`, worded for people.
+pub fn fail(cause: FailureCause, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(TransportError { cause, message: message.into() })
+}
+
+/// What a relay's error code means for the failure counters.
+fn refusal_cause(code: ErrorCode) -> FailureCause {
+    match code {
+        ErrorCode::StreamNotFound => FailureCause::StreamNotFound,
+        ErrorCode::StreamExists
+        | ErrorCode::TooManyStreams
+        | ErrorCode::TooManyViewers
+        | ErrorCode::RateLimited
+        | ErrorCode::Unauthorized
+        | ErrorCode::BadRequest => FailureCause::Refused,
+        ErrorCode::VersionMismatch | ErrorCode::Internal | ErrorCode::Other(_) => {
+            FailureCause::Other
+        }
+    }
+}
+
 /// Explains a relay's refusal in a user's words.
 pub fn refusal(code: ErrorCode, message: &str) -> anyhow::Error {
     let what = match code {
@@ -183,7 +258,24 @@ pub fn refusal(code: ErrorCode, message: &str) -> anyhow::Error {
         ErrorCode::BadRequest => "the relay rejected the request",
         ErrorCode::Internal | ErrorCode::Other(_) => "the relay failed",
     };
-    anyhow::anyhow!("{what}: {message}")
+    fail(refusal_cause(code), format!("{what}: {message}"))
+}
+
+/// A relay that stopped a stream under way (`Control::Error` after `Ok`): caused as a refusal.
+pub fn stopped(code: ErrorCode, message: &str) -> anyhow::Error {
+    fail(refusal_cause(code), format!("the relay stopped the stream: {message} ({code:?})"))
+}
+
+/// A failed socket operation: unreachable if the network said so (ICMP), else local.
+pub fn socket_error(what: &str, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind as K;
+    let cause = match e.kind() {
+        K::ConnectionRefused | K::NetworkUnreachable | K::HostUnreachable => {
+            FailureCause::Unreachable
+        }
+        _ => FailureCause::Other,
+    };
+    fail(cause, format!("{what}: {e}"))
 }
 
 /// A function each viewer window is handed to as it is taken.

@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use super::pacing::{self, FrameSink, frame_interval};
 use super::timer::Timer;
 use super::{
-    CONNECT_TIMEOUT, Progress, PublishSpec, PublishStats, QuicPath, RelayTarget, Transport,
-    ViewEnd, ViewOutcome, ViewSpec,
+    CONNECT_TIMEOUT, FailureCause, Progress, PublishSpec, PublishStats, QuicPath, RelayTarget,
+    Transport, ViewEnd, ViewOutcome, ViewSpec, fail,
 };
 use crate::clock::Clock;
 use crate::tls;
@@ -59,9 +59,10 @@ async fn open(
 ) -> Result<Session> {
     let clock = Clock::global();
     let trust = target.trust.as_ref().ok_or_else(|| {
-        anyhow!(
+        fail(
+            FailureCause::Tls,
             "no way to verify the relay's certificate: pass --pin FINGERPRINT (the relay prints \
-             it at start), --ca FILE (the fleet CA) or --bundle FILE (an agent's)"
+             it at start), --ca FILE (the fleet CA) or --bundle FILE (an agent's)",
         )
     })?;
     let bind: SocketAddr = match target.quic.ip() {
@@ -74,12 +75,17 @@ async fn open(
         .connect_with(config, target.quic, &target.server_name)
         .with_context(|| format!("connecting to {}", target.quic))?;
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Err(_) => bail!(
-            "relay {} unreachable over QUIC: no answer within {}s (is a relay listening there, \
-             and is UDP allowed on this path?)",
-            target.quic,
-            CONNECT_TIMEOUT.as_secs()
-        ),
+        Err(_) => {
+            return Err(fail(
+                FailureCause::Unreachable,
+                format!(
+                    "relay {} unreachable over QUIC: no answer within {}s (is a relay listening \
+                     there, and is UDP allowed on this path?)",
+                    target.quic,
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            ));
+        }
         Ok(Err(e)) => return Err(connect_error(target, e)),
         Ok(Ok(conn)) => conn,
     };
@@ -87,7 +93,10 @@ async fn open(
     // In TLS 1.3 the client is done before the relay has checked its certificate: a refusal
     // of it arrives as the connection closing under the first request.
     let refused = |e: anyhow::Error| match conn.close_reason() {
-        Some(closed @ quinn::ConnectionError::ConnectionClosed(_)) => connect_error(target, closed),
+        Some(
+            reason @ (quinn::ConnectionError::ConnectionClosed(_)
+            | quinn::ConnectionError::TimedOut),
+        ) => connect_error(target, reason),
         _ => e,
     };
     let (mut control_tx, control_rx) =
@@ -97,9 +106,10 @@ async fn open(
     out.extend(request.encode());
     control_tx.write_all(&out).await.context("sending hello to the relay").map_err(refused)?;
     let mut control_rx = spawn_control_reader(control_rx);
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, control_rx.recv())
-        .await
-        .map_err(|_| anyhow!("the relay did not answer within {}s", CONNECT_TIMEOUT.as_secs()))?;
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, control_rx.recv()).await.map_err(|_| {
+        let secs = CONNECT_TIMEOUT.as_secs();
+        fail(FailureCause::Unreachable, format!("the relay did not answer within {secs}s"))
+    })?;
     match answer {
         Some(Control::Ok { stream_id, .. }) => Ok(Session {
             _endpoint: endpoint,
@@ -130,21 +140,28 @@ fn tls_alert(close: &quinn::ConnectionClose) -> Option<u8> {
 fn connect_error(target: &RelayTarget, e: quinn::ConnectionError) -> anyhow::Error {
     use quinn::ConnectionError as E;
     match e {
-        E::TimedOut => {
-            anyhow!("relay {} unreachable over QUIC: the handshake timed out", target.quic)
-        }
+        E::TimedOut => fail(
+            FailureCause::Unreachable,
+            format!("relay {} unreachable over QUIC: the handshake timed out", target.quic),
+        ),
+        // Our own verifier's refusal of the relay's certificate arrives as a local transport
+        // error whose reason quinn words; there is no type to match.
         E::TransportError(t)
             if t.to_string().contains("certificate") || t.to_string().contains("fingerprint") =>
         {
-            anyhow!(
-                "TLS handshake with the relay at {} failed on this probe's side: {t} (check --pin \
-                 or --ca and --server-name)",
-                target.quic
+            fail(
+                FailureCause::Tls,
+                format!(
+                    "TLS handshake with the relay at {} failed on this probe's side: {t} (check \
+                     --pin or --ca and --server-name)",
+                    target.quic
+                ),
             )
         }
-        E::TransportError(t) => {
-            anyhow!("QUIC handshake with the relay at {} failed: {t}", target.quic)
-        }
+        E::TransportError(t) => fail(
+            FailureCause::Other,
+            format!("QUIC handshake with the relay at {} failed: {t}", target.quic),
+        ),
         E::ConnectionClosed(c) if tls_alert(&c).is_some() => {
             let fleet = matches!(target.trust, Some(tls::Trust::Fleet { .. }));
             let why = match tls_alert(&c) {
@@ -157,14 +174,23 @@ fn connect_error(target: &RelayTarget, e: quinn::ConnectionError) -> anyhow::Err
                 }
                 _ => "it does not accept this bundle's certificate (another fleet's, or expired?)",
             };
-            anyhow!("the relay at {} refused the TLS handshake: {why} ({c})", target.quic)
+            fail(
+                FailureCause::Tls,
+                format!("the relay at {} refused the TLS handshake: {why} ({c})", target.quic),
+            )
         }
-        E::ConnectionClosed(c) => anyhow!(
-            "the relay at {} refused the QUIC/TLS handshake: {c} (relay side; does it speak \
-             stallwatch and this transport?)",
-            target.quic
+        E::ConnectionClosed(c) => fail(
+            FailureCause::Tls,
+            format!(
+                "the relay at {} refused the QUIC/TLS handshake: {c} (relay side; does it speak \
+                 stallwatch and this transport?)",
+                target.quic
+            ),
         ),
-        other => anyhow!("connecting to the relay at {}: {other}", target.quic),
+        other => fail(
+            FailureCause::Other,
+            format!("connecting to the relay at {}: {other}", target.quic),
+        ),
     }
 }
 
@@ -420,7 +446,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
             _ = &mut paced_rx => break,
             msg = session.control_rx.recv(), if control_open => match msg {
                 Some(Control::Error { code, message }) => {
-                    refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
+                    refused = Some(super::stopped(code, &message));
                     stop.store(true, Ordering::Relaxed);
                 }
                 Some(Control::KeyframeRequest { stream_id }) if stream_id == session.stream_id => {

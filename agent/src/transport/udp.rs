@@ -20,7 +20,9 @@ use tokio::net::UdpSocket;
 
 use super::pacing::{self, FrameSink, frame_interval};
 use super::timer::Timer;
-use super::{Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec};
+use super::{
+    FailureCause, Progress, PublishSpec, PublishStats, ViewEnd, ViewOutcome, ViewSpec, fail,
+};
 use crate::clock::Clock;
 use crate::relay::{CREDENTIAL_LEN, credential_proof};
 
@@ -44,7 +46,8 @@ fn unspecified_for(addr: SocketAddr) -> SocketAddr {
 }
 
 async fn send_control(socket: &UdpSocket, relay: SocketAddr, msg: &Control) -> Result<()> {
-    socket.send_to(&msg.encode(), relay).await.context("sending to the relay over UDP")?;
+    let sent = socket.send_to(&msg.encode(), relay).await;
+    sent.map_err(|e| super::socket_error("sending to the relay over UDP", e))?;
     Ok(())
 }
 
@@ -57,7 +60,8 @@ async fn send_sealed(
 ) -> Result<()> {
     let mut datagram = msg.encode();
     seal(&mut datagram, session);
-    socket.send_to(&datagram, relay).await.context("sending to the relay over UDP")?;
+    let sent = socket.send_to(&datagram, relay).await;
+    sent.map_err(|e| super::socket_error("sending to the relay over UDP", e))?;
     Ok(())
 }
 
@@ -105,10 +109,13 @@ struct Session {
 }
 
 fn unblocked_error(relay: SocketAddr) -> anyhow::Error {
-    anyhow!(
-        "no answer from the relay at {relay} over UDP after {TRIES} tries: UDP may be blocked on \
-         this path, or no relay listens on that port (a relay's UDP port is its QUIC port + 1 \
-         unless set with --udp-listen)"
+    fail(
+        FailureCause::Unreachable,
+        format!(
+            "no answer from the relay at {relay} over UDP after {TRIES} tries: UDP may be \
+             blocked on this path, or no relay listens on that port (a relay's UDP port is its \
+             QUIC port + 1 unless set with --udp-listen)"
+        ),
     )
 }
 
@@ -357,7 +364,7 @@ pub async fn publish(spec: &PublishSpec, stop: Arc<AtomicBool>) -> Result<Publis
             .min(Duration::from_millis(100));
         match recv_control(&socket, relay, wait).await {
             Some(Control::Error { code, message }) => {
-                refused = Some(anyhow!("the relay stopped the stream: {message} ({code:?})"));
+                refused = Some(super::stopped(code, &message));
                 stop.store(true, Ordering::Relaxed);
             }
             Some(Control::Goodbye) => {
