@@ -314,39 +314,15 @@ impl RevokedClients {
     }
 }
 
-/// The serial number of a DER certificate as normalized hex, or `None` if it does not parse
-/// that far (`Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-/// serialNumber INTEGER, ... } ... }`).
+/// The serial number of a DER certificate as normalized hex, or `None` if it is not a
+/// certificate.
 pub fn certificate_serial(der: &[u8]) -> Option<String> {
-    /// Splits one DER element off `input`: (tag, content, rest).
-    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            (len, &rest[n..])
-        };
-        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-    }
-    const SEQUENCE: u8 = 0x30;
-    const INTEGER: u8 = 0x02;
-    const VERSION: u8 = 0xa0;
-    let (SEQUENCE, cert, _) = element(der)? else { return None };
-    let (SEQUENCE, tbs, _) = element(cert)? else { return None };
-    let (mut tag, mut content, rest) = element(tbs)?;
-    if tag == VERSION {
-        (tag, content, _) = element(rest)?;
-    }
-    if tag != INTEGER || content.is_empty() {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    if cert.raw_serial().is_empty() {
         return None;
     }
-    let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
     Some(normalize_serial(&hex))
 }
 

@@ -11,6 +11,12 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Wall-clock time as a date, for certificate validity in the `ca` commands.
+pub fn now_utc() -> time::OffsetDateTime {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    time::OffsetDateTime::UNIX_EPOCH + since_epoch
+}
+
 /// Monotonic time, for durations (ingest latency).
 pub fn monotonic() -> Instant {
     Instant::now()

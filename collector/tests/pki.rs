@@ -407,6 +407,50 @@ mod pki {
         assert!(err.contains("ca.key") && err.contains("is not the key of"), "{err}");
     }
 
+    /// A cut or padded certificate, wherever it arrives, is an error that says what is wrong
+    /// with it (and which file it came from), never a panic.
+    #[test]
+    fn truncated_certificates_are_clear_errors() {
+        use base64::Engine as _;
+        let tmp = TempDir::new("truncated");
+        let ca = new_ca(&tmp);
+        let cred = ca.issue_agent(&identity("edge-1", "eu", "5g"), year()).unwrap();
+        let der = cred.cert.to_vec();
+
+        for cut in 0..der.len() {
+            let short = &der[..cut];
+            for err in [
+                inspect_certificate(short).unwrap_err(),
+                agent_identity(short).unwrap_err(),
+                certificate_serial(short).unwrap_err(),
+            ] {
+                let msg = err.to_string();
+                assert!(msg.starts_with("malformed certificate: truncated"), "cut {cut}: {msg}");
+            }
+            let msg = verify_issued_by(short, ca.certificate()).unwrap_err().to_string();
+            assert!(msg.contains("truncated"), "cut {cut}: {msg}");
+        }
+        let mut longer = der.clone();
+        longer.extend_from_slice(&[0x05, 0x00]);
+        let msg = inspect_certificate(&longer).unwrap_err().to_string();
+        assert!(msg.contains("unexpected data after the certificate"), "{msg}");
+
+        // In a bundle: the file, which certificate, and why.
+        let pem = cred.bundle_pem();
+        let (begin, end) = ("-----BEGIN CERTIFICATE-----\n", "\n-----END CERTIFICATE-----");
+        let body = pem.find(begin).unwrap() + begin.len();
+        let body_end = body + pem[body..].find(end).unwrap();
+        let cut = base64::engine::general_purpose::STANDARD.encode(&der[..der.len() / 2]);
+        let file = tmp.join("cut.bundle.pem");
+        fs::write(&file, format!("{}{cut}{}", &pem[..body], &pem[body_end..])).unwrap();
+        let msg = load_bundle(&file).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&file.display().to_string())
+                && msg.contains("certificate 1 is malformed: truncated"),
+            "{msg}"
+        );
+    }
+
     #[derive(Parser)]
     struct Cli {
         #[command(subcommand)]

@@ -5,8 +5,8 @@ use std::path::Path;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::der::Cert;
 use super::files::{self, MAX_SMALL_FILE};
+use super::x509::Cert;
 use super::{AgentIdentity, PkiError, agent_identity};
 
 /// An agent's credentials, as `stallwatch-agent run --bundle FILE` uses them.
@@ -87,7 +87,7 @@ pub fn load_bundle(path: &Path) -> Result<Bundle, PkiError> {
     }
     let key_pair = rcgen::KeyPair::try_from(key.secret_pkcs8_der())
         .map_err(|e| bad(format!("unreadable private key: {e}")))?;
-    if key_pair.public_key_raw() != parsed[0].public_key {
+    if key_pair.public_key_raw() != parsed[0].public_key() {
         return Err(bad("the private key does not belong to the agent certificate".into()));
     }
     agent_identity(&certs[0]).map_err(|e| bad(e.to_string()))?;

@@ -12,10 +12,11 @@ use ring::rand::SecureRandom;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-use super::der::{self, Cert};
 use super::files::{self, MAX_SMALL_FILE, MODE_PUBLIC, MODE_SECRET, pem_block, rfc3339};
+use super::hex;
 use super::identity::{Host, parse_host};
 use super::lists::{IssuedAgent, IssuedList, RevocationList};
+use super::x509::Cert;
 use super::{AgentIdentity, PkiError, fingerprint};
 
 /// The CA certificate's common name.
@@ -165,10 +166,7 @@ impl Ca {
         name.push(DnType::CommonName, CA_COMMON_NAME);
         name.push(DnType::OrganizationName, "stallwatch");
         // Each CA gets its own name, so certificates from two fleets never look alike.
-        name.push(
-            DnType::OrganizationalUnitName,
-            format!("ca {}", der::hex(&key_id.as_ref()[..4])),
-        );
+        name.push(DnType::OrganizationalUnitName, format!("ca {}", hex(&key_id.as_ref()[..4])));
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -177,12 +175,12 @@ impl Ca {
         let info = Cert::parse(cert.der()).map_err(|e| PkiError::Certificate(e.to_string()))?;
         let pem = pem_block(
             &[
-                format!("stallwatch fleet CA certificate: {}", der::name_to_string(info.subject)),
+                format!("stallwatch fleet CA certificate: {}", info.subject_name()),
                 format!(
                     "serial {}, valid {} to {}",
                     info.serial_hex(),
-                    rfc3339(info.not_before),
-                    rfc3339(info.not_after)
+                    rfc3339(info.not_before()),
+                    rfc3339(info.not_after())
                 ),
                 format!("sha256 fingerprint {}", fingerprint(cert.der())),
                 "Collectors verify agents with it; agents get a copy in their bundles.".into(),
@@ -230,14 +228,14 @@ impl Ca {
             path: cert_path.clone(),
             reason: format!("malformed certificate: {e}"),
         })?;
-        if parsed.public_key != key.public_key_raw() {
+        if parsed.public_key() != key.public_key_raw() {
             return Err(bad_key(format!("is not the key of {}", cert_path.display())));
         }
         let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen_name(parsed.subject)
+        params.distinguished_name = rcgen_name(&parsed)
             .map_err(|reason| PkiError::File { path: cert_path.clone(), reason })?;
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let not_after = parsed.not_after;
+        let not_after = parsed.not_after();
         Ok(Ca { dir: dir.to_path_buf(), cert, key, params, not_after })
     }
 
@@ -506,7 +504,7 @@ impl AgentCredential {
     /// The bundle: agent certificate, agent key, CA certificate, each with comments.
     pub fn bundle_pem(&self) -> String {
         let ca_name = Cert::parse(&self.ca)
-            .map(|c| der::name_to_string(c.subject))
+            .map(|c| c.subject_name())
             .unwrap_or_else(|_| CA_COMMON_NAME.into());
         let mut out = format!(
             "# stallwatch agent bundle for {}\n\
@@ -687,32 +685,32 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
 
 /// rcgen's form of a certificate's subject, so certificates issued from a loaded CA carry
 /// its exact name. [`Ca::sign`] checks the result byte for byte.
-fn rcgen_name(subject: &[u8]) -> Result<DistinguishedName, String> {
-    use der::oid;
-    let attrs = der::name_attributes(subject).map_err(|e| format!("malformed CA name: {e}"))?;
+fn rcgen_name(cert: &Cert<'_>) -> Result<DistinguishedName, String> {
+    use x509_parser::asn1_rs::Tag;
+    use x509_parser::oid_registry as oid;
     let mut name = DistinguishedName::new();
-    for attr in attrs {
-        let ty = match attr.oid {
-            oid::COMMON_NAME => DnType::CommonName,
-            oid::COUNTRY_NAME => DnType::CountryName,
-            oid::LOCALITY_NAME => DnType::LocalityName,
-            oid::STATE_OR_PROVINCE_NAME => DnType::StateOrProvinceName,
-            oid::ORGANIZATION_NAME => DnType::OrganizationName,
-            oid::ORGANIZATIONAL_UNIT_NAME => DnType::OrganizationalUnitName,
+    for attr in cert.subject_attributes() {
+        let ty = match attr.attr_type() {
+            t if *t == oid::OID_X509_COMMON_NAME => DnType::CommonName,
+            t if *t == oid::OID_X509_COUNTRY_NAME => DnType::CountryName,
+            t if *t == oid::OID_X509_LOCALITY_NAME => DnType::LocalityName,
+            t if *t == oid::OID_X509_STATE_OR_PROVINCE_NAME => DnType::StateOrProvinceName,
+            t if *t == oid::OID_X509_ORGANIZATION_NAME => DnType::OrganizationName,
+            t if *t == oid::OID_X509_ORGANIZATIONAL_UNIT => DnType::OrganizationalUnitName,
             other => {
                 return Err(format!(
-                    "the CA's name has an attribute stallwatch cannot reproduce ({})",
-                    der::oid_to_string(other)
+                    "the CA's name has an attribute stallwatch cannot reproduce ({other})"
                 ));
             }
         };
-        let text = attr.text().ok_or("the CA's name has a value that is not text")?.to_string();
-        let value = match attr.string_tag {
-            der::TAG_UTF8_STRING => DnValue::Utf8String(text),
-            der::TAG_PRINTABLE_STRING => DnValue::PrintableString(
+        let text =
+            attr.as_str().map_err(|_| "the CA's name has a value that is not text")?.to_string();
+        let value = match attr.attr_value().tag() {
+            Tag::Utf8String => DnValue::Utf8String(text),
+            Tag::PrintableString => DnValue::PrintableString(
                 PrintableString::try_from(text).map_err(|e| format!("the CA's name: {e}"))?,
             ),
-            der::TAG_IA5_STRING => DnValue::Ia5String(
+            Tag::Ia5String => DnValue::Ia5String(
                 Ia5String::try_from(text).map_err(|e| format!("the CA's name: {e}"))?,
             ),
             _ => return Err("the CA's name uses an unsupported string type".into()),

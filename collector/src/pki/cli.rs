@@ -129,7 +129,7 @@ pub struct IssueCollectorArgs {
 /// unknown network type) are clap's, exit 2.
 pub fn main(args: CaArgs) -> Result<()> {
     let dir = args.dir;
-    let now = wall_clock_now();
+    let now = crate::clock::now_utc();
     match args.command {
         CaCommand::Init { force } => {
             let replaced = force && dir.join(CA_CERT_FILE).exists();
@@ -315,15 +315,6 @@ fn list(ca: &Ca, now: OffsetDateTime, json: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The wall clock, read once per command. The collector has no clock module yet; when it
-/// gets one, this moves there.
-#[allow(clippy::disallowed_methods, reason = "the ca command's one clock read")]
-fn wall_clock_now() -> OffsetDateTime {
-    let since_epoch =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    OffsetDateTime::UNIX_EPOCH + since_epoch
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::PkiError;
-use super::der::{Cert, GeneralName, oid};
+use super::x509::{Cert, GeneralName};
 
 /// The scheme and path prefix of the SAN URI that carries an agent's identity.
 pub const IDENTITY_URI_PREFIX: &str = "stallwatch:agent/";
@@ -101,13 +101,12 @@ impl fmt::Display for AgentIdentity {
 /// [`certificate_serial`](super::certificate_serial).
 pub fn agent_identity(cert_der: &[u8]) -> Result<AgentIdentity, PkiError> {
     let cert = Cert::parse(cert_der).map_err(|e| PkiError::Certificate(e.to_string()))?;
-    let malformed = |e: super::der::DerError| PkiError::Certificate(e.to_string());
+    let malformed = |e: super::x509::CertError| PkiError::Certificate(e.to_string());
     let not_agent = |reason: &str| PkiError::NotAgentCertificate(reason.to_string());
     if cert.is_ca().map_err(malformed)? {
         return Err(not_agent("it is a CA certificate"));
     }
-    let ekus = cert.extended_key_usages().map_err(malformed)?;
-    if !ekus.contains(&oid::KP_CLIENT_AUTH) {
+    if !cert.key_usages().map_err(malformed)?.client_auth {
         return Err(not_agent("it is not for client authentication (no clientAuth usage)"));
     }
     let mut uris =

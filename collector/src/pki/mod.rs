@@ -17,18 +17,18 @@
 //! a report body, so an agent cannot report as another or as another cohort.
 //!
 //! Nothing here reads the clock: callers pass `now` (the CLI reads it once, in [`main`]).
-//! Certificates are parsed with a small strict DER reader (`der`), which returns an error,
-//! never panics, on any input.
+//! Certificates are read with `x509-parser` (`x509`), strict about what the fleet CA never
+//! writes; any input gives a value or an error, never a panic.
 
 mod bundle;
 mod ca;
 mod cli;
-mod der;
 mod error;
 mod files;
 mod identity;
 mod lists;
 pub(crate) mod verified;
+mod x509;
 
 use std::net::IpAddr;
 
@@ -75,28 +75,28 @@ pub struct CertificateInfo {
 
 /// Reads a certificate's serial, names, validity and alternative names. Does not verify it.
 pub fn inspect_certificate(cert_der: &[u8]) -> Result<CertificateInfo, PkiError> {
-    let malformed = |e: der::DerError| PkiError::Certificate(e.to_string());
-    let cert = der::Cert::parse(cert_der).map_err(malformed)?;
-    let ekus = cert.extended_key_usages().map_err(malformed)?;
+    let malformed = |e: x509::CertError| PkiError::Certificate(e.to_string());
+    let cert = x509::Cert::parse(cert_der).map_err(malformed)?;
+    let usages = cert.key_usages().map_err(malformed)?;
     let mut info = CertificateInfo {
         serial: cert.serial_hex(),
-        subject: der::name_to_string(cert.subject),
-        issuer: der::name_to_string(cert.issuer),
-        not_before: cert.not_before,
-        not_after: cert.not_after,
+        subject: cert.subject_name(),
+        issuer: cert.issuer_name(),
+        not_before: cert.not_before(),
+        not_after: cert.not_after(),
         is_ca: cert.is_ca().map_err(malformed)?,
-        client_auth: ekus.contains(&der::oid::KP_CLIENT_AUTH),
-        server_auth: ekus.contains(&der::oid::KP_SERVER_AUTH),
+        client_auth: usages.client_auth,
+        server_auth: usages.server_auth,
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
         uris: Vec::new(),
     };
     for name in cert.subject_alt_names().map_err(malformed)? {
         match name {
-            der::GeneralName::Dns(d) => info.dns_names.push(d.to_string()),
-            der::GeneralName::Ip(ip) => info.ip_addresses.push(ip),
-            der::GeneralName::Uri(u) => info.uris.push(u.to_string()),
-            der::GeneralName::Other => {}
+            x509::GeneralName::Dns(d) => info.dns_names.push(d.to_string()),
+            x509::GeneralName::Ip(ip) => info.ip_addresses.push(ip),
+            x509::GeneralName::Uri(u) => info.uris.push(u.to_string()),
+            x509::GeneralName::Other => {}
         }
     }
     Ok(info)
@@ -104,5 +104,14 @@ pub fn inspect_certificate(cert_der: &[u8]) -> Result<CertificateInfo, PkiError>
 
 /// SHA-256 of a certificate's DER, lowercase hex (the agent's `--pin` form).
 pub fn fingerprint(cert_der: &[u8]) -> String {
-    der::hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
+    hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
