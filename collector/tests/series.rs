@@ -396,6 +396,8 @@ fn series_catalogue_maps_every_name_measure_reports() {
     let report = std::fs::read_to_string(manifest_path("../measure/src/report.rs")).unwrap();
     let receiver = std::fs::read_to_string(manifest_path("../measure/src/receiver.rs")).unwrap();
     let attempt = std::fs::read_to_string(manifest_path("../agent/src/run/attempt.rs")).unwrap();
+    let transport =
+        std::fs::read_to_string(manifest_path("../agent/src/transport/mod.rs")).unwrap();
 
     let block = report.split("let counters").nth(1).unwrap().split(".into_iter()").next().unwrap();
     let mut measured: BTreeSet<String> = block
@@ -411,7 +413,8 @@ fn series_catalogue_maps_every_name_measure_reports() {
         .filter(|l| l.contains("pub const"))
         .map(|l| l.split('"').nth(1).unwrap())
         .collect();
-    let causes: Vec<&str> = attempt
+    // `FailureCause::as_str`, beside the transports' typed error.
+    let causes: Vec<&str> = transport
         .split("pub fn as_str(self)")
         .nth(1)
         .unwrap()
