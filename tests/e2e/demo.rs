@@ -124,7 +124,7 @@ fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_an
     let alertmanager_url = format!("http://{}", alertmanager.addr);
     // --duration only bounds a run whose P1 never comes.
     let mut demo =
-        DemoProcess::start(&dir, &["--duration", "240s", "--alertmanager", &alertmanager_url]);
+        DemoProcess::start(&dir, &["--duration", "300s", "--alertmanager", &alertmanager_url]);
     let out = demo.stdout();
     for url in ["/metrics", "web UI", "/api/v1/alerts", "/api/v1/reports/me?from="] {
         assert!(out.contains(url), "{url} not printed:\n{out}");
