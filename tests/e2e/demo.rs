@@ -8,6 +8,8 @@ use stallwatch_tests::demo::{DemoProcess, first_complete_summary};
 use stallwatch_tests::fleet::wait_until;
 use stallwatch_tests::load_tolerant;
 
+use crate::{dashboards, webui};
+
 /// Processes whose command line mentions `needle` (by /proc), other than this test's.
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let me = std::process::id().to_string();
@@ -95,8 +97,14 @@ fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
 /// accepts it: the URLs are printed; every cohort has data within a minute; the degrading
 /// region (`me`, whose emulated loss and delay ramp up from 10 s) raises a P2 and then a P1,
 /// and it alone is singled out as an outlier among its peers; Ctrl-C stops everything and
-/// leaves its report with the incidents. One demo for all of it: it is the heaviest process
-/// the tests start.
+/// leaves its report with the incidents.
+///
+/// One demo for this and for two more checks that need a running demo with data, while it
+/// goes on towards its P1: the shipped dashboards and rules against Prometheus scraping it
+/// (`dashboards.rs`) and every web UI page in Chromium (`webui.rs`). A demo is the heaviest
+/// process the tests start and takes a minute to have data; one demo instead of three took
+/// about 90 s of two-at-a-time test time off the end-to-end run (BENCHMARKS.md). Each step
+/// says on stderr when it starts, so a failure names its step.
 ///
 /// Incidents are judged on whole wall-clock minutes: the P2 comes when the first minute with
 /// data is judged, the P1 when the second is (with the demo's 7 s settle and 5 s evaluation).
@@ -105,17 +113,32 @@ fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
 ///
 /// That the healthy cohorts raise nothing is the five-minute test's (below).
 #[test]
-fn demo_shows_every_cohort_then_a_p2_and_a_p1_in_the_degrading_region_and_stops_on_ctrl_c() {
+fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_and_stops_on_ctrl_c()
+{
     let _tolerant = load_tolerant();
     let dir = std::env::temp_dir().join(format!("stallwatch-e2e-demo-{}", std::process::id()));
+    // Prometheus and Alertmanager files: beside the demo's directory, which must be left
+    // without processes mentioning it.
+    let peers = dir.with_extension("peers");
+    let _ = std::fs::remove_dir_all(&peers);
+    let alertmanager = dashboards::start_alertmanager(&peers.join("alertmanager"));
+    let alertmanager_url = format!("http://{}", alertmanager.addr);
     // --duration only bounds a run whose P1 never comes.
-    let mut demo = DemoProcess::start(&dir, &["--duration", "240s"]);
+    let mut demo =
+        DemoProcess::start(&dir, &["--duration", "300s", "--alertmanager", &alertmanager_url]);
     let out = demo.stdout();
     for url in ["/metrics", "web UI", "/api/v1/alerts", "/api/v1/reports/me?from="] {
         assert!(out.contains(url), "{url} not printed:\n{out}");
     }
+
+    eprintln!("step 1 of 3: every dashboard query and rule against Prometheus scraping the demo");
+    dashboards::every_dashboard_query_and_rule_returns_data(&demo, &alertmanager, &peers);
+    eprintln!("step 2 of 3: every web UI page in Chromium");
+    webui::every_ui_page_renders_in_chromium_loading_nothing_from_elsewhere(&demo);
+    eprintln!("step 3 of 3: every cohort within a minute, then a P2 and a P1 in me, then Ctrl-C");
     // Some live summary within a minute shows data for all fifteen cohorts (5 agents x 3
-    // transports), none still waiting.
+    // transports), none still waiting. (The steps above take longer than that; the demo's
+    // own clock, printed on its summaries, says when.)
     let complete = wait_until(Duration::from_secs(75), || {
         first_complete_summary(&demo.stdout(), COHORTS).is_some()
     });
@@ -127,6 +150,7 @@ fn demo_shows_every_cohort_then_a_p2_and_a_p1_in_the_degrading_region_and_stops_
     };
     let raised = wait_until(Duration::from_secs(200), || me_p1(&demo.stdout()).is_some());
     let code = demo.interrupt();
+    drop(alertmanager);
     let stdout = demo.stdout();
     assert!(complete, "no summary with data for all {COHORTS} cohorts:\n{stdout}");
     let secs = first_complete_summary(&stdout, COHORTS).unwrap();
@@ -159,6 +183,7 @@ fn demo_shows_every_cohort_then_a_p2_and_a_p1_in_the_degrading_region_and_stops_
     let html = std::fs::read_to_string(dir.join("report-me.html")).unwrap_or_default();
     assert!(html.contains("StallwatchLoss"), "no loss incident in the report:\n{stdout}");
     assert_nothing_left(&dir);
+    let _ = std::fs::remove_dir_all(&peers);
 }
 
 /// Issue 11's last demo point in full: over a 5-minute run the healthy cohorts raise nothing.

@@ -358,6 +358,12 @@ fn collector_crash_and_outage_lose_nothing_and_count_nothing_twice() {
     ];
     // Reports every second: the outage below fills the spools in seconds, not minutes.
     let fleet = TestFleet::new("faults", agents, "8s", "6s", "1s");
+    // A report counts as backfilled 5 s late instead of the production 30 s, so the outage
+    // that makes 30 of them lasts 25 s instead of 42 (the product's threshold is the same
+    // code either way).
+    let mut config = std::fs::read_to_string(&fleet.files.config).unwrap();
+    config.push_str("\n[ingest]\nbackfill_after = \"5s\"\n");
+    std::fs::write(&fleet.files.config, config).unwrap();
     let mut collector = CollectorProcess::start(&fleet.files.config);
     let mut processes = fleet.start_agents(&collector);
     let reported = |c: &CollectorProcess| {
@@ -372,11 +378,11 @@ fn collector_crash_and_outage_lose_nothing_and_count_nothing_twice() {
     collector.restart();
     // The restarted collector takes reports, then stops cleanly for an outage in which the
     // probing agents spool at least 20 reports each, and which lasts long enough that at
-    // least 30 spooled reports are older than the collector's 30 s backfill threshold when it
-    // returns (3 agents report every second: 42 s).
+    // least 30 spooled reports are older than the collector's 5 s backfill threshold when it
+    // returns (3 agents, the relay's included, report every second: 3 x (25 - 5) = 60).
     assert!(accepted_at_least(&collector, 6), "the restarted collector takes reports");
     assert_eq!(collector.stop(), Some(0), "clean stop:\n{}", collector.log());
-    let long_enough = Deadline::after(Duration::from_secs(42));
+    let long_enough = Deadline::after(Duration::from_secs(25));
     let probing: Vec<usize> =
         (0..processes.len()).filter(|&i| fleet.labels_of(&processes[i].name).is_some()).collect();
     let spooled = |processes: &[AgentProcess]| -> usize {

@@ -274,16 +274,19 @@ fn repair_on_a_kernel_lossy_path_leaves_no_residual_loss_and_no_stalls() {
     assert!(lost <= kernel && kernel - lost <= 5, "viewer lost {lost}, kernel dropped {kernel}");
     assert_eq!(u(&v["repair"]["residual_lost"]), lost);
     // Either it stalls most of the time, or (a 720p keyframe is about a hundred packets, so
-    // at 4 % loss few arrive whole) no frame is ever shown: no play time, no stall ratio.
+    // at 4 % loss few arrive whole) most of the stream is never shown: no frame at all, or a
+    // first keyframe so late that under half of the 450 frames played (once seen: first frame
+    // at 14.0 s of 15, then a second without a stall, so a low stall ratio).
     let raw_stalls = f(&v["stall_ratio"]);
-    let never_shown = v["first_frame_ms"].is_null();
+    let shown = u(&v["frames_rendered"]);
+    let mostly_unseen = shown < 15 * 30 / 2;
     assert!(
-        raw_stalls > 0.5 || never_shown,
-        "stall ratio without repair {raw_stalls}, first frame {}",
+        raw_stalls > 0.5 || mostly_unseen,
+        "stall ratio without repair {raw_stalls}, {shown} frames shown, first frame {}",
         v["first_frame_ms"]
     );
     assert!(
-        never_shown || repaired_stalls < raw_stalls / 5.0,
+        mostly_unseen || repaired_stalls < raw_stalls / 5.0,
         "repaired {repaired_stalls}, raw {raw_stalls}"
     );
     assert_eq!(u(&raw["publisher"]["retransmitted"]), 0);

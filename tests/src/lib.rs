@@ -58,8 +58,9 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// Serializes the heavy end-to-end tests (real relays and probes whose assertions are about
 /// timing: first-frame times, stall lengths, no socket overruns): on a 2-core machine a heavy
-/// test must not run beside any other process-starting test, or it measures their load, not
-/// the path.
+/// test must not run beside any other test whose processes work, or it measures their load,
+/// not the path. Idle tests (processes that mostly wait, such as a collector judging a few
+/// posted reports: `e2e/the_alert_path.rs`, about 2 % of a core) take no lock.
 pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
     PROCESS_TESTS.write().unwrap_or_else(|e| e.into_inner())
 }

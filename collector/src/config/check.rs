@@ -229,6 +229,7 @@ fn ingest(c: &mut Checker<'_>, config: &Config) {
     }
     c.nonzero("ingest.max_clock_skew", i.max_clock_skew);
     c.nonzero("ingest.max_backfill_age", i.max_backfill_age);
+    c.nonzero("ingest.backfill_after", i.backfill_after);
 }
 
 fn labels(c: &mut Checker<'_>, config: &Config) {

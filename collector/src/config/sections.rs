@@ -116,6 +116,11 @@ pub struct Ingest {
     /// Oldest report accepted when an agent backfills its spool after an outage.
     #[serde(with = "stallwatch_proto::duration::serde_human")]
     pub max_backfill_age: Duration,
+    /// A report whose window ended this long before it arrived counts as backfilled (it waited
+    /// in an agent's spool) in `stallwatch_collector_reports_backfilled_total`. Longer than a
+    /// live report's delivery takes; only counting depends on it.
+    #[serde(with = "stallwatch_proto::duration::serde_human")]
+    pub backfill_after: Duration,
 }
 
 impl Default for Ingest {
@@ -124,6 +129,7 @@ impl Default for Ingest {
             max_report_bytes: ByteSize(DEFAULT_MAX_REPORT_BYTES as u64),
             max_clock_skew: Duration::from_secs(5 * 60),
             max_backfill_age: Duration::from_secs(86_400),
+            backfill_after: Duration::from_secs(30),
         }
     }
 }

@@ -99,6 +99,7 @@ fn base_config_parses_with_defaults() {
     assert_eq!(c.storage, Storage::default());
     assert_eq!(c.ingest.max_report_bytes, ByteSize(1 << 20));
     assert_eq!(c.ingest.max_clock_skew, Duration::from_secs(300));
+    assert_eq!(c.ingest.backfill_after, Duration::from_secs(30));
     assert_eq!(c.slo, Slo::default());
     assert_eq!(c.slo.first_frame_critical, Duration::from_secs(4));
     assert_eq!(c.slo.stall_ratio_warn, 0.01);

@@ -44,8 +44,6 @@ use crate::store::{HistoryStore, IngestItem, Outcome, Retention, report_digest};
 pub const MAX_BATCH: usize = 2048;
 /// Reports waiting for the writer beyond which ingest answers 503 `overloaded`.
 pub const QUEUE_DEPTH: usize = 8192;
-/// A report whose window ended this long before it arrived counts as backfill (spooled).
-const BACKFILL_AGE_MS: u64 = 30_000;
 /// Shortest report window cap: a window may be this long whatever the plans say. An agent's
 /// window is its report interval (longer only while its disk refuses to record a report).
 const MIN_WINDOW_CAP: Duration = Duration::from_secs(15 * 60);
@@ -186,7 +184,9 @@ async fn ingest(
         ));
     }
     let seq = report.seq;
-    let backfill = report.window_end_ms.saturating_add(BACKFILL_AGE_MS) < now;
+    // Counted as backfill: it waited in the agent's spool (`ingest.backfill_after`).
+    let backfill_after = millis(live.config.ingest.backfill_after);
+    let backfill = report.window_end_ms.saturating_add(backfill_after) < now;
     let (reply, answer) = oneshot::channel();
     let job = Job { agent, decoded, digest, received_unix_ms: now, reply };
     shared.writer.try_send(job).map_err(|e| match e {
