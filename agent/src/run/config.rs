@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use stallwatch_proto::config_file::{self, Problem};
 use stallwatch_proto::duration::{format_duration, parse_duration};
 use thiserror::Error;
 use toml::Spanned;
@@ -172,9 +173,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A field in the file is wrong.
-    #[error("{}:{line}:{column}: {field}: {message}", path.display())]
-    Invalid { path: PathBuf, line: usize, column: usize, field: String, message: String },
+    /// A field in the file is wrong: `FILE:LINE:COLUMN: FIELD: problem`.
+    #[error("{0}")]
+    Invalid(Problem),
     /// A setting is missing or wrong on the command line (or in the environment).
     #[error("{0}")]
     Setting(String),
@@ -205,57 +206,10 @@ pub fn read_config(path: &Path) -> Result<(String, ConfigFile), ConfigError> {
     Ok((text, file))
 }
 
-/// Parses config text; errors name `path:line:column` and the field.
+/// Parses config text; errors name `path:line:column` and the field (as the collector's do).
 pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let start = e.span().map_or(0, |s| s.start);
-        let (line, column) = line_col(text, start);
-        let message = e.message().trim().to_string();
-        ConfigError::Invalid {
-            path: path.to_owned(),
-            line,
-            column,
-            field: field_at(text, start, &message),
-            message,
-        }
-    })
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// The dotted name of the field at byte `offset`: the key on that line, within the last
-/// `[table]` above it; for an unknown field, the name in toml's message.
-fn field_at(text: &str, offset: usize, message: &str) -> String {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[line_start..line_end].trim();
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[["))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
-        rest.split('`').next().map(str::to_string)
-    } else if line.starts_with('[') {
-        return line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-    } else {
-        line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())
-    };
-    match (table, key) {
-        (Some(t), Some(k)) if !t.is_empty() => format!("{t}.{k}"),
-        (_, Some(k)) if !k.is_empty() => k,
-        (Some(t), _) => t,
-        _ => "(file)".to_string(),
-    }
+    let origin = path.display().to_string();
+    config_file::deserialize(text, &origin).map(|(file, _)| file).map_err(ConfigError::Invalid)
 }
 
 /// Checks the file's fields and applies the overrides: the settings in force.
@@ -268,15 +222,9 @@ pub fn resolve(
         None => (None, "", ConfigFile::default()),
     };
     // An error at a spanned value in the file.
+    let origin = path.map(|p| p.display().to_string()).unwrap_or_default();
     let at = |field: &str, span: std::ops::Range<usize>, message: String| {
-        let (line, column) = line_col(text, span.start);
-        ConfigError::Invalid {
-            path: path.map(Path::to_owned).unwrap_or_default(),
-            line,
-            column,
-            field: field.to_string(),
-            message,
-        }
+        ConfigError::Invalid(Problem::at_offset(&origin, text, span.start, field, message))
     };
     let collector = match (&overrides.collector, &file.collector) {
         (Some(url), _) => CollectorUrl::parse(url)
@@ -487,6 +435,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("agent.toml:3:13: log_level:"), "{e}");
+    }
+
+    /// The whole line for a bad duration: file, line, column, field, input and bad token; the
+    /// same helper as the collector's (`stallwatch_proto::config_file`) made it.
+    #[test]
+    fn a_bad_duration_names_line_column_field_and_token() {
+        let text = "bundle = \"b\"\ncollector = \"https://c:1\"\n\nplan_wait = \"1.5\"\n";
+        assert_eq!(
+            check(text).unwrap_err().to_string(),
+            "agent.toml:4:13: plan_wait: invalid duration \"1.5\": \"1.5\" has no unit \
+             (use d, h, m, s, ms, us or ns)"
+        );
+        let text = "bundle = \"b\"\ncollector = \"https://c:1\"\nplan_wait = \"2.5s\"\n";
+        assert_eq!(check(text).unwrap().plan_wait, Duration::from_millis(2500));
+        // A syntax error: a position, no field.
+        let e = check("bundle = \"b\"\n[spool\n").unwrap_err().to_string();
+        assert!(e.starts_with("agent.toml:2:"), "{e}");
     }
 
     #[test]
