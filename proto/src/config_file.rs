@@ -4,8 +4,7 @@
 //!
 //! [`deserialize`] parses and deserializes a document; its error's span becomes the path of the
 //! field it points at. Checks that run after deserialization name a path;
-//! [`Locations::position`] turns it into a line and column, [`Position::of_offset`] turns a
-//! [`toml::Spanned`] value's span into one.
+//! [`Locations::problem`] locates it at that field's value.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,24 +53,6 @@ pub struct Problem {
     pub path: String,
     /// What is wrong, lowercase, no trailing period.
     pub message: String,
-}
-
-impl Problem {
-    /// A problem at byte `offset` of `text` (e.g. the start of a [`Spanned`] value's span).
-    pub fn at_offset(
-        origin: &str,
-        text: &str,
-        offset: usize,
-        path: &str,
-        message: impl Into<String>,
-    ) -> Problem {
-        Problem {
-            origin: origin.to_owned(),
-            position: Position::of_offset(text, offset),
-            path: path.to_owned(),
-            message: message.into(),
-        }
-    }
 }
 
 impl fmt::Display for Problem {
@@ -218,6 +199,16 @@ impl Locations {
                 Some(i) => path = &path[..i],
                 None => return Position::START,
             }
+        }
+    }
+
+    /// A problem with the field at `path`, located at its value (or nearest present parent).
+    pub fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            origin: self.origin.clone(),
+            position: self.position(path),
+            path: path.to_owned(),
+            message: message.into(),
         }
     }
 

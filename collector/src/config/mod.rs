@@ -165,12 +165,7 @@ impl Config {
 
     /// A problem with the field at `path` (e.g. `tls.cert`), located in the file.
     pub fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
-        Problem {
-            origin: self.locations.origin().to_owned(),
-            position: self.locations.position(path),
-            path: path.to_owned(),
-            message: message.into(),
-        }
+        self.locations.problem(path, message)
     }
 
     /// Resolves relative TLS, storage, web token and alert state paths against `dir`.
