@@ -45,11 +45,11 @@ enum Command {
         /// "delay=100ms,jitter=20ms,loss=1%,ge=0.01/0.3,rate=2mbit,queue=300ms,reorder=0.5%/20ms".
         #[arg(long, default_value = "none", env = "STALLWATCH_EMULATE")]
         emulate: String,
-        /// How long the publisher streams (e.g. 30s, 10m, 1h).
-        #[arg(long, default_value = "60s", value_parser = duration_arg)]
+        /// How long the publisher streams (e.g. 30s, 1.5m, 1h30m).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
         duration: Duration,
         /// The virtual player's playout delay (its jitter buffer).
-        #[arg(long, default_value = "300ms", value_parser = duration_arg)]
+        #[arg(long, default_value = "300ms", value_parser = parse_duration)]
         playout_delay: Duration,
         /// Seed for the emulator's random choices; the same seed gives the same result.
         #[arg(long, default_value_t = 1)]
@@ -90,10 +90,6 @@ enum Command {
 
 fn repair_arg(s: &str) -> Result<Repair, String> {
     s.parse()
-}
-
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Runs a long-lived async command on a multi-threaded runtime; errors print with their causes.

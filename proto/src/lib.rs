@@ -5,6 +5,8 @@
 //! property tests), because every byte it reads comes from the network.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "config")]
+pub mod config_file;
 pub mod control;
 pub mod duration;
 pub mod hdr;
@@ -13,7 +15,7 @@ pub mod plan;
 pub mod report;
 
 pub use control::{Control, ControlError, ErrorCode, Role, StartAt, is_control};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, DurationErrorKind, format_duration, parse_duration};
 pub use hdr::{HdrError, HdrLimits};
 pub use media::{FrameKind, MediaError, MediaHeader};
 pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Repair, Transport};

@@ -106,3 +106,40 @@ fn the_deploy_examples_are_valid() {
         assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Both binaries point at a bad duration the same way, `FILE:LINE:COLUMN: FIELD: problem`,
+/// naming the bad token; and the agent's flags take the config files' syntax.
+#[test]
+fn both_binaries_locate_a_bad_config_duration_alike() {
+    let dir = std::env::temp_dir().join(format!("stallwatch-cli-durations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let agent_toml = dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        "collector = \"https://c.example:8443\"\nbundle = \"b.pem\"\nplan_wait = \"1h30\"\n",
+    )
+    .unwrap();
+    let collector_toml = dir.join("collector.toml");
+    std::fs::write(&collector_toml, "\n[storage]\nraw_retention = \"1h30\"\n").unwrap();
+    let agent_out = agent().arg("check-config").arg(&agent_toml).output().unwrap();
+    let collector_out = collector().arg("validate").arg(&collector_toml).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let problem = r#"invalid duration "1h30": "30" has no unit (use d, h, m, s, ms, us or ns)"#;
+    for (out, want) in [
+        (agent_out, format!("{}:3:13: plan_wait: {problem}", agent_toml.display())),
+        (
+            collector_out,
+            format!("{}:3:17: storage.raw_retention: {problem}", collector_toml.display()),
+        ),
+    ] {
+        assert_eq!(out.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.lines().any(|l| l.ends_with(&want)), "want {want:?} in:\n{err}");
+    }
+    // The same syntax on the command line: decimals and compound units, and the same error.
+    let out = agent().args(["simulate", "--duration", "0.5m", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = agent().args(["simulate", "--duration", "1h30"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(problem.split(": ").nth(1).unwrap()));
+}

@@ -15,10 +15,6 @@ use stallwatch_proto::plan::Transport;
 pub use output::{ProbeResult, PublisherSummary, ViewerResult};
 pub use run::{emulator_lateness, probe, resolve_target, start_emulator};
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
-}
-
 fn repair_arg(s: &str) -> Result<Repair, String> {
     s.parse()
 }
@@ -73,8 +69,8 @@ pub struct ProbeArgs {
     /// Stream profile: 360p15, 360p30, 720p30, 1080p30 or audio.
     #[arg(long, default_value = "720p30", env = "STALLWATCH_PROFILE")]
     pub profile: String,
-    /// How long to publish (and view), e.g. 30s, 5m.
-    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    /// How long to publish (and view), e.g. 30s, 2m30s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Emulate a network on this probe's own traffic: a preset (4g, 3.5g, 3g, edge,
     /// chrome-fast-4g, chrome-slow-4g, chrome-slow-3g; up and down as published) or custom
@@ -133,11 +129,11 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub udp_port: Option<u16>,
     /// The virtual player's playout delay (its jitter buffer).
-    #[arg(long, default_value = "300ms", value_parser = duration_arg)]
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub playout_delay: Duration,
     /// When publishing and viewing back, the viewer joins this long after publishing starts
     /// (mid-GOP, as a real viewer would).
-    #[arg(long, default_value = "1s", value_parser = duration_arg)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub view_delay: Duration,
     /// Where the viewer starts.
     #[arg(long, value_enum, default_value = "cached-gop")]
@@ -145,7 +141,7 @@ pub struct ProbeArgs {
     /// The most the pacing thread spins before each frame. It spins as long as its recent
     /// wake-ups needed (the 99th percentile of the last 128 oversleeps plus 20 µs), up to this:
     /// a longer cap keeps timing accurate where wake-ups are slow (VMs) and can cost CPU.
-    #[arg(long, default_value = "200us", value_parser = duration_arg, env = "STALLWATCH_PACING_SPIN")]
+    #[arg(long, default_value = "200us", value_parser = parse_duration, env = "STALLWATCH_PACING_SPIN")]
     pub pacing_spin: Duration,
     /// Loss repair on udp and quic-datagram: `nack` (NACKs and keyframe requests to the relay,
     /// which resends and asks its publisher for a keyframe) or `none` (the raw stream)

@@ -60,12 +60,8 @@ pub struct RelayArgs {
     #[arg(long, default_value_t = 50.0, env = "STALLWATCH_RELAY_UDP_RATE_LIMIT_MBPS")]
     pub udp_rate_limit_mbps: f64,
     /// Forget a UDP peer after this much silence (clients ping every second).
-    #[arg(long, default_value = "10s", value_parser = duration_arg, env = "STALLWATCH_RELAY_UDP_PEER_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "STALLWATCH_RELAY_UDP_PEER_TIMEOUT")]
     pub udp_peer_timeout: Duration,
-}
-
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl RelayArgs {

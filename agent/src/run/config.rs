@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stallwatch_proto::duration::{format_duration, parse_duration};
+use stallwatch_proto::config_file::{self, Locations, Problem};
+use stallwatch_proto::duration::{format_duration, serde_human_option};
 use thiserror::Error;
-use toml::Spanned;
 
 use crate::report::{DEFAULT_MAX_BYTES, DEFAULT_MAX_REPORTS};
 
@@ -32,16 +32,17 @@ pub const EXIT_NO_INPUT: u8 = 66;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Collector ingest URL, `https://HOST:PORT`.
-    pub collector: Option<Spanned<String>>,
+    pub collector: Option<String>,
     /// The agent's bundle (PEM: certificate, private key, fleet CA) from
     /// `stallwatch-collector ca issue-agent`.
     pub bundle: Option<PathBuf>,
     /// Where the spool, the report sequence number and the last plan are kept.
     pub state_dir: Option<PathBuf>,
     /// How long one plan request may be held by the collector (human duration, at most 60s).
-    pub plan_wait: Option<Spanned<String>>,
+    #[serde(default, with = "serde_human_option")]
+    pub plan_wait: Option<Duration>,
     /// Log level when `RUST_LOG` is not set: error, warn, info, debug or trace.
-    pub log_level: Option<Spanned<String>>,
+    pub log_level: Option<String>,
     /// Certificate chain (PEM) the in-process relay presents instead of the agent's own
     /// certificate. Normally not needed: issue the relay agent's bundle with
     /// `stallwatch-collector ca issue-agent NAME ... --relay-host HOST` and the relay presents
@@ -59,9 +60,9 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct SpoolSection {
     /// Most bytes of spooled reports (default 256 MiB).
-    pub max_bytes: Option<Spanned<u64>>,
+    pub max_bytes: Option<u64>,
     /// Most spooled reports (default 8640: a day at 10 s).
-    pub max_reports: Option<Spanned<u64>>,
+    pub max_reports: Option<u64>,
     /// Keep every report the collector acknowledged here instead of deleting it: an audit
     /// trail of exactly what was delivered (tests compare it with the collector's totals).
     /// Grows without bound: for audits and tests, not for a fleet.
@@ -172,9 +173,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A field in the file is wrong.
-    #[error("{}:{line}:{column}: {field}: {message}", path.display())]
-    Invalid { path: PathBuf, line: usize, column: usize, field: String, message: String },
+    /// A field in the file is wrong: `FILE:LINE:COLUMN: FIELD: problem`.
+    #[error("{0}")]
+    Invalid(Problem),
     /// A setting is missing or wrong on the command line (or in the environment).
     #[error("{0}")]
     Setting(String),
@@ -191,7 +192,7 @@ impl ConfigError {
 }
 
 /// Reads and parses a config file (no checks across fields; see [`resolve`]).
-pub fn read_config(path: &Path) -> Result<(String, ConfigFile), ConfigError> {
+pub fn read_config(path: &Path) -> Result<(ConfigFile, Locations), ConfigError> {
     let unreadable = |source| ConfigError::Unreadable { path: path.to_owned(), source };
     let meta = std::fs::metadata(path).map_err(unreadable)?;
     if meta.len() > MAX_CONFIG_BYTES {
@@ -201,88 +202,29 @@ pub fn read_config(path: &Path) -> Result<(String, ConfigFile), ConfigError> {
         ))));
     }
     let text = std::fs::read_to_string(path).map_err(unreadable)?;
-    let file = parse_config(path, &text)?;
-    Ok((text, file))
+    parse_config(path, &text)
 }
 
-/// Parses config text; errors name `path:line:column` and the field.
-pub fn parse_config(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let start = e.span().map_or(0, |s| s.start);
-        let (line, column) = line_col(text, start);
-        let message = e.message().trim().to_string();
-        ConfigError::Invalid {
-            path: path.to_owned(),
-            line,
-            column,
-            field: field_at(text, start, &message),
-            message,
-        }
-    })
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// The dotted name of the field at byte `offset`: the key on that line, within the last
-/// `[table]` above it; for an unknown field, the name in toml's message.
-fn field_at(text: &str, offset: usize, message: &str) -> String {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[line_start..line_end].trim();
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[["))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let key = if let Some(rest) = message.strip_prefix("unknown field `") {
-        rest.split('`').next().map(str::to_string)
-    } else if line.starts_with('[') {
-        return line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-    } else {
-        line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())
-    };
-    match (table, key) {
-        (Some(t), Some(k)) if !t.is_empty() => format!("{t}.{k}"),
-        (_, Some(k)) if !k.is_empty() => k,
-        (Some(t), _) => t,
-        _ => "(file)".to_string(),
-    }
+/// Parses config text; errors name `path:line:column` and the field (as the collector's do).
+/// Also returns where each field is, for [`resolve`]'s errors.
+pub fn parse_config(path: &Path, text: &str) -> Result<(ConfigFile, Locations), ConfigError> {
+    config_file::deserialize(text, &path.display().to_string()).map_err(ConfigError::Invalid)
 }
 
 /// Checks the file's fields and applies the overrides: the settings in force.
 pub fn resolve(
-    file: Option<(&Path, &str, ConfigFile)>,
+    file: Option<(ConfigFile, Locations)>,
     overrides: &Overrides,
 ) -> Result<Settings, ConfigError> {
-    let (path, text, file) = match file {
-        Some((p, t, f)) => (Some(p), t, f),
-        None => (None, "", ConfigFile::default()),
-    };
-    // An error at a spanned value in the file.
-    let at = |field: &str, span: std::ops::Range<usize>, message: String| {
-        let (line, column) = line_col(text, span.start);
-        ConfigError::Invalid {
-            path: path.map(Path::to_owned).unwrap_or_default(),
-            line,
-            column,
-            field: field.to_string(),
-            message,
-        }
-    };
+    let (file, locations) = file.unwrap_or_else(|| (ConfigFile::default(), Locations::unknown("")));
+    // An error at a field of the file.
+    let at = |field: &str, message: String| ConfigError::Invalid(locations.problem(field, message));
     let collector = match (&overrides.collector, &file.collector) {
         (Some(url), _) => CollectorUrl::parse(url)
             .map_err(|e| ConfigError::Setting(format!("--collector {url:?}: {e}")))?,
-        (None, Some(url)) => CollectorUrl::parse(url.get_ref())
-            .map_err(|e| at("collector", url.span(), format!("{:?} {e}", url.get_ref())))?,
+        (None, Some(url)) => {
+            CollectorUrl::parse(url).map_err(|e| at("collector", format!("{url:?} {e}")))?
+        }
         (None, None) => {
             return Err(ConfigError::Setting(
                 "no collector: pass --collector https://HOST:PORT (or STALLWATCH_COLLECTOR, or \
@@ -303,49 +245,36 @@ pub fn resolve(
         .clone()
         .or(file.state_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-    let plan_wait = match &file.plan_wait {
-        None => DEFAULT_PLAN_WAIT,
-        Some(s) => {
-            let d = parse_duration(s.get_ref())
-                .map_err(|e| at("plan_wait", s.span(), e.to_string()))?;
-            if d > MAX_PLAN_WAIT {
-                return Err(at(
-                    "plan_wait",
-                    s.span(),
-                    format!("{} is over the collector's maximum of 60s", s.get_ref()),
-                ));
-            }
-            d
-        }
-    };
+    let plan_wait = file.plan_wait.unwrap_or(DEFAULT_PLAN_WAIT);
+    if plan_wait > MAX_PLAN_WAIT {
+        let wait = format_duration(plan_wait);
+        return Err(at("plan_wait", format!("{wait} is over the collector's maximum of 60s")));
+    }
     let log_level = match &file.log_level {
         None => "info".to_string(),
         Some(l) => {
-            let level = l.get_ref().to_ascii_lowercase();
+            let level = l.to_ascii_lowercase();
             if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
                 return Err(at(
                     "log_level",
-                    l.span(),
-                    format!("{:?} is not one of error, warn, info, debug, trace", l.get_ref()),
+                    format!("{l:?} is not one of error, warn, info, debug, trace"),
                 ));
             }
             level
         }
     };
     if file.relay_cert.is_some() != file.relay_key.is_some() {
-        return Err(ConfigError::Setting(format!(
-            "{}: relay_cert and relay_key go together: give both or neither",
-            path.map_or_else(|| "config".into(), |p| p.display().to_string())
-        )));
+        let given = if file.relay_cert.is_some() { "relay_cert" } else { "relay_key" };
+        return Err(at(given, "relay_cert and relay_key go together: give both or neither".into()));
     }
-    let positive = |field: &str, v: &Option<Spanned<u64>>, default: u64| match v {
+    let positive = |field: &str, v: Option<u64>, default: u64| match v {
         None => Ok(default),
-        Some(v) if *v.get_ref() == 0 => Err(at(field, v.span(), "must be above 0".into())),
-        Some(v) => Ok(*v.get_ref()),
+        Some(0) => Err(at(field, "must be above 0".into())),
+        Some(v) => Ok(v),
     };
-    let spool_max_bytes = positive("spool.max_bytes", &file.spool.max_bytes, DEFAULT_MAX_BYTES)?;
+    let spool_max_bytes = positive("spool.max_bytes", file.spool.max_bytes, DEFAULT_MAX_BYTES)?;
     let spool_max_reports =
-        positive("spool.max_reports", &file.spool.max_reports, DEFAULT_MAX_REPORTS as u64)?;
+        positive("spool.max_reports", file.spool.max_reports, DEFAULT_MAX_REPORTS as u64)?;
     Ok(Settings {
         collector,
         bundle,
@@ -364,8 +293,8 @@ pub fn resolve(
 pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
     match config {
         Some(path) => {
-            let (text, file) = read_config(path)?;
-            resolve(Some((path, &text, file)), overrides)
+            let file = read_config(path)?;
+            resolve(Some(file), overrides)
         }
         None => resolve(None, overrides),
     }
@@ -407,8 +336,7 @@ mod tests {
 
     fn check(text: &str) -> Result<Settings, ConfigError> {
         let path = Path::new("agent.toml");
-        let file = parse_config(path, text)?;
-        resolve(Some((path, text, file)), &Overrides::default())
+        resolve(Some(parse_config(path, text)?), &Overrides::default())
     }
 
     const GOOD: &str = "collector = \"https://collector.example:8443\"\n\
@@ -439,7 +367,7 @@ mod tests {
             bundle: None,
             state_dir: Some("/tmp/x".into()),
         };
-        let s = resolve(Some((path, GOOD, file)), &overrides).unwrap();
+        let s = resolve(Some(file), &overrides).unwrap();
         assert_eq!(s.collector.to_string(), "https://other:1");
         assert_eq!(s.bundle, PathBuf::from("/etc/stallwatch/agent.pem"));
         assert_eq!(s.state_dir, PathBuf::from("/tmp/x"));
@@ -487,6 +415,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("agent.toml:3:13: log_level:"), "{e}");
+    }
+
+    /// The whole line for a bad duration: file, line, column, field, input and bad token; the
+    /// same helper as the collector's (`stallwatch_proto::config_file`) made it.
+    #[test]
+    fn a_bad_duration_names_line_column_field_and_token() {
+        let text = "bundle = \"b\"\ncollector = \"https://c:1\"\n\nplan_wait = \"1.5\"\n";
+        assert_eq!(
+            check(text).unwrap_err().to_string(),
+            "agent.toml:4:13: plan_wait: invalid duration \"1.5\": \"1.5\" has no unit \
+             (use d, h, m, s, ms, us or ns)"
+        );
+        let text = "bundle = \"b\"\ncollector = \"https://c:1\"\nplan_wait = \"2.5s\"\n";
+        assert_eq!(check(text).unwrap().plan_wait, Duration::from_millis(2500));
+        // Checks across fields are located too, at the field that was given.
+        let text = "bundle = \"b\"\ncollector = \"https://c:1\"\nrelay_key = \"k.pem\"\n";
+        assert_eq!(
+            check(text).unwrap_err().to_string(),
+            "agent.toml:3:13: relay_key: relay_cert and relay_key go together: give both or neither"
+        );
+        // A syntax error: a position, no field.
+        let e = check("bundle = \"b\"\n[spool\n").unwrap_err().to_string();
+        assert!(e.starts_with("agent.toml:2:"), "{e}");
     }
 
     #[test]

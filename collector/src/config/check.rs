@@ -11,8 +11,8 @@ use stallwatch_proto::duration::format_duration;
 use stallwatch_proto::plan::{Repair, Transport};
 
 use super::Config;
+use super::Locations;
 use super::error::Problem;
-use super::locate::Locations;
 use super::plans::{ModeKind, ProbeSection};
 use super::sections::{DEFAULT_NETWORK_TYPES, MAX_REPORT_BYTES, MIN_REPORT_BYTES};
 

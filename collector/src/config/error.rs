@@ -4,37 +4,13 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::locate::Position;
+pub use stallwatch_proto::config_file::Problem;
 
 /// Exit code for a configuration file with problems (sysexits `EX_USAGE`, which the project
 /// uses for any bad input or configuration; see ARCHITECTURE.md).
 pub const EXIT_BAD_CONFIG: u8 = 64;
 /// Exit code for a configuration file that cannot be read (sysexits `EX_NOINPUT`).
 pub const EXIT_UNREADABLE: u8 = 66;
-
-/// One thing wrong with a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file (or other origin) the configuration came from.
-    pub origin: String,
-    /// Where in the file.
-    pub position: Position,
-    /// Field path, e.g. `plans[0].probes[1].transport`; empty for the document as a whole.
-    pub path: String,
-    /// What is wrong, lowercase, no trailing period.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Position { line, column } = self.position;
-        write!(f, "{}:{line}:{column}: ", self.origin)?;
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
-    }
-}
 
 /// Why a configuration was not loaded.
 #[derive(Debug, Error)]

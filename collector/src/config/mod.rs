@@ -12,15 +12,15 @@
 //! the checks after that (references between sections, allow-lists, unique names, durations)
 //! report all of them. [`Config::plan_for`] turns the `[[plans]]` into the plan one agent runs.
 //!
-//! Layout: `sections.rs` and `plans.rs` hold the schema, `check.rs` the checks, `locate.rs`
-//! maps field paths to lines, `cli.rs` is `stallwatch-collector validate`.
+//! Layout: `sections.rs` and `plans.rs` hold the schema, `check.rs` the checks, `cli.rs` is
+//! `stallwatch-collector validate`; field paths map to lines with
+//! [`stallwatch_proto::config_file`], which the agent's config uses too.
 
 mod bytes;
 pub(crate) mod check;
 mod cli;
 mod credentials;
 mod error;
-mod locate;
 mod plans;
 mod sections;
 #[cfg(test)]
@@ -29,19 +29,18 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use toml::de::{DeTable, Deserializer};
 
 pub use bytes::ByteSize;
 pub use check::{KNOWN_EMULATION_PRESETS, KNOWN_PROFILES};
 pub use cli::{ValidateArgs, validate_main};
 pub use credentials::RelayCredentials;
 pub use error::{ConfigError, EXIT_BAD_CONFIG, EXIT_UNREADABLE, Problem};
-pub use locate::{Locations, Position};
 pub use plans::{AgentSelector, ModeKind, PlanSection, ProbeSection, RunRelay, start_offset};
 pub use sections::{
     DEFAULT_NETWORK_TYPES, Ingest, Labels, Listen, MAX_REPORT_BYTES, MIN_REPORT_BYTES, Relay, Slo,
     Storage, Tls, Web,
 };
+pub use stallwatch_proto::config_file::{Locations, Position};
 
 /// A checked collector configuration. Two configs are equal when their settings are, however
 /// their files were laid out.
@@ -102,19 +101,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
 /// Parses and checks configuration `text`; `origin` names it in errors (usually the file name).
 /// Relative paths are left as they are.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let problem = |span: Option<std::ops::Range<usize>>, path: &str, message: &str| Problem {
-        origin: origin.to_owned(),
-        position: span.map_or(Position::START, |s| Position::of_offset(text, s.start)),
-        path: path.to_owned(),
-        message: message.to_owned(),
-    };
-    let root = DeTable::parse(text)
-        .map_err(|e| ConfigError::Invalid(vec![problem(e.span(), "", e.message())]))?;
-    let (locations, spans) = locate::index(&root, text, origin);
-    let mut config = Config::deserialize(Deserializer::from(root)).map_err(|e| {
-        let path = e.span().and_then(|s| spans.path_at(&s).map(str::to_owned)).unwrap_or_default();
-        ConfigError::Invalid(vec![problem(e.span(), &path, e.message())])
-    })?;
+    let (mut config, locations) =
+        stallwatch_proto::config_file::deserialize::<Config>(text, origin)
+            .map_err(|problem| ConfigError::Invalid(vec![problem]))?;
     if config.labels.targets.is_empty() {
         config.labels.targets = config.relays.iter().map(|r| r.name.clone()).collect();
     }
@@ -176,12 +165,7 @@ impl Config {
 
     /// A problem with the field at `path` (e.g. `tls.cert`), located in the file.
     pub fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
-        Problem {
-            origin: self.locations.origin().to_owned(),
-            position: self.locations.position(path),
-            path: path.to_owned(),
-            message: message.into(),
-        }
+        self.locations.problem(path, message)
     }
 
     /// Resolves relative TLS, storage, web token and alert state paths against `dir`.

@@ -223,6 +223,35 @@ fn bad_duration_names_path_and_input() {
     );
 }
 
+/// The whole line: file, line, column (of the value), field path, the input and the bad token.
+#[test]
+fn bad_duration_points_at_line_column_and_token() {
+    let text = edit(
+        "every = \"1m\"\nduration = \"30s\"\nemulate",
+        "every = \"1h30\"\nduration = \"30s\"\nemulate",
+    );
+    let line = line_of(&text, "1h30", 0);
+    assert_eq!(
+        err(&text),
+        format!(
+            "t.toml:{line}:9: plans[0].probes[1].every: invalid duration \"1h30\": \"30\" has no \
+             unit (use d, h, m, s, ms, us or ns)"
+        )
+    );
+}
+
+/// Config files take the same durations as the command line and `--emulate`: decimals too.
+#[test]
+fn durations_may_have_decimals() {
+    let text = edit(
+        "every = \"1m\"\nduration = \"30s\"\nemulate",
+        "every = \"1.5m\"\nduration = \"0.5m\"\nemulate",
+    );
+    let config = ok(&text);
+    let probe = &config.plans[0].probes[1];
+    assert_eq!((probe.every, probe.duration), (Duration::from_secs(90), Duration::from_secs(30)));
+}
+
 #[test]
 fn wrong_type_names_path() {
     let text = edit("regions = [\"sea\"]", "regions = \"sea\"");

@@ -563,8 +563,8 @@ pub enum ParseLinkConfigError {
 /// | `outage` | `start/duration`, may repeat | `outage=10s/2s` |
 /// | `ramp` | `start/duration/loss/delay`: from `start`, over `duration`, loss rises by `loss` and delay by `delay` ([`Ramp`]) | `ramp=30s/90s/4%/150ms` |
 ///
-/// A duration is a non-negative decimal number and a unit: `ns`, `us` (or `µs`), `ms`, `s`,
-/// `m`, `h`; `0` needs no unit. A probability is a percentage (`1%`) or a fraction (`0.01`).
+/// A duration is written as in config files ([`stallwatch_proto::duration`]): numbers with
+/// units, largest first, decimals allowed (`100ms`, `1.5s`, `1m30s`, `250us`); `0` needs no unit. A probability is a percentage (`1%`) or a fraction (`0.01`).
 /// A rate is a number and `bps` (or `bit`), `kbit`/`kbps`, `mbit`/`mbps`, `gbit`/`gbps`, all bits
 /// per second (unlike tc(8), where `bps` means bytes).
 ///
@@ -761,22 +761,11 @@ fn split_number(s: &str) -> Result<(f64, &str), String> {
     Ok((value, unit.trim()))
 }
 
-/// A duration such as `100ms`, `1.5s` or `250us` (see the `FromStr` docs).
+/// A duration in the project's one syntax (`100ms`, `1.5s`, `1m30s`; see
+/// [`stallwatch_proto::duration`]); the error says what is wrong without repeating the value,
+/// which [`ParseLinkConfigError::InvalidValue`] already names.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "expected a duration such as 100ms, 1.5s or 250us";
-    let (value, unit) = split_number(s).map_err(|e| format!("{e}; {EXPECTED}"))?;
-    let unit = if unit == "µs" { "us" } else { unit };
-    let ns_per = match NANOS_PER.iter().find(|(u, _)| *u == unit) {
-        Some(&(_, ns)) => ns,
-        None if unit.is_empty() && value == 0.0 => 1,
-        None if unit.is_empty() => return Err(format!("missing unit; {EXPECTED}")),
-        None => return Err(format!("unknown unit {unit:?}; {EXPECTED}")),
-    };
-    let ns = (value * ns_per as f64).round();
-    if ns >= u64::MAX as f64 {
-        return Err("too large".to_owned());
-    }
-    Ok(Duration::from_nanos(ns as u64))
+    stallwatch_proto::duration::parse_duration(s).map_err(|e| e.kind().to_string())
 }
 
 /// A probability: `1%` or `0.01`.
@@ -1259,14 +1248,29 @@ mod tests {
         assert_eq!(joined, Ramp { joined: ms(30_000), ..ramp });
     }
 
+    /// `--emulate` reads durations as config files do: compound units and days included.
+    #[test]
+    fn durations_take_the_config_syntax() {
+        let c: LinkConfig = "delay=0.25s,jitter=1ms500us,outage=1h30m/2m30s".parse().unwrap();
+        assert_eq!((c.delay, c.jitter), (ms(250), Duration::from_micros(1500)));
+        assert_eq!(
+            c.outages,
+            [Outage { start: Time::from_millis(5_400_000), duration: ms(150_000) }]
+        );
+        assert_eq!(c.to_string().parse::<LinkConfig>(), Ok(c));
+    }
+
     #[test]
     fn parse_errors_name_the_key() {
         let err = |s: &str| s.parse::<LinkConfig>().unwrap_err().to_string();
         for (input, key, detail) in [
             ("loss=150%", "loss", "between 0% and 100%"),
-            ("delay=abc", "delay", "expected a duration"),
+            ("delay=abc", "delay", "expected a number at \"abc\""),
+            ("delay=10 ms", "delay", "spaces are not allowed"),
+            ("queue=1.5ns", "queue", "finer than a nanosecond"),
+            ("outage=10s/2x", "outage", "unknown unit \"x\""),
             ("bogus=1", "bogus", "unknown key"),
-            ("jitter=10", "jitter", "missing unit"),
+            ("jitter=10", "jitter", "\"10\" has no unit"),
             ("delay=-5ms", "delay", "negative"),
             ("rate=2mbyte", "rate", "unknown unit"),
             ("rate=0kbit", "rate", "at least 1bps"),

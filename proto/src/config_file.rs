@@ -1,15 +1,18 @@
-//! Where things are in the file: field paths (`plans[0].probes[1].every`) mapped to the line
-//! and column of their value, built from toml's spanned document tree.
+//! Where a TOML config file's problems are, for both binaries: field paths
+//! (`plans[0].probes[1].every`) mapped to the line and column of their value, built from toml's
+//! spanned document tree, and [`Problem`]s that print as `FILE:LINE:COLUMN: FIELD: message`.
 //!
-//! Deserialization errors carry a byte span; [`Locations::path_at`] turns it into the path of
-//! the field it points at. Checks that run after deserialization name a path;
-//! [`Locations::position`] turns it into a line and column.
+//! [`deserialize`] parses and deserializes a document; its error's span becomes the path of the
+//! field it points at. Checks that run after deserialization name a path;
+//! [`Locations::problem`] locates it at that field's value.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::ops::Range;
 
+use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeTable, DeValue, Deserializer};
 
 /// A 1-based line and column (columns count characters, as editors do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +42,55 @@ impl Position {
     }
 }
 
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or other origin) the configuration came from.
+    pub origin: String,
+    /// Where in the file.
+    pub position: Position,
+    /// Field path, e.g. `plans[0].probes[1].transport`; empty for the document as a whole.
+    pub path: String,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Position { line, column } = self.position;
+        write!(f, "{}:{line}:{column}: ", self.origin)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// Parses TOML `text` and deserializes it into `T`. The first syntax or schema error (unknown
+/// field, wrong type, bad duration) comes back as a [`Problem`] naming `origin`, the line and
+/// column its span starts at, and the path of the field there. On success, also returns where
+/// every field is, for checks after deserialization.
+pub fn deserialize<T: DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<(T, Locations), Problem> {
+    let problem = |span: Option<Range<usize>>, path: &str, message: &str| Problem {
+        origin: origin.to_owned(),
+        position: span.map_or(Position::START, |s| Position::of_offset(text, s.start)),
+        path: path.to_owned(),
+        message: message.trim().to_owned(),
+    };
+    let root = DeTable::parse(text).map_err(|e| problem(e.span(), "", e.message()))?;
+    let (locations, spans) = index(&root, text, origin);
+    let value = T::deserialize(Deserializer::from(root)).map_err(|e| {
+        let path = e.span().and_then(|s| spans.path_at(&s).map(str::to_owned)).unwrap_or_default();
+        problem(e.span(), &path, e.message())
+    })?;
+    Ok((value, locations))
+}
+
 /// One key/value of the document.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -58,7 +110,7 @@ pub struct Locations {
 }
 
 /// Builds the path index of `root`; `text` is the document it was parsed from.
-pub(crate) fn index(root: &Spanned<DeTable<'_>>, text: &str, origin: &str) -> (Locations, Spans) {
+fn index(root: &Spanned<DeTable<'_>>, text: &str, origin: &str) -> (Locations, Spans) {
     let mut entries = Vec::new();
     walk_table(root.get_ref(), "", &mut entries);
     let positions = entries
@@ -99,7 +151,7 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 /// Byte spans of every key and value, used only while parsing.
-pub(crate) struct Spans {
+struct Spans {
     entries: Vec<Entry>,
 }
 
@@ -107,7 +159,7 @@ impl Spans {
     /// The path of the field a deserialization error's span points at: the deepest entry whose
     /// key or value is exactly that span (unknown field: the key; bad value: the value; missing
     /// field: the table), else the innermost value containing its start.
-    pub(crate) fn path_at(&self, span: &Range<usize>) -> Option<&str> {
+    fn path_at(&self, span: &Range<usize>) -> Option<&str> {
         let depth = |e: &Entry| e.path.matches(['.', '[']).count();
         let exact = self
             .entries
@@ -150,6 +202,16 @@ impl Locations {
         }
     }
 
+    /// A problem with the field at `path`, located at its value (or nearest present parent).
+    pub fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            origin: self.origin.clone(),
+            position: self.position(path),
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
     /// Whether `path` was written in the file (rather than defaulted).
     pub fn is_present(&self, path: &str) -> bool {
         self.positions.contains_key(path)
@@ -189,5 +251,35 @@ mod tests {
         assert_eq!(spans.path_at(&(every..every + 4)), Some("plans[0].probes[1].every"));
         let header = text.rfind("[[plans.probes]]").unwrap();
         assert_eq!(spans.path_at(&(header..header + 16)), Some("plans[0].probes[1]"));
+    }
+
+    #[test]
+    fn deserialize_names_file_line_column_and_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // Read only through Debug.
+        struct Inner {
+            every: u64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            inner: Vec<Inner>,
+        }
+        let text = "[[inner]]\nevery = 1\n[[inner]]\nevery = \"x\"\n";
+        let e = deserialize::<Doc>(text, "t.toml").unwrap_err();
+        assert_eq!(
+            (e.position, e.path.as_str()),
+            (Position { line: 4, column: 9 }, "inner[1].every")
+        );
+        assert!(e.to_string().starts_with("t.toml:4:9: inner[1].every: invalid type"), "{e}");
+        let e = deserialize::<Doc>("[[inner]]\neveryy = 1\n", "t.toml").unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:2:1: inner[0].everyy: unknown field"), "{e}");
+        // A syntax error has a position but no field.
+        let e = deserialize::<Doc>("[[inner]\n", "t.toml").unwrap_err();
+        assert_eq!((e.position.line, e.path.as_str()), (1, ""), "{e}");
+        let (doc, locations) = deserialize::<Doc>("\n[[inner]]\nevery = 3\n", "t.toml").unwrap();
+        assert_eq!(doc.inner[0].every, 3);
+        assert_eq!(locations.position("inner[0].every"), Position { line: 3, column: 9 });
     }
 }
