@@ -16,7 +16,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// Units, largest first, with their length in nanoseconds.
-const UNITS: [(&str, u128); 7] = [
+pub const UNITS: [(&str, u128); 7] = [
     ("d", 86_400_000_000_000),
     ("h", 3_600_000_000_000),
     ("m", 60_000_000_000),

@@ -2,6 +2,7 @@
 //! back in the same form.
 
 use super::*;
+use stallwatch_proto::duration::UNITS;
 
 /// The keys [`LinkConfig`'s `FromStr`](LinkConfig#impl-FromStr-for-LinkConfig) accepts.
 pub(super) const KEYS: &str = "delay, jitter, loss, ge, rate, queue, reorder, order, outage, ramp";
@@ -229,15 +230,6 @@ impl fmt::Display for LinkConfig {
     }
 }
 
-pub(super) const NANOS_PER: [(&str, u128); 6] = [
-    ("h", 3_600_000_000_000),
-    ("m", 60_000_000_000),
-    ("s", 1_000_000_000),
-    ("ms", 1_000_000),
-    ("us", 1_000),
-    ("ns", 1),
-];
-
 /// Splits `"12.5ms"` into `(12.5, "ms")`; the number is a plain non-negative decimal.
 pub(super) fn split_number(s: &str) -> Result<(f64, &str), String> {
     let at = s
@@ -316,7 +308,7 @@ impl fmt::Display for FmtDuration {
             return f.write_str("0s");
         }
         let (unit, per) =
-            NANOS_PER.iter().copied().find(|&(_, per)| ns.is_multiple_of(per)).unwrap_or(("ns", 1));
+            UNITS.iter().copied().find(|&(_, per)| ns.is_multiple_of(per)).unwrap_or(("ns", 1));
         write!(f, "{}{unit}", ns / per)
     }
 }
