@@ -106,10 +106,11 @@ fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
 /// about 90 s of two-at-a-time test time off the end-to-end run (BENCHMARKS.md). Each step
 /// says on stderr when it starts, so a failure names its step.
 ///
-/// Incidents are judged on whole wall-clock minutes: the P2 comes when the first minute with
-/// data is judged, the P1 when the second is (with the demo's 7 s settle and 5 s evaluation).
-/// Within two minutes of start when the demo starts 13 to 40 s into a minute; otherwise up
-/// to about 155 s. The bounds below add headroom for a loaded machine.
+/// The bound: within two minutes of start, a P2 and then a P1. A threshold counts a
+/// minute before it settles once it already breaches, and the peer-outlier window slides up to
+/// the last report (docs/alerts.md), so the P2 comes within a minute and the P1 when a second
+/// minute shows the loss: 60-100 s after start on the idle machine, wherever in a wall-clock
+/// minute the demo starts.
 ///
 /// That the healthy cohorts raise nothing is the five-minute test's (below).
 #[test]
@@ -166,8 +167,7 @@ fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_an
     let p1 = me_p1(&stdout).unwrap();
     eprintln!("me: P2 at {} s ({}), P1 (loss) at {p1} s", p2.secs, p2.text);
     assert!(p2.secs < p1, "the P2 did not come first:\n{stdout}");
-    assert!(p2.secs <= 110, "P2 only after {} s:\n{stdout}", p2.secs);
-    assert!(p1 <= 180, "P1 only after {p1} s:\n{stdout}");
+    assert!(p1 <= 120, "P1 only after {p1} s, not within two minutes:\n{stdout}");
     // The peer-outlier rule (a region far worse than the others on the same network type)
     // singles out me and no healthy region.
     let outliers: Vec<&AlertLine<'_>> =

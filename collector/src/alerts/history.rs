@@ -97,6 +97,9 @@ impl Ring {
 #[derive(Debug, Clone)]
 pub struct CohortHistory {
     minutes: VecDeque<(u64, MinuteSignals)>,
+    /// The minutes not yet settled (the one settling and the one in progress), as far as they
+    /// have been reported; replaced at every read and never summed.
+    unsettled: Vec<(u64, MinuteSignals)>,
     fives: Ring,
     hours: Ring,
 }
@@ -105,6 +108,7 @@ impl CohortHistory {
     fn new(hour_slots: usize) -> Self {
         CohortHistory {
             minutes: VecDeque::new(),
+            unsettled: Vec::new(),
             fives: Ring::new(FIVE_MS, FIVE_SLOTS),
             hours: Ring::new(HOUR_MS, hour_slots),
         }
@@ -121,11 +125,27 @@ impl CohortHistory {
         self.minutes.range(lo..hi)
     }
 
-    /// The signals of the minute starting at `start`, if stored.
-    #[cfg(test)]
+    /// The signals of the minute starting at `start`, settled or not, if held.
     pub fn minute(&self, start: u64) -> Option<&MinuteSignals> {
-        let i = self.minutes.binary_search_by_key(&start, |&(s, _)| s).ok()?;
-        Some(&self.minutes[i].1)
+        match self.minutes.binary_search_by_key(&start, |&(s, _)| s) {
+            Ok(i) => Some(&self.minutes[i].1),
+            Err(_) => self.unsettled.iter().find(|(s, _)| *s == start).map(|(_, m)| m),
+        }
+    }
+
+    /// The minutes not yet settled, oldest first: what has been reported of them so far.
+    pub fn unsettled(&self) -> &[(u64, MinuteSignals)] {
+        &self.unsettled
+    }
+
+    /// Counts summed over `[end - len, end)` and the minutes not yet settled after it: a
+    /// window that slides up to the last report.
+    pub fn sum_to_latest(&self, end: u64, len: u64) -> Counts {
+        let mut out = self.sum(end, len);
+        for (_, m) in self.unsettled.iter().filter(|(start, _)| *start >= end) {
+            out.add(&m.counts);
+        }
+        out
     }
 
     /// Counts summed over `[end - len, end)`, from the finest resolution that reaches back so
@@ -180,7 +200,8 @@ impl CohortHistory {
 
     fn newest(&self) -> Option<u64> {
         let minute = self.minutes.back().map(|&(s, _)| s);
-        minute.into_iter().chain(self.hours.newest()).max()
+        let unsettled = self.unsettled.last().map(|&(s, _)| s);
+        minute.into_iter().chain(unsettled).chain(self.hours.newest()).max()
     }
 }
 
@@ -208,6 +229,18 @@ impl History {
             .entry(cohort.clone())
             .or_insert_with(|| CohortHistory::new(slots))
             .set_minute(start, signals);
+    }
+
+    /// Replaces every cohort's unsettled minutes with `unsettled` (oldest first per cohort).
+    pub fn set_unsettled(&mut self, unsettled: BTreeMap<Cohort, Vec<(u64, MinuteSignals)>>) {
+        for history in self.cohorts.values_mut() {
+            history.unsettled.clear();
+        }
+        let slots = self.hour_slots;
+        for (cohort, minutes) in unsettled {
+            self.cohorts.entry(cohort).or_insert_with(|| CohortHistory::new(slots)).unsettled =
+                minutes;
+        }
     }
 
     /// Adds counts of an older minute or hour (warm-up): they feed the sums only.

@@ -159,6 +159,14 @@ impl Source {
             Some(prev) => prev.min(end.saturating_sub(self.restate_ms)).max(oldest),
         };
         self.read_minutes(from..end, reader, history, &mut out)?;
+        let mut unsettled: BTreeMap<Cohort, Vec<(u64, signals::MinuteSignals)>> = BTreeMap::new();
+        self.each_row(Resolution::Minute, end..now.max(end) + 1, reader, &mut out, |c, s, m| {
+            unsettled.entry(c.clone()).or_default().push((s, m));
+        })?;
+        for minutes in unsettled.values_mut() {
+            minutes.sort_by_key(|&(s, _)| s);
+        }
+        history.set_unsettled(unsettled);
         self.settled_end = Some(end);
         let loaded_from = *self.loaded_from.get_or_insert(from);
         self.warm_up(end, loaded_from, reader, history, &mut out)?;

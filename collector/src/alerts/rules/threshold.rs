@@ -2,6 +2,12 @@
 //! when at least N of its last M judged minutes are at or above the enter level, and clears
 //! only when all of its last M judged minutes are below the exit level. A minute with too
 //! little data is not judged; the rule looks back at most 3 M minutes for M judged ones.
+//!
+//! The minutes not yet settled (the one settling and the one in progress) count toward firing
+//! only, and only once they hold the minimum data and are already at or above the enter level:
+//! a fault that is plain a few seconds into a minute fires then, not up to two minutes later
+//! when that minute has settled. They never count toward clearing, and a minute not yet
+//! breaching is not judged until it settles.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,7 +45,7 @@ impl ThresholdState {
                     continue;
                 }
                 let from = ctx.end.saturating_sub(3 * m as u64 * MINUTE_MS);
-                let values: Vec<(u64, f64)> = history
+                let settled: Vec<(u64, f64)> = history
                     .minutes(from, ctx.end)
                     .rev()
                     .filter_map(|(start, minute)| Some((*start, minute.value(signal, &min)?)))
@@ -48,6 +54,16 @@ impl ThresholdState {
                 let key = IncidentKey { alert: signal.alert(), scope: Scope::cohort(cohort) };
                 let state = (signal, cohort.clone());
                 let active = self.active.contains(&state);
+                let values: Vec<(u64, f64)> = if active {
+                    settled.clone()
+                } else {
+                    let breaching_early =
+                        history.unsettled().iter().rev().filter_map(|(start, minute)| {
+                            let v = minute.value(signal, &min)?;
+                            (*start >= ctx.end && v >= levels.enter).then_some((*start, v))
+                        });
+                    breaching_early.chain(settled.iter().copied()).take(m).collect()
+                };
                 let breaches = values.iter().filter(|(_, v)| *v >= levels.enter).count();
                 let verdict = if active {
                     if values.len() < m {
@@ -61,7 +77,7 @@ impl ThresholdState {
                 } else if breaches >= n {
                     self.active.insert(state);
                     Verdict::Firing(Severity::P1)
-                } else if values.len() < n {
+                } else if settled.len() < n {
                     Verdict::Insufficient
                 } else {
                     Verdict::Clear
@@ -76,13 +92,17 @@ impl ThresholdState {
                     let worst = values.iter().map(|v| v.1).fold(f64::MIN, f64::max);
                     let mut counts = crate::alerts::signals::Counts::default();
                     for (start, _) in &values {
-                        if let Some(m) = history.minutes(*start, start + MINUTE_MS).next() {
-                            counts.add(&m.1.counts);
+                        if let Some(minute) = history.minute(*start) {
+                            counts.add(&minute.counts);
                         }
                     }
                     let causes = counts
                         .causes_text(signal)
                         .map_or_else(String::new, |c| format!("; failures by cause: {c}"));
+                    let in_progress = match values.iter().filter(|(s, _)| *s >= ctx.end).count() {
+                        0 => String::new(),
+                        k => format!(", {k} of them not yet settled"),
+                    };
                     Evidence {
                         method: Method::Threshold,
                         signal: Some(signal),
@@ -91,7 +111,7 @@ impl ThresholdState {
                         limit: levels.enter,
                         window: format!("{n} of the last {m} minutes"),
                         text: format!(
-                            "{} {} (worst {}) against {} in {breaches} of the last {} judged minutes \
+                            "{} {} (worst {}) against {} in {breaches} of the last {} judged minutes{in_progress} \
                              (fires at {n} of {m}, clears below {}){causes}",
                             signal.describe(),
                             signal.format(latest),

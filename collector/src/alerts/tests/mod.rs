@@ -113,10 +113,12 @@ impl Minute {
 pub type Generator = Box<dyn Fn(&Cohort, u64, u64) -> Option<Minute>>;
 
 /// A history store over generated data: a minute becomes visible once it has ended (its
-/// reports arrived), and minutes older than `downsample_after` are only in hour rows, as
-/// after the store's maintenance.
+/// reports arrived; with `in_progress`, once it has begun, the generator saying what had been
+/// reported of it by `now`), and minutes older than `downsample_after` are only in hour rows,
+/// as after the store's maintenance.
 pub struct Fake {
     pub cohorts: Vec<Cohort>,
+    pub in_progress: bool,
     pub generate: Generator,
     pub now: Cell<u64>,
     pub downsample_after: u64,
@@ -128,6 +130,7 @@ impl Fake {
     pub fn new(cohorts: Vec<Cohort>, generate: Generator) -> Self {
         Fake {
             cohorts,
+            in_progress: false,
             generate,
             now: Cell::new(0),
             downsample_after: 2 * 24 * HOUR_MS,
@@ -137,7 +140,7 @@ impl Fake {
     }
 
     fn visible(&self, start: u64) -> bool {
-        start + MINUTE_MS <= self.now.get()
+        if self.in_progress { start <= self.now.get() } else { start + MINUTE_MS <= self.now.get() }
     }
 
     fn downsampled(&self, hour: u64) -> bool {
