@@ -11,9 +11,9 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use super::{AgentIdentity, Ca, PkiError, Validity, agent_identity};
 
 /// An agent's identity (name, region, network type) from a client certificate that chains to
-/// the fleet CA. No public constructor takes the fields: it comes from the ingest listener,
-/// whose TLS handshake verified the certificate (`from_verified_handshake`), or
-/// from [`VerifiedAgent::verify`], which runs the same verification.
+/// the fleet CA. No constructor takes the fields or bare certificate bytes: it comes from a
+/// connection of the ingest listener whose TLS handshake verified the certificate
+/// (`from_handshake`), or from [`VerifiedAgent::verify`], which runs the same verification.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VerifiedAgent {
     identity: AgentIdentity,
@@ -36,7 +36,7 @@ impl VerifiedAgent {
         verifier
             .verify_client_cert(cert, &[], now)
             .map_err(|e| PkiError::NotIssuedBy(e.to_string()))?;
-        Self::from_verified_handshake(cert)
+        Self::from_verified(cert)
     }
 
     /// Issues `identity` a one-day certificate from `ca` and verifies it at `now`, as the
@@ -56,9 +56,19 @@ impl VerifiedAgent {
         )
     }
 
-    /// The identity in a client certificate that the ingest listener's TLS handshake has
-    /// verified against the fleet CA (the only caller).
-    pub(crate) fn from_verified_handshake(cert: &[u8]) -> Result<Self, PkiError> {
+    /// The identity in the client certificate of a TLS connection whose handshake is done.
+    /// rustls reports a peer certificate only once its client verifier accepted it, and the
+    /// ingest listener's verifier requires one issued by the fleet CA. It takes the
+    /// connection, not certificate bytes, so no caller can pass a certificate nobody verified.
+    pub(crate) fn from_handshake(conn: &rustls::ServerConnection) -> Result<Self, PkiError> {
+        let cert = conn.peer_certificates().and_then(|chain| chain.first()).ok_or_else(|| {
+            PkiError::NotAgentCertificate("the connection presented no client certificate".into())
+        })?;
+        Self::from_verified(cert)
+    }
+
+    /// The identity in `cert`, which the caller has verified.
+    fn from_verified(cert: &[u8]) -> Result<Self, PkiError> {
         Ok(VerifiedAgent { identity: agent_identity(cert)? })
     }
 

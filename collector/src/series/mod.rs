@@ -6,8 +6,8 @@
 //! everything exports as Prometheus counters and cumulative histograms, never as snapshots.
 //!
 //! - **Cohort**: [`Cohort`]: `region` and `network_type` from the agent's verified
-//!   certificate, never read from the report, `transport` and `target` from the report
-//!   series' labels. No agent label: per-agent facts ([`AgentFacts`], from the delta) are
+//!   certificate, never read from the report, `transport`, `repair` and `target` from the
+//!   report series' labels. No agent label: per-agent facts ([`AgentFacts`], from the delta) are
 //!   `stallwatch_agent_info{agent,region,network_type,version}` and
 //!   `stallwatch_agent_last_report_timestamp_seconds{agent}`.
 //! - **Histograms**: one fixed classic bucket layout per metric ([`catalogue`]). A cohort keeps
@@ -21,8 +21,10 @@
 //!   consecutive steps that add up to the total: one family with `phase="total"` would make
 //!   `sum by (le)` silently count every attempt twice.
 //! - **Counters** keep the reported unit (`u64`); `*_time_ns` export as `*_seconds_total`.
-//!   Every counter name of `measure/src/report.rs` is mapped; unknown names are ignored and
-//!   counted (`stallwatch_collector_report_names_ignored_total{kind}`).
+//!   Ingest refuses a report carrying a name outside the catalogue (422, `unknown_metric`),
+//!   so committed deltas carry catalogue names only and
+//!   `stallwatch_collector_report_names_ignored_total{kind}` (what the series skip in them)
+//!   stays 0; restored history written by a build with more names is skipped too.
 //! - **Series limit**: a series is one histogram (buckets, sum and count together, as
 //!   Prometheus counts a native histogram) or one counter of one cohort; each cohort holds
 //!   [`SERIES_PER_COHORT`] of them. A report series that would start a cohort beyond

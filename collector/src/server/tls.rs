@@ -195,20 +195,14 @@ impl Listener for TlsListener {
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
         let addr = *stream.remote_addr();
-        let cert = stream.io().get_ref().1.peer_certificates().and_then(|c| c.first());
-        let Some(cert) = cert else {
-            // Unreachable: the verifier requires a client certificate.
-            return Peer {
-                addr,
-                identity: Err("no client certificate".into()),
-                serial: String::new(),
-            };
-        };
+        let conn = stream.io().get_ref().1;
+        // The handshake verified the certificate against the fleet CA (none: unreachable, the
+        // verifier requires one).
+        let cert = conn.peer_certificates().and_then(|chain| chain.first());
         Peer {
             addr,
-            // The handshake verified the certificate against the fleet CA.
-            identity: VerifiedAgent::from_verified_handshake(cert).map_err(|e| e.to_string()),
-            serial: certificate_serial(cert).unwrap_or_default(),
+            identity: VerifiedAgent::from_handshake(conn).map_err(|e| e.to_string()),
+            serial: cert.and_then(|cert| certificate_serial(cert).ok()).unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`AgentFacts`]: the one record of what an agent last told the collector, updated in one
-//! place ([`AgentFacts::absorb`], inside the store's ingest transaction) and read by the
-//! registry, the exported series and the fleet view.
+//! place ([`AgentFacts::absorb`], inside the store's ingest transaction; visible to the store
+//! only) and read by the registry, the exported series and the fleet view.
 
 use serde::Serialize;
 use stallwatch_proto::report::Report;
@@ -40,7 +40,7 @@ pub struct AgentFacts {
 
 impl AgentFacts {
     /// An agent with no report yet.
-    pub(crate) fn new(agent: &VerifiedAgent) -> Self {
+    pub(super) fn new(agent: &VerifiedAgent) -> Self {
         AgentFacts {
             name: agent.name().to_owned(),
             region: agent.region().to_owned(),
@@ -59,7 +59,7 @@ impl AgentFacts {
     /// Takes in one stored report from `agent`, received at `received_unix_ms`: the report
     /// received last sets the identity, version, plan revision, sequence number and spool
     /// depth (a restarted agent whose numbering started over shows its new numbers).
-    pub(crate) fn absorb(&mut self, agent: &VerifiedAgent, report: &Report, received_unix_ms: u64) {
+    pub(super) fn absorb(&mut self, agent: &VerifiedAgent, report: &Report, received_unix_ms: u64) {
         if received_unix_ms >= self.last_report_unix_ms {
             set(&mut self.region, agent.region());
             set(&mut self.network_type, agent.network_type());
