@@ -167,7 +167,25 @@ impl Signal {
     /// Its value over summed `counts`, or `None` when there is too little data (`min`). Only
     /// the ratio signals have one: a p95 is not additive.
     pub fn ratio(self, counts: &Counts, min: &Minimums) -> Option<f64> {
-        let (bad, total, enough) = match self {
+        let (bad, total, enough) = self.parts(counts, min)?;
+        (enough && total > 0).then(|| bad.min(total) as f64 / total as f64)
+    }
+
+    /// The ratio of a minute not yet whole, as low as it can still end: its bad events over
+    /// the larger of its own total and `whole` (a whole minute's total, the cohort's last
+    /// settled minute). At or over a level, the minute breaches however the rest of it goes,
+    /// so a few seconds' burst reads no worse than it would in the whole minute. `None` for the
+    /// p95 signals (a p95 of part of a minute bounds nothing) and with too little data.
+    pub fn lowest_ratio(self, counts: &Counts, whole: &Counts, min: &Minimums) -> Option<f64> {
+        let (bad, total, enough) = self.parts(counts, min)?;
+        let (_, whole_total, _) = self.parts(whole, min)?;
+        let total = total.max(whole_total);
+        (enough && total > 0).then(|| bad.min(total) as f64 / total as f64)
+    }
+
+    /// (bad events, all events, enough data by `min`) of a ratio signal.
+    fn parts(self, counts: &Counts, min: &Minimums) -> Option<(u64, u64, bool)> {
+        Some(match self {
             Signal::SlowFirstFrames => (
                 counts.slow_first_frames,
                 counts.first_frames,
@@ -191,8 +209,7 @@ impl Signal {
                 counts.packets_expected >= min.packets,
             ),
             Signal::FirstFrameP95 | Signal::JitterP95 => return None,
-        };
-        (enough && total > 0).then(|| bad.min(total) as f64 / total as f64)
+        })
     }
 }
 
@@ -458,6 +475,26 @@ mod tests {
     use stallwatch_proto::hdr;
 
     use super::*;
+
+    #[test]
+    fn a_minute_in_progress_breaches_only_if_it_would_however_it_ends() {
+        let whole = Counts { packets_expected: 3000, packets_lost: 3, ..Counts::default() };
+        let min = Minimums { viewing_ns: 1, attempts: 1, first_frames: 1, packets: 100 };
+        // 250 packets in, 25 lost: 10 % so far, but at most 25 / 3000 = 0.83 % when whole.
+        let burst = Counts { packets_expected: 250, packets_lost: 25, ..Counts::default() };
+        assert_eq!(Signal::LossRatio.ratio(&burst, &min), Some(0.1));
+        assert_eq!(Signal::LossRatio.lowest_ratio(&burst, &whole, &min), Some(25.0 / 3000.0));
+        // 40 lost: 1.33 % at least, whatever comes.
+        let plain = Counts { packets_lost: 40, ..burst };
+        assert_eq!(Signal::LossRatio.lowest_ratio(&plain, &whole, &min), Some(40.0 / 3000.0));
+        // A minute already bigger than the whole one is judged on its own total.
+        let big = Counts { packets_expected: 6000, packets_lost: 90, ..Counts::default() };
+        assert_eq!(Signal::LossRatio.lowest_ratio(&big, &whole, &min), Some(0.015));
+        // Too little data, or a p95: nothing.
+        let few = Counts { packets_expected: 50, packets_lost: 50, ..Counts::default() };
+        assert_eq!(Signal::LossRatio.lowest_ratio(&few, &whole, &min), None);
+        assert_eq!(Signal::JitterP95.lowest_ratio(&plain, &whole, &min), None);
+    }
     use crate::store::{Cohort, Resolution, StoredHistogram};
 
     fn stored(values: &[u64]) -> StoredHistogram {

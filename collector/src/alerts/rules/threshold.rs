@@ -4,10 +4,12 @@
 //! little data is not judged; the rule looks back at most 3 M minutes for M judged ones.
 //!
 //! The minutes not yet settled (the one settling and the one in progress) count toward firing
-//! only, and only once they hold the minimum data and are already at or above the enter level:
-//! a fault that is plain a few seconds into a minute fires then, not up to two minutes later
-//! when that minute has settled. They never count toward clearing, and a minute not yet
-//! breaching is not judged until it settles.
+//! only, and only once they hold the minimum data and already breach however the rest of the
+//! minute goes (a ratio signal's bad events over at least a whole minute's total, the newest
+//! settled minute's: [`Signal::lowest_ratio`]): a fault plain a few seconds into a minute
+//! fires then, not up to two minutes later when that minute has settled, and a short burst
+//! reads no worse than in its whole minute. They never count toward clearing; a minute not yet
+//! breaching, and any p95, is judged once settled.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,9 +59,12 @@ impl ThresholdState {
                 let values: Vec<(u64, f64)> = if active {
                     settled.clone()
                 } else {
+                    // A whole minute's volume: the newest settled minute's.
+                    let whole = history.minutes(from, ctx.end).next_back().map(|(_, m)| m.counts);
                     let breaching_early =
                         history.unsettled().iter().rev().filter_map(|(start, minute)| {
-                            let v = minute.value(signal, &min)?;
+                            let whole = whole.unwrap_or(minute.counts);
+                            let v = signal.lowest_ratio(&minute.counts, &whole, &min)?;
                             (*start >= ctx.end && v >= levels.enter).then_some((*start, v))
                         });
                     breaching_early.chain(settled.iter().copied()).take(m).collect()

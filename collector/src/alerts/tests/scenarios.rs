@@ -136,9 +136,10 @@ fn a_fault_plain_in_the_minute_in_progress_fires_then_and_clears_only_on_settled
     let run = loss_reported_as_it_goes(start);
     let p1 = run.first(Alert::Loss, "sea", Severity::P1).expect("a loss P1");
     // Two of three minutes must breach. Minute 5 is whole at 6:00 but settles only at 6:30
-    // (the default 30 s settle); minute 6 holds the minimum 500 packets after two reports, at
-    // 6:10, already 5 % lost. Judged on settled minutes alone this was 7:30.
-    assert_eq!(p1.at - start, min(6) + 10_000, "{:?}", p1.incident.evidence);
+    // (the default 30 s settle); minute 6 breaches however it ends once its lost packets are
+    // 1 % of a whole minute's 3000 (minute 4's): 30, after three reports of 12.5, at 6:15.
+    // Judged on settled minutes alone this was 7:30.
+    assert_eq!(p1.at - start, min(6) + 15_000, "{:?}", p1.incident.evidence);
     let text = &p1.incident.evidence[0].text;
     assert!(text.contains("2 of the last 3 judged minutes, 2 of them not yet settled"), "{text}");
     // Clearing waits for three settled minutes below the exit level: minutes 10-12, settled at
