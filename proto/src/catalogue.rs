@@ -3,8 +3,8 @@
 //! fixed classic bucket layout. This is the one place the names of the agent-collector
 //! contract are written; `measure`, the agent and the collector name metrics by these enums.
 //!
-//! Adding a counter is one line in the [`Counter`] table at the end of this file (and, for a
-//! new family, one constant in [`families`]), plus the code that counts it. `ALL` and the exhaustive matches
+//! Adding a counter is one line in the [`Counter`] table (the `catalogue_enum!` invocation
+//! below; for a new family, also one constant in [`families`]), plus the code that counts it. `ALL` and the exhaustive matches
 //! make a forgotten variant a compile error; the collector's tests compare the exported
 //! families with a committed list and with `docs/metrics.md`.
 //!
