@@ -71,7 +71,10 @@ fn bomb() -> (Vec<u8>, usize) {
             histograms: HISTOGRAMS
                 .iter()
                 .map(|s| {
-                    (s.report.to_owned(), HistogramData { hdr: zero.clone(), sum: 0, count: 0 })
+                    (
+                        s.report_name().to_owned(),
+                        HistogramData { hdr: zero.clone(), sum: 0, count: 0 },
+                    )
                 })
                 .collect(),
         });

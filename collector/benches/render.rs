@@ -95,8 +95,11 @@ fn report(names: &[&'static str]) -> DecodedReport {
             (name.to_owned(), data)
         })
         .collect();
-    let counters =
-        COUNTERS.iter().enumerate().map(|(i, c)| (c.report.to_owned(), 1_000 + i as u64)).collect();
+    let counters = COUNTERS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.report_name().to_owned(), 1_000 + i as u64))
+        .collect();
     let labels = BTreeMap::from([
         ("transport".to_owned(), "udp".to_owned()),
         ("target".to_owned(), "relay".to_owned()),
@@ -201,7 +204,7 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let all: Vec<&'static str> = HISTOGRAMS.iter().map(|h| h.report).collect();
+    let all: Vec<&'static str> = HISTOGRAMS.iter().map(|h| h.report_name()).collect();
     let mut template = report(&all);
 
     let mut history = History::new();

@@ -1,5 +1,6 @@
-//! Series and export: the exposition people read (golden files), its well-formedness, and the
-//! name contract with `measure/src/report.rs`.
+//! Series and export: the exposition people read (golden files), its well-formedness, and
+//! that it exports the whole metric catalogue (`stallwatch_proto::catalogue`) as the
+//! committed family list and `docs/metrics.md` say.
 //!
 //! Regenerate the golden files after an intended change:
 //! `UPDATE_GOLDEN=1 cargo test -p stallwatch-collector --test series`, then review the diff.
@@ -9,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stallwatch_collector::pki::{AgentIdentity, Ca, VerifiedAgent};
-use stallwatch_collector::series::catalogue::{COUNTERS, HISTOGRAMS};
 use stallwatch_collector::series::{Exposition, SeriesLimits, SeriesStore};
 use stallwatch_collector::store::{HistoryStore, IngestItem, Outcome, SqliteStore, report_digest};
 use stallwatch_collector::telemetry::Telemetry;
+use stallwatch_proto::catalogue::{self, Counter, CounterUnit, Histogram, Kind};
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -265,7 +266,10 @@ fn series_prometheus_text_exposition_matches_golden_file() {
 }
 
 /// One sample line: name, labels in order, value.
-fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses one sample line.
+fn parse_sample(line: &str) -> Sample {
     let (head, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
     let value = match value {
         "+Inf" => f64::INFINITY,
@@ -389,70 +393,189 @@ fn check_openmetrics(text: &str) {
     }
 }
 
-/// Every counter and histogram name `measure` and the agent's attempts write (read from
-/// their source) is exported, and the collector knows no name they do not write.
+/// A store in which every catalogue counter and histogram was reported once, by one agent,
+/// each counter with its own value (`1_000 + index`) and each histogram with one value.
+fn every_metric_store() -> Collector {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let tag = format!("every-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut store = Collector::new(&tag, SeriesLimits::default());
+    let counters: Vec<(&str, u64)> =
+        Counter::ALL.iter().map(|c| (c.report_name(), 1_000 + c.index() as u64)).collect();
+    let histograms: Vec<(&str, &[u64])> =
+        Histogram::ALL.iter().map(|h| (h.report_name(), &[7_000][..])).collect();
+    let labels = [("probe", "p"), ("transport", "udp"), ("repair", "none"), ("target", "r")];
+    let all = series(&labels, &counters, &histograms);
+    store.ingest_one(("eu-fra", "4g"), &report("fra-1", "0.1.0", 1_700_000_010_000, vec![all]));
+    store
+}
+
+/// Every counter and histogram the catalogue has (so every one `measure` and the agent can
+/// emit: they name metrics only by its variants) is exported in its family, under the
+/// family's exported name, with its own labels and its own value.
 #[test]
-fn series_catalogue_maps_every_name_measure_reports() {
-    let report = std::fs::read_to_string(manifest_path("../measure/src/report.rs")).unwrap();
-    let receiver = std::fs::read_to_string(manifest_path("../measure/src/receiver.rs")).unwrap();
-    let attempt = std::fs::read_to_string(manifest_path("../agent/src/run/attempt.rs")).unwrap();
-    let transport =
-        std::fs::read_to_string(manifest_path("../agent/src/transport/mod.rs")).unwrap();
-
-    let block = report.split("let counters").nth(1).unwrap().split(".into_iter()").next().unwrap();
-    let mut measured: BTreeSet<String> = block
-        .lines()
-        .filter_map(|l| Some(l.trim().strip_prefix("(\"")?.split('"').next()?.to_owned()))
-        .collect();
-    assert!(measured.len() >= 30, "parsed {measured:?}");
-    // The agent's own names: `pub const X: &str = "name";` in `mod names`; failures are sent
-    // per cause, as `<prefix>_<cause>`.
-    let module = attempt.split("pub mod names {").nth(1).unwrap().split("\n}").next().unwrap();
-    let agent_names: Vec<&str> = module
-        .lines()
-        .filter(|l| l.contains("pub const"))
-        .map(|l| l.split('"').nth(1).unwrap())
-        .collect();
-    // `FailureCause::as_str`, beside the transports' typed error.
-    let causes: Vec<&str> = transport
-        .split("pub fn as_str(self)")
-        .nth(1)
-        .unwrap()
-        .split("\n    }")
-        .next()
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split('"').nth(1))
-        .collect();
-    assert_eq!(causes.len(), 5, "{causes:?}");
-    let mut agent_histograms = BTreeSet::new();
-    for name in agent_names {
-        if name.ends_with("_us") {
-            agent_histograms.insert(name.to_owned());
-        } else if name.ends_with("_failures") {
-            measured.extend(causes.iter().map(|c| format!("{name}_{c}")));
-        } else {
-            measured.insert(name.to_owned());
-        }
+fn series_every_catalogue_metric_is_exported_in_its_family() {
+    let text = every_metric_store().render_text();
+    check_openmetrics(&text);
+    let samples: Vec<Sample> =
+        text.lines().filter(|l| !l.starts_with('#')).map(parse_sample).collect();
+    let find = |name: &str, extra: &[(&str, &str)]| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && labels.len() == 5 + extra.len()
+                    && extra.iter().all(|&(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|&(_, _, v)| v)
+            .collect()
+    };
+    for counter in Counter::ALL {
+        let family = counter.family();
+        let value = (1_000 + counter.index() as u64) as f64;
+        let expected = match family.unit {
+            CounterUnit::NanosAsSeconds => value / 1e9,
+            CounterUnit::Count | CounterUnit::Bytes => value,
+        };
+        assert_eq!(
+            find(&counter.exported_name(), counter.labels()),
+            [expected],
+            "{} as {}",
+            counter.report_name(),
+            counter.exported_name()
+        );
+        assert!(text.contains(&format!(
+            "# HELP {} {}\n",
+            exported_family(&text, family.name),
+            family.help
+        )));
     }
-    let measured: BTreeSet<&str> = measured.iter().map(String::as_str).collect();
-    let known: BTreeSet<&str> = COUNTERS.iter().map(|c| c.report).collect();
-    assert_eq!(measured, known, "counter names");
+    for histogram in Histogram::ALL {
+        let name = histogram.exported_name();
+        let count = find(&format!("{name}_count"), histogram.labels());
+        assert_eq!(count, [1.0], "{} as {name}", histogram.report_name());
+        let mut extra = histogram.labels().to_vec();
+        extra.push(("le", "+Inf"));
+        assert_eq!(find(&format!("{name}_bucket"), &extra), [1.0], "{}", histogram.report_name());
+        let buckets = samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                *n == format!("{name}_bucket")
+                    && histogram
+                        .labels()
+                        .iter()
+                        .all(|&(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .count();
+        assert_eq!(buckets, histogram.family().bounds.len() + 1, "{}", histogram.report_name());
+        assert!(text.contains(&format!("# HELP {name} {}\n", histogram.family().help)));
+    }
+}
 
-    let module = report.split("pub mod histograms {").nth(1).unwrap().split("\n}").next().unwrap();
-    let mut measured: BTreeSet<String> = module
-        .lines()
-        .filter(|l| l.contains("pub const") && !l.contains("PREFIX"))
-        .map(|l| l.split('"').nth(1).unwrap().to_owned())
-        .collect();
-    let names =
-        receiver.split("pub fn name(self)").nth(1).unwrap().split("\n    }").next().unwrap();
-    let phases: Vec<&str> = names.lines().filter_map(|l| l.split('"').nth(1)).collect();
-    assert_eq!(phases.len(), 5, "{phases:?}");
-    measured.extend(phases.iter().map(|p| format!("first_frame_{p}_us")));
-    measured.extend(agent_histograms);
-    let known: BTreeSet<String> = HISTOGRAMS.iter().map(|h| h.report.to_owned()).collect();
-    assert_eq!(measured, known, "histogram names");
+/// The OpenMetrics family name (a counter's `# TYPE` name has no `_total`) of an exported
+/// family whose name without its unit is `base`.
+fn exported_family(text: &str, base: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .find(|n| {
+            *n == base || n.strip_prefix(base).is_some_and(|u| u == "_bytes" || u == "_seconds")
+        })
+        .unwrap_or_else(|| panic!("no family {base}"))
+        .to_owned()
+}
+
+/// Every family the collector exports (with every catalogue metric observed), with its type,
+/// against a committed list: renaming or dropping a family is a visible diff.
+#[test]
+fn series_exported_families_match_the_committed_list() {
+    let text = every_metric_store().render_text();
+    let families: String =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| format!("{l}\n")).collect();
+    check_golden("families.txt", &families);
+    // Each catalogue family is among them.
+    for family in Counter::families() {
+        assert!(families.contains(&format!("{} counter\n", exported_family(&text, family.name))));
+    }
+    for family in Histogram::families() {
+        assert!(families.contains(&format!("{} histogram\n", family.exported_name())));
+    }
+}
+
+/// `docs/metrics.md`'s catalogue table, as the catalogue writes it.
+fn catalogue_table() -> String {
+    let mut out = String::from("| family | type | report names | help |\n|---|---|---|---|\n");
+    let members = |report_names: Vec<(&str, &[(&str, &str)])>| -> String {
+        report_names
+            .iter()
+            .map(|(name, labels)| {
+                if labels.is_empty() {
+                    format!("`{name}`")
+                } else {
+                    let labels: Vec<String> =
+                        labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                    format!("`{name}` `{{{}}}`", labels.join(","))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for family in Histogram::families() {
+        let names = Histogram::ALL
+            .iter()
+            .filter(|h| h.family() == family)
+            .map(|h| (h.report_name(), h.labels()))
+            .collect();
+        let row = (family.exported_name(), "histogram", members(names), family.help);
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", row.0, row.1, row.2, row.3));
+    }
+    for family in Counter::families() {
+        let names = Counter::ALL
+            .iter()
+            .filter(|c| c.family() == family)
+            .map(|c| (c.report_name(), c.labels()))
+            .collect();
+        let row = (family.exported_name(), "counter", members(names), family.help);
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", row.0, row.1, row.2, row.3));
+    }
+    out
+}
+
+/// `docs/metrics.md` lists the whole catalogue in one table, and every other table that maps
+/// report names to families (`| report name | family | ...`) agrees with the catalogue.
+#[test]
+fn series_docs_metric_tables_match_the_catalogue() {
+    let docs = std::fs::read_to_string(manifest_path("../docs/metrics.md")).unwrap();
+    let table = catalogue_table();
+    assert!(
+        docs.contains(&table),
+        "docs/metrics.md must hold the catalogue table exactly as the catalogue writes it:\n{table}"
+    );
+    let mut rows = 0;
+    let mut in_table = false;
+    for line in docs.lines() {
+        if line.starts_with("| report name | family |") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        let Some(row) = line.strip_prefix("| ") else {
+            in_table = false;
+            continue;
+        };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let report = cells[0].trim_matches('`');
+        let family = cells[1].split('`').nth(1).unwrap();
+        let metric = catalogue::Metric::from_report_name(report)
+            .unwrap_or_else(|| panic!("docs/metrics.md: {report:?} is not in the catalogue"));
+        assert_eq!(family, metric.exported_name(), "docs/metrics.md: family of {report}");
+        let kind = if cells[1].contains("(histogram") { Kind::Histogram } else { Kind::Counter };
+        assert_eq!(kind, metric.kind(), "docs/metrics.md: kind of {report}");
+        rows += 1;
+    }
+    assert!(rows >= 13, "{rows} rows in report-name tables");
 }
 
 #[test]

@@ -1,39 +1,27 @@
 //! Turns a window's results into a report series (`stallwatch-proto`'s schema).
 //!
-//! Names are the contract with the collector, which maps them to Prometheus metrics; they are
-//! defined once here. Counters are increments over the window; histograms carry their exact
-//! sum and count. Definitions: `docs/metrics.md`.
+//! Names are the contract with the collector; they are the variants of
+//! `stallwatch_proto::catalogue`, which also says how each is exported. Counters are
+//! increments over the window; histograms carry their exact sum and count. Definitions:
+//! `docs/metrics.md`.
 
 use std::collections::BTreeMap;
 
+use stallwatch_proto::catalogue::{Counter, Histogram};
 use stallwatch_proto::report::{HistogramData, Series};
 
 use crate::receiver::{Phase, WindowMetrics};
 use crate::recorder::Recorder;
 
-/// Histogram names (values in µs unless the name says otherwise).
-pub mod histograms {
-    /// Attempt start to first complete keyframe.
-    pub const FIRST_FRAME: &str = "first_frame_us";
-    /// Prefix of the per-phase first-frame histograms: `first_frame_<phase>_us`.
-    pub const FIRST_FRAME_PHASE_PREFIX: &str = "first_frame_";
-    pub const JITTER: &str = "jitter_us";
-    pub const PDV: &str = "pdv_us";
-    pub const IPDV: &str = "ipdv_us";
-    /// One-way latency; only when the sender's clock offset is known.
-    pub const LATENCY: &str = "latency_us";
-    pub const STALL_DURATION: &str = "stall_duration_us";
-    pub const REORDER_DISTANCE: &str = "reorder_distance_packets";
-    pub const BURST_LENGTH: &str = "burst_length_packets";
-    /// Attempt start to the first frame on screen (`FirstFrame::first_render`).
-    pub const FIRST_RENDER: &str = "first_render_us";
-    /// Per repaired packet: gap seen to the retransmission's arrival.
-    pub const REPAIR_DELAY: &str = "repair_delay_us";
-}
-
-/// The name of a first-frame phase's histogram, e.g. `first_frame_connect_us`.
-pub fn phase_histogram(phase: Phase) -> String {
-    format!("{}{}_us", histograms::FIRST_FRAME_PHASE_PREFIX, phase.name())
+/// The histogram of a first-frame phase, e.g. `first_frame_connect_us`.
+pub fn phase_histogram(phase: Phase) -> Histogram {
+    match phase {
+        Phase::Connect => Histogram::FirstFrameConnect,
+        Phase::Handshake => Histogram::FirstFrameHandshake,
+        Phase::Subscribe => Histogram::FirstFrameSubscribe,
+        Phase::FirstByte => Histogram::FirstFrameFirstByte,
+        Phase::FirstKeyframe => Histogram::FirstFrameFirstKeyframe,
+    }
 }
 
 fn histogram(r: &Recorder) -> HistogramData {
@@ -46,67 +34,67 @@ impl WindowMetrics {
         let l = &self.loss;
         let p = &self.player;
         let counters: BTreeMap<String, u64> = [
-            ("packets", self.packets),
-            ("bytes", self.bytes),
-            ("packets_from_cache", self.packets_from_cache),
-            ("packets_expected", l.expected),
-            ("packets_received", l.received),
-            ("packets_lost", l.lost),
-            ("packets_duplicate", l.duplicates),
-            ("packets_reordered", l.reordered),
-            ("packets_late_after_wait", l.late_after_wait),
-            ("packets_stale", l.stale),
-            ("sequence_discontinuities", l.discontinuities),
-            ("loss_wait_cut_short", l.wait_cut_short),
-            ("loss_bursts", l.bursts),
-            ("loss_burst_lost", l.burst_lost),
-            ("loss_burst_packets", l.burst_packets),
-            ("loss_gap_lost", l.gap_lost),
-            ("loss_received_then_received", l.received_then_received),
-            ("loss_received_then_lost", l.received_then_lost),
-            ("loss_lost_then_received", l.lost_then_received),
-            ("loss_lost_then_lost", l.lost_then_lost),
-            ("frames_rendered", p.frames_rendered),
-            ("frames_missing", p.frames_missing),
-            ("frames_undecodable", p.frames_undecodable),
-            ("frames_late", p.frames_late),
-            ("fragments_out_of_window", p.fragments_out_of_window),
-            ("stalls", p.stalls),
-            ("stalls_600ms", p.stalls_600ms),
-            ("freezes", p.freezes),
-            ("stall_time_ns", p.stall_time_ns),
-            ("play_time_ns", p.play_time_ns),
-            ("freeze_time_ns", p.freeze_time_ns),
-            ("frames_caught_up", p.frames_caught_up),
-            ("rebuffers", p.rebuffers),
+            (Counter::Packets, self.packets),
+            (Counter::Bytes, self.bytes),
+            (Counter::PacketsFromCache, self.packets_from_cache),
+            (Counter::PacketsExpected, l.expected),
+            (Counter::PacketsReceived, l.received),
+            (Counter::PacketsLost, l.lost),
+            (Counter::PacketsDuplicate, l.duplicates),
+            (Counter::PacketsReordered, l.reordered),
+            (Counter::PacketsLateAfterWait, l.late_after_wait),
+            (Counter::PacketsStale, l.stale),
+            (Counter::SequenceDiscontinuities, l.discontinuities),
+            (Counter::LossWaitCutShort, l.wait_cut_short),
+            (Counter::LossBursts, l.bursts),
+            (Counter::LossBurstLost, l.burst_lost),
+            (Counter::LossBurstPackets, l.burst_packets),
+            (Counter::LossGapLost, l.gap_lost),
+            (Counter::LossReceivedThenReceived, l.received_then_received),
+            (Counter::LossReceivedThenLost, l.received_then_lost),
+            (Counter::LossLostThenReceived, l.lost_then_received),
+            (Counter::LossLostThenLost, l.lost_then_lost),
+            (Counter::FramesRendered, p.frames_rendered),
+            (Counter::FramesMissing, p.frames_missing),
+            (Counter::FramesUndecodable, p.frames_undecodable),
+            (Counter::FramesLate, p.frames_late),
+            (Counter::FragmentsOutOfWindow, p.fragments_out_of_window),
+            (Counter::Stalls, p.stalls),
+            (Counter::Stalls600ms, p.stalls_600ms),
+            (Counter::Freezes, p.freezes),
+            (Counter::StallTimeNs, p.stall_time_ns),
+            (Counter::PlayTimeNs, p.play_time_ns),
+            (Counter::FreezeTimeNs, p.freeze_time_ns),
+            (Counter::FramesCaughtUp, p.frames_caught_up),
+            (Counter::Rebuffers, p.rebuffers),
             // Repair (docs/metrics.md section 18); without repair the residual counters equal
             // packets_expected and packets_lost and the others are 0.
-            ("packets_residual_expected", self.repair.residual_expected),
-            ("packets_residual_lost", self.repair.residual_lost),
-            ("nacks_sent", self.repair.nack.nacks_sent),
-            ("packets_nacked", self.repair.nack.packets_nacked),
-            ("nack_retries", self.repair.nack.nack_retries),
-            ("retransmissions_received", self.repair.retransmissions_received),
-            ("packets_repaired", self.repair.packets_repaired),
-            ("keyframe_requests", self.repair.keyframe_requests),
+            (Counter::PacketsResidualExpected, self.repair.residual_expected),
+            (Counter::PacketsResidualLost, self.repair.residual_lost),
+            (Counter::NacksSent, self.repair.nack.nacks_sent),
+            (Counter::PacketsNacked, self.repair.nack.packets_nacked),
+            (Counter::NackRetries, self.repair.nack.nack_retries),
+            (Counter::RetransmissionsReceived, self.repair.retransmissions_received),
+            (Counter::PacketsRepaired, self.repair.packets_repaired),
+            (Counter::KeyframeRequests, self.repair.keyframe_requests),
         ]
         .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
+        .map(|(counter, value)| (counter.report_name().to_string(), value))
         .collect();
 
         let mut hists = BTreeMap::new();
         for (name, r) in [
-            (histograms::JITTER, &self.jitter),
-            (histograms::PDV, &self.pdv),
-            (histograms::IPDV, &self.ipdv),
-            (histograms::LATENCY, &self.latency),
-            (histograms::STALL_DURATION, &self.stall_duration),
-            (histograms::REORDER_DISTANCE, &self.reorder_distance),
-            (histograms::BURST_LENGTH, &self.burst_length),
-            (histograms::REPAIR_DELAY, &self.repair_delay),
+            (Histogram::Jitter, &self.jitter),
+            (Histogram::Pdv, &self.pdv),
+            (Histogram::Ipdv, &self.ipdv),
+            (Histogram::Latency, &self.latency),
+            (Histogram::StallDuration, &self.stall_duration),
+            (Histogram::ReorderDistance, &self.reorder_distance),
+            (Histogram::BurstLength, &self.burst_length),
+            (Histogram::RepairDelay, &self.repair_delay),
         ] {
             if r.count() > 0 {
-                hists.insert(name.to_string(), histogram(r));
+                hists.insert(name.report_name().to_string(), histogram(r));
             }
         }
         if let Some(ff) = &self.first_frame {
@@ -115,12 +103,12 @@ impl WindowMetrics {
                 r.record_nanos_as_micros(d.as_nanos() as u64);
                 histogram(&r)
             };
-            hists.insert(histograms::FIRST_FRAME.to_string(), one(ff.total));
+            hists.insert(Histogram::FirstFrame.report_name().to_string(), one(ff.total));
             if let Some(render) = ff.first_render {
-                hists.insert(histograms::FIRST_RENDER.to_string(), one(render));
+                hists.insert(Histogram::FirstRender.report_name().to_string(), one(render));
             }
             for (phase, d) in &ff.phases {
-                hists.insert(phase_histogram(*phase), one(*d));
+                hists.insert(phase_histogram(*phase).report_name().to_string(), one(*d));
             }
         }
         Series { labels, counters, histograms: hists }
@@ -166,18 +154,18 @@ mod tests {
         let s = &decoded.report.series[0];
         assert_eq!(s.counters["packets_lost"], window.loss.lost);
         assert_eq!(s.counters["frames_rendered"], window.player.frames_rendered);
-        let jitter = &decoded.histograms[0][histograms::JITTER];
+        let jitter = &decoded.histograms[0][Histogram::Jitter.report_name()];
         assert_eq!(jitter.len(), window.jitter.count());
-        assert_eq!(s.histograms[histograms::JITTER].sum, window.jitter.sum());
+        assert_eq!(s.histograms[Histogram::Jitter.report_name()].sum, window.jitter.sum());
         assert_eq!(
             jitter.to_histogram().unwrap().value_at_quantile(0.99),
             window.jitter.quantile(0.99)
         );
         let ff = window.first_frame.as_ref().unwrap();
-        let ff_hist = &decoded.histograms[0][histograms::FIRST_FRAME];
+        let ff_hist = &decoded.histograms[0][Histogram::FirstFrame.report_name()];
         assert_eq!(ff_hist.len(), 1);
         assert_eq!(
-            s.histograms[histograms::FIRST_FRAME].sum,
+            s.histograms[Histogram::FirstFrame.report_name()].sum,
             (ff.total.as_nanos() as u64 + 500) / 1_000
         );
         assert!(s.histograms.contains_key("first_frame_first_keyframe_us"));
@@ -186,7 +174,7 @@ mod tests {
             !run.windows[1]
                 .to_series(BTreeMap::new())
                 .histograms
-                .contains_key(histograms::FIRST_FRAME)
+                .contains_key(Histogram::FirstFrame.report_name())
         );
         assert!(encode_report(&report).len() < 16 * 1024);
     }
@@ -217,14 +205,16 @@ mod tests {
         // One repair delay sample per repaired packet, with its exact sum.
         let delays: u64 = series
             .iter()
-            .filter_map(|s| s.histograms.get(histograms::REPAIR_DELAY))
+            .filter_map(|s| s.histograms.get(Histogram::RepairDelay.report_name()))
             .map(|h| h.count)
             .sum();
         assert_eq!(delays, r.packets_repaired);
         // First render is reported once, beside the keyframe-complete time, and later.
         let ff = total.first_frame.as_ref().unwrap();
-        let renders: Vec<&HistogramData> =
-            series.iter().filter_map(|s| s.histograms.get(histograms::FIRST_RENDER)).collect();
+        let renders: Vec<&HistogramData> = series
+            .iter()
+            .filter_map(|s| s.histograms.get(Histogram::FirstRender.report_name()))
+            .collect();
         assert_eq!(renders.len(), 1);
         let render_us = (ff.first_render.unwrap().as_nanos() as u64 + 500) / 1_000;
         assert_eq!(renders[0].sum, render_us);

@@ -5,6 +5,7 @@
 //! property tests), because every byte it reads comes from the network.
 #![forbid(unsafe_code)]
 
+pub mod catalogue;
 #[cfg(feature = "config")]
 pub mod config_file;
 pub mod control;

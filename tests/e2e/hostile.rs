@@ -240,7 +240,10 @@ fn zero_histogram_bomb(agent: &str, seq: u64) -> (Vec<u8>, usize) {
             histograms: HISTOGRAMS
                 .iter()
                 .map(|s| {
-                    (s.report.to_owned(), HistogramData { hdr: hdr.clone(), sum: 0, count: 0 })
+                    (
+                        s.report_name().to_owned(),
+                        HistogramData { hdr: hdr.clone(), sum: 0, count: 0 },
+                    )
                 })
                 .collect(),
         };

@@ -6,13 +6,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use stallwatch_measure::{Recorder, WindowMetrics};
+use stallwatch_proto::catalogue::{Counter, Histogram};
 use stallwatch_proto::plan::{Repair, Transport};
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
 };
 use tracing::{info, warn};
-
-use crate::run::attempt::names::SELF_NOISE_WINDOWS;
 
 use super::spool::{QUARANTINE_DIR, SpoolError, io_error, read_capped, seq_of_name, write_durably};
 
@@ -126,8 +125,10 @@ impl ReportBuilder {
     pub fn add(&mut self, key: &SeriesKey, window: &WindowMetrics) -> bool {
         let Some(folded) = self.entry(key) else { return false };
         if window.self_noise.is_marked() {
-            *folded.counters.entry(SELF_NOISE_WINDOWS.to_owned()).or_default() +=
-                window.self_noise.windows;
+            *folded
+                .counters
+                .entry(Counter::SelfNoiseWindows.report_name().to_owned())
+                .or_default() += window.self_noise.windows;
             return true;
         }
         match &mut folded.metrics {
@@ -137,20 +138,25 @@ impl ReportBuilder {
         true
     }
 
-    /// Adds `value` to counter `name` of the series `key` in the current interval (for
-    /// figures that are not a viewer window: attempts, failures, publisher counts). Returns
-    /// `false` if dropped at the series limit, like [`ReportBuilder::add`].
-    pub fn add_counter(&mut self, key: &SeriesKey, name: &str, value: u64) -> bool {
+    /// Adds `value` to `counter` of the series `key` in the current interval (for figures
+    /// that are not a viewer window: attempts, failures, publisher counts). Returns `false`
+    /// if dropped at the series limit, like [`ReportBuilder::add`].
+    pub fn add_counter(&mut self, key: &SeriesKey, counter: Counter, value: u64) -> bool {
         let Some(folded) = self.entry(key) else { return false };
-        *folded.counters.entry(name.to_owned()).or_default() += value;
+        *folded.counters.entry(counter.report_name().to_owned()).or_default() += value;
         true
     }
 
-    /// Merges `values` into histogram `name` of the series `key` in the current interval.
+    /// Merges `values` into `histogram` of the series `key` in the current interval.
     /// Returns `false` if dropped at the series limit, like [`ReportBuilder::add`].
-    pub fn add_histogram(&mut self, key: &SeriesKey, name: &str, values: &Recorder) -> bool {
+    pub fn add_histogram(
+        &mut self,
+        key: &SeriesKey,
+        histogram: Histogram,
+        values: &Recorder,
+    ) -> bool {
         let Some(folded) = self.entry(key) else { return false };
-        folded.histograms.entry(name.to_owned()).or_default().merge(values);
+        folded.histograms.entry(histogram.report_name().to_owned()).or_default().merge(values);
         true
     }
 

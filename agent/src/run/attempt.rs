@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
+use stallwatch_proto::catalogue::{Counter, Histogram};
 use stallwatch_proto::control::StartAt;
 use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport, UdpCredential};
 use tokio::sync::{mpsc, watch};
@@ -21,40 +22,8 @@ use crate::report::{Role, SeriesKey};
 use crate::tls::Trust;
 use crate::transport::{self, Progress, PublishSpec, RelayTarget, ViewSpec, quic, udp};
 
-/// Report counter and histogram names the agent adds beside a viewer window's
-/// (`measure/src/report.rs` has those). Publisher figures have their own names, never a
-/// viewer's: the collector merges the `role` label away.
-pub mod names {
-    /// Publishing attempts started.
-    pub const PUBLISH_ATTEMPTS: &str = "publish_attempts";
-    /// Publishing attempts that failed; also `publish_failures_<cause>`.
-    pub const PUBLISH_FAILURES: &str = "publish_failures";
-    /// Viewing attempts started.
-    pub const VIEW_ATTEMPTS: &str = "view_attempts";
-    /// Viewing attempts that failed; also `view_failures_<cause>`.
-    pub const VIEW_FAILURES: &str = "view_failures";
-    /// Publisher: media packets (or objects) sent.
-    pub const SENT_PACKETS: &str = "sent_packets";
-    /// Publisher: bytes sent, headers included.
-    pub const SENT_BYTES: &str = "sent_bytes";
-    /// Publisher: frames paced.
-    pub const SENT_FRAMES: &str = "sent_frames";
-    /// Publisher: frames sent over one frame interval late (blocked by the transport).
-    pub const SENT_FRAMES_LATE: &str = "sent_frames_late";
-    /// Publisher: sends the transport refused.
-    pub const SEND_ERRORS: &str = "send_errors";
-    /// Publisher: attempt start to the relay accepting the stream, µs.
-    pub const PUBLISH_TIME: &str = "publish_time_us";
-    /// Publisher: how late the pacing timer woke, µs.
-    pub const SEND_TIMER_ERROR: &str = "send_timer_error_us";
-    /// Viewer: round-trip time to the relay, µs.
-    pub const RTT: &str = "rtt_us";
-    /// Viewer: windows marked self-noise, whose figures the report builder kept out.
-    pub const SELF_NOISE_WINDOWS: &str = "self_noise_windows";
-}
-
 pub use crate::transport::FailureCause;
-use crate::transport::fail;
+use crate::transport::{fail, failure_cause};
 
 /// Something for the report builder.
 #[derive(Debug)]
@@ -62,9 +31,9 @@ pub enum Fold {
     /// A viewer window.
     Window(SeriesKey, Box<WindowMetrics>),
     /// A counter increment.
-    Counter(SeriesKey, String, u64),
+    Counter(SeriesKey, Counter, u64),
     /// Histogram values.
-    Histogram(SeriesKey, &'static str, Recorder),
+    Histogram(SeriesKey, Histogram, Recorder),
 }
 
 /// What every attempt shares.
@@ -99,19 +68,19 @@ fn key(plan: &ProbePlan, role: Role) -> SeriesKey {
 }
 
 impl AttemptContext {
-    fn count(&self, key: &SeriesKey, name: &str, value: u64) {
-        let _ = self.folds.send(Fold::Counter(key.clone(), name.to_string(), value));
+    fn count(&self, key: &SeriesKey, counter: Counter, value: u64) {
+        let _ = self.folds.send(Fold::Counter(key.clone(), counter, value));
     }
 
     fn failed(&self, key: &SeriesKey, error: &anyhow::Error) {
-        let cause = FailureCause::of(error);
-        let prefix = match key.role {
-            Role::Publisher => names::PUBLISH_FAILURES,
-            Role::Viewer => names::VIEW_FAILURES,
-        };
+        let cause = failure_cause(error);
         // By cause only: the collector exports stallwatch_attempt_failures_total{role,cause},
         // whose sum over causes is the total.
-        self.count(key, &format!("{prefix}_{}", cause.as_str()), 1);
+        let counter = match key.role {
+            Role::Publisher => Counter::publish_failures(cause),
+            Role::Viewer => Counter::view_failures(cause),
+        };
+        self.count(key, counter, 1);
         debug!(probe = %key.probe, role = key.role.as_str(), cause = cause.as_str(), error = %format!("{error:#}"), "attempt failed");
     }
 }
@@ -160,10 +129,10 @@ pub async fn run_attempt(
     let views = !matches!(plan.mode, ProbeMode::Publish { .. });
     let (pub_key, view_key) = (key(plan, Role::Publisher), key(plan, Role::Viewer));
     if publishes {
-        ctx.count(&pub_key, names::PUBLISH_ATTEMPTS, 1);
+        ctx.count(&pub_key, Counter::PublishAttempts, 1);
     }
     if views {
-        ctx.count(&view_key, names::VIEW_ATTEMPTS, 1);
+        ctx.count(&view_key, Counter::ViewAttempts, 1);
     }
     let fail_all = |e: &anyhow::Error| {
         if publishes {
@@ -297,7 +266,7 @@ pub async fn run_attempt(
     let viewer_started = viewer_result.is_some();
     match viewer_result {
         Some(Ok(outcome)) => {
-            let _ = ctx.folds.send(Fold::Histogram(view_key.clone(), names::RTT, outcome.rtt));
+            let _ = ctx.folds.send(Fold::Histogram(view_key.clone(), Histogram::Rtt, outcome.rtt));
         }
         Some(Err(e)) => {
             ctx.failed(&view_key, &e);
@@ -313,24 +282,24 @@ pub async fn run_attempt(
         };
         match result {
             Ok(stats) => {
-                for (name, value) in [
-                    (names::SENT_PACKETS, stats.packets),
-                    (names::SENT_BYTES, stats.bytes),
-                    (names::SENT_FRAMES, stats.frames),
-                    (names::SENT_FRAMES_LATE, stats.frames_late),
-                    (names::SEND_ERRORS, stats.send_errors),
+                for (counter, value) in [
+                    (Counter::SentPackets, stats.packets),
+                    (Counter::SentBytes, stats.bytes),
+                    (Counter::SentFrames, stats.frames),
+                    (Counter::SentFramesLate, stats.frames_late),
+                    (Counter::SendErrors, stats.send_errors),
                 ] {
-                    ctx.count(&pub_key, name, value);
+                    ctx.count(&pub_key, counter, value);
                 }
                 if let Some(t) = stats.publish_time {
                     let mut r = Recorder::new();
                     r.record_nanos_as_micros(t.as_nanos() as u64);
                     let _ =
-                        ctx.folds.send(Fold::Histogram(pub_key.clone(), names::PUBLISH_TIME, r));
+                        ctx.folds.send(Fold::Histogram(pub_key.clone(), Histogram::PublishTime, r));
                 }
                 let _ = ctx.folds.send(Fold::Histogram(
                     pub_key.clone(),
-                    names::SEND_TIMER_ERROR,
+                    Histogram::SendTimerError,
                     stats.timer_error,
                 ));
             }
@@ -399,7 +368,7 @@ mod tests {
             (fail(FailureCause::Unreachable, "the relay is silent"), FailureCause::Unreachable),
         ];
         for (error, cause) in cases {
-            assert_eq!(FailureCause::of(&error), cause, "{error:#}");
+            assert_eq!(failure_cause(&error), cause, "{error:#}");
         }
         let names: Vec<&str> = [
             FailureCause::Unreachable,
@@ -459,7 +428,7 @@ mod tests {
         }
         assert_eq!(
             counters,
-            vec![("view_attempts".to_string(), 1), ("view_failures_unreachable".to_string(), 1)]
+            vec![(Counter::ViewAttempts, 1), (Counter::ViewFailuresUnreachable, 1)]
         );
     }
 }

@@ -95,8 +95,8 @@ impl Reporter {
         let builder = &mut lock(&self.books).builder;
         match fold {
             Fold::Window(key, w) => builder.add(&key, &w),
-            Fold::Counter(key, name, v) => builder.add_counter(&key, &name, v),
-            Fold::Histogram(key, name, r) => builder.add_histogram(&key, name, &r),
+            Fold::Counter(key, counter, v) => builder.add_counter(&key, counter, v),
+            Fold::Histogram(key, histogram, r) => builder.add_histogram(&key, histogram, &r),
         };
     }
 

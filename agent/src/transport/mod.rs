@@ -168,41 +168,16 @@ pub(crate) fn feedback_message(stream_id: u32, feedback: Feedback) -> Option<Con
 }
 
 /// Why an attempt failed, as its failure counter's `cause` label says
-/// (`stallwatch_attempt_failures_total{role,cause}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCause {
-    /// No answer from the relay (or its name did not resolve).
-    Unreachable,
-    /// The TLS handshake failed (certificate not trusted, wrong name, revoked).
-    Tls,
-    /// The relay has no such stream (view).
-    StreamNotFound,
-    /// The relay refused for another reason (limits, stream exists, rate limit, credential).
-    Refused,
-    /// Anything else (connection lost, local error, an untyped error).
-    Other,
-}
+/// (`stallwatch_attempt_failures_total{role,cause}`); the catalogue owns the label values.
+pub use stallwatch_proto::catalogue::FailureCause;
 
-impl FailureCause {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCause::Unreachable => "unreachable",
-            FailureCause::Tls => "tls",
-            FailureCause::StreamNotFound => "stream_not_found",
-            FailureCause::Refused => "refused",
-            FailureCause::Other => "other",
-        }
-    }
-
-    /// The cause of `error`: the variant of the first [`TransportError`] in its chain, so
-    /// rewording a message never moves a count; `Other` if there is none.
-    pub fn of(error: &anyhow::Error) -> FailureCause {
-        error
-            .chain()
-            .find_map(|e| e.downcast_ref::<TransportError>())
-            .map_or(FailureCause::Other, |e| e.cause)
-    }
+/// The cause of `error`: the variant of the first [`TransportError`] in its chain, so
+/// rewording a message never moves a count; `Other` if there is none.
+pub fn failure_cause(error: &anyhow::Error) -> FailureCause {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<TransportError>())
+        .map_or(FailureCause::Other, |e| e.cause)
 }
 
 /// A transport's failure at the I/O edge: what it means for the failure counters, and what to

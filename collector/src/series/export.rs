@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
 use super::catalogue::{
-    COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramUnit,
+    Counter, CounterUnit, Histogram, HistogramUnit, counter_members, histogram_members,
 };
 use super::cohorts::Cohorts;
 use crate::store::Cohort;
@@ -70,9 +70,8 @@ fn histogram_unit(unit: HistogramUnit) -> Unit {
 
 fn encode_histograms(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let mut buckets: Vec<(f64, u64)> = Vec::new();
-    for (f, family) in HISTOGRAM_FAMILIES.iter().enumerate() {
-        let members: Vec<usize> =
-            (0..HISTOGRAMS.len()).filter(|&i| HISTOGRAMS[i].family == f).collect();
+    for family in Histogram::families() {
+        let members = histogram_members(family);
         let observed = |i: usize| cohorts.states().any(|(_, state)| state.histogram(i).count() > 0);
         if !members.iter().any(|&i| observed(i)) {
             continue;
@@ -95,7 +94,7 @@ fn encode_histograms(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> 
                 }
                 buckets.clear();
                 buckets.extend(upper.iter().copied().zip(h.bucket_counts().iter().copied()));
-                let labels = CohortLabels { key, extra: HISTOGRAMS[i].label.as_slice() };
+                let labels = CohortLabels { key, extra: Histogram::ALL[i].labels() };
                 metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                     h.sum_base(),
                     h.count(),
@@ -112,9 +111,8 @@ fn encode_counters(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fm
     if cohorts.is_empty() {
         return Ok(());
     }
-    for (f, family) in COUNTER_FAMILIES.iter().enumerate() {
-        let members: Vec<usize> =
-            (0..COUNTERS.len()).filter(|&i| COUNTERS[i].family == f).collect();
+    for family in Counter::families() {
+        let members = counter_members(family);
         let unit = match family.unit {
             CounterUnit::Count => None,
             CounterUnit::Bytes => Some(Unit::Bytes),
@@ -129,7 +127,7 @@ fn encode_counters(cohorts: &Cohorts, encoder: &mut DescriptorEncoder<'_>) -> fm
         for (key, state) in cohorts.states() {
             for &i in &members {
                 let value = state.counter(i);
-                let labels = CohortLabels { key, extra: COUNTERS[i].labels };
+                let labels = CohortLabels { key, extra: Counter::ALL[i].labels() };
                 let encoder = metric.encode_family(&labels)?;
                 match family.unit {
                     CounterUnit::NanosAsSeconds => {

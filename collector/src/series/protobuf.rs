@@ -10,9 +10,7 @@
 //!
 //! Field numbers are those of `prometheus/prompb/io/prometheus/client/metrics.proto`.
 
-use super::catalogue::{
-    COUNTER_FAMILIES, COUNTERS, CounterUnit, HISTOGRAM_FAMILIES, HISTOGRAMS, HistogramFamily,
-};
+use super::catalogue::{Counter, CounterUnit, Histogram, counter_members, histogram_members};
 use super::cohort::HistogramView;
 use super::cohorts::Cohorts;
 use super::export::{AGENT_INFO, LAST_REPORT, names_ignored, own_counters, own_gauges};
@@ -233,19 +231,14 @@ fn encode_own_metrics(out: &mut Vec<u8>, own: &OwnTotals) {
     });
 }
 
-fn histogram_family_name(family: &HistogramFamily) -> String {
-    format!("{}_{}", family.name, family.unit.exported())
-}
-
 fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
     let mut scratch = Scratch::default();
-    for (f, family_spec) in HISTOGRAM_FAMILIES.iter().enumerate() {
-        let members: Vec<usize> =
-            (0..HISTOGRAMS.len()).filter(|&i| HISTOGRAMS[i].family == f).collect();
+    for family_spec in Histogram::families() {
+        let members = histogram_members(family_spec);
         let divisor = family_spec.unit.divisor();
         let upper: Vec<f64> =
             family_spec.bounds.iter().map(|&b| b as f64 / divisor).chain([f64::INFINITY]).collect();
-        let name = histogram_family_name(family_spec);
+        let name = family_spec.exported_name();
         family(out, &name, family_spec.help, HISTOGRAM, |f| {
             let mut written = 0;
             for (key, state) in cohorts.states() {
@@ -255,7 +248,7 @@ fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
                         continue;
                     }
                     written += metric(f, |m| {
-                        cohort_labels(m, key, HISTOGRAMS[i].label.as_slice());
+                        cohort_labels(m, key, Histogram::ALL[i].labels());
                         let classic = upper.iter().copied().zip(h.bucket_counts().iter().copied());
                         histogram(m, h.count(), h.sum_base(), classic, Some((&h, &mut scratch)));
                     });
@@ -270,14 +263,9 @@ fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
     if cohorts.is_empty() {
         return;
     }
-    for (f, family_spec) in COUNTER_FAMILIES.iter().enumerate() {
-        let members: Vec<usize> =
-            (0..COUNTERS.len()).filter(|&i| COUNTERS[i].family == f).collect();
-        let name = match family_spec.unit {
-            CounterUnit::Count => format!("{}_total", family_spec.name),
-            CounterUnit::Bytes => format!("{}_bytes_total", family_spec.name),
-            CounterUnit::NanosAsSeconds => format!("{}_seconds_total", family_spec.name),
-        };
+    for family_spec in Counter::families() {
+        let members = counter_members(family_spec);
+        let name = family_spec.exported_name();
         family(out, &name, family_spec.help, COUNTER, |f| {
             let mut written = 0;
             for (key, state) in cohorts.states() {
@@ -288,7 +276,7 @@ fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
                         CounterUnit::Count | CounterUnit::Bytes => value as f64,
                     };
                     written += metric(f, |m| {
-                        cohort_labels(m, key, COUNTERS[i].labels);
+                        cohort_labels(m, key, Counter::ALL[i].labels());
                         counter(m, value);
                     });
                 }

@@ -288,7 +288,8 @@ async fn decode(
 }
 
 /// Refuses a report carrying a counter or histogram the collector does not export (not in
-/// `series/catalogue.rs`): the store would keep it for months and nothing would read it.
+/// `stallwatch_proto::catalogue`): the store would keep it for months and nothing would read
+/// it.
 fn check_names(decoded: &DecodedReport) -> Result<(), ApiError> {
     let refuse = |detail: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unstorable", detail)
