@@ -172,14 +172,20 @@ impl Signal {
     }
 
     /// The ratio of a minute not yet whole, as low as it can still end: its bad events over
-    /// the larger of its own total and `whole` (a whole minute's total, the cohort's last
-    /// settled minute). At or over a level, the minute breaches however the rest of it goes,
-    /// so a few seconds' burst reads no worse than it would in the whole minute. `None` for the
-    /// p95 signals (a p95 of part of a minute bounds nothing) and with too little data.
-    pub fn lowest_ratio(self, counts: &Counts, whole: &Counts, min: &Minimums) -> Option<f64> {
-        let (bad, total, enough) = self.parts(counts, min)?;
-        let (_, whole_total, _) = self.parts(whole, min)?;
-        let total = total.max(whole_total);
+    /// the largest of its own total and the totals of `wholes` (the cohort's recent minutes:
+    /// what a whole minute holds). At or over a level, the minute breaches however the rest of
+    /// it goes, so a few seconds' burst reads no worse than it would in the whole minute.
+    /// `None` for the p95 signals (a p95 of part of a minute bounds nothing) and with too
+    /// little data.
+    pub fn lowest_ratio<'a>(
+        self,
+        counts: &Counts,
+        wholes: impl IntoIterator<Item = &'a Counts>,
+        min: &Minimums,
+    ) -> Option<f64> {
+        let (bad, own, enough) = self.parts(counts, min)?;
+        let wholes = wholes.into_iter().filter_map(|w| self.parts(w, min).map(|p| p.1));
+        let total = wholes.fold(own, u64::max);
         (enough && total > 0).then(|| bad.min(total) as f64 / total as f64)
     }
 
@@ -483,17 +489,17 @@ mod tests {
         // 250 packets in, 25 lost: 10 % so far, but at most 25 / 3000 = 0.83 % when whole.
         let burst = Counts { packets_expected: 250, packets_lost: 25, ..Counts::default() };
         assert_eq!(Signal::LossRatio.ratio(&burst, &min), Some(0.1));
-        assert_eq!(Signal::LossRatio.lowest_ratio(&burst, &whole, &min), Some(25.0 / 3000.0));
+        assert_eq!(Signal::LossRatio.lowest_ratio(&burst, [&whole], &min), Some(25.0 / 3000.0));
         // 40 lost: 1.33 % at least, whatever comes.
         let plain = Counts { packets_lost: 40, ..burst };
-        assert_eq!(Signal::LossRatio.lowest_ratio(&plain, &whole, &min), Some(40.0 / 3000.0));
+        assert_eq!(Signal::LossRatio.lowest_ratio(&plain, [&whole], &min), Some(40.0 / 3000.0));
         // A minute already bigger than the whole one is judged on its own total.
         let big = Counts { packets_expected: 6000, packets_lost: 90, ..Counts::default() };
-        assert_eq!(Signal::LossRatio.lowest_ratio(&big, &whole, &min), Some(0.015));
+        assert_eq!(Signal::LossRatio.lowest_ratio(&big, [&whole], &min), Some(0.015));
         // Too little data, or a p95: nothing.
         let few = Counts { packets_expected: 50, packets_lost: 50, ..Counts::default() };
-        assert_eq!(Signal::LossRatio.lowest_ratio(&few, &whole, &min), None);
-        assert_eq!(Signal::JitterP95.lowest_ratio(&plain, &whole, &min), None);
+        assert_eq!(Signal::LossRatio.lowest_ratio(&few, [&whole], &min), None);
+        assert_eq!(Signal::JitterP95.lowest_ratio(&plain, [&whole], &min), None);
     }
     use crate::store::{Cohort, Resolution, StoredHistogram};
 

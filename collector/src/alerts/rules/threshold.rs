@@ -5,8 +5,8 @@
 //!
 //! The minutes not yet settled (the one settling and the one in progress) count toward firing
 //! only, and only once they hold the minimum data and already breach however the rest of the
-//! minute goes (a ratio signal's bad events over at least a whole minute's total, the newest
-//! settled minute's: [`Signal::lowest_ratio`]): a fault plain a few seconds into a minute
+//! minute goes (a ratio signal's bad events over at least a whole minute's total: the most the
+//! newest settled minute or an unsettled one holds, [`Signal::lowest_ratio`]): a fault plain a few seconds into a minute
 //! fires then, not up to two minutes later when that minute has settled, and a short burst
 //! reads no worse than in its whole minute. They never count toward clearing; a minute not yet
 //! breaching, and any p95, is judged once settled.
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Context, Finding, Verdict};
 use crate::alerts::incidents::{IncidentKey, Scope};
-use crate::alerts::signals::Signal;
+use crate::alerts::signals::{Counts, Signal};
 use crate::alerts::{Evidence, Method, Severity};
 use crate::store::{Cohort, MINUTE_MS};
 
@@ -59,12 +59,15 @@ impl ThresholdState {
                 let values: Vec<(u64, f64)> = if active {
                     settled.clone()
                 } else {
-                    // A whole minute's volume: the newest settled minute's.
-                    let whole = history.minutes(from, ctx.end).next_back().map(|(_, m)| m.counts);
+                    // What a whole minute holds: the newest settled minute and the unsettled
+                    // ones (the one settling is whole), whichever holds most.
+                    let newest = history.minutes(from, ctx.end).next_back().map(|(_, m)| &m.counts);
+                    let unsettled = history.unsettled().iter().map(|(_, m)| &m.counts);
+                    let wholes: Vec<&Counts> = newest.into_iter().chain(unsettled).collect();
                     let breaching_early =
                         history.unsettled().iter().rev().filter_map(|(start, minute)| {
-                            let whole = whole.unwrap_or(minute.counts);
-                            let v = signal.lowest_ratio(&minute.counts, &whole, &min)?;
+                            let wholes = wholes.iter().copied();
+                            let v = signal.lowest_ratio(&minute.counts, wholes, &min)?;
                             (*start >= ctx.end && v >= levels.enter).then_some((*start, v))
                         });
                     breaching_early.chain(settled.iter().copied()).take(m).collect()
