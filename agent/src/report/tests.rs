@@ -10,6 +10,7 @@ use std::time::Duration;
 use stallwatch_measure::WindowMetrics;
 use stallwatch_measure::link::LinkConfig;
 use stallwatch_measure::sim::{self, SimConfig};
+use stallwatch_proto::control::Role;
 use stallwatch_proto::plan::Transport;
 use stallwatch_proto::report::{
     REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report, encode_report,
