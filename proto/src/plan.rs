@@ -14,6 +14,8 @@ use crate::duration::format_duration;
 
 /// Default report interval when the plan leaves it out.
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest encoded plan an agent accepts from the collector (or from its plan cache).
+pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
 
 /// How a probe carries media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

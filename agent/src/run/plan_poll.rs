@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use stallwatch_proto::plan::{Plan, decode_plan, encode_plan};
+use stallwatch_proto::plan::{MAX_PLAN_BYTES, Plan, decode_plan, encode_plan};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::client::{CollectorClient, MAX_PLAN_BYTES, PlanAnswer};
+use super::client::{CollectorClient, PlanAnswer};
 
 /// First retry delay after a failure.
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
