@@ -143,8 +143,9 @@ impl Ingest {
     }
 }
 
-/// The network types of DESIGN.md section 5, the default allow-list.
-pub const DEFAULT_NETWORK_TYPES: [&str; 6] = ["fiber", "wifi", "5g", "4g", "3g", "2g"];
+/// The default allow-list: every network type an agent certificate can carry (DESIGN.md
+/// section 5; the contract's list, which the agent checks its bundle against too).
+pub use stallwatch_proto::identity::NETWORK_TYPES as DEFAULT_NETWORK_TYPES;
 
 /// Label allow-lists: reports whose labels are outside them are refused at ingest, so no agent
 /// can blow up the number of series (budget: 50k per collector).
