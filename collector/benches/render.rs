@@ -4,16 +4,13 @@
 //!
 //! Fills the default 50,000-series budget (1,136 cohorts of 44 series) with every histogram
 //! observed, the worst case for the exposition's size, then renders it.
-#![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
 #![cfg_attr(
     test,
     allow(dead_code, reason = "built as a libtest bench until Cargo.toml sets harness = false")
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -29,23 +26,10 @@ use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
     decode_report, encode_report,
 };
-
-struct Counting;
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use stallwatch_tests::alloc::CountingAllocator;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const REGIONS: [&str; 8] =
     ["eu-fra", "eu-lon", "us-sea", "us-iad", "ap-sin", "ap-tyo", "sa-gru", "af-jnb"];
@@ -207,10 +191,10 @@ fn main() {
     let mut history = History::new();
     let cohorts = SeriesLimits::default().max_cohorts();
     let delta = fill(&mut history, &mut template, cohorts);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = CountingAllocator::live_bytes();
     let store = SeriesStore::new(SeriesLimits::default());
     store.apply(&delta);
-    let heap = LIVE.load(Ordering::Relaxed) - before;
+    let heap = CountingAllocator::live_bytes() - before;
     drop(delta);
     let telemetry = Telemetry::default();
     let series = store.read().series();
