@@ -27,6 +27,7 @@ use stallwatch_proto::report::{
     decode_report, encode_report,
 };
 use stallwatch_tests::alloc::CountingAllocator;
+use stallwatch_tests::rng::Rng;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -36,24 +37,11 @@ const REGIONS: [&str; 8] =
 const NETWORK_TYPES: [&str; 4] = ["fiber", "wifi", "4g", "3g"];
 const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
 
-/// xorshift64*: deterministic values without `rand`.
-struct Rng(u64);
-
-impl Rng {
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let unit = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-        (lo * (hi / lo).powf(unit)).round() as u64
-    }
-}
-
 fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
     let mut h: Histogram<u64> = hdr::new_histogram();
     let mut sum = 0;
     for _ in 0..samples {
-        let v = rng.log_uniform(lo, hi);
+        let v = (lo * (hi / lo).powf(rng.unit())).round() as u64;
         h.record(v).unwrap();
         sum += v;
     }
@@ -62,7 +50,7 @@ fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
 
 /// A 10 s viewer window: `names` histograms with realistic sample counts, all counters.
 fn report(names: &[&'static str]) -> DecodedReport {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let histograms = names
         .iter()
         .map(|&name| {

@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod cdp;
 pub mod demo;
 pub mod fleet;
+pub mod rng;
 
 use std::path::PathBuf;
 use std::process::Command;
