@@ -6,33 +6,17 @@
 //! and with it (the stream then carries the retransmissions a repaired run received, and the
 //! receiver schedules NACKs), then shows that the heap of a whole simulated probe with repair
 //! stays flat however long the stream runs.
-#![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use stallwatch_measure::link::LinkConfig;
 use stallwatch_measure::sim::{self, SimConfig, Simulation};
 use stallwatch_measure::{Receiver, Repair, Time};
-
-struct Counting;
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use stallwatch_tests::alloc::CountingAllocator;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn stream(seconds: u64, repair: Repair) -> SimConfig {
     let link = LinkConfig {
@@ -79,10 +63,10 @@ fn throughput(repair: Repair) {
 /// Live heap bytes of a whole simulated probe with repair (sender history, links, receiver)
 /// after `seconds` of stream, windows dropped as they come.
 fn heap_after(seconds: u64) -> (i64, u64) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = CountingAllocator::live_bytes();
     let mut sim = Simulation::new(&stream(seconds, Repair::Nack));
     sim.by_ref().for_each(drop);
-    let live = LIVE.load(Ordering::Relaxed) - before;
+    let live = CountingAllocator::live_bytes() - before;
     let packets = sim.result().packets_sent;
     std::hint::black_box(&sim);
     (live, packets)

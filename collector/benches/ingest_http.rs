@@ -30,6 +30,7 @@ use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
 };
+use stallwatch_tests::rng::Rng;
 
 /// Packets in 10 s of a 2 Mbit/s 720p30 stream.
 const PACKETS: usize = 2_670;
@@ -37,23 +38,6 @@ const PACKETS: usize = 2_670;
 const POOL: usize = 16;
 /// Longest the timed phase may run.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((lo as f64) * ((hi as f64) / (lo as f64)).powf(u)) as u64
-    }
-}
 
 /// One series shaped like `ingest_store`'s: 8 histograms (4 with 2,670 samples), 30 counters.
 fn series(rng: &mut Rng, i: usize) -> Series {
@@ -78,7 +62,7 @@ fn series(rng: &mut Rng, i: usize) -> Series {
         }
         histograms.insert(name.to_string(), HistogramData::from_histogram(&h, sum));
     }
-    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next() % 10_000)).collect();
+    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next_u64() % 10_000)).collect();
     let labels = BTreeMap::from([
         ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][i % 3].to_string()),
         ("target".to_string(), "relay-1".to_string()),
@@ -164,7 +148,7 @@ fn main() {
 
     // Pre-encoded bodies: each agent's reports 0..=per_agent (0 is the warm-up), 10 s
     // windows ending in the last minutes.
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let pool: Vec<Series> = (0..POOL).map(|i| series(&mut rng, i)).collect();
     let end = unix_ms() - 1_000;
     let bodies: Vec<Vec<Vec<u8>>> = (0..agents)

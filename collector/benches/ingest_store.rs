@@ -39,6 +39,7 @@ use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
     decode_report, encode_report,
 };
+use stallwatch_tests::rng::Rng;
 
 /// The ledger digest of a report. The store's cost is the same for any 32 bytes; the real
 /// SHA-256 of the body runs on the request workers, not on the writer these benchmarks time.
@@ -54,24 +55,6 @@ const PACKETS: usize = 2_670;
 /// Distinct report bodies; items reuse them under different agents and sequence numbers.
 const POOL: usize = 16;
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Log-uniform in `lo..hi`.
-    fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((lo as f64) * ((hi as f64) / (lo as f64)).powf(u)) as u64
-    }
-}
 
 fn histogram(rng: &mut Rng, samples: usize, lo: u64, hi: u64) -> (Histogram<u64>, u64) {
     let mut h = hdr::new_histogram();
@@ -103,7 +86,7 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
         decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
         data.insert(name.to_string(), d);
     }
-    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next() % 10_000)).collect();
+    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next_u64() % 10_000)).collect();
     // Transport x target combinations (3 transports x up to 4 targets).
     let combo = i % transport_targets;
     let labels = BTreeMap::from([
@@ -150,7 +133,7 @@ fn run(ca: &Ca, fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     let mut store = SqliteStore::open(&db).expect("open store");
     store.set_synchronous_full(sync_full()).expect("pragma");
 
-    let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
+    let mut rng = Rng::new(0x5eed_0000 + fleet.cohorts() as u64);
     // Bodies as agents send them; reports reuse them under different agents and sequence
     // numbers (decoding costs the same whatever the seq).
     let pool: Vec<Vec<u8>> = (0..POOL)
@@ -238,7 +221,7 @@ fn time<T>(n: u32, mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn components() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let report = pool_report(&mut rng, 0, 12);
     let body = encode_report(&report.report);
     let limits = ReportLimits::default();
@@ -308,7 +291,7 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let mut store = SqliteStore::open(dir.join("history.sqlite")).expect("open store");
     store.set_synchronous_full(sync_full()).expect("pragma");
     let series = SeriesStore::default();
-    let mut rng = Rng(0x5eed_0000 + fleet.cohorts() as u64);
+    let mut rng = Rng::new(0x5eed_0000 + fleet.cohorts() as u64);
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| encode_report(&pool_report(&mut rng, i, fleet.transport_targets).report))
         .collect();
@@ -477,7 +460,7 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![64, 256, 512]);
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let sample = pool_report(&mut rng, 0, 12);
     let hist_bytes: usize = sample.report.series[0].histograms.values().map(|h| h.hdr.len()).sum();
     println!(

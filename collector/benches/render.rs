@@ -4,16 +4,13 @@
 //!
 //! Fills the default 50,000-series budget (1,136 cohorts of 44 series) with every histogram
 //! observed, the worst case for the exposition's size, then renders it.
-#![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the clock to time itself")]
 #![cfg_attr(
     test,
     allow(dead_code, reason = "built as a libtest bench until Cargo.toml sets harness = false")
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -29,47 +26,22 @@ use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
     decode_report, encode_report,
 };
-
-struct Counting;
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use stallwatch_tests::alloc::CountingAllocator;
+use stallwatch_tests::rng::Rng;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const REGIONS: [&str; 8] =
     ["eu-fra", "eu-lon", "us-sea", "us-iad", "ap-sin", "ap-tyo", "sa-gru", "af-jnb"];
 const NETWORK_TYPES: [&str; 4] = ["fiber", "wifi", "4g", "3g"];
 const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
 
-/// xorshift64*: deterministic values without `rand`.
-struct Rng(u64);
-
-impl Rng {
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let unit = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-        (lo * (hi / lo).powf(unit)).round() as u64
-    }
-}
-
 fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
     let mut h: Histogram<u64> = hdr::new_histogram();
     let mut sum = 0;
     for _ in 0..samples {
-        let v = rng.log_uniform(lo, hi);
+        let v = (lo * (hi / lo).powf(rng.unit())).round() as u64;
         h.record(v).unwrap();
         sum += v;
     }
@@ -78,7 +50,7 @@ fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
 
 /// A 10 s viewer window: `names` histograms with realistic sample counts, all counters.
 fn report(names: &[&'static str]) -> DecodedReport {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let histograms = names
         .iter()
         .map(|&name| {
@@ -210,10 +182,10 @@ fn main() {
     let mut history = History::new();
     let cohorts = SeriesLimits::default().max_cohorts();
     let delta = fill(&mut history, &mut template, cohorts);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = CountingAllocator::live_bytes();
     let store = SeriesStore::new(SeriesLimits::default());
     store.apply(&delta);
-    let heap = LIVE.load(Ordering::Relaxed) - before;
+    let heap = CountingAllocator::live_bytes() - before;
     drop(delta);
     let telemetry = Telemetry::default();
     let series = store.read().series();

@@ -4,39 +4,19 @@
 // One module named after the area, so `cargo test -p stallwatch-collector pki` selects these.
 mod pki {
     use std::fs;
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::path::Path;
 
     use clap::Parser;
     use stallwatch_collector::pki::{
         self, AgentIdentity, Ca, CaArgs, PkiError, RevocationList, Validity, agent_identity,
         certificate_serial, inspect_certificate, load_bundle, verify_issued_by,
     };
+    use tempfile::TempDir;
     use time::{Duration, OffsetDateTime};
 
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("stallwatch-pki-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-
-        fn join(&self, p: &str) -> PathBuf {
-            self.0.join(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// A scratch directory, removed on drop.
+    fn scratch() -> TempDir {
+        tempfile::Builder::new().prefix("stallwatch-pki-").tempdir().unwrap()
     }
 
     fn now() -> OffsetDateTime {
@@ -44,7 +24,7 @@ mod pki {
     }
 
     fn new_ca(tmp: &TempDir) -> Ca {
-        Ca::init(&tmp.join("ca"), now(), false).unwrap()
+        Ca::init(&tmp.path().join("ca"), now(), false).unwrap()
     }
 
     fn identity(name: &str, region: &str, network_type: &str) -> AgentIdentity {
@@ -63,9 +43,9 @@ mod pki {
 
     #[test]
     fn init_writes_a_ten_year_ca_with_a_private_key_and_empty_lists() {
-        let tmp = TempDir::new("init");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
-        let dir = tmp.join("ca");
+        let dir = tmp.path().join("ca");
         let info = inspect_certificate(ca.certificate()).unwrap();
         assert!(info.is_ca);
         assert!(
@@ -90,11 +70,11 @@ mod pki {
 
     #[test]
     fn an_issued_agent_reads_back_exactly_its_identity_from_the_bundle() {
-        let tmp = TempDir::new("issue");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let id = identity("edge-fra-1", "eu-central", "4g");
         let cred = ca.issue_agent(&id, year()).unwrap();
-        let path = tmp.join("edge-fra-1.bundle.pem");
+        let path = tmp.path().join("edge-fra-1.bundle.pem");
         cred.write_bundle(&path).unwrap();
         #[cfg(unix)]
         assert_eq!(mode(&path), 0o600);
@@ -127,7 +107,7 @@ mod pki {
 
     #[test]
     fn the_bundle_says_what_each_block_is() {
-        let tmp = TempDir::new("comments");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let text =
             ca.issue_agent(&identity("edge-1", "us-east", "fiber"), year()).unwrap().bundle_pem();
@@ -146,8 +126,8 @@ mod pki {
 
     #[test]
     fn init_refuses_to_overwrite_a_ca_unless_forced() {
-        let tmp = TempDir::new("overwrite");
-        let dir = tmp.join("ca");
+        let tmp = scratch();
+        let dir = tmp.path().join("ca");
         let first = Ca::init(&dir, now(), false).unwrap();
         let old_agent = first.issue_agent(&identity("edge-1", "eu", "5g"), year()).unwrap();
 
@@ -165,7 +145,7 @@ mod pki {
 
     #[test]
     fn revocation_round_trip() {
-        let tmp = TempDir::new("revoke");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let a1 = ca.issue_agent(&identity("edge-1", "eu", "wifi"), year()).unwrap();
         let a2 = ca.issue_agent(&identity("edge-1", "eu", "wifi"), year()).unwrap();
@@ -201,7 +181,7 @@ mod pki {
 
     #[test]
     fn bad_names_regions_network_types_and_hosts_are_rejected_naming_the_field() {
-        let tmp = TempDir::new("fields");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         for (id, field) in [
             (
@@ -271,9 +251,9 @@ mod pki {
 
     #[test]
     fn a_certificate_from_another_ca_has_another_issuer_and_does_not_verify() {
-        let tmp = TempDir::new("other-ca");
-        let ours = Ca::init(&tmp.join("ours"), now(), false).unwrap();
-        let theirs = Ca::init(&tmp.join("theirs"), now(), false).unwrap();
+        let tmp = scratch();
+        let ours = Ca::init(&tmp.path().join("ours"), now(), false).unwrap();
+        let theirs = Ca::init(&tmp.path().join("theirs"), now(), false).unwrap();
         let id = identity("edge-1", "eu", "fiber");
         let foreign = theirs.issue_agent(&id, year()).unwrap();
 
@@ -286,10 +266,10 @@ mod pki {
         assert_eq!(agent_identity(&foreign.cert).unwrap(), id);
 
         // A bundle that pairs the foreign certificate with our CA is refused on load.
-        let mixed = tmp.join("mixed.bundle.pem");
+        let mixed = tmp.path().join("mixed.bundle.pem");
         let good = foreign.bundle_pem();
         let ca_start = good.rfind("# Fleet CA").unwrap();
-        let our_ca = fs::read_to_string(tmp.join("ours").join("ca.pem")).unwrap();
+        let our_ca = fs::read_to_string(tmp.path().join("ours").join("ca.pem")).unwrap();
         fs::write(&mixed, format!("{}{our_ca}", &good[..ca_start])).unwrap();
         let err = load_bundle(&mixed).unwrap_err().to_string();
         assert!(
@@ -300,7 +280,7 @@ mod pki {
 
     #[test]
     fn expired_certificates_can_be_minted_for_tests_but_days_cannot_be_zero() {
-        let tmp = TempDir::new("expired");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let t = now();
         let expired = Validity::new(t - Duration::days(30), t - Duration::days(1)).unwrap();
@@ -321,7 +301,7 @@ mod pki {
 
     #[test]
     fn collector_certificates_name_their_hosts_and_are_not_agents() {
-        let tmp = TempDir::new("collector");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let hosts = ["Collector.example.net", "127.0.0.1", "::1", "collector.example.net"]
             .map(String::from);
@@ -344,7 +324,7 @@ mod pki {
         assert!(err.starts_with("not a stallwatch agent certificate"), "{err}");
         assert!(agent_identity(ca.certificate()).is_err());
 
-        let (cert, key) = (tmp.join("c.pem"), tmp.join("c.key"));
+        let (cert, key) = (tmp.path().join("c.pem"), tmp.path().join("c.key"));
         cred.write(&cert, &key).unwrap();
         #[cfg(unix)]
         assert_eq!(mode(&key), 0o600);
@@ -355,18 +335,18 @@ mod pki {
 
     #[test]
     fn broken_files_are_errors_that_name_the_file() {
-        let tmp = TempDir::new("broken");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
-        let dir = tmp.join("ca");
+        let dir = tmp.path().join("ca");
 
-        let err = Ca::load(&tmp.join("nowhere")).unwrap_err().to_string();
+        let err = Ca::load(&tmp.path().join("nowhere")).unwrap_err().to_string();
         assert!(err.starts_with("no CA in ") && err.contains("ca init"), "{err}");
 
-        let missing = tmp.join("missing.bundle.pem");
+        let missing = tmp.path().join("missing.bundle.pem");
         let err = load_bundle(&missing).unwrap_err().to_string();
         assert!(err.starts_with(&format!("cannot read {}", missing.display())), "{err}");
 
-        let junk = tmp.join("junk.pem");
+        let junk = tmp.path().join("junk.pem");
         for (content, expect) in [
             ("hello", "expected the agent certificate and the CA certificate, found 0"),
             ("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "invalid PEM"),
@@ -401,7 +381,7 @@ mod pki {
         assert!(RevocationList::load(&revoked).unwrap_err().to_string().starts_with("cannot read"));
 
         // A CA key that is not the certificate's.
-        let other = Ca::init(&tmp.join("other"), now(), false).unwrap();
+        let other = Ca::init(&tmp.path().join("other"), now(), false).unwrap();
         fs::copy(other.dir().join("ca.key"), dir.join("ca.key")).unwrap();
         let err = Ca::load(&dir).unwrap_err().to_string();
         assert!(err.contains("ca.key") && err.contains("is not the key of"), "{err}");
@@ -412,7 +392,7 @@ mod pki {
     #[test]
     fn truncated_certificates_are_clear_errors() {
         use base64::Engine as _;
-        let tmp = TempDir::new("truncated");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let cred = ca.issue_agent(&identity("edge-1", "eu", "5g"), year()).unwrap();
         let der = cred.cert.to_vec();
@@ -441,7 +421,7 @@ mod pki {
         let body = pem.find(begin).unwrap() + begin.len();
         let body_end = body + pem[body..].find(end).unwrap();
         let cut = base64::engine::general_purpose::STANDARD.encode(&der[..der.len() / 2]);
-        let file = tmp.join("cut.bundle.pem");
+        let file = tmp.path().join("cut.bundle.pem");
         fs::write(&file, format!("{}{cut}{}", &pem[..body], &pem[body_end..])).unwrap();
         let msg = load_bundle(&file).unwrap_err().to_string();
         assert!(
@@ -510,11 +490,12 @@ mod pki {
     /// accepted, and the CRL itself stops being accepted after its next update.
     #[test]
     fn collector_certificates_are_short_lived_and_revocable() {
-        let tmp = TempDir::new("collector-crl");
-        let dir = tmp.join("ca");
+        let tmp = scratch();
+        let dir = tmp.path().join("ca");
         run(&dir, &["init"]).unwrap();
-        let (old, new) = (tmp.join("old.pem"), tmp.join("new.pem"));
-        for (cert, key) in [(&old, tmp.join("old.key")), (&new, tmp.join("new.key"))] {
+        let (old, new) = (tmp.path().join("old.pem"), tmp.path().join("new.pem"));
+        for (cert, key) in [(&old, tmp.path().join("old.key")), (&new, tmp.path().join("new.key"))]
+        {
             let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
             run(
                 &dir,
@@ -552,12 +533,12 @@ mod pki {
 
     #[test]
     fn the_ca_command_runs_init_issue_revoke_and_list() {
-        let tmp = TempDir::new("cli");
-        let dir = tmp.join("ca");
+        let tmp = scratch();
+        let dir = tmp.path().join("ca");
         run(&dir, &["init"]).unwrap();
         let err = run(&dir, &["init"]).unwrap_err();
         assert!(format!("{err:#}").contains("already holds a CA"));
-        let bundle = tmp.join("edge-1.bundle.pem");
+        let bundle = tmp.path().join("edge-1.bundle.pem");
         let out = bundle.to_str().unwrap();
         run(
             &dir,
@@ -628,7 +609,7 @@ mod pki {
             use std::sync::OnceLock;
             static CERT: OnceLock<Vec<u8>> = OnceLock::new();
             CERT.get_or_init(|| {
-                let tmp = TempDir::new("fuzz");
+                let tmp = scratch();
                 let ca = new_ca(&tmp);
                 ca.issue_agent(&identity("edge-1", "eu", "5g"), year()).unwrap().cert.to_vec()
             })
@@ -668,7 +649,7 @@ mod pki {
         use rustls::client::danger::ServerCertVerifier;
         use rustls_pki_types::{ServerName, UnixTime};
 
-        let tmp = TempDir::new("relay-host");
+        let tmp = scratch();
         let ca = new_ca(&tmp);
         let relay = ca
             .issue_agent_relay(&identity("relay-1", "sea", "fiber"), year(), &["127.0.0.1".into()])

@@ -25,8 +25,9 @@ pub struct StreamProfile {
     pub audio_bitrate_bps: u64,
 }
 
-/// Names accepted by [`StreamProfile::from_str`].
-pub const PROFILE_NAMES: &[&str] = &["360p15", "360p30", "720p30", "1080p30", "audio"];
+/// Names accepted by [`StreamProfile::from_str`]: the contract's list, which the collector
+/// checks plans against; a profile is added there and here.
+pub use stallwatch_proto::plan::PROFILE_NAMES;
 
 /// Default keyframe to predicted-frame size ratio (DESIGN.md: "6x is a fair default").
 pub const DEFAULT_KEY_RATIO: f64 = 6.0;
@@ -99,6 +100,14 @@ impl FromStr for StreamProfile {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || {
+            format!("unknown stream profile {s:?}; known profiles: {}", PROFILE_NAMES.join(", "))
+        };
+        // The contract's list decides which names exist, so no profile is accepted here that
+        // the collector would refuse in a plan.
+        if !PROFILE_NAMES.contains(&s) {
+            return Err(unknown());
+        }
         Ok(match s {
             "360p15" => StreamProfile::video(s, 15, 600_000),
             "360p30" => StreamProfile::video(s, 30, 1_200_000),
@@ -113,12 +122,7 @@ impl FromStr for StreamProfile {
                 audio_pps: 50,
                 audio_bitrate_bps: 64_000,
             },
-            _ => {
-                return Err(format!(
-                    "unknown stream profile {s:?}; known profiles: {}",
-                    PROFILE_NAMES.join(", ")
-                ));
-            }
+            _ => return Err(unknown()),
         })
     }
 }
@@ -151,5 +155,9 @@ mod tests {
         }
         let err = "4k".parse::<StreamProfile>().unwrap_err();
         assert!(err.contains("720p30"), "{err}");
+        // The contract's list gates parsing: near misses of listed names are refused.
+        for name in ["720P30", "720p60", "video", " audio", ""] {
+            assert!(name.parse::<StreamProfile>().is_err(), "{name:?} is not listed");
+        }
     }
 }

@@ -1,31 +1,15 @@
 //! The receiver's memory, repair included, does not grow with the length of the stream (no
 //! per-packet storage).
-#![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use stallwatch_measure::Repair;
 use stallwatch_measure::link::LinkConfig;
 use stallwatch_measure::sim::{SimConfig, Simulation};
-
-struct Counting;
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use stallwatch_tests::alloc::CountingAllocator;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn heap_stays_flat_from_five_to_twenty_five_minutes_of_stream_with_repair_on() {
@@ -38,7 +22,7 @@ fn heap_stays_flat_from_five_to_twenty_five_minutes_of_stream_with_repair_on() {
     };
     let mut config = SimConfig::new(link, Duration::from_secs(1_500));
     config.receiver.repair = Repair::Nack;
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = CountingAllocator::live_bytes();
     // Sender (history, retransmitter, pacer), both links with what is in flight, receiver.
     let mut sim = Simulation::new(&config);
     let mut at_five_minutes = None;
@@ -47,11 +31,11 @@ fn heap_stays_flat_from_five_to_twenty_five_minutes_of_stream_with_repair_on() {
         repaired += window.repair.packets_repaired;
         if window.end >= stallwatch_measure::Time::from_millis(300_000) && at_five_minutes.is_none()
         {
-            at_five_minutes = Some(LIVE.load(Ordering::Relaxed) - before);
+            at_five_minutes = Some(CountingAllocator::live_bytes() - before);
         }
         drop(window);
     }
-    let at_end = LIVE.load(Ordering::Relaxed) - before;
+    let at_end = CountingAllocator::live_bytes() - before;
     let at_five_minutes = at_five_minutes.unwrap();
     let result = sim.result();
     assert!(result.packets_sent > 390_000, "{} packets", result.packets_sent);

@@ -108,13 +108,24 @@ pub fn is_control(first_byte: u8) -> bool {
     CONTROL_FIRST_BYTE_RANGE.contains(&first_byte)
 }
 
-/// What a client wants to do on the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which side of a stream a client is: what it asks the relay for in `Hello`, and the `role`
+/// label of the series it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// Pushes a stream to the relay.
     Publisher,
     /// Pulls a stream from the relay.
     Viewer,
+}
+
+impl Role {
+    /// The `role` label value in reports and on the collector's series.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 /// Where a new viewer starts.

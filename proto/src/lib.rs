@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod control;
 pub mod duration;
 pub mod hdr;
+pub mod identity;
 pub mod media;
 pub mod plan;
 pub mod report;
@@ -18,6 +19,7 @@ pub mod report;
 pub use control::{Control, ControlError, ErrorCode, Role, StartAt, is_control};
 pub use duration::{DurationError, DurationErrorKind, format_duration, parse_duration};
 pub use hdr::{HdrError, HdrLimits};
+pub use identity::{AgentIdentity, IdentityError};
 pub use media::{FrameKind, MediaError, MediaHeader};
 pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Repair, Transport};
 pub use report::{

@@ -28,6 +28,10 @@ use thiserror::Error;
 pub const MEDIA_VERSION: u8 = 1;
 /// Encoded size of [`MediaHeader`].
 pub const MEDIA_HEADER_LEN: usize = 48;
+/// Largest payload of one quic-stream object (a 1080p keyframe is about 100 KiB): the relay
+/// refuses a larger object from a publisher and a viewer stops reading a stream that announces
+/// one.
+pub const MAX_OBJECT_PAYLOAD: u32 = 4 * 1024 * 1024;
 
 /// `flags` bit: the relay replayed this packet from its GOP cache to a joining viewer, long
 /// after it was sent, so it says nothing about the path's jitter or delay.

@@ -14,6 +14,26 @@ use crate::duration::format_duration;
 
 /// Default report interval when the plan leaves it out.
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Stream profiles an agent can send and view (`ProbePlan::profile`); `stallwatch-measure`
+/// defines each one and its tests check that it accepts exactly these.
+pub const PROFILE_NAMES: &[&str] = &["360p15", "360p30", "720p30", "1080p30", "audio"];
+
+/// The published network emulation presets (`ProbePlan::emulate`, `--emulate`), in the order
+/// of DESIGN.md's table; `stallwatch-measure` defines their figures.
+pub const EMULATION_PRESETS: &[&str] =
+    &["4g", "3.5g", "3g", "edge", "chrome-fast-4g", "chrome-slow-4g", "chrome-slow-3g"];
+
+/// Other names an emulation preset goes by: `none` (no emulation) and `2g` (`edge`).
+pub const EMULATION_PRESET_ALIASES: &[&str] = &["none", "2g"];
+
+/// Whether `name` is an emulation preset or alias (case-insensitive, as the agent reads it).
+pub fn is_emulation_preset(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    EMULATION_PRESETS.iter().chain(EMULATION_PRESET_ALIASES).any(|p| *p == name)
+}
+
+/// Largest encoded plan an agent accepts from the collector (or from its plan cache).
+pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
 
 /// How a probe carries media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

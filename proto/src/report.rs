@@ -82,6 +82,12 @@ impl HistogramData {
 
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// Smallest cap on an encoded report a collector may be configured with
+/// (`ingest.max_report_bytes`): a report with a few histograms must fit.
+pub const MIN_REPORT_BYTES_CAP: usize = 16 << 10;
+/// Largest cap on an encoded report a collector may be configured with: more would let one
+/// agent make the collector buffer and decode very large bodies.
+pub const MAX_REPORT_BYTES_CAP: usize = 16 << 20;
 /// Default cap on decoded histogram memory per report. Decoded histograms are sparse
 /// ([`SparseHistogram`]): 8 bytes per non-zero bucket, so this is about a million buckets
 /// (a 10 s jitter histogram has a couple of thousand; a full one, 28,672).

@@ -21,6 +21,7 @@ use stallwatch_tests::fleet::{
     AgentProcess, CollectorProcess, free_tcp_port, post_report, wait_until,
 };
 use stallwatch_tests::load_tolerant;
+use stallwatch_tests::rng::Rng;
 
 /// The honest agent (probes the relay, really runs in the last test), and the hostile one
 /// (a valid certificate in another region, driven by this test).
@@ -352,27 +353,11 @@ fn answered(status: u16, body: &[u8]) -> u16 {
     if status == 0 && body.len() > 64 * 1024 { UNREAD } else { status }
 }
 
-/// A small deterministic generator (xorshift64*): the run is the same every time.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// One hostile body: random bytes, a valid report mutated (bytes flipped, cut, spliced), a
 /// bomb, or a body over the size cap.
-fn hostile_body(noise: &mut Noise, valid: &[u8], bomb: &[u8], seq: u64) -> Vec<u8> {
+fn hostile_body(noise: &mut Rng, valid: &[u8], bomb: &[u8], seq: u64) -> Vec<u8> {
     match noise.below(10) {
-        0 => (0..noise.below(4096)).map(|_| noise.next() as u8).collect(),
+        0 => (0..noise.below(4096)).map(|_| noise.next_u64() as u8).collect(),
         1 => bomb.to_vec(),
         2 => vec![b'['; 2 << 20],
         3 => valid[..noise.below(valid.len())].to_vec(),
@@ -380,13 +365,13 @@ fn hostile_body(noise: &mut Noise, valid: &[u8], bomb: &[u8], seq: u64) -> Vec<u
             // A valid report with a fresh seq and one field's digits replaced.
             let text =
                 String::from_utf8_lossy(valid).replace("\"seq\":1,", &format!("\"seq\":{seq},"));
-            text.replacen("1000", &noise.next().to_string(), 1).into_bytes()
+            text.replacen("1000", &noise.next_u64().to_string(), 1).into_bytes()
         }
         _ => {
             let mut body = valid.to_vec();
             for _ in 0..=noise.below(8) {
                 let at = noise.below(body.len());
-                body[at] = noise.next() as u8;
+                body[at] = noise.next_u64() as u8;
             }
             body
         }
@@ -422,7 +407,7 @@ fn hostile_bodies_at_ingest_leave_an_honest_agents_totals_exact() {
     let mut healthy = 0;
     std::thread::scope(|scope| {
         let second = scope.spawn(|| {
-            let mut noise = Noise(0x5eed_0002);
+            let mut noise = Rng::new(0x5eed_0002);
             let mut seen = BTreeMap::<u16, usize>::new();
             for i in 0..200 {
                 if monotonic() > deadline {
@@ -435,7 +420,7 @@ fn hostile_bodies_at_ingest_leave_an_honest_agents_totals_exact() {
             }
             seen
         });
-        let mut noise = Noise(0x5eed_0001);
+        let mut noise = Rng::new(0x5eed_0001);
         for i in 0..200 {
             if monotonic() > deadline {
                 break;

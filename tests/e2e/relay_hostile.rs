@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, StartAt};
+use stallwatch_tests::rng::Rng;
 use stallwatch_tests::{RelayProcess, heavy, probe_json};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -17,69 +18,53 @@ const JUNK: usize = 20_000;
 const BURST: usize = 40;
 const PAUSE: Duration = Duration::from_millis(10);
 
-/// xorshift64*: reproducible junk without a dependency.
-struct Junk(u64);
-
-impl Junk {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// One hostile datagram, of a kind picked by `i`. None of them is a token-less `Hello`
-    /// (which would draw a challenge from the honest probes' shared address budget).
-    fn datagram(&mut self, i: usize) -> Vec<u8> {
-        let len = (self.next() % 1400) as usize;
-        match i % 10 {
-            // Random bytes, any first byte (media or control range).
-            0 | 1 => self.bytes(len.max(1)),
-            // Control-looking: a control type and a lying length.
-            2 => {
-                let mut d = self.bytes(len.max(3));
-                d[0] = 0x80 | (self.next() as u8 % 16);
-                d
-            }
-            // A truncated tokened hello.
-            3 => {
-                let hello = Control::Hello {
-                    version: CONTROL_VERSION,
-                    role: Role::Publisher,
-                    token: Some([1; 16]),
-                    proof: None,
-                }
-                .encode();
-                hello[..1 + (self.next() as usize % (hello.len() - 1))].to_vec()
-            }
-            // Spoofed-looking requests and goodbyes from an address that never verified.
-            4 => Control::Publish { stream: "honest".into() }.encode(),
-            5 => Control::Subscribe { stream: "honest".into(), start: StartAt::Live }.encode(),
-            6 => {
-                let mut d = Control::Goodbye.encode();
-                d.extend_from_slice(&self.next().to_be_bytes()); // a guessed session seal
-                d
-            }
-            // Media-looking: version byte 1, random header and payload.
-            7 | 8 => {
-                let mut d = self.bytes(len.max(48));
-                d[0] = 1;
-                d
-            }
-            // Empty, or a tokened hello with a made-up token (rarely: it draws a challenge).
-            _ if i % 100 == 9 => Control::Hello {
+/// One hostile datagram, of a kind picked by `i`. None of them is a token-less `Hello`
+/// (which would draw a challenge from the honest probes' shared address budget).
+fn hostile_datagram(junk: &mut Rng, i: usize) -> Vec<u8> {
+    let len = (junk.next_u64() % 1400) as usize;
+    match i % 10 {
+        // Random bytes, any first byte (media or control range).
+        0 | 1 => junk.bytes(len.max(1)),
+        // Control-looking: a control type and a lying length.
+        2 => {
+            let mut d = junk.bytes(len.max(3));
+            d[0] = 0x80 | (junk.next_u64() as u8 % 16);
+            d
+        }
+        // A truncated tokened hello.
+        3 => {
+            let hello = Control::Hello {
                 version: CONTROL_VERSION,
-                role: Role::Viewer,
-                token: Some(self.next().to_be_bytes().repeat(2).try_into().unwrap()),
+                role: Role::Publisher,
+                token: Some([1; 16]),
                 proof: None,
             }
-            .encode(),
-            _ => Vec::new(),
+            .encode();
+            hello[..1 + (junk.next_u64() as usize % (hello.len() - 1))].to_vec()
         }
+        // Spoofed-looking requests and goodbyes from an address that never verified.
+        4 => Control::Publish { stream: "honest".into() }.encode(),
+        5 => Control::Subscribe { stream: "honest".into(), start: StartAt::Live }.encode(),
+        6 => {
+            let mut d = Control::Goodbye.encode();
+            d.extend_from_slice(&junk.next_u64().to_be_bytes()); // a guessed session seal
+            d
+        }
+        // Media-looking: version byte 1, random header and payload.
+        7 | 8 => {
+            let mut d = junk.bytes(len.max(48));
+            d[0] = 1;
+            d
+        }
+        // Empty, or a tokened hello with a made-up token (rarely: it draws a challenge).
+        _ if i % 100 == 9 => Control::Hello {
+            version: CONTROL_VERSION,
+            role: Role::Viewer,
+            token: Some(junk.next_u64().to_be_bytes().repeat(2).try_into().unwrap()),
+            proof: None,
+        }
+        .encode(),
+        _ => Vec::new(),
     }
 }
 
@@ -123,10 +108,10 @@ fn junk_at_a_relays_udp_port_is_counted_and_honest_probes_lose_nothing() {
         // Let both handshakes finish, then flood from several source ports.
         std::thread::sleep(Duration::from_millis(1500));
         let sockets: Vec<_> = (0..4).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
-        let mut junk = Junk(0x5eed_cafe_f00d_beef);
+        let mut junk = Rng::new(0x5eed_cafe_f00d_beef);
         let mut sent = 0;
         for i in 0..JUNK {
-            let d = junk.datagram(i);
+            let d = hostile_datagram(&mut junk, i);
             if sockets[i % sockets.len()].send_to(&d, relay.udp).is_ok() {
                 sent += 1;
             }

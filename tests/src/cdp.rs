@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,23 +31,14 @@ pub struct Browser {
     session: String,
     next_id: u64,
     events: Vec<Value>,
-    _profile: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The browser's profile directory, removed with the browser.
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
     /// Starts Chromium at `binary` with a fresh profile and opens a blank page.
     pub fn start(binary: &Path) -> Browser {
-        let profile =
-            std::env::temp_dir().join(format!("sw-chromium-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = tempfile::Builder::new().prefix("sw-chromium-").tempdir().unwrap();
         let mut child = Command::new(binary)
             .args([
                 "--headless",
@@ -61,7 +52,7 @@ impl Browser {
                 "--hide-scrollbars",
                 "--remote-debugging-port=0",
             ])
-            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,7 +80,7 @@ impl Browser {
             session: String::new(),
             next_id: 0,
             events: Vec::new(),
-            _profile: TempDir(profile),
+            _profile: profile,
         };
         let target = browser.call("Target.createTarget", json!({"url": "about:blank"}));
         let target_id = target["targetId"].as_str().unwrap().to_owned();

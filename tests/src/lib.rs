@@ -2,9 +2,11 @@
 // Test harness code times the processes it runs; the sans-IO rule is for the product crates.
 #![allow(clippy::disallowed_methods, reason = "test harness deadlines read the clock")]
 
+pub mod alloc;
 pub mod cdp;
 pub mod demo;
 pub mod fleet;
+pub mod rng;
 
 use std::path::PathBuf;
 use std::process::Command;

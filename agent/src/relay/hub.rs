@@ -27,8 +27,8 @@ use tokio::sync::{Notify, mpsc};
 use super::stats::{Counters, Malformed};
 use super::{Limits, Transport};
 
-/// Largest payload of a quic-stream object the relay accepts.
-pub(crate) const MAX_OBJECT_PAYLOAD: usize = 4 * 1024 * 1024;
+/// Largest payload of a quic-stream object the relay accepts (the protocol's cap).
+pub(crate) const MAX_OBJECT_PAYLOAD: usize = stallwatch_proto::media::MAX_OBJECT_PAYLOAD as usize;
 /// Live packets a viewer's queue holds on top of its cache replay.
 const VIEWER_QUEUE: usize = 2048;
 /// Most headers one GOP cache holds (a 2 s 1080p GOP over UDP is about 1,100 packets).

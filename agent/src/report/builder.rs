@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use stallwatch_measure::{Recorder, WindowMetrics};
 use stallwatch_proto::catalogue::{Counter, Histogram};
+use stallwatch_proto::control::Role;
 use stallwatch_proto::plan::{Repair, Transport};
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -21,25 +22,6 @@ const SEQ_TEMP: &str = "next_seq.tmp";
 
 /// The agent's build version, sent in every report.
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Which side of a stream a series measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// Pushes the stream to the relay.
-    Publisher,
-    /// Pulls the stream from the relay.
-    Viewer,
-}
-
-impl Role {
-    /// The `role` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Publisher => "publisher",
-            Role::Viewer => "viewer",
-        }
-    }
-}
 
 /// The labels of one series in a report.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,41 +4,23 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use stallwatch_measure::WindowMetrics;
 use stallwatch_measure::link::LinkConfig;
 use stallwatch_measure::sim::{self, SimConfig};
+use stallwatch_proto::control::Role;
 use stallwatch_proto::plan::Transport;
 use stallwatch_proto::report::{
     REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report, encode_report,
 };
+use tempfile::TempDir;
 
 use super::*;
 
-/// A directory removed when the test ends (pass or fail).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir()
-            .join(format!("stallwatch-report-{}-{name}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed when the test ends (pass or fail).
+fn temp_dir() -> TempDir {
+    tempfile::Builder::new().prefix("stallwatch-report-").tempdir().unwrap()
 }
 
 const BIG: u64 = 1 << 30;
@@ -90,7 +72,7 @@ fn spooled(spool: &mut Spool) -> Vec<u64> {
 
 #[test]
 fn push_peek_ack_in_seq_order() {
-    let dir = TempDir::new("order");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     assert!(spool.is_empty());
     assert_eq!(spool.peek_oldest().unwrap(), None);
@@ -117,7 +99,7 @@ fn push_peek_ack_in_seq_order() {
 
 #[test]
 fn pushing_a_seq_again_replaces_it() {
-    let dir = TempDir::new("replace");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(7)).unwrap();
     let mut again = report(7);
@@ -130,7 +112,7 @@ fn pushing_a_seq_again_replaces_it() {
 
 #[test]
 fn full_by_count_drops_the_oldest_and_counts_exactly() {
-    let dir = TempDir::new("count");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 3).unwrap();
     for seq in 1..=10 {
         spool.push(&report(seq)).unwrap();
@@ -143,7 +125,7 @@ fn full_by_count_drops_the_oldest_and_counts_exactly() {
 
 #[test]
 fn full_by_bytes_drops_the_oldest_and_counts_exactly() {
-    let dir = TempDir::new("bytes");
+    let dir = temp_dir();
     // Three-digit seqs: every report encodes to the same size.
     let size = encode_report(&report(100)).len() as u64;
     let mut spool = Spool::open(dir.path(), size * 5 / 2, 1000).unwrap();
@@ -159,7 +141,7 @@ fn full_by_bytes_drops_the_oldest_and_counts_exactly() {
 
 #[test]
 fn a_report_larger_than_the_spool_is_refused_without_dropping_anything() {
-    let dir = TempDir::new("too-large");
+    let dir = temp_dir();
     let size = encode_report(&report(100)).len() as u64;
     let mut spool = Spool::open(dir.path(), size, 10).unwrap();
     spool.push(&report(100)).unwrap();
@@ -174,7 +156,7 @@ fn a_report_larger_than_the_spool_is_refused_without_dropping_anything() {
 
 #[test]
 fn reopen_recovers_after_a_crash() {
-    let dir = TempDir::new("crash");
+    let dir = temp_dir();
     {
         let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
         for seq in [10, 11, 13] {
@@ -212,7 +194,7 @@ fn reopen_recovers_after_a_crash() {
 
 #[test]
 fn reopen_with_smaller_limits_drops_the_oldest() {
-    let dir = TempDir::new("shrink");
+    let dir = temp_dir();
     {
         let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
         for seq in 1..=5 {
@@ -226,7 +208,7 @@ fn reopen_with_smaller_limits_drops_the_oldest() {
 
 #[test]
 fn quarantine_is_bounded() {
-    let dir = TempDir::new("quarantine");
+    let dir = temp_dir();
     fs::create_dir_all(dir.path()).unwrap();
     let n = MAX_QUARANTINED as u64 + 4;
     for seq in 1..=n {
@@ -240,7 +222,7 @@ fn quarantine_is_bounded() {
 
 #[test]
 fn a_vanished_file_is_skipped_and_counted() {
-    let dir = TempDir::new("vanished");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(1)).unwrap();
     spool.push(&report(2)).unwrap();
@@ -252,7 +234,7 @@ fn a_vanished_file_is_skipped_and_counted() {
 
 #[test]
 fn a_file_changed_after_it_was_spooled_is_quarantined() {
-    let dir = TempDir::new("changed");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(1)).unwrap();
     spool.push(&report(2)).unwrap();
@@ -267,7 +249,7 @@ fn a_file_changed_after_it_was_spooled_is_quarantined() {
 
 #[test]
 fn drain_stops_on_retry_later_and_resumes_in_order() {
-    let dir = TempDir::new("drain");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     for seq in 1..=5 {
         spool.push(&report(seq)).unwrap();
@@ -306,7 +288,7 @@ fn drain_stops_on_retry_later_and_resumes_in_order() {
 
 #[test]
 fn a_send_error_stops_the_drain_and_keeps_the_report() {
-    let dir = TempDir::new("send-error");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(1)).unwrap();
     spool.push(&report(2)).unwrap();
@@ -318,7 +300,7 @@ fn a_send_error_stops_the_drain_and_keeps_the_report() {
 
 #[test]
 fn rejected_reports_are_dropped_and_counted() {
-    let dir = TempDir::new("rejected");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     for seq in 1..=3 {
         spool.push(&report(seq)).unwrap();
@@ -365,7 +347,7 @@ fn windows() -> &'static [WindowMetrics] {
 
 #[test]
 fn builder_report_round_trips_through_decode_report() {
-    let dir = TempDir::new("builder");
+    let dir = temp_dir();
     let t0 = 1_700_000_000_000;
     let mut builder = ReportBuilder::open(dir.path(), t0).unwrap();
     let w = windows();
@@ -407,7 +389,7 @@ fn builder_report_round_trips_through_decode_report() {
 fn a_self_noise_window_is_counted_and_kept_out_of_the_figures() {
     // Alerts and regional reports read the collector's stored figures, which are these
     // series: a window where the agent itself ran late must not be in them.
-    let dir = TempDir::new("self-noise");
+    let dir = temp_dir();
     let mut builder = ReportBuilder::open(dir.path(), 1_000).unwrap();
     let w = windows();
     let mut noisy = w[1].clone();
@@ -433,7 +415,7 @@ fn a_self_noise_window_is_counted_and_kept_out_of_the_figures() {
 
 #[test]
 fn empty_intervals_still_report_with_contiguous_windows() {
-    let dir = TempDir::new("empty");
+    let dir = temp_dir();
     let mut builder = ReportBuilder::open(dir.path(), 5_000).unwrap();
     let a = builder.take(15_000, "a", 0).unwrap();
     let b = builder.take(25_000, "a", 0).unwrap();
@@ -449,7 +431,7 @@ fn empty_intervals_still_report_with_contiguous_windows() {
 
 #[test]
 fn seq_persists_across_reopen_even_after_everything_was_acked() {
-    let dir = TempDir::new("seq");
+    let dir = temp_dir();
     let mut last = 0;
     {
         let mut builder = ReportBuilder::open(dir.path(), 1_000).unwrap();
@@ -474,7 +456,7 @@ fn seq_persists_across_reopen_even_after_everything_was_acked() {
 
 #[test]
 fn a_lost_sequence_file_never_goes_below_spooled_reports() {
-    let dir = TempDir::new("seq-lost");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(500)).unwrap();
     // A seq file that is garbage, and a clock behind the spooled report.
@@ -487,7 +469,7 @@ fn a_lost_sequence_file_never_goes_below_spooled_reports() {
 
 #[test]
 fn a_failed_take_keeps_the_windows_for_the_next_report() {
-    let dir = TempDir::new("take-fails");
+    let dir = temp_dir();
     let mut builder = ReportBuilder::open(dir.path(), 0).unwrap();
     let k = key("p", Transport::Udp, Role::Viewer);
     builder.add(&k, &windows()[0]);
@@ -507,7 +489,7 @@ fn a_failed_take_keeps_the_windows_for_the_next_report() {
 
 #[test]
 fn series_beyond_the_limit_are_dropped_and_counted() {
-    let dir = TempDir::new("max-series");
+    let dir = temp_dir();
     let mut builder = ReportBuilder::open(dir.path(), 0).unwrap().with_max_series(1);
     let w = &windows()[0];
     assert!(builder.add(&key("a", Transport::Udp, Role::Viewer), w));
@@ -521,7 +503,7 @@ fn series_beyond_the_limit_are_dropped_and_counted() {
 /// still deleted, and one to retry stays queued.
 #[test]
 fn archive_keeps_exactly_the_acknowledged_reports() {
-    let dir = TempDir::new("archive");
+    let dir = temp_dir();
     let archive = dir.path().join("sent");
     let mut spool =
         Spool::open(dir.path().join("spool"), BIG, 100).unwrap().with_archive(&archive).unwrap();
@@ -550,7 +532,7 @@ fn block_write(dir: &Path, seq: u64) -> PathBuf {
 
 #[test]
 fn a_failed_push_keeps_the_report_and_sends_it_later() {
-    let dir = TempDir::new("push-fails");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(1)).unwrap();
     let blocker = block_write(dir.path(), 2);
@@ -569,7 +551,7 @@ fn a_failed_push_keeps_the_report_and_sends_it_later() {
 
 #[test]
 fn a_full_spool_evicts_nothing_for_a_write_that_fails() {
-    let dir = TempDir::new("evict-after-write");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 2).unwrap();
     spool.push(&report(1)).unwrap();
     spool.push(&report(2)).unwrap();
@@ -583,7 +565,7 @@ fn a_full_spool_evicts_nothing_for_a_write_that_fails() {
 
 #[test]
 fn refusals_for_a_setting_are_set_aside_bounded_and_the_drain_goes_on() {
-    let dir = TempDir::new("set-aside");
+    let dir = temp_dir();
     let n = MAX_REFUSED as u64 + 3;
     let mut spool = Spool::open(dir.path(), BIG, 1000).unwrap();
     for seq in 1..=n + 1 {
@@ -615,7 +597,7 @@ fn refusals_for_a_setting_are_set_aside_bounded_and_the_drain_goes_on() {
 
 #[test]
 fn a_conflict_stops_the_drain_and_renumbering_resends_in_order() {
-    let dir = TempDir::new("renumber");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     for seq in 10..=13 {
         spool.push(&report(seq)).unwrap();
@@ -645,7 +627,7 @@ fn a_conflict_stops_the_drain_and_renumbering_resends_in_order() {
 
 #[test]
 fn renumbered_reports_keep_their_content() {
-    let dir = TempDir::new("renumber-content");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     let mut originals = Vec::new();
     for seq in 1..=3 {
@@ -668,7 +650,7 @@ fn renumbered_reports_keep_their_content() {
 /// old number. Opening the spool finishes the job; the report is not lost nor doubled.
 #[test]
 fn open_finishes_a_renumbering_a_crash_interrupted() {
-    let dir = TempDir::new("renumber-crash");
+    let dir = temp_dir();
     fs::create_dir_all(dir.path()).unwrap();
     fs::write(dir.path().join(format!("{:020}.json", 500)), encode_report(&report(7))).unwrap();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
@@ -681,7 +663,7 @@ fn open_finishes_a_renumbering_a_crash_interrupted() {
 
 #[test]
 fn reports_held_in_memory_are_renumbered_too() {
-    let dir = TempDir::new("renumber-held");
+    let dir = temp_dir();
     let mut spool = Spool::open(dir.path(), BIG, 100).unwrap();
     spool.push(&report(1)).unwrap();
     let blocker = block_write(dir.path(), 2);

@@ -11,14 +11,14 @@ use anyhow::{Result, anyhow};
 use stallwatch_measure::player::Medium;
 use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMetrics};
 use stallwatch_proto::catalogue::{Counter, Histogram};
-use stallwatch_proto::control::StartAt;
+use stallwatch_proto::control::{Role, StartAt};
 use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport, UdpCredential};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::lateness::{Lateness, SelfNoiseFeed};
 use crate::probe::start_emulator;
-use crate::report::{Role, SeriesKey};
+use crate::report::SeriesKey;
 use crate::tls::Trust;
 use crate::transport::{self, Progress, PublishSpec, RelayTarget, ViewSpec, quic, udp};
 

@@ -1,16 +1,17 @@
 //! The agent's bundle: the PEM file `stallwatch-collector ca issue-agent` writes (the agent's
 //! certificate, its PKCS#8 private key, and the fleet CA certificate last). The agent reads
 //! its own name from the certificate's `stallwatch:agent/NAME?region=R&network_type=T` SAN
-//! URI, the same place the collector reads it from.
+//! URI, the same place the collector reads it from, with the same parser
+//! (`stallwatch_proto::identity`): a bundle whose identity the collector would refuse (an
+//! unknown network type, say) is refused here at start.
 
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use stallwatch_proto::identity::AgentIdentity;
 use thiserror::Error;
 
-/// SAN URI prefix of an agent identity.
-pub const IDENTITY_URI_PREFIX: &str = "stallwatch:agent/";
 /// Largest bundle file read.
 const MAX_BUNDLE_BYTES: u64 = 256 * 1024;
 
@@ -36,14 +37,6 @@ impl Clone for Bundle {
             identity: self.identity.clone(),
         }
     }
-}
-
-/// Who the agent is, from its certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentIdentity {
-    pub name: String,
-    pub region: String,
-    pub network_type: String,
 }
 
 /// Why a bundle could not be used.
@@ -105,40 +98,8 @@ pub fn parse_bundle(pem: &[u8]) -> Result<Bundle, String> {
 /// The identity in a certificate's `stallwatch:agent/` SAN URI.
 pub fn agent_identity(cert: &[u8]) -> Result<AgentIdentity, String> {
     let uris = san_uris(cert).map_err(|e| format!("the agent certificate is malformed: {e}"))?;
-    let mut ids = uris.iter().filter(|u| u.starts_with(IDENTITY_URI_PREFIX));
-    let uri = ids.next().ok_or("the agent certificate has no stallwatch:agent/ identity URI")?;
-    if ids.next().is_some() {
-        return Err("the agent certificate has more than one identity URI".into());
-    }
-    parse_identity_uri(uri)
-}
-
-fn parse_identity_uri(uri: &str) -> Result<AgentIdentity, String> {
-    let bad = |why: &str| format!("identity URI {uri:?} {why}");
-    let rest = uri.strip_prefix(IDENTITY_URI_PREFIX).ok_or_else(|| bad("has another scheme"))?;
-    let (name, query) = rest.split_once('?').ok_or_else(|| bad("has no query"))?;
-    let (mut region, mut network_type) = (None, None);
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("region", v)) => region = Some(v),
-            Some(("network_type", v)) => network_type = Some(v),
-            _ => return Err(bad("has an unexpected query")),
-        }
-    }
-    let label = |s: &str| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    let (Some(region), Some(network_type)) = (region, network_type) else {
-        return Err(bad("lacks region or network_type"));
-    };
-    if !label(name) || name.len() > 64 || !label(region) {
-        return Err(bad("has an invalid name or region"));
-    }
-    Ok(AgentIdentity {
-        name: name.to_string(),
-        region: region.to_string(),
-        network_type: network_type.to_string(),
-    })
+    AgentIdentity::from_san_uris(uris.iter().map(String::as_str))
+        .map_err(|e| format!("the agent certificate is not usable: {e}"))
 }
 
 /// One DER element: tag, content, and what follows it.
@@ -222,6 +183,14 @@ pub(crate) mod tests {
     pub(crate) fn make_bundle(
         name: &str,
     ) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+        make_bundle_with_uri(name, &format!("stallwatch:agent/{name}?region=eu&network_type=5g"))
+    }
+
+    /// [`make_bundle`] with the given SAN URI.
+    pub(crate) fn make_bundle_with_uri(
+        name: &str,
+        uri: &str,
+    ) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>, String) {
         use rcgen::{
             BasicConstraints, CertificateParams, DistinguishedName, DnType,
             ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
@@ -237,7 +206,6 @@ pub(crate) mod tests {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
-        let uri = format!("{IDENTITY_URI_PREFIX}{name}?region=eu&network_type=5g");
         params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -282,16 +250,23 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn identity_uris_are_checked() {
-        assert!(parse_identity_uri("stallwatch:agent/a?region=eu&network_type=4g").is_ok());
-        for bad in [
-            "stallwatch:agent/A?region=eu&network_type=4g",
-            "stallwatch:agent/a?region=eu",
-            "stallwatch:agent/a",
-            "stallwatch:agent/a?region=eu&network_type=4g&x=1",
-        ] {
-            assert!(parse_identity_uri(bad).is_err(), "{bad}");
+    fn malformed_identity_uris_are_refused_naming_the_part() {
+        use stallwatch_proto::identity::{IDENTITY_URI_PREFIX, MALFORMED_IDENTITY_URIS};
+        for (uri, part) in MALFORMED_IDENTITY_URIS {
+            let (pem, _, _) = make_bundle_with_uri("a", uri);
+            let e = parse_bundle(pem.as_bytes()).unwrap_err();
+            assert!(e.starts_with("the agent certificate is not usable: "), "{e}");
+            if uri.starts_with(IDENTITY_URI_PREFIX) {
+                assert!(e.contains(part), "{uri}: {e:?} should name {part:?}");
+            } else {
+                // Another scheme is just another URI: the certificate then has no identity.
+                assert!(e.contains("no stallwatch:agent/ identity URI"), "{e}");
+            }
         }
+    }
+
+    #[test]
+    fn der_without_a_certificate_is_refused() {
         assert!(san_uris(&[0x30, 0x05, 0x30]).is_err());
         assert!(san_uris(&[]).is_err());
     }

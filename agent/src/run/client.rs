@@ -7,15 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rustls::pki_types::CertificateRevocationListDer;
 use stallwatch_proto::duration::format_duration;
-use stallwatch_proto::plan::{Plan, decode_plan};
+use stallwatch_proto::plan::{MAX_PLAN_BYTES, Plan, decode_plan};
 
 use super::bundle::Bundle;
 use super::config::CollectorUrl;
 use crate::report::SendOutcome;
 use crate::tls::{collector_verifier, provider};
 
-/// Largest plan body accepted.
-pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
 /// How long a report POST may take before it counts as a network error.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connect timeout of every request.

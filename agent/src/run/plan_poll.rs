@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use stallwatch_proto::plan::{Plan, decode_plan, encode_plan};
+use stallwatch_proto::plan::{MAX_PLAN_BYTES, Plan, decode_plan, encode_plan};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::client::{CollectorClient, MAX_PLAN_BYTES, PlanAnswer};
+use super::client::{CollectorClient, PlanAnswer};
 
 /// First retry delay after a failure.
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -198,9 +198,8 @@ mod tests {
 
     #[test]
     fn a_saved_plan_is_read_back_and_a_broken_one_ignored() {
-        let dir = std::env::temp_dir().join(format!("sw-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("plan.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
         assert_eq!(load_saved_plan(&path), None);
         let plan = Plan {
             revision: 9,
@@ -216,6 +215,5 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "plan.json mode {mode:o}");
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(load_saved_plan(&path), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

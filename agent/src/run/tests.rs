@@ -220,12 +220,9 @@ fn plan(revision: u64) -> Plan {
     Plan { revision, report_interval: Duration::from_secs(1), relay: None, probes: vec![] }
 }
 
-/// A fresh directory for one test under the system temp dir.
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sw-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed when the test ends (pass or fail).
+fn test_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("sw-run-").tempdir().unwrap()
 }
 
 fn settings(dir: &Path, port: u16) -> Settings {
@@ -278,11 +275,12 @@ fn spool_files(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_follows_plans_and_backfills_reports_in_order_after_an_outage() {
     let (pem, issuer, ca_pem) = make_bundle("edge-test-1");
-    let dir = test_dir("outage");
+    let tmp = test_dir();
+    let dir = tmp.path();
     std::fs::write(dir.join("agent.pem"), &pem).unwrap();
     let state = Arc::new(Mutex::new(State { plan: Some(plan(1)), ..State::default() }));
     let (port, server_task) = fake_collector(&issuer, &ca_pem, state.clone()).await;
-    let (stop, agent) = start_agent(settings(&dir, port));
+    let (stop, agent) = start_agent(settings(dir, port));
 
     // The plan is fetched, then long-polled with its revision.
     wait_for("a poll with revision 1", || {
@@ -318,7 +316,6 @@ async fn the_agent_follows_plans_and_backfills_reports_in_order_after_an_outage(
     assert!(s.agents.iter().all(|a| a == "edge-test-1"));
     drop(s);
     server_task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A proxy in front of the collector (a restart, a wrong route) answers 404 with its own page:
@@ -326,7 +323,8 @@ async fn the_agent_follows_plans_and_backfills_reports_in_order_after_an_outage(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_404_from_a_proxy_deletes_nothing_from_the_spool() {
     let (pem, issuer, ca_pem) = make_bundle("edge-test-404");
-    let dir = test_dir("proxy-404");
+    let tmp = test_dir();
+    let dir = tmp.path();
     std::fs::write(dir.join("agent.pem"), &pem).unwrap();
     let state = Arc::new(Mutex::new(State {
         plan: Some(plan(1)),
@@ -334,12 +332,12 @@ async fn a_404_from_a_proxy_deletes_nothing_from_the_spool() {
         ..State::default()
     }));
     let (port, server_task) = fake_collector(&issuer, &ca_pem, state.clone()).await;
-    let (stop, agent) = start_agent(settings(&dir, port));
+    let (stop, agent) = start_agent(settings(dir, port));
 
-    wait_for("three reports spooled behind the proxy", || spool_files(&dir).len() >= 3).await;
+    wait_for("three reports spooled behind the proxy", || spool_files(dir).len() >= 3).await;
     // Several drains met the 404 (one per interval at least); nothing was deleted.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = spool_files(&dir);
+    let held = spool_files(dir);
     assert!(held.len() >= 3, "{held:?}");
     assert!(state.lock().unwrap().seqs.is_empty());
     let first: u64 = held[0].trim_end_matches(".json").parse().unwrap();
@@ -357,7 +355,6 @@ async fn a_404_from_a_proxy_deletes_nothing_from_the_spool() {
     }
     drop(s);
     server_task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A leaked collector key: the operator revokes its certificate and hands agents the fleet's
@@ -376,14 +373,15 @@ async fn an_agent_refuses_a_collector_whose_certificate_the_crl_revokes() {
         ("expired", collector_crl(&issuer, &[], now - time::Duration::days(40), 30), false),
     ];
     for (name, crl, trusted) in cases {
-        let dir = test_dir(&format!("crl-{name}"));
+        let tmp = test_dir();
+        let dir = tmp.path();
         std::fs::write(dir.join("agent.pem"), &pem).unwrap();
         std::fs::create_dir_all(dir.join("state")).unwrap();
         std::fs::write(dir.join("state").join(crate::tls::COLLECTOR_CRL_FILE), crl).unwrap();
         let plans_before = state.lock().unwrap().plan_gets.len();
         let connections_before = state.lock().unwrap().connections;
         let reports_before = state.lock().unwrap().seqs.len();
-        let (stop, agent) = start_agent(settings(&dir, port));
+        let (stop, agent) = start_agent(settings(dir, port));
         if trusted {
             wait_for("a plan request", || state.lock().unwrap().plan_gets.len() > plans_before)
                 .await;
@@ -398,7 +396,6 @@ async fn an_agent_refuses_a_collector_whose_certificate_the_crl_revokes() {
             assert_eq!(s.seqs.len(), reports_before, "{name}: the agent sent a report");
         }
         stop_agent(stop, agent).await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
     server_task.abort();
 }
@@ -424,13 +421,14 @@ fn restore_snapshot(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_sequence_number_is_detected_and_nothing_is_lost() {
     let (pem, issuer, ca_pem) = make_bundle("edge-test-rollback");
-    let dir = test_dir("rollback");
+    let tmp = test_dir();
+    let dir = tmp.path();
     std::fs::write(dir.join("agent.pem"), &pem).unwrap();
     let state = Arc::new(Mutex::new(State { plan: Some(plan(1)), ..State::default() }));
     let (port, server_task) = fake_collector(&issuer, &ca_pem, state.clone()).await;
 
     // First life: a snapshot of the state is taken after the first report, then more follow.
-    let (stop, agent) = start_agent(settings(&dir, port));
+    let (stop, agent) = start_agent(settings(dir, port));
     wait_for("a first report", || !state.lock().unwrap().seqs.is_empty()).await;
     let snapshot = dir.join("snapshot");
     restore_snapshot(&dir.join("state"), &snapshot);
@@ -441,7 +439,7 @@ async fn a_rolled_back_sequence_number_is_detected_and_nothing_is_lost() {
 
     // Rollback, and a second life that reuses the numbers issued after the snapshot.
     restore_snapshot(&snapshot, &dir.join("state"));
-    let (stop, agent) = start_agent(settings(&dir, port));
+    let (stop, agent) = start_agent(settings(dir, port));
     wait_for("a conflict", || !state.lock().unwrap().conflicted.is_empty()).await;
     wait_for("reports stored after the conflict", || {
         state.lock().unwrap().seqs.len() >= stored_before + 4
@@ -464,10 +462,9 @@ async fn a_rolled_back_sequence_number_is_detected_and_nothing_is_lost() {
     // The reused numbers were replaced by ones above everything stored before.
     let renumbered = s.seqs[stored_before..].iter().filter(|&&seq| seq > highest_before).count();
     assert!(renumbered >= 1, "{:?}", s.seqs);
-    assert!(spool_files(&dir).is_empty(), "{:?}", spool_files(&dir));
+    assert!(spool_files(dir).is_empty(), "{:?}", spool_files(dir));
     drop(s);
     server_task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 trait FromPemCa {

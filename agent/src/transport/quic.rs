@@ -14,7 +14,7 @@ use stallwatch_measure::repair::{
 };
 use stallwatch_measure::{Packetizer, Phase, Receiver, Recorder, Repair, ScheduledFrame, Time};
 use stallwatch_proto::control::{CONTROL_VERSION, Control, NackRange, Role};
-use stallwatch_proto::media::{MEDIA_HEADER_LEN, MediaHeader};
+use stallwatch_proto::media::{MAX_OBJECT_PAYLOAD, MEDIA_HEADER_LEN, MediaHeader};
 use tokio::sync::mpsc;
 
 use super::pacing::{self, FrameSink, frame_interval};
@@ -29,8 +29,6 @@ use crate::tls;
 /// Zeros to write as synthetic payload, shared without copying (`Bytes::from_static`); a
 /// 1080p keyframe is about 100 KiB.
 static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
-/// Largest object a viewer accepts on a stream (a 1080p keyframe is about 100 KiB).
-const MAX_OBJECT: u32 = 4 * 1024 * 1024;
 
 fn alpn(transport: Transport) -> &'static [u8] {
     match transport {
@@ -529,7 +527,7 @@ async fn read_objects(
             Err(_) => return, // End of the GOP, or a reset: missing objects show as loss.
         }
         let Ok(h) = MediaHeader::decode(&header) else { return };
-        if h.payload_len > MAX_OBJECT {
+        if h.payload_len > MAX_OBJECT_PAYLOAD {
             return;
         }
         let mut left = h.payload_len as usize;

@@ -134,17 +134,14 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir()
-            .join(format!("stallwatch-alert-state-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn dir() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("stallwatch-alert-state-").tempdir().unwrap()
     }
 
     #[test]
     fn saves_and_loads_the_same_state() {
-        let d = dir("roundtrip");
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("alerts-state.json");
         let (empty, err) = load(&path);
         assert!(err.is_none());
@@ -159,12 +156,12 @@ mod tests {
         save(&path, &state).unwrap();
         assert!(!sibling(&path, ".tmp").exists());
         assert_eq!(load(&path).0, state);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn an_unreadable_file_is_moved_aside_not_lost() {
-        let d = dir("corrupt");
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("alerts-state.json");
         std::fs::write(&path, b"{\"version\": 1, \"incid").unwrap();
         let (state, err) = load(&path);
@@ -175,6 +172,5 @@ mod tests {
             std::fs::read(d.join("alerts-state.json.unreadable")).unwrap(),
             b"{\"version\": 1, \"incid"
         );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -8,32 +8,16 @@ use std::time::Duration;
 
 use stallwatch_proto::control::validate_stream_name;
 use stallwatch_proto::duration::format_duration;
-use stallwatch_proto::plan::{Repair, Transport};
+use stallwatch_proto::plan::{
+    EMULATION_PRESET_ALIASES, EMULATION_PRESETS, PROFILE_NAMES, Repair, Transport,
+    is_emulation_preset,
+};
 
 use super::Config;
 use super::Locations;
 use super::error::Problem;
 use super::plans::{ModeKind, ProbeSection};
 use super::sections::{DEFAULT_NETWORK_TYPES, MAX_REPORT_BYTES, MIN_REPORT_BYTES};
-
-/// Stream profiles the agent knows (`stallwatch_measure::profile::PROFILE_NAMES`; the collector
-/// does not depend on the measurement crate, so the list is repeated here).
-pub const KNOWN_PROFILES: [&str; 5] = ["360p15", "360p30", "720p30", "1080p30", "audio"];
-
-/// Network emulation presets the agent knows (`stallwatch_measure::link::PRESET_NAMES` plus
-/// its aliases `none` and `2g`). Custom settings (`"delay=100ms,loss=1%"`) are checked by the
-/// agent.
-pub const KNOWN_EMULATION_PRESETS: [&str; 9] = [
-    "4g",
-    "3.5g",
-    "3g",
-    "edge",
-    "2g",
-    "chrome-fast-4g",
-    "chrome-slow-4g",
-    "chrome-slow-3g",
-    "none",
-];
 
 /// Longest label value, in bytes.
 const MAX_LABEL_LEN: usize = 64;
@@ -377,13 +361,13 @@ fn probe(c: &mut Checker<'_>, config: &Config, path: &str, p: &ProbeSection) {
             ),
         );
     }
-    if !KNOWN_PROFILES.contains(&p.profile.as_str()) {
+    if !PROFILE_NAMES.contains(&p.profile.as_str()) {
         c.problem(
             &format!("{path}.profile"),
             format!(
                 "unknown profile {:?}, expected one of {}",
                 p.profile,
-                KNOWN_PROFILES.join(", ")
+                PROFILE_NAMES.join(", ")
             ),
         );
     }
@@ -424,13 +408,18 @@ fn probe(c: &mut Checker<'_>, config: &Config, path: &str, p: &ProbeSection) {
     }
     if let Some(e) = &p.emulate {
         let custom = e.contains('=');
-        if !custom && !KNOWN_EMULATION_PRESETS.contains(&e.to_ascii_lowercase().as_str()) {
+        if !custom && !is_emulation_preset(e) {
             c.problem(
                 &format!("{path}.emulate"),
                 format!(
                     "unknown preset {e:?}, expected one of {} or custom settings such as \
                      \"delay=100ms,loss=1%\"",
-                    KNOWN_EMULATION_PRESETS.join(", ")
+                    EMULATION_PRESETS
+                        .iter()
+                        .chain(EMULATION_PRESET_ALIASES)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }

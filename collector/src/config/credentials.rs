@@ -90,11 +90,8 @@ mod tests {
 
     #[test]
     fn credentials_differ_per_relay_and_secret_and_survive_a_reload() {
-        let dir =
-            std::env::temp_dir().join(format!("stallwatch-relay-secret-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = RelayCredentials::secret_path(&dir.join("collector.db"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = RelayCredentials::secret_path(&dir.path().join("collector.db"));
         let first = RelayCredentials::load_or_create(&path).unwrap();
         let again = RelayCredentials::load_or_create(&path).unwrap();
         assert_eq!(first.for_relay("relay-1"), again.for_relay("relay-1"));
@@ -116,6 +113,5 @@ mod tests {
         std::fs::write(&path, b"short").unwrap();
         let err = RelayCredentials::load_or_create(&path).unwrap_err();
         assert!(err.contains("5 bytes"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

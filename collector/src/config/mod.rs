@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use bytes::ByteSize;
-pub use check::{KNOWN_EMULATION_PRESETS, KNOWN_PROFILES};
 pub use cli::{ValidateArgs, validate_main};
 pub use credentials::RelayCredentials;
 pub use error::{ConfigError, EXIT_BAD_CONFIG, EXIT_UNREADABLE, Problem};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stallwatch_proto::report::{DEFAULT_MAX_REPORT_BYTES, ReportLimits};
+use stallwatch_proto::report::{self, DEFAULT_MAX_REPORT_BYTES, ReportLimits};
 
 use super::bytes::ByteSize;
 
@@ -98,11 +98,10 @@ impl Default for Storage {
     }
 }
 
-/// Smallest accepted `ingest.max_report_bytes`: a report with a few histograms must fit.
-pub const MIN_REPORT_BYTES: ByteSize = ByteSize(16 << 10);
-/// Largest accepted `ingest.max_report_bytes`: more would let one agent make the collector
-/// buffer and decode very large bodies.
-pub const MAX_REPORT_BYTES: ByteSize = ByteSize(16 << 20);
+/// Smallest accepted `ingest.max_report_bytes` ([`report::MIN_REPORT_BYTES_CAP`]).
+pub const MIN_REPORT_BYTES: ByteSize = ByteSize(report::MIN_REPORT_BYTES_CAP as u64);
+/// Largest accepted `ingest.max_report_bytes` ([`report::MAX_REPORT_BYTES_CAP`]).
+pub const MAX_REPORT_BYTES: ByteSize = ByteSize(report::MAX_REPORT_BYTES_CAP as u64);
 
 /// Limits applied to agents' reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,8 +143,9 @@ impl Ingest {
     }
 }
 
-/// The network types of DESIGN.md section 5, the default allow-list.
-pub const DEFAULT_NETWORK_TYPES: [&str; 6] = ["fiber", "wifi", "5g", "4g", "3g", "2g"];
+/// The default allow-list: every network type an agent certificate can carry (DESIGN.md
+/// section 5; the contract's list, which the agent checks its bundle against too).
+pub use stallwatch_proto::identity::NETWORK_TYPES as DEFAULT_NETWORK_TYPES;
 
 /// Label allow-lists: reports whose labels are outside them are refused at ingest, so no agent
 /// can blow up the number of series (budget: 50k per collector).

@@ -751,16 +751,15 @@ fn plans_revision_follows_plan_edits_only() {
 
 // ---- files ----
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("stallwatch-config-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory, removed when the test ends (pass or fail).
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("stallwatch-config-").tempdir().unwrap()
 }
 
 #[test]
 fn load_resolves_relative_paths_and_check_files_names_missing_ones() {
-    let dir = temp_dir("files");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let file = dir.join("collector.toml");
     let text = format!("{BASE}\n[storage]\npath = \"data/collector.db\"\n");
     std::fs::write(&file, &text).unwrap();
@@ -776,7 +775,6 @@ fn load_resolves_relative_paths_and_check_files_names_missing_ones() {
     }
     std::fs::create_dir(dir.join("data")).unwrap();
     c.check_files().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

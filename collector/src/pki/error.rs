@@ -61,3 +61,18 @@ pub enum PkiError {
     #[error("generating a key or certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
 }
+
+impl From<stallwatch_proto::IdentityError> for PkiError {
+    fn from(e: stallwatch_proto::IdentityError) -> Self {
+        use stallwatch_proto::IdentityError;
+        match e {
+            IdentityError::InvalidField { field, value, expected } => {
+                PkiError::InvalidField { field, value, expected }
+            }
+            // The URI is in a certificate, so a bad one makes it no agent certificate.
+            uri @ (IdentityError::Uri { .. }
+            | IdentityError::NoUri
+            | IdentityError::SeveralUris) => PkiError::NotAgentCertificate(uri.to_string()),
+        }
+    }
+}

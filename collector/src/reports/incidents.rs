@@ -250,9 +250,8 @@ mod tests {
 
     #[test]
     fn filters_by_region_and_overlap() {
-        let dir = std::env::temp_dir().join(format!("sw-incidents-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("incidents.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("incidents.json");
         let all = [
             incident(100, Some(200), Some("sea")),
             incident(50, None, Some("eu")),
@@ -266,7 +265,6 @@ mod tests {
         std::fs::write(&path, "{\"incidents\": [{\"level\": \"P4\"}]}").unwrap();
         let e = IncidentFile::new(&path).incidents("sea", 0..1).unwrap_err().to_string();
         assert!(e.contains("incidents.json:1:"), "{e}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// The real evaluator, in virtual time over a generated history, raises an incident for a
@@ -302,10 +300,8 @@ mod tests {
             .expect("resolved after the wave");
         let incident = &run.evaluator.incidents().all[&id];
 
-        let dir = std::env::temp_dir().join(format!("sw-alert-incidents-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("alerts-state.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts-state.json");
         let saved = State {
             version: STATE_VERSION,
             incidents: run.evaluator.incidents().clone(),
@@ -332,7 +328,7 @@ mod tests {
         };
         let config =
             crate::config::parse(&crate::demo::fleet::config_text(&spec), "c.toml").unwrap();
-        let store = crate::store::SqliteStore::open(dir.join("history.db")).unwrap();
+        let store = crate::store::SqliteStore::open(dir.path().join("history.db")).unwrap();
         let request = ReportRequest { region: "sea".into(), range: period, lang: Lang::En };
         let report = build(&store, &config, Some(&source), &request, T0 + min(180)).unwrap();
         assert!(report.incidents.connected);
@@ -352,6 +348,5 @@ mod tests {
         let e = source.incidents("sea", 0..u64::MAX).unwrap_err().to_string();
         assert!(e.contains("alerts-state.json:1:"), "{e}");
         assert!(path.exists());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

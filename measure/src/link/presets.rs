@@ -23,10 +23,11 @@ pub struct LinkPreset {
     pub source: &'static str,
 }
 
-/// The names of the published presets, in the order of DESIGN.md's table. [`preset`] also
-/// accepts `none` (no emulation) and `2g` (the same as `edge`).
-pub const PRESET_NAMES: &[&str] =
-    &["4g", "3.5g", "3g", "edge", "chrome-fast-4g", "chrome-slow-4g", "chrome-slow-3g"];
+/// The names of the published presets, in the order of DESIGN.md's table: the contract's
+/// list, which the collector checks plans against. [`preset`] also accepts
+/// [`EMULATION_PRESET_ALIASES`](stallwatch_proto::plan::EMULATION_PRESET_ALIASES): `none` (no emulation) and `2g` (the same as `edge`).
+pub use stallwatch_proto::plan::EMULATION_PRESETS as PRESET_NAMES;
+use stallwatch_proto::plan::is_emulation_preset;
 
 const LOADERO: &str = "Loadero network conditions, https://wiki.loadero.com (network modes)";
 const CHROME: &str = "Chrome DevTools network throttling presets (SDK NetworkManager)";
@@ -50,6 +51,11 @@ const CHROME_QUEUE: Duration = Duration::from_secs(2);
 ///
 /// Besides [`PRESET_NAMES`], accepts `none` (see [`none`]) and `2g` (an alias of `edge`).
 pub fn preset(name: &str) -> Option<LinkPreset> {
+    // The contract's list decides which names exist, so no preset is accepted here that the
+    // collector would refuse in a plan.
+    if !is_emulation_preset(name) {
+        return None;
+    }
     let ms = Duration::from_millis;
     let us = Duration::from_micros;
     let p = match name.to_ascii_lowercase().as_str() {
@@ -149,6 +155,8 @@ fn chrome(rate_bps: u64, one_way: Duration) -> LinkConfig {
 
 #[cfg(test)]
 mod tests {
+    use stallwatch_proto::plan::EMULATION_PRESET_ALIASES;
+
     use super::*;
 
     #[test]
@@ -222,5 +230,19 @@ mod tests {
         assert_eq!(preset("none"), Some(n));
         assert_eq!(preset("4G").map(|p| p.name), Some("4g"));
         assert_eq!(preset("5g"), None);
+    }
+
+    /// The collector checks plans against the contract's lists (it does not depend on this
+    /// crate): every name there must be a preset here, and the lists gate [`preset`], so no
+    /// preset is accepted that the collector would refuse.
+    #[test]
+    fn the_contract_lists_exactly_the_presets_defined_here() {
+        for &name in PRESET_NAMES.iter().chain(EMULATION_PRESET_ALIASES) {
+            assert!(preset(name).is_some(), "listed preset {name} is not defined");
+            assert!(preset(&name.to_ascii_uppercase()).is_some(), "{name} in capitals");
+        }
+        for name in ["5g", "lte", "edge ", "chrome-fast-3g", "", "4g,loss=1%"] {
+            assert_eq!(preset(name), None, "{name:?} is not listed");
+        }
     }
 }

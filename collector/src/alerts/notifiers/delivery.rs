@@ -296,11 +296,7 @@ mod tests {
         (url, seen)
     }
 
-    fn shared(
-        url: String,
-        give_up_after_ms: u64,
-        tag: &str,
-    ) -> (Arc<ServiceShared>, std::path::PathBuf) {
+    fn shared(url: String, give_up_after_ms: u64) -> (Arc<ServiceShared>, tempfile::TempDir) {
         let mut incidents = Incidents::default();
         let key = IncidentKey {
             alert: Alert::Stalls,
@@ -326,10 +322,8 @@ mod tests {
             external_url: None,
             runbook_template: "https://r.example/{runbook}.md".into(),
         };
-        let dir =
-            std::env::temp_dir().join(format!("stallwatch-delivery-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        (ServiceShared::for_test(state, delivery, dir.join("state.json")), dir)
+        let dir = tempfile::Builder::new().prefix("stallwatch-delivery-").tempdir().unwrap();
+        (ServiceShared::for_test(state, delivery, dir.path().join("state.json")), dir)
     }
 
     fn heard(shared: &ServiceShared) -> Option<Notified> {
@@ -352,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_webhook_is_retried_until_delivered_and_the_delivery_is_saved() {
         let (url, seen) = receiver(2).await;
-        let (shared, dir) = shared(url, 3_600_000, "retry");
+        let (shared, dir) = shared(url, 3_600_000);
         let (stop_tx, stop) = watch::channel(false);
         let task = tokio::spawn(webhook_loop(
             shared.clone(),
@@ -376,20 +370,20 @@ mod tests {
         );
         // Saved (right after it was recorded): a restart would not send it again.
         let saved = || {
-            let (saved, _) = crate::alerts::state::load(&dir.join("state.json"));
+            let (saved, _) = crate::alerts::state::load(&dir.path().join("state.json"));
             saved.notified.get("hook").and_then(|h| h.get(&1)).map(|n| n.severity)
         };
         assert!(until(Duration::from_secs(10), || saved() == Some(Severity::P1)).await);
         stop_tx.send_replace(true);
         task.await.unwrap();
         assert_eq!(seen.load(Ordering::SeqCst), 3, "sent again after it was heard");
-        std::fs::remove_dir_all(dir).unwrap();
+        drop(dir);
     }
 
     #[tokio::test]
     async fn a_webhook_failing_past_give_up_is_dropped_counted_and_left_alone() {
         let (url, seen) = receiver(usize::MAX).await;
-        let (shared, dir) = shared(url, 0, "drop");
+        let (shared, dir) = shared(url, 0);
         let (stop_tx, stop) = watch::channel(false);
         let task = tokio::spawn(webhook_loop(
             shared.clone(),
@@ -407,7 +401,7 @@ mod tests {
         assert_eq!(seen.load(Ordering::SeqCst), 1, "a dropped notification was retried");
         stop_tx.send_replace(true);
         task.await.unwrap();
-        std::fs::remove_dir_all(dir).unwrap();
+        drop(dir);
     }
 
     fn shared_changed(shared: &ServiceShared) -> watch::Receiver<u64> {

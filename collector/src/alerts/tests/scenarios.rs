@@ -506,9 +506,8 @@ fn a_restart_with_an_open_p1_neither_forgets_it_nor_notifies_again() {
     assert!(due(&pager, &open, Some(&heard)).is_none());
 
     // Save the state as the service does, and start a new evaluator from the file.
-    let dir = std::env::temp_dir().join(format!("stallwatch-alert-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("alerts-state.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts-state.json");
     let mut state = crate::alerts::state::State {
         version: crate::alerts::state::STATE_VERSION,
         incidents: before.evaluator.incidents().clone(),
@@ -517,7 +516,7 @@ fn a_restart_with_an_open_p1_neither_forgets_it_nor_notifies_again() {
     state.notified.entry(pager.name.clone()).or_default().insert(p1.id, heard);
     crate::alerts::state::save(&path, &state).unwrap();
     let (restored, problem) = crate::alerts::state::load(&path);
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(dir);
     assert!(problem.is_none());
 
     let mut after = Run::new(make(), default_settings());

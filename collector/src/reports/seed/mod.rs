@@ -223,7 +223,8 @@ fn verified_agents(
     let mut agents = BTreeMap::new();
     for (region, _) in chosen {
         for &(name, network_type) in region.agents {
-            let identity = AgentIdentity::new(name, region.name, network_type)?;
+            let identity =
+                AgentIdentity::new(name, region.name, network_type).map_err(PkiError::from)?;
             let credential = ca.issue_agent(&identity, validity)?;
             let agent = VerifiedAgent::verify(&credential.cert, ca.certificate(), verify_at)?;
             agents.insert(name, agent);
