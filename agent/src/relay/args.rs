@@ -185,6 +185,7 @@ fn log_stats(s: &RelayStats) {
         malformed = s.malformed_total(),
         viewer_queue_drops = s.viewer_queue_drops,
         gops_reset = s.gops_reset,
+        objects_skipped = s.objects_skipped,
         datagrams_too_big = s.datagrams_too_big,
         rate_limited_drops = s.rate_limited_drops,
         "relay counters"

@@ -654,19 +654,41 @@ struct Track {
     send: Option<SendStream>,
 }
 
+impl Track {
+    fn finish(&mut self) {
+        if let Some(mut send) = self.send.take() {
+            let _ = send.finish();
+        }
+    }
+}
+
+/// A quic-stream viewer's open GOP streams: the newest GOP's, and the one before it. The
+/// publisher's GOP streams are independent, so the last objects of a GOP can reach the relay
+/// after the next GOP's first ones (a retransmission on the publisher's leg): the previous
+/// GOP's stream stays open for them until the GOP after next starts. Finishing it at once
+/// dropped them, and the viewer counted them lost on a reliable transport.
+#[derive(Default)]
+struct Tracks {
+    current: Option<Track>,
+    previous: Option<Track>,
+}
+
 /// Writes a quic-stream viewer's queue: a uni stream per GOP, newest group wins. True if the
 /// viewed stream ended, false if the connection was lost.
 async fn write_objects(conn: Connection, mut feed: Feed, counters: Arc<Counters>) -> bool {
     let backlog = feed.backlog.take().unwrap_or_default();
-    let mut track: Option<Track> = None;
+    let mut tracks = Tracks::default();
     while let Some(delivery) = feed.recv().await {
-        let result = write_object(&conn, &mut track, &backlog, &delivery, &counters).await;
+        let result = write_object(&conn, &mut tracks, &backlog, &delivery, &counters).await;
         backlog.done();
         if result.is_err() {
             return false;
         }
     }
-    if let Some(mut send) = track.and_then(|t| t.send) {
+    if let Some(previous) = tracks.previous.as_mut() {
+        previous.finish();
+    }
+    if let Some(mut send) = tracks.current.and_then(|t| t.send) {
         // The last GOP: give it time to arrive before the goodbye.
         let _ = send.finish();
         let _ = timeout(FLUSH_WAIT, send.stopped()).await;
@@ -679,7 +701,7 @@ struct Lost;
 
 async fn write_object(
     conn: &Connection,
-    track: &mut Option<Track>,
+    tracks: &mut Tracks,
     backlog: &Backlog,
     delivery: &Delivery,
     counters: &Counters,
@@ -688,33 +710,39 @@ async fn write_object(
     let skip_below = backlog.skip_below();
     if gop < skip_below {
         // Superseded while queued: drop the rest of that GOP, and its stream if still open.
-        if let Some(t) = track
-            && t.gop < skip_below
-            && let Some(mut send) = t.send.take()
-        {
-            let _ = send.reset(RESET_SUPERSEDED.into());
-            bump(&counters.gops_reset);
+        for t in [&mut tracks.current, &mut tracks.previous].into_iter().flatten() {
+            if t.gop < skip_below
+                && let Some(mut send) = t.send.take()
+            {
+                let _ = send.reset(RESET_SUPERSEDED.into());
+                bump(&counters.gops_reset);
+            }
         }
         bump(&counters.objects_skipped);
         return Ok(());
     }
-    match track {
-        // A late object of a GOP this viewer has moved past.
-        Some(t) if gop < t.gop => {
-            bump(&counters.objects_skipped);
-            return Ok(());
-        }
-        Some(t) if gop > t.gop => {
-            if let Some(mut send) = t.send.take() {
-                let _ = send.finish();
+    let t = match &mut tracks.current {
+        // A late object of the previous GOP: its stream is still open.
+        Some(t) if gop < t.gop => match &mut tracks.previous {
+            Some(previous) if previous.gop == gop => previous,
+            // Older still: this viewer has moved past it.
+            _ => {
+                bump(&counters.objects_skipped);
+                return Ok(());
             }
-            *track = None;
-        }
-        _ => {}
-    }
-    let t = match track {
-        Some(t) => t,
-        None => {
+        },
+        Some(t) if gop == t.gop => t,
+        _ => {
+            if let Some(older) = &tracks.current
+                && older.gop < gop
+            {
+                // The GOP before the current one is done; the current one may still get late
+                // objects until the GOP after it starts.
+                if let Some(previous) = tracks.previous.as_mut() {
+                    previous.finish();
+                }
+                tracks.previous = tracks.current.take();
+            }
             let opened = tokio::select! {
                 biased;
                 _ = backlog.superseded(gop) => None,
@@ -724,7 +752,7 @@ async fn write_object(
                 // quinn sends higher priorities first: newer GOPs.
                 let _ = send.set_priority(i32::try_from(gop).unwrap_or(i32::MAX));
             }
-            track.insert(Track { gop, send: opened })
+            tracks.current.insert(Track { gop, send: opened })
         }
     };
     let Some(send) = t.send.as_mut() else {

@@ -351,6 +351,57 @@ async fn a_slow_quic_stream_viewer_has_its_old_gop_reset_and_gets_the_new_one() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_quic_stream_object_reaching_the_relay_after_the_next_gop_still_reaches_the_viewer() {
+    bounded(async {
+        let relay = TestRelay::start(|_| {}).await;
+        let mut publisher = QuicClient::connect(&relay, ALPN_STREAM).await;
+        let id = publisher.publish("straggler").await;
+        let mut viewer = QuicClient::connect(&relay, ALPN_STREAM).await;
+        viewer.subscribe("straggler", StartAt::Live).await;
+        let mut objects = read_objects(&viewer.conn);
+        let mut media = Media::new(id);
+        let gop0 = media.gop(0);
+        let gop1 = media.gop(1);
+        let (late, early) = gop0.split_last().unwrap();
+        let sent_len = gop0.len() + gop1.len();
+        // The publisher's GOP streams are independent: GOP 0's last object may reach the relay
+        // after GOP 1 (a retransmission on the publisher's leg). Play that order out exactly.
+        let mut stream0 = publisher.conn.open_uni().await.unwrap();
+        for h in early {
+            stream0.write_all(&packet(h)).await.unwrap();
+        }
+        let mut got = Vec::new();
+        let mut receive = async |got: &mut Vec<MediaHeader>, n: usize| {
+            while got.len() < n {
+                match tokio::time::timeout(ANSWER_WAIT, objects.recv()).await {
+                    Ok(Some(Ok(h))) => got.push(h),
+                    other => panic!("after {:?}: {other:?}", seqs(got)),
+                }
+            }
+        };
+        receive(&mut got, early.len()).await;
+        let mut stream1 = publisher.conn.open_uni().await.unwrap();
+        for h in &gop1 {
+            stream1.write_all(&packet(h)).await.unwrap();
+        }
+        stream1.finish().unwrap();
+        receive(&mut got, early.len() + gop1.len()).await;
+        // The viewer's writer has moved on to GOP 1 when the straggler arrives.
+        stream0.write_all(&packet(late)).await.unwrap();
+        stream0.finish().unwrap();
+        receive(&mut got, sent_len).await;
+        got.sort_by_key(|h| h.seq);
+        let sent: Vec<_> = gop0.iter().chain(&gop1).map(|h| h.seq).collect();
+        assert_eq!(seqs(&got), sent);
+        let stats = relay
+            .wait_for("every object out", |s| s.quic_stream.packets_out == sent.len() as u64)
+            .await;
+        assert_eq!(stats.objects_skipped, 0, "{stats:#?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn malformed_quic_media_is_counted_and_dropped() {
     bounded(async {
         let relay = TestRelay::start(|_| {}).await;
