@@ -138,6 +138,16 @@ impl CohortHistory {
         &self.unsettled
     }
 
+    /// Counts summed over `[end - len, end)` and the minutes not yet settled after it: a
+    /// window that slides up to the last report.
+    pub fn sum_to_latest(&self, end: u64, len: u64) -> Counts {
+        let mut out = self.sum(end, len);
+        for (_, m) in self.unsettled.iter().filter(|(start, _)| *start >= end) {
+            out.add(&m.counts);
+        }
+        out
+    }
+
     /// Counts summed over `[end - len, end)`, from the finest resolution that reaches back so
     /// far (see the module docs for the rounding of long windows).
     pub fn sum(&self, end: u64, len: u64) -> Counts {

@@ -111,17 +111,25 @@ async fn ingest(
             "send reports without Content-Encoding: their histograms are already compressed",
         ));
     }
-    // Held until the answer: the agent's next report waits for this one.
-    let _turn = admit(&shared.admission, &agent)?;
     let live = shared.live();
     let limits = live.config.ingest.report_limits();
-    let bytes = to_bytes(body, limits.max_report_bytes).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
             format!("report body over ingest.max_report_bytes ({} bytes)", limits.max_report_bytes),
         )
-    })?;
+    };
+    // A declared length over the cap is refused before the body is read, so a client that
+    // waits for `100 Continue` gets the 413 instead, and none sends a body only to have the
+    // connection closed under it (whose reset can lose the answer).
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if declared.is_some_and(|len: u64| len > limits.max_report_bytes as u64) {
+        return Err(too_large());
+    }
+    // Held until the answer: the agent's next report waits for this one.
+    let _turn = admit(&shared.admission, &agent)?;
+    let bytes = to_bytes(body, limits.max_report_bytes).await.map_err(|_| too_large())?;
     let (decoded, digest) = decode(&shared.decoders, bytes, limits).await?;
     let report = &decoded.report;
     if report.agent != agent.name() {

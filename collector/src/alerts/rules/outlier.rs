@@ -2,6 +2,10 @@
 //! (summed over its targets) against the other regions' (median and MAD). One region far
 //! worse than its peers on the same kind of network is an early warning (P2) for that region,
 //! even below the SLO: something regional (a relay, an ISP, a peering) is off.
+//!
+//! The window slides up to the last report: its settled minutes and what has arrived of the
+//! minutes not yet settled, for every region alike, so that this early warning comes no later
+//! than the threshold it warns of (which counts a breaching minute before it settles).
 
 use std::collections::BTreeMap;
 
@@ -49,7 +53,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
             .or_default()
             .entry(cohort.region.as_str())
             .or_default();
-        let counts = history.sum(ctx.end, window);
+        let counts = history.sum_to_latest(ctx.end, window);
         entry.0.add(&counts);
         entry.1.push((cohort, counts));
     }
@@ -90,7 +94,7 @@ pub fn evaluate(ctx: &Context<'_>) -> Vec<Finding> {
                                 window: minutes_text(window),
                                 text: format!(
                                     "{} {} in {region} against {} (median) in the {} other regions \
-                                     on {network_type}/{transport} ({repair}) over the last {} \
+                                     on {network_type}/{transport} ({repair}) over the last {} and since \
                                      (fires at {})",
                                     signal.describe(),
                                     signal.format(v),
