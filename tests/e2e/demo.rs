@@ -95,7 +95,7 @@ fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
 
 /// README's first command as a user runs it, and the product tour's story as issue 11
 /// accepts it: the URLs are printed; every cohort has data within a minute; the degrading
-/// region (`me`, whose emulated loss and delay ramp up from 10 s) raises a P2 and then a P1,
+/// region (`me`, whose emulated loss and delay ramp up from 5 s) raises a P2 and then a P1,
 /// and it alone is singled out as an outlier among its peers; Ctrl-C stops everything and
 /// leaves its report with the incidents.
 ///

@@ -64,9 +64,9 @@ pub struct DemoArgs {
 pub const DEGRADING_REGION: &str = "me";
 
 /// Its agents' emulation: a 4G link (the `4g` preset's delay, jitter and loss) on which, from
-/// 10 s after the agent starts and over 80 s, random loss rises by 2 % and delay by 150 ms in
+/// 5 s after the agent starts and over 20 s, random loss rises by 2 % and delay by 150 ms in
 /// each direction, then stays there.
-pub const DEGRADING_EMULATION: &str = "delay=45ms,jitter=10ms,loss=0.2%,ramp=10s/80s/2%/150ms";
+pub const DEGRADING_EMULATION: &str = "delay=45ms,jitter=10ms,loss=0.2%,ramp=5s/20s/2%/150ms";
 
 /// A cohort the demo runs on a network too slow for a low-latency stream: 3G's round trip
 /// (250 ms each way, 500 ms and more with its jitter, 1.2 Mbit/s) outlasts the 300 ms playout
@@ -101,7 +101,7 @@ const DEMO_REPORTS_TOML: &str = r#"
 [reports.regions.me]
 name = "Middle East (the demo's degrading region)"
 time_zone = "UTC+03:00"
-notes = "In the demo, loss and delay on this region's emulated 4G rise from 10 s after start."
+notes = "In the demo, loss and delay on this region's emulated 4G rise from 5 s after start."
 "#;
 
 /// Runs the demo until Ctrl-C or `--duration`.
