@@ -5,11 +5,11 @@
 //!
 //! The minutes not yet settled (the one settling and the one in progress) count toward firing
 //! only, and only once they hold the minimum data and already breach however the rest of the
-//! minute goes (a ratio signal's bad events over at least a whole minute's total: the most the
-//! newest settled minute or an unsettled one holds, [`Signal::lowest_ratio`]): a fault plain a few seconds into a minute
-//! fires then, not up to two minutes later when that minute has settled, and a short burst
-//! reads no worse than in its whole minute. They never count toward clearing; a minute not yet
-//! breaching, and any p95, is judged once settled.
+//! minute goes: a ratio signal's bad events over at least a whole minute's total, the most the
+//! newest settled minute or an unsettled one holds ([`Signal::lowest_ratio`]). A fault plain a
+//! few seconds into a minute fires then, not up to two minutes later when that minute has
+//! settled, and a short burst reads no worse than in its whole minute. They never count toward
+//! clearing; a minute not yet breaching, and any p95, is judged once settled.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,7 +98,7 @@ impl ThresholdState {
                 let evidence = matches!(verdict, Verdict::Firing(_)).then(|| {
                     let latest = values.first().map_or(0.0, |v| v.1);
                     let worst = values.iter().map(|v| v.1).fold(f64::MIN, f64::max);
-                    let mut counts = crate::alerts::signals::Counts::default();
+                    let mut counts = Counts::default();
                     for (start, _) in &values {
                         if let Some(minute) = history.minute(*start) {
                             counts.add(&minute.counts);
