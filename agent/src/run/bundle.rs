@@ -102,76 +102,22 @@ pub fn agent_identity(cert: &[u8]) -> Result<AgentIdentity, String> {
         .map_err(|e| format!("the agent certificate is not usable: {e}"))
 }
 
-/// One DER element: tag, content, and what follows it.
-fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), &'static str> {
-    let (&tag, rest) = input.split_first().ok_or("truncated")?;
-    let (&first, rest) = rest.split_first().ok_or("truncated")?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return Err("bad length");
-        }
-        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return Err("truncated");
-    }
-    Ok((tag, &rest[..len], &rest[len..]))
-}
-
 /// The URIs in a certificate's subject alternative name extension.
-fn san_uris(cert: &[u8]) -> Result<Vec<String>, &'static str> {
-    const SEQUENCE: u8 = 0x30;
-    const EXTENSIONS: u8 = 0xa3;
-    const OID: u8 = 0x06;
-    const SAN: &[u8] = &[0x55, 0x1d, 0x11];
-    const URI: u8 = 0x86;
-    let (tag, cert, _) = tlv(cert)?;
-    if tag != SEQUENCE {
-        return Err("not a certificate");
-    }
-    let (tag, mut tbs, _) = tlv(cert)?;
-    if tag != SEQUENCE {
-        return Err("no tbsCertificate");
-    }
-    let mut uris = Vec::new();
-    while !tbs.is_empty() {
-        let (tag, content, rest) = tlv(tbs)?;
-        tbs = rest;
-        if tag != EXTENSIONS {
-            continue;
-        }
-        let (_, mut exts, _) = tlv(content)?;
-        while !exts.is_empty() {
-            let (_, ext, rest) = tlv(exts)?;
-            exts = rest;
-            let (tag, oid, mut fields) = tlv(ext)?;
-            if tag != OID || oid != SAN {
-                continue;
-            }
-            // critical BOOLEAN (optional), then the OCTET STRING holding GeneralNames.
-            let mut value = None;
-            while !fields.is_empty() {
-                let (tag, content, rest) = tlv(fields)?;
-                fields = rest;
-                if tag == 0x04 {
-                    value = Some(content);
-                }
-            }
-            let (_, mut names, _) = tlv(value.ok_or("SAN without a value")?)?;
-            while !names.is_empty() {
-                let (tag, content, rest) = tlv(names)?;
-                names = rest;
-                if tag == URI {
-                    uris.push(String::from_utf8(content.to_vec()).map_err(|_| "URI not ASCII")?);
-                }
-            }
-        }
-    }
-    Ok(uris)
+fn san_uris(cert: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert).map_err(|e| match e {
+        x509_parser::nom::Err::Incomplete(_) => "truncated".to_owned(),
+        e => format!("not a DER X.509 certificate ({e})"),
+    })?;
+    let san = cert.subject_alternative_name().map_err(|e| e.to_string())?;
+    let names = san.map(|san| san.value.general_names.as_slice()).unwrap_or_default();
+    Ok(names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -267,7 +213,8 @@ pub(crate) mod tests {
 
     #[test]
     fn der_without_a_certificate_is_refused() {
-        assert!(san_uris(&[0x30, 0x05, 0x30]).is_err());
         assert!(san_uris(&[]).is_err());
+        let e = agent_identity(&[0x30, 0x05, 0x30]).unwrap_err();
+        assert!(e.starts_with("the agent certificate is malformed: not a DER X.509"), "{e}");
     }
 }
