@@ -2,7 +2,8 @@
 //! this process, and concurrent agents posting pre-encoded reports over mutual TLS with
 //! keep-alive connections, each agent one report at a time (as agents do). Counts `200`
 //! answers; every report is new, so each one is decoded, checked, group-committed to the
-//! SQLite store (WAL, `synchronous=NORMAL`) and folded into the series before its answer.
+//! SQLite store (WAL, `synchronous=FULL`, as the collector runs) and added to the series
+//! before its answer.
 //!
 //! ```text
 //! cargo bench -p stallwatch-collector --bench ingest_http
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
 use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
+use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
@@ -62,7 +64,10 @@ fn series(rng: &mut Rng, i: usize) -> Series {
         }
         histograms.insert(name.to_string(), HistogramData::from_histogram(&h, sum));
     }
-    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next_u64() % 10_000)).collect();
+    let counters = Counter::ALL[..30]
+        .iter()
+        .map(|c| (c.report_name().to_owned(), rng.next_u64() % 10_000))
+        .collect();
     let labels = BTreeMap::from([
         ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][i % 3].to_string()),
         ("target".to_string(), "relay-1".to_string()),

@@ -34,6 +34,7 @@ use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
     HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
 };
+use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
@@ -86,7 +87,10 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
         decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
         data.insert(name.to_string(), d);
     }
-    let counters = (0..30).map(|c| (format!("counter_{c:02}"), rng.next_u64() % 10_000)).collect();
+    let counters = Counter::ALL[..30]
+        .iter()
+        .map(|c| (c.report_name().to_owned(), rng.next_u64() % 10_000))
+        .collect();
     // Transport x target combinations (3 transports x up to 4 targets).
     let combo = i % transport_targets;
     let labels = BTreeMap::from([
@@ -300,7 +304,7 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, DecodedReport)>(QUEUE_DEPTH);
     let (mut commit_time, mut fold_time, mut batches, mut stored) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), process_cpu());
     // As the server's writer hands each report back with its answer, so the request task
     // frees it: the writer returns each batch's reports to the threads that decoded them.
     let (returns, returned): (Vec<_>, Vec<_>) =
@@ -364,14 +368,18 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
         }
     });
     let elapsed = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_start);
     assert_eq!(stored, reports as u64, "every report is new");
     let rate = stored as f64 / elapsed.as_secs_f64();
     println!(
         "pipeline  {:>2} cohorts, {decoders} decoder thread(s) + 1 writer: {rate:>6.0} reports/s \
-         ({:>6.0} histograms/s) end to end; writer per report: commit {:>5.1} us, fold {:>5.1} \
-         us; {:.0} reports per batch on average; {} reports in {:.2?}",
+         ({:>6.0} histograms/s) end to end; CPU {:.0} us per report ({:.2} cores busy); writer \
+         per report: commit {:>5.1} us, fold {:>5.1} us; {:.0} reports per batch on average; \
+         {} reports in {:.2?}",
         fleet.cohorts(),
         rate * 8.0,
+        cpu.as_secs_f64() * 1e6 / stored as f64,
+        cpu.as_secs_f64() / elapsed.as_secs_f64(),
         commit_time.as_secs_f64() * 1e6 / stored as f64,
         fold_time.as_secs_f64() * 1e6 / stored as f64,
         stored as f64 / batches as f64,
@@ -381,6 +389,18 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     rate
+}
+
+/// CPU time this process has used (user + system, all threads), from `/proc/self/stat`, in
+/// clock ticks of 10 ms: shows whether a run kept both cores busy.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at `state`; utime and
+    // stime are the 14th and 15th fields of the line.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL`, as the collector runs;
