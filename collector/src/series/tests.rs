@@ -106,14 +106,10 @@ fn report(agent: &str, window_end_ms: u64, series: Vec<Series>) -> DecodedReport
     decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
 }
 
-/// The repair mode an agent sends on `transport` when its plan leaves it out.
-fn default_repair(transport: &str) -> &'static str {
-    if transport == "quic-stream" { "none" } else { "nack" }
-}
-
+/// The cohort of [`series`]`(transport, target, ..)` from an agent in `region`/`network_type`.
 fn key(region: &str, network_type: &str, transport: &str, target: &str) -> Cohort {
-    let cohort = Cohort::new(region, network_type, transport, target);
-    if transport.is_empty() { cohort } else { cohort.with_repair(default_repair(transport)) }
+    let repair = Repair::for_transport(transport.parse().unwrap(), None);
+    Cohort::new(region, network_type, transport, target).with_repair(repair.name())
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so tests need no `rand`.
