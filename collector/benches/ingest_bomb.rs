@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use stallwatch_collector::series::catalogue::HISTOGRAMS;
 use stallwatch_proto::hdr;
+use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report,
     encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 
 fn zero_histogram() -> Vec<u8> {
     let inflated = 256 * 1024;
@@ -40,11 +42,14 @@ fn zero_histogram() -> Vec<u8> {
     out
 }
 
-fn labels(probe: usize) -> BTreeMap<String, String> {
-    [("probe", format!("p{probe}")), ("transport", "udp".into()), ("target", "relay-1".into())]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+fn labels(probe: usize) -> SeriesLabels {
+    SeriesLabels {
+        probe: format!("p{probe}"),
+        repair: None,
+        role: Role::Viewer,
+        target: "relay-1".into(),
+        transport: Transport::Udp,
+    }
 }
 
 fn report(series: Vec<Series>) -> Report {

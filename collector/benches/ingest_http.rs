@@ -29,9 +29,11 @@ use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
 use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
 use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
+use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::rng::Rng;
 
 /// Packets in 10 s of a 2 Mbit/s 720p30 stream.
@@ -68,11 +70,13 @@ fn series(rng: &mut Rng, i: usize) -> Series {
         .iter()
         .map(|c| (c.report_name().to_owned(), rng.next_u64() % 10_000))
         .collect();
-    let labels = BTreeMap::from([
-        ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][i % 3].to_string()),
-        ("target".to_string(), "relay-1".to_string()),
-        ("probe".to_string(), "view".to_string()),
-    ]);
+    let labels = SeriesLabels {
+        probe: "view".into(),
+        repair: None,
+        role: Role::Viewer,
+        target: "relay-1".into(),
+        transport: [Transport::Udp, Transport::QuicStream, Transport::QuicDatagram][i % 3],
+    };
     Series { labels, counters, histograms }
 }
 

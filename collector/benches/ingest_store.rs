@@ -36,10 +36,12 @@ use stallwatch_collector::store::{
 };
 use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
+use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
     decode_report, encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::rng::Rng;
 
 /// The ledger digest of a report. The store's cost is the same for any 32 bytes; the real
@@ -93,11 +95,13 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
         .collect();
     // Transport x target combinations (3 transports x up to 4 targets).
     let combo = i % transport_targets;
-    let labels = BTreeMap::from([
-        ("transport".to_string(), ["udp", "quic-stream", "quic-datagram"][combo % 3].to_string()),
-        ("target".to_string(), format!("relay-{}", combo / 3)),
-        ("probe".to_string(), "view".to_string()),
-    ]);
+    let labels = SeriesLabels {
+        probe: "view".into(),
+        repair: None,
+        role: Role::Viewer,
+        target: format!("relay-{}", combo / 3),
+        transport: [Transport::Udp, Transport::QuicStream, Transport::QuicDatagram][combo % 3],
+    };
     DecodedReport {
         report: Report {
             schema_version: REPORT_SCHEMA_VERSION,

@@ -22,10 +22,12 @@ use stallwatch_collector::series::{
 use stallwatch_collector::store::{Delta, HistoryStore, IngestItem, SqliteStore, report_digest};
 use stallwatch_collector::telemetry::Telemetry;
 use stallwatch_proto::hdr;
+use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
     decode_report, encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::alloc::CountingAllocator;
 use stallwatch_tests::rng::Rng;
 
@@ -35,7 +37,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 const REGIONS: [&str; 8] =
     ["eu-fra", "eu-lon", "us-sea", "us-iad", "ap-sin", "ap-tyo", "sa-gru", "af-jnb"];
 const NETWORK_TYPES: [&str; 4] = ["fiber", "wifi", "4g", "3g"];
-const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
+const TRANSPORTS: [Transport; 3] = Transport::ALL;
 
 fn histogram(rng: &mut Rng, samples: usize, lo: f64, hi: f64) -> HistogramData {
     let mut h: Histogram<u64> = hdr::new_histogram();
@@ -72,10 +74,13 @@ fn report(names: &[&'static str]) -> DecodedReport {
         .enumerate()
         .map(|(i, c)| (c.report_name().to_owned(), 1_000 + i as u64))
         .collect();
-    let labels = BTreeMap::from([
-        ("transport".to_owned(), "udp".to_owned()),
-        ("target".to_owned(), "relay".to_owned()),
-    ]);
+    let labels = SeriesLabels {
+        probe: "view".into(),
+        repair: None,
+        role: Role::Viewer,
+        target: "relay".into(),
+        transport: Transport::Udp,
+    };
     let report = Report {
         schema_version: REPORT_SCHEMA_VERSION,
         agent: "bench-agent-0001".into(),
@@ -89,10 +94,6 @@ fn report(names: &[&'static str]) -> DecodedReport {
     };
     let bytes = encode_report(&report);
     decode_report(&bytes, &ReportLimits::default()).unwrap()
-}
-
-fn set_label(r: &mut DecodedReport, key: &str, value: String) {
-    r.report.series[0].labels.insert(key.to_owned(), value);
 }
 
 /// The production path's history store and agents: a temp dir with a CA and a database.
@@ -154,8 +155,9 @@ fn fill(history: &mut History, template: &mut DecodedReport, cohorts: usize) -> 
             .entry(who)
             .or_insert_with(|| history.agent(&template.report.agent, who.0, who.1))
             .clone();
-        set_label(template, "transport", TRANSPORTS[i % TRANSPORTS.len()].to_owned());
-        set_label(template, "target", format!("relay-{:04}", i / 3));
+        let labels = &mut template.report.series[0].labels;
+        labels.transport = TRANSPORTS[i % TRANSPORTS.len()];
+        labels.target = format!("relay-{:04}", i / 3);
         let mut report = template.clone();
         report.report.seq = i as u64;
         reports.push((agent, report));

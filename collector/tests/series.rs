@@ -17,8 +17,9 @@ use stallwatch_proto::catalogue::{self, Counter, CounterUnit, Histogram, Kind};
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
-    decode_report, encode_report,
+    SeriesLabels, decode_report, encode_report,
 };
+use stallwatch_proto::{Repair, Role, Transport};
 
 fn manifest_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -110,13 +111,24 @@ impl Drop for Collector {
     }
 }
 
+/// A viewer's labels; `repair: None` as from an agent older than the label.
+fn labels(probe: &str, transport: Transport, repair: Option<Repair>, target: &str) -> SeriesLabels {
+    SeriesLabels {
+        probe: probe.into(),
+        repair,
+        role: Role::Viewer,
+        target: target.into(),
+        transport,
+    }
+}
+
 fn series(
-    labels: &[(&str, &str)],
+    labels: &SeriesLabels,
     counters: &[(&str, u64)],
     histograms: &[(&str, &[u64])],
 ) -> Series {
     Series {
-        labels: labels.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        labels: labels.clone(),
         counters: counters.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
         histograms: histograms
             .iter()
@@ -155,12 +167,7 @@ fn golden_store() -> Collector {
     let mut store = Collector::new(&tag, SeriesLimits::default());
     let fra: Who = ("eu-fra", "4g");
     let sea: Who = ("us-sea", "wifi");
-    let relay = [
-        ("probe", "view"),
-        ("transport", "quic-datagram"),
-        ("repair", "nack"),
-        ("target", "relay-fra"),
-    ];
+    let relay = labels("view", Transport::QuicDatagram, Some(Repair::Nack), "relay-fra");
     let viewer = |stalls: u64, jitter: &[u64], first_frame: Option<u64>| {
         let mut s = series(
             &relay,
@@ -193,12 +200,12 @@ fn golden_store() -> Collector {
             ],
         );
         if stalls > 0 {
-            let stall = series(&[], &[], &[("stall_duration_us", &[700_000])]);
+            let stall = series(&relay, &[], &[("stall_duration_us", &[700_000])]);
             s.histograms.extend(stall.histograms);
         }
         if let Some(ff) = first_frame {
             let phases = series(
-                &[],
+                &relay,
                 &[],
                 &[
                     ("first_frame_us", &[ff]),
@@ -404,8 +411,7 @@ fn every_metric_store() -> Collector {
         Counter::ALL.iter().map(|c| (c.report_name(), 1_000 + c.index() as u64)).collect();
     let histograms: Vec<(&str, &[u64])> =
         Histogram::ALL.iter().map(|h| (h.report_name(), &[7_000][..])).collect();
-    let labels = [("probe", "p"), ("transport", "udp"), ("repair", "none"), ("target", "r")];
-    let all = series(&labels, &counters, &histograms);
+    let all = series(&labels("p", Transport::Udp, Some(Repair::None), "r"), &counters, &histograms);
     store.ingest_one(("eu-fra", "4g"), &report("fra-1", "0.1.0", 1_700_000_010_000, vec![all]));
     store
 }
@@ -957,7 +963,7 @@ fn series_native_buckets_follow_the_prometheus_spec() {
     let packets = [1u64, 2, 3, 4, 5, 8, 11, 12, 16, 1_024, 1_025];
     let mut store = Collector::new("native-spec", SeriesLimits::default());
     let fra: Who = ("eu-fra", "4g");
-    let labels = [("transport", "udp"), ("target", "r")];
+    let labels = labels("p", Transport::Udp, None, "r");
     store.ingest_one(
         fra,
         &report(
@@ -1144,7 +1150,7 @@ fn series_restored_from_history_render_exactly_as_the_series_that_ingested_it() 
         let reorder: Vec<u64> = (0..5).map(|_| next(1, 3_000)).collect();
         let target = if i % 5 == 0 { "relay-b" } else { "relay-a" };
         let s = series(
-            &[("probe", "v"), ("transport", "udp"), ("target", target)],
+            &labels("v", Transport::Udp, None, target),
             &[("packets", next(1, 5_000)), ("stall_time_ns", next(0, 2_000_000_000))],
             &[
                 ("jitter_us", &jitter),
@@ -1269,7 +1275,7 @@ fn series_do_not_depend_on_how_reports_were_batched() {
         let packets = if i % 11 == 10 { MAX_REPORT_VALUE + 1 } else { next(1, 5_000) };
         let target = ["relay-a", "relay-b", "relay-c"][(i % 3) as usize];
         let s = series(
-            &[("probe", "v"), ("transport", "quic-datagram"), ("target", target)],
+            &labels("v", Transport::QuicDatagram, None, target),
             &[("packets", packets), ("stall_time_ns", next(0, 9_000_000)), ("nope", 1)],
             &[("jitter_us", &jitter), ("first_frame_us", &first_frame), ("nope_us", &[5])],
         );

@@ -16,8 +16,10 @@ use stallwatch_collector::store::{
 };
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
-    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, SeriesLabels,
+    encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 
 /// Set in the child: the database path.
 const CHILD_ENV: &str = "STALLWATCH_STORE_CHILD";
@@ -36,7 +38,13 @@ fn report(agent: &str, seq: u64) -> DecodedReport {
         h.record(v).unwrap();
     }
     let series = Series {
-        labels: BTreeMap::from([("transport".to_string(), "udp".to_string())]),
+        labels: SeriesLabels {
+            probe: "p1".into(),
+            repair: None,
+            role: Role::Viewer,
+            target: "relay-1".into(),
+            transport: Transport::Udp,
+        },
         counters: BTreeMap::from([("packets".to_string(), seq + 1)]),
         histograms: BTreeMap::from([(
             "jitter_us".to_string(),

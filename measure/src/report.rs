@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use stallwatch_proto::catalogue::{Counter, Histogram};
-use stallwatch_proto::report::{HistogramData, Series};
+use stallwatch_proto::report::{HistogramData, Series, SeriesLabels};
 
 use crate::receiver::{Phase, WindowMetrics};
 use crate::recorder::Recorder;
@@ -30,7 +30,7 @@ fn histogram(r: &Recorder) -> HistogramData {
 
 impl WindowMetrics {
     /// This window as a report series with the given labels. Empty histograms are left out.
-    pub fn to_series(&self, labels: BTreeMap<String, String>) -> Series {
+    pub fn to_series(&self, labels: SeriesLabels) -> Series {
         let l = &self.loss;
         let p = &self.player;
         let counters: BTreeMap<String, u64> = [
@@ -119,6 +119,8 @@ impl WindowMetrics {
 mod tests {
     use std::time::Duration;
 
+    use stallwatch_proto::control::Role;
+    use stallwatch_proto::plan::{Repair, Transport};
     use stallwatch_proto::report::{
         REPORT_SCHEMA_VERSION, Report, ReportLimits, decode_report, encode_report,
     };
@@ -126,6 +128,10 @@ mod tests {
     use super::*;
     use crate::link::LinkConfig;
     use crate::sim::{self, SimConfig};
+
+    fn labels() -> SeriesLabels {
+        SeriesLabels::new("p", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer)
+    }
 
     #[test]
     fn a_window_survives_the_wire_with_exact_sums_and_counts() {
@@ -137,8 +143,7 @@ mod tests {
         };
         let run = sim::run(&SimConfig::new(link, Duration::from_secs(20)));
         let window = &run.windows[0];
-        let labels = BTreeMap::from([("transport".to_string(), "udp".to_string())]);
-        let series = window.to_series(labels);
+        let series = window.to_series(labels());
         let report = Report {
             schema_version: REPORT_SCHEMA_VERSION,
             agent: "sea-1".into(),
@@ -152,6 +157,7 @@ mod tests {
         };
         let decoded = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
         let s = &decoded.report.series[0];
+        assert_eq!(s.labels, labels());
         assert_eq!(s.counters["packets_lost"], window.loss.lost);
         assert_eq!(s.counters["frames_rendered"], window.player.frames_rendered);
         let jitter = &decoded.histograms[0][Histogram::Jitter.report_name()];
@@ -172,7 +178,7 @@ mod tests {
         // A later window has no first frame and stays small on the wire.
         assert!(
             !run.windows[1]
-                .to_series(BTreeMap::new())
+                .to_series(labels())
                 .histograms
                 .contains_key(Histogram::FirstFrame.report_name())
         );
@@ -186,8 +192,7 @@ mod tests {
         let mut config = SimConfig::new(link, Duration::from_secs(20));
         config.receiver.repair = crate::Repair::Nack;
         let run = sim::run(&config);
-        let series: Vec<Series> =
-            run.windows.iter().map(|w| w.to_series(BTreeMap::new())).collect();
+        let series: Vec<Series> = run.windows.iter().map(|w| w.to_series(labels())).collect();
         let sum = |name: &str| series.iter().map(|s| s.counters[name]).sum::<u64>();
         let total = sim::total(&run.windows);
         let r = &total.repair;

@@ -110,7 +110,10 @@ pub fn is_control(first_byte: u8) -> bool {
 
 /// Which side of a stream a client is: what it asks the relay for in `Hello`, and the `role`
 /// label of the series it reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Pushes a stream to the relay.
     Publisher,
@@ -119,6 +122,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Both roles, in a stable order.
+    pub const ALL: [Role; 2] = [Role::Publisher, Role::Viewer];
+
     /// The `role` label value in reports and on the collector's series.
     pub fn as_str(self) -> &'static str {
         match self {

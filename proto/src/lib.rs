@@ -12,6 +12,7 @@ pub mod control;
 pub mod duration;
 pub mod hdr;
 pub mod identity;
+pub mod labels;
 pub mod media;
 pub mod plan;
 pub mod report;
@@ -23,6 +24,6 @@ pub use identity::{AgentIdentity, IdentityError};
 pub use media::{FrameKind, MediaError, MediaHeader};
 pub use plan::{Plan, PlanError, ProbeMode, ProbePlan, RelayPlan, Repair, Transport};
 pub use report::{
-    DecodedReport, HistogramData, Report, ReportError, ReportLimits, Series, decode_report,
-    encode_report,
+    DecodedReport, HistogramData, LabelError, LabelProblem, Report, ReportError, ReportLimits,
+    Series, SeriesLabels, decode_report, encode_report,
 };

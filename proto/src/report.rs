@@ -2,8 +2,9 @@
 //! base64 V2+DEFLATE.
 //!
 //! [`decode_report`] checks, in order: byte size, JSON syntax and fields, schema version,
-//! window, counts and names, then each histogram under the HDR limits and against its
-//! declared count. Each failure has a [`ReportError::reason`] label for metrics.
+//! window, counts, names and lengths, then each series' labels ([`SeriesLabels::from_wire`]),
+//! then each histogram under the HDR limits and against its declared count. Each failure has
+//! a [`ReportError::reason`] label for metrics.
 
 use std::collections::BTreeMap;
 
@@ -12,13 +13,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::hdr::{self, HdrError, HdrLimits, SparseHistogram};
+pub use crate::labels::{LabelError, LabelProblem, SeriesLabels};
 
 /// Schema version this build writes and accepts.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// One agent's measurements over one interval.
+///
+/// Read from JSON through its wire form (labels as sent), so any reader of a report applies
+/// [`SeriesLabels::from_wire`]'s rules; [`decode_report`] also checks the limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawReport")]
 pub struct Report {
     /// [`REPORT_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -34,27 +39,88 @@ pub struct Report {
     /// Window end, unix ms, agent wall clock; not before `window_start_ms`.
     pub window_end_ms: u64,
     /// Revision of the plan the agent ran during the window.
-    #[serde(default)]
     pub plan_revision: u64,
     /// Reports waiting in the agent's disk spool when this one was sent.
-    #[serde(default)]
     pub spool_depth: u64,
     /// One entry per label set.
     pub series: Vec<Series>,
 }
 
 /// Counters and histograms for one label set.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Series {
-    /// Labels (e.g. `probe`, `transport`, `target`); keys follow the name rules.
-    pub labels: BTreeMap<String, String>,
+    /// The series' labels; a JSON object of strings on the wire.
+    pub labels: SeriesLabels,
     /// Interval counters by name (increments during the window, not running totals).
-    #[serde(default)]
     pub counters: BTreeMap<String, u64>,
     /// Interval histograms by name.
-    #[serde(default)]
     pub histograms: BTreeMap<String, HistogramData>,
+}
+
+impl Series {
+    /// A series with these labels and no counters or histograms yet.
+    pub fn new(labels: SeriesLabels) -> Self {
+        Series { labels, counters: BTreeMap::new(), histograms: BTreeMap::new() }
+    }
+}
+
+/// A [`Report`] as it is on the wire, its labels not yet read: what the limits are checked
+/// on, so a refusal never has to echo an unbounded value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    schema_version: u32,
+    agent: String,
+    agent_version: String,
+    seq: u64,
+    window_start_ms: u64,
+    window_end_ms: u64,
+    #[serde(default)]
+    plan_revision: u64,
+    #[serde(default)]
+    spool_depth: u64,
+    series: Vec<RawSeries>,
+}
+
+/// A [`Series`] as it is on the wire.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeries {
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    counters: BTreeMap<String, u64>,
+    #[serde(default)]
+    histograms: BTreeMap<String, HistogramData>,
+}
+
+impl TryFrom<RawReport> for Report {
+    type Error = ReportError;
+
+    /// Reads every series' labels; the first bad one is refused naming its series.
+    fn try_from(raw: RawReport) -> Result<Self, ReportError> {
+        let series =
+            raw.series
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let labels = SeriesLabels::from_wire(s.labels).map_err(|e| {
+                        ReportError::Label { series: i, label: e.label, problem: e.problem }
+                    })?;
+                    Ok(Series { labels, counters: s.counters, histograms: s.histograms })
+                })
+                .collect::<Result<_, ReportError>>()?;
+        Ok(Report {
+            schema_version: raw.schema_version,
+            agent: raw.agent,
+            agent_version: raw.agent_version,
+            seq: raw.seq,
+            window_start_ms: raw.window_start_ms,
+            window_end_ms: raw.window_end_ms,
+            plan_revision: raw.plan_revision,
+            spool_depth: raw.spool_depth,
+            series,
+        })
+    }
 }
 
 /// One interval histogram with the exact sum and count HDR does not keep.
@@ -225,6 +291,17 @@ pub enum ReportError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A series' labels are not a [`SeriesLabels`]: an unknown key, a missing label, or a
+    /// value outside its label's set.
+    #[error("series {series} label {label:?}: {problem}")]
+    Label {
+        /// Index of the series.
+        series: usize,
+        /// The label's key.
+        label: String,
+        /// What is wrong with it.
+        problem: LabelProblem,
+    },
     /// A histogram failed to decode within the HDR limits.
     #[error("series {series} histogram {name:?}: {source}")]
     Histogram {
@@ -286,6 +363,7 @@ impl ReportError {
             ReportError::Window { .. } => "bad_window",
             ReportError::TooMany { .. } | ReportError::TooLong { .. } => "limits",
             ReportError::BadName { .. } => "bad_name",
+            ReportError::Label { .. } => "label_not_allowed",
             ReportError::Histogram {
                 source: HdrError::EncodedTooLarge { .. } | HdrError::DecompressedTooLarge { .. },
                 ..
@@ -309,26 +387,27 @@ pub fn decode_report(bytes: &[u8], limits: &ReportLimits) -> Result<DecodedRepor
     if bytes.len() > limits.max_report_bytes {
         return Err(ReportError::TooLarge { len: bytes.len(), max: limits.max_report_bytes });
     }
-    let report: Report = serde_json::from_slice(bytes).map_err(|e| ReportError::MalformedJson {
+    let raw: RawReport = serde_json::from_slice(bytes).map_err(|e| ReportError::MalformedJson {
         line: e.line(),
         column: e.column(),
         detail: e.to_string(),
     })?;
-    if report.schema_version != REPORT_SCHEMA_VERSION {
-        return Err(ReportError::SchemaVersion { found: report.schema_version });
+    if raw.schema_version != REPORT_SCHEMA_VERSION {
+        return Err(ReportError::SchemaVersion { found: raw.schema_version });
     }
-    if report.window_end_ms < report.window_start_ms {
+    if raw.window_end_ms < raw.window_start_ms {
         return Err(ReportError::Window {
-            start_ms: report.window_start_ms,
-            end_ms: report.window_end_ms,
+            start_ms: raw.window_start_ms,
+            end_ms: raw.window_end_ms,
         });
     }
-    check_limits(&report, limits)?;
+    check_limits(&raw, limits)?;
+    let report = Report::try_from(raw)?;
     let histograms = decode_histograms(&report, limits)?;
     Ok(DecodedReport { report, histograms })
 }
 
-fn check_limits(report: &Report, limits: &ReportLimits) -> Result<(), ReportError> {
+fn check_limits(report: &RawReport, limits: &ReportLimits) -> Result<(), ReportError> {
     check_text(|| "agent".into(), &report.agent, limits.max_label_value_len)?;
     if report.agent.is_empty() {
         return Err(ReportError::BadName {
@@ -496,6 +575,8 @@ mod base64_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::Role;
+    use crate::plan::{Repair, Transport};
 
     fn histogram(values: &[u64]) -> Histogram<u64> {
         let mut h = hdr::new_histogram();
@@ -518,10 +599,7 @@ mod tests {
             plan_revision: 3,
             spool_depth: 0,
             series: vec![Series {
-                labels: [("probe", "p1"), ("transport", "udp")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
+                labels: labels(),
                 counters: [("packets_lost".to_owned(), 3), ("stalls".to_owned(), 1)].into(),
                 histograms: [
                     ("jitter_us".to_owned(), HistogramData::from_histogram(&jitter, 35_600)),
@@ -533,6 +611,10 @@ mod tests {
                 .into(),
             }],
         }
+    }
+
+    fn labels() -> SeriesLabels {
+        SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer)
     }
 
     fn decode(bytes: &[u8]) -> Result<DecodedReport, ReportError> {
@@ -562,10 +644,11 @@ mod tests {
         let json = String::from_utf8(encode_report(&sample())).unwrap();
         assert!(json.contains("\"hdr\":\"HIST"), "{json}");
         let minimal = br#"{"schema_version":1,"agent":"a","agent_version":"1","seq":1,
-            "window_start_ms":5,"window_end_ms":5,"series":[{"labels":{}}]}"#;
+            "window_start_ms":5,"window_end_ms":5,"series":[{"labels":{"probe":"p1",
+            "repair":"nack","role":"viewer","target":"relay-1","transport":"udp"}}]}"#;
         let d = decode(minimal).unwrap();
         assert_eq!(d.report.plan_revision, 0);
-        assert_eq!(d.report.series[0], Series::default());
+        assert_eq!(d.report.series[0], Series::new(labels()));
     }
 
     #[test]
@@ -581,7 +664,7 @@ mod tests {
             (decode(b"{\"schema_version\":1,\n\"nope\":2}"), "malformed_json"),
             (reencode(|r| r.schema_version = 2), "schema_version"),
             (reencode(|r| r.window_end_ms = 0), "bad_window"),
-            (reencode(|r| r.series = vec![Series::default(); 257]), "limits"),
+            (reencode(|r| r.series = vec![Series::new(labels()); 257]), "limits"),
             (reencode(|r| r.agent = "x".repeat(129)), "limits"),
             (reencode(|r| r.agent.clear()), "bad_name"),
             (
@@ -596,12 +679,12 @@ mod tests {
                 }),
                 "bad_name",
             ),
-            (
-                reencode(|r| {
-                    r.series[0].labels.insert("x".repeat(65), "v".into());
-                }),
-                "limits",
-            ),
+            (with_label("x".repeat(65).as_str(), "v"), "limits"),
+            (with_label("Colour", "red"), "bad_name"),
+            (with_label("probe", &"p".repeat(129)), "limits"),
+            (with_label("transport", &"q".repeat(129)), "limits"),
+            (with_label("transport", "quic"), "label_not_allowed"),
+            (with_label("colour", "red"), "label_not_allowed"),
             (
                 reencode(|r| {
                     r.series[0].histograms.get_mut("jitter_us").unwrap().hdr.truncate(20);
@@ -619,6 +702,62 @@ mod tests {
             let e = result.expect_err(reason);
             assert_eq!(e.reason(), reason, "case {i}: {e}");
         }
+    }
+
+    /// The sample's JSON with label `key` set to `value` (as an agent could send it).
+    fn with_label(key: &str, value: &str) -> Result<DecodedReport, ReportError> {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&encode_report(&sample())).unwrap();
+        json["series"][0]["labels"][key] = value.into();
+        decode(&serde_json::to_vec(&json).unwrap())
+    }
+
+    /// The sample's JSON without label `key`.
+    fn without_label(key: &str) -> Result<DecodedReport, ReportError> {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&encode_report(&sample())).unwrap();
+        json["series"][0]["labels"].as_object_mut().unwrap().remove(key);
+        decode(&serde_json::to_vec(&json).unwrap())
+    }
+
+    #[test]
+    fn the_wire_labels_are_the_old_label_map() {
+        let json = String::from_utf8(encode_report(&sample())).unwrap();
+        let old = r#""labels":{"probe":"p1","repair":"nack","role":"viewer","target":"relay-1","transport":"udp"},"counters""#;
+        assert!(json.contains(old), "{json}");
+    }
+
+    #[test]
+    fn bad_labels_are_refused_naming_series_label_and_allowed_values() {
+        let e = with_label("transport", "quic").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "series 0 label \"transport\": value \"quic\" is not allowed: expected one of \
+             quic-stream, quic-datagram, udp"
+        );
+        let e = without_label("transport").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "series 0 label \"transport\": missing: expected one of quic-stream, quic-datagram, udp"
+        );
+        let e = with_label("colour", "red").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "series 0 label \"colour\": not a series label (known: probe, repair, role, target, \
+             transport)"
+        );
+        for e in [e, without_label("target").unwrap_err(), with_label("target", "").unwrap_err()] {
+            assert_eq!(e.reason(), "label_not_allowed", "{e}");
+        }
+        // Agents older than the `repair` label are still read.
+        let old = without_label("repair").unwrap();
+        assert_eq!(old.report.series[0].labels, SeriesLabels { repair: None, ..labels() });
+        // Any reader of a report applies the same rules.
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&encode_report(&sample())).unwrap();
+        json["series"][0]["labels"]["role"] = "relay".into();
+        let e = serde_json::from_value::<Report>(json).unwrap_err();
+        assert!(e.to_string().contains("series 0 label \"role\""), "{e}");
     }
 
     #[test]

@@ -14,11 +14,12 @@ use stallwatch_proto::duration::{format_duration, parse_duration};
 use stallwatch_proto::hdr::{self, HdrError, HdrLimits};
 use stallwatch_proto::media::{FrameKind, MediaHeader};
 use stallwatch_proto::plan::{
-    Plan, ProbeMode, ProbePlan, RelayPlan, Transport, UdpCredential, decode_plan, encode_plan,
+    Plan, ProbeMode, ProbePlan, RelayPlan, Repair, Transport, UdpCredential, decode_plan,
+    encode_plan,
 };
 use stallwatch_proto::report::{
-    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportError, ReportLimits, Series, decode_report,
-    encode_report,
+    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportError, ReportLimits, Series, SeriesLabels,
+    decode_report, encode_report,
 };
 
 const MAX_PLAN_BYTES: usize = 64 * 1024;
@@ -129,7 +130,7 @@ fn sample_report() -> Report {
         plan_revision: 2,
         spool_depth: 1,
         series: vec![Series {
-            labels: [("probe".to_owned(), "p1".to_owned())].into(),
+            labels: SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer),
             counters: [("packets_lost".to_owned(), 3)].into(),
             histograms: [
                 ("jitter_us".to_owned(), HistogramData::from_histogram(&jitter, 66_600)),
@@ -603,8 +604,22 @@ mod round_trips {
 
     fn series() -> impl Strategy<Value = (Series, BTreeMap<String, Histogram<u64>>)> {
         let name = "[a-z][a-z0-9_]{0,20}";
+        let labels = (
+            "\\PC{0,20}",
+            proptest::sample::select(Transport::ALL.to_vec()),
+            proptest::option::of(proptest::sample::select(Repair::ALL.to_vec())),
+            "\\PC{1,20}",
+            proptest::sample::select(Role::ALL.to_vec()),
+        )
+            .prop_map(|(probe, transport, repair, target, role)| SeriesLabels {
+                probe,
+                repair,
+                role,
+                target,
+                transport,
+            });
         (
-            proptest::collection::btree_map(name, "\\PC{0,20}", 0..8),
+            labels,
             proptest::collection::btree_map(name, any::<u64>(), 0..8),
             proptest::collection::btree_map(
                 name,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use stallwatch_collector::demo::fleet::{FleetAgent, FleetFiles, FleetSpec, write_fleet};
 use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
 use stallwatch_proto::report::{
-    HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+    HistogramData, REPORT_SCHEMA_VERSION, Report, Series, SeriesLabels, encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::fleet::{CollectorProcess, curl, mtls, post_report};
 use stallwatch_tests::load_tolerant;
 
@@ -83,12 +84,13 @@ fn report(
         h.record(v).unwrap();
     }
     let series = Series {
-        labels: BTreeMap::from([
-            ("probe".into(), "p1".into()),
-            ("transport".into(), "udp".into()),
-            ("target".into(), target.into()),
-            ("role".into(), "viewer".into()),
-        ]),
+        labels: SeriesLabels {
+            probe: "p1".into(),
+            repair: None,
+            role: Role::Viewer,
+            target: target.into(),
+            transport: Transport::Udp,
+        },
         counters: BTreeMap::from([("packets_expected".into(), 1000), ("packets_lost".into(), 7)]),
         histograms: BTreeMap::from([(
             "first_frame_us".into(),
@@ -178,14 +180,63 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     let (status, body) =
         post_report(&collector, &agent, &ca, &report("sea-4g-1", 1, now, "relay-x", &[200_000]));
     assert_eq!((status, body.contains("label-not-allowed")), (422, true), "{body}");
-    // A repair mode the collector does not know is refused, naming it.
-    let mut fec: Report =
-        serde_json::from_slice(&report("sea-4g-1", 1, now, "relay-1", &[200_000])).unwrap();
-    fec.series[0].labels.insert("repair".into(), "fec".into());
-    let (status, body) = post_report(&collector, &agent, &ca, &encode_report(&fec));
-    let named =
-        body.contains("label-not-allowed") && body.contains("repair") && body.contains("fec");
-    assert_eq!((status, named), (422, true), "{body}");
+    // A repair mode, transport or label the collector does not know, or a missing transport,
+    // is refused naming the series, the label and what it may hold (an agent keeps a report
+    // refused 422).
+    let with_labels = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&report("sea-4g-1", 1, now, "relay-1", &[200_000])).unwrap();
+        edit(json["series"][0]["labels"].as_object_mut().unwrap());
+        serde_json::to_vec(&json).unwrap()
+    };
+    let refusals: [(&str, Vec<u8>, &[&str]); 4] = [
+        (
+            "fec",
+            with_labels(&|l| {
+                l.insert("repair".into(), "fec".into());
+            }),
+            &[
+                "series 0 label \"repair\": value \"fec\" is not allowed: expected one of none, nack",
+            ],
+        ),
+        (
+            "quic",
+            with_labels(&|l| {
+                l.insert("transport".into(), "quic".into());
+            }),
+            &[
+                "series 0 label \"transport\": value \"quic\"",
+                "one of quic-stream, quic-datagram, udp",
+            ],
+        ),
+        (
+            "colour",
+            with_labels(&|l| {
+                l.insert("colour".into(), "red".into());
+            }),
+            &[
+                "series 0 label \"colour\": not a series label",
+                "probe, repair, role, target, transport",
+            ],
+        ),
+        (
+            "no transport",
+            with_labels(&|l| {
+                l.remove("transport");
+            }),
+            &[
+                "series 0 label \"transport\": missing: expected one of quic-stream, quic-datagram, udp",
+            ],
+        ),
+    ];
+    for (case, body, parts) in refusals {
+        let (status, answer) = post_report(&collector, &agent, &ca, &body);
+        let answer = answer.replace("\\\"", "\"");
+        assert_eq!((status, answer.contains("label-not-allowed")), (422, true), "{case}: {answer}");
+        for part in parts {
+            assert!(answer.contains(part), "{case}: {part:?} not in {answer}");
+        }
+    }
     // A histogram in another layout than stallwatch's (lowest 1, 3 significant figures) is
     // refused whole, naming the series and the histogram.
     let mut foreign: Report =
@@ -230,6 +281,15 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     assert_eq!(
         sample(&metrics, "stallwatch_collector_reports_rejected_total{reason=\"seq_conflict\"}"),
         Some(1.0),
+        "{metrics}"
+    );
+    // relay-x and the four label refusals above.
+    assert_eq!(
+        sample(
+            &metrics,
+            "stallwatch_collector_reports_rejected_total{reason=\"label_not_allowed\"}"
+        ),
+        Some(5.0),
         "{metrics}"
     );
     // Without a repair label (an agent older than it), udp reads as repair "unknown".

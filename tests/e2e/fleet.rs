@@ -110,7 +110,9 @@ fn archive_totals(fleet: &TestFleet, agents: &[AgentProcess]) -> Totals {
             for (series, hists) in decoded.report.series.iter().zip(&decoded.histograms) {
                 let cohort = format!(
                     "{{region=\"{region}\",network_type=\"{network_type}\",transport=\"{}\",repair=\"{}\",target=\"{}\"}}",
-                    series.labels["transport"], series.labels["repair"], series.labels["target"]
+                    series.labels.transport,
+                    series.labels.repair.expect("this build's agents send repair"),
+                    series.labels.target
                 );
                 for (name, v) in &series.counters {
                     *totals.counters.entry((cohort.clone(), name.clone())).or_default() += v;

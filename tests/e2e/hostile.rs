@@ -14,9 +14,10 @@ use stallwatch_collector::demo::fleet::{
 use stallwatch_collector::series::catalogue::HISTOGRAMS;
 use stallwatch_collector::store::{Cohort, HistoryStore, SqliteStore};
 use stallwatch_proto::report::{
-    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report,
-    encode_report,
+    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, SeriesLabels,
+    decode_report, encode_report,
 };
+use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::fleet::{
     AgentProcess, CollectorProcess, free_tcp_port, post_report, wait_until,
 };
@@ -87,13 +88,14 @@ fn monotonic() -> Instant {
     Instant::now()
 }
 
-fn labels(probe: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("probe".into(), probe.into()),
-        ("transport".into(), "udp".into()),
-        ("target".into(), RELAY_NAME.into()),
-        ("role".into(), "viewer".into()),
-    ])
+fn labels(probe: &str) -> SeriesLabels {
+    SeriesLabels {
+        probe: probe.into(),
+        repair: None,
+        role: Role::Viewer,
+        target: RELAY_NAME.into(),
+        transport: Transport::Udp,
+    }
 }
 
 /// A valid report of `agent`: one series with a first-frame time and packet counters.
@@ -481,7 +483,7 @@ fn sent_totals(archive: &Path) -> Totals {
         totals.reports += 1;
         for s in &report.series {
             let key = |name: &str| {
-                (s.labels["transport"].clone(), s.labels["target"].clone(), name.to_owned())
+                (s.labels.transport.to_string(), s.labels.target.clone(), name.to_owned())
             };
             for (name, v) in s.counters.iter().filter(|(_, v)| **v > 0) {
                 *totals.counters.entry(key(name)).or_default() += v;

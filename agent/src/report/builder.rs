@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 
 use stallwatch_measure::{Recorder, WindowMetrics};
 use stallwatch_proto::catalogue::{Counter, Histogram};
-use stallwatch_proto::control::Role;
-use stallwatch_proto::plan::{Repair, Transport};
 use stallwatch_proto::report::{
-    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
+    HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, SeriesLabels,
 };
 use tracing::{info, warn};
 
@@ -23,48 +21,16 @@ const SEQ_TEMP: &str = "next_seq.tmp";
 /// The agent's build version, sent in every report.
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The labels of one series in a report.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesKey {
-    /// Probe name from the plan.
-    pub probe: String,
-    /// How media was carried.
-    pub transport: Transport,
-    /// The viewer's loss repair (and the publisher's answering it): part of the collector's
-    /// cohort, so repaired and unrepaired figures never merge.
-    pub repair: Repair,
-    /// Label of the relay probed (from the plan).
-    pub target: String,
-    /// Publisher or viewer.
-    pub role: Role,
-}
-
-impl SeriesKey {
-    /// The series' labels: `probe`, `transport`, `repair`, `target`, `role`.
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        [
-            ("probe", self.probe.as_str()),
-            ("transport", self.transport.as_str()),
-            ("repair", self.repair.name()),
-            ("target", self.target.as_str()),
-            ("role", self.role.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    }
-}
-
 /// Accumulates probe windows over one report interval and turns them into a [`Report`].
 ///
 /// A window belongs to the interval in which it is [added](ReportBuilder::add) (windows are
-/// not split at interval boundaries), and windows with the same [`SeriesKey`] are merged
+/// not split at interval boundaries), and windows with the same [`SeriesLabels`] are merged
 /// exactly ([`WindowMetrics::merge`]: counters summed, histograms merged).
 #[derive(Debug)]
 pub struct ReportBuilder {
     seq: SeqStore,
     window_start_ms: u64,
-    series: BTreeMap<SeriesKey, Folded>,
+    series: BTreeMap<SeriesLabels, Folded>,
     max_series: usize,
     windows_dropped: u64,
 }
@@ -104,7 +70,7 @@ impl ReportBuilder {
     /// bounds of docs/metrics.md section 18.8) is counted in `self_noise_windows` and its
     /// figures are kept out of the series: what the collector stores, and so its alerts and
     /// regional reports, is never the agent's own overload taken for the network's.
-    pub fn add(&mut self, key: &SeriesKey, window: &WindowMetrics) -> bool {
+    pub fn add(&mut self, key: &SeriesLabels, window: &WindowMetrics) -> bool {
         let Some(folded) = self.entry(key) else { return false };
         if window.self_noise.is_marked() {
             *folded
@@ -123,7 +89,7 @@ impl ReportBuilder {
     /// Adds `value` to `counter` of the series `key` in the current interval (for figures
     /// that are not a viewer window: attempts, failures, publisher counts). Returns `false`
     /// if dropped at the series limit, like [`ReportBuilder::add`].
-    pub fn add_counter(&mut self, key: &SeriesKey, counter: Counter, value: u64) -> bool {
+    pub fn add_counter(&mut self, key: &SeriesLabels, counter: Counter, value: u64) -> bool {
         let Some(folded) = self.entry(key) else { return false };
         *folded.counters.entry(counter.report_name().to_owned()).or_default() += value;
         true
@@ -133,7 +99,7 @@ impl ReportBuilder {
     /// Returns `false` if dropped at the series limit, like [`ReportBuilder::add`].
     pub fn add_histogram(
         &mut self,
-        key: &SeriesKey,
+        key: &SeriesLabels,
         histogram: Histogram,
         values: &Recorder,
     ) -> bool {
@@ -142,7 +108,7 @@ impl ReportBuilder {
         true
     }
 
-    fn entry(&mut self, key: &SeriesKey) -> Option<&mut Folded> {
+    fn entry(&mut self, key: &SeriesLabels) -> Option<&mut Folded> {
         if !self.series.contains_key(key) {
             if self.series.len() >= self.max_series {
                 self.windows_dropped += 1;
@@ -177,7 +143,7 @@ impl ReportBuilder {
         let window_end_ms = now_unix_ms.max(self.window_start_ms);
         let series = std::mem::take(&mut self.series)
             .into_iter()
-            .map(|(key, folded)| folded.into_series(key.labels()))
+            .map(|(labels, folded)| folded.into_series(labels))
             .collect();
         let report = Report {
             schema_version: REPORT_SCHEMA_VERSION,
@@ -227,10 +193,10 @@ struct Folded {
 }
 
 impl Folded {
-    fn into_series(self, labels: BTreeMap<String, String>) -> Series {
+    fn into_series(self, labels: SeriesLabels) -> Series {
         let mut series = match self.metrics {
             Some(metrics) => metrics.to_series(labels),
-            None => Series { labels, counters: BTreeMap::new(), histograms: BTreeMap::new() },
+            None => Series::new(labels),
         };
         for (name, value) in self.counters {
             *series.counters.entry(name).or_default() += value;

@@ -37,7 +37,7 @@ mod tests;
 
 use std::path::Path;
 
-pub use builder::{ReportBuilder, SEQ_FILE, SeriesKey};
+pub use builder::{ReportBuilder, SEQ_FILE};
 pub use spool::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_REPORTS, DEFAULT_SPOOL_DIR, Drained, MAX_QUARANTINED,
     MAX_REFUSED, MAX_UNWRITTEN, REFUSED_DIR, SendOutcome, Spool, SpoolError, SpoolStats,

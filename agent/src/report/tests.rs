@@ -10,9 +10,9 @@ use stallwatch_measure::WindowMetrics;
 use stallwatch_measure::link::LinkConfig;
 use stallwatch_measure::sim::{self, SimConfig};
 use stallwatch_proto::control::Role;
-use stallwatch_proto::plan::Transport;
+use stallwatch_proto::plan::{Repair, Transport};
 use stallwatch_proto::report::{
-    REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, decode_report, encode_report,
+    REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, SeriesLabels, decode_report, encode_report,
 };
 use tempfile::TempDir;
 
@@ -36,7 +36,7 @@ fn report(seq: u64) -> Report {
         plan_revision: 1,
         spool_depth: 0,
         series: vec![Series {
-            labels: BTreeMap::from([("probe".into(), "p".into())]),
+            labels: SeriesLabels::new("p", Transport::Udp, Repair::Nack, "fra", Role::Viewer),
             counters: BTreeMap::from([("packets".into(), 1000)]),
             histograms: BTreeMap::new(),
         }],
@@ -326,9 +326,9 @@ fn rejected_reports_are_dropped_and_counted() {
     );
 }
 
-fn key(probe: &str, transport: Transport, role: Role) -> SeriesKey {
-    let repair = stallwatch_proto::Repair::for_transport(transport, None);
-    SeriesKey { probe: probe.into(), transport, repair, target: "fra".into(), role }
+fn key(probe: &str, transport: Transport, role: Role) -> SeriesLabels {
+    let repair = Repair::for_transport(transport, None);
+    SeriesLabels::new(probe, transport, repair, "fra", role)
 }
 
 /// Two 10 s windows of a lossy 720p30 stream (simulated once per test binary).
@@ -369,19 +369,27 @@ fn builder_report_round_trips_through_decode_report() {
 
     // Series are in label order; the udp one merges both windows exactly.
     let s = &decoded.report.series[1];
-    assert_eq!(s.labels, udp.labels());
-    assert_eq!(s.labels["transport"], "udp");
-    assert_eq!(s.labels["repair"], "nack", "the mode a plan without repair runs on udp");
-    assert_eq!(decoded.report.series[0].labels["repair"], "none", "quic-stream");
-    assert_eq!(s.labels["role"], "viewer");
-    assert_eq!(s.labels["target"], "fra");
+    assert_eq!(s.labels, udp);
+    assert_eq!(s.labels.transport, Transport::Udp);
+    assert_eq!(s.labels.repair, Some(Repair::Nack), "the mode a plan without repair runs on udp");
+    assert_eq!(decoded.report.series[0].labels.repair, Some(Repair::None), "quic-stream");
+    assert_eq!(s.labels.role, Role::Viewer);
+    assert_eq!(s.labels.target, "fra");
+    // On the wire, the labels are the string map agents sent before they were typed.
+    let json = String::from_utf8(encode_report(&report)).unwrap();
+    for labels in [
+        r#""labels":{"probe":"p1","repair":"none","role":"viewer","target":"fra","transport":"quic-stream"}"#,
+        r#""labels":{"probe":"p1","repair":"nack","role":"viewer","target":"fra","transport":"udp"}"#,
+    ] {
+        assert!(json.contains(labels), "{labels} in {json}");
+    }
     let mut merged = w[0].clone();
     merged.merge(&w[1]);
     assert_eq!(s.counters["packets_lost"], merged.loss.lost);
     assert_eq!(s.counters["packets"], w[0].packets + w[1].packets);
     assert_eq!(decoded.histograms[1]["jitter_us"].len(), merged.jitter.count());
     assert_eq!(s.histograms["jitter_us"].sum, merged.jitter.sum());
-    assert_eq!(decoded.report.series[0], w[1].to_series(quic.labels()));
+    assert_eq!(decoded.report.series[0], w[1].to_series(quic));
     assert_eq!(builder.series_len(), 0, "take starts a new interval");
 }
 
@@ -402,7 +410,7 @@ fn a_self_noise_window_is_counted_and_kept_out_of_the_figures() {
     let report = builder.take(11_000, "edge-fra-1", 1).unwrap();
     let decoded = decode_report(&encode_report(&report), &ReportLimits::default()).unwrap();
     let s = &decoded.report.series[0];
-    let mut expected = w[0].to_series(udp.labels());
+    let mut expected = w[0].to_series(udp.clone());
     expected.counters.insert("self_noise_windows".into(), 1);
     assert_eq!(*s, expected, "the clean window's figures, and one window kept out");
     // A series of nothing but self-noise still says so.

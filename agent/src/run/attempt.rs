@@ -13,12 +13,12 @@ use stallwatch_measure::{ReceiverConfig, Recorder, StreamProfile, Time, WindowMe
 use stallwatch_proto::catalogue::{Counter, Histogram};
 use stallwatch_proto::control::{Role, StartAt};
 use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport, UdpCredential};
+use stallwatch_proto::report::SeriesLabels;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::lateness::{Lateness, SelfNoiseFeed};
 use crate::probe::start_emulator;
-use crate::report::SeriesKey;
 use crate::tls::Trust;
 use crate::transport::{self, Progress, PublishSpec, RelayTarget, ViewSpec, quic, udp};
 
@@ -29,11 +29,11 @@ use crate::transport::{fail, failure_cause};
 #[derive(Debug)]
 pub enum Fold {
     /// A viewer window.
-    Window(SeriesKey, Box<WindowMetrics>),
+    Window(SeriesLabels, Box<WindowMetrics>),
     /// A counter increment.
-    Counter(SeriesKey, Counter, u64),
+    Counter(SeriesLabels, Counter, u64),
     /// Histogram values.
-    Histogram(SeriesKey, Histogram, Recorder),
+    Histogram(SeriesLabels, Histogram, Recorder),
 }
 
 /// What every attempt shares.
@@ -57,22 +57,22 @@ const VIEW_DELAY: Duration = Duration::from_secs(1);
 /// The most the pacing thread spins before each frame (it adapts below this).
 const PACING_SPIN: Duration = Duration::from_micros(200);
 
-fn key(plan: &ProbePlan, role: Role) -> SeriesKey {
-    SeriesKey {
-        probe: plan.name.clone(),
-        transport: plan.transport,
-        repair: crate::probe::repair_for(plan.transport, plan.repair),
-        target: plan.target.clone(),
+fn key(plan: &ProbePlan, role: Role) -> SeriesLabels {
+    SeriesLabels::new(
+        plan.name.clone(),
+        plan.transport,
+        crate::probe::repair_for(plan.transport, plan.repair),
+        plan.target.clone(),
         role,
-    }
+    )
 }
 
 impl AttemptContext {
-    fn count(&self, key: &SeriesKey, counter: Counter, value: u64) {
+    fn count(&self, key: &SeriesLabels, counter: Counter, value: u64) {
         let _ = self.folds.send(Fold::Counter(key.clone(), counter, value));
     }
 
-    fn failed(&self, key: &SeriesKey, error: &anyhow::Error) {
+    fn failed(&self, key: &SeriesLabels, error: &anyhow::Error) {
         let cause = failure_cause(error);
         // By cause only: the collector exports stallwatch_attempt_failures_total{role,cause},
         // whose sum over causes is the total.

@@ -48,8 +48,6 @@ pub struct FoldSummary {
     pub cohorts_created: u64,
     /// Report series dropped because their cohort would be new beyond the series limit.
     pub cohorts_refused: u64,
-    /// Report series dropped for lacking a non-empty `transport` or `target` label.
-    pub series_missing_labels: u64,
     /// Counter names not in the catalogue, ignored (once per report series carrying one).
     pub unknown_counters: u64,
     /// Histogram names not in the catalogue, ignored (likewise).
@@ -63,7 +61,6 @@ impl FoldSummary {
         self.series_folded += other.series_folded;
         self.cohorts_created += other.cohorts_created;
         self.cohorts_refused += other.cohorts_refused;
-        self.series_missing_labels += other.series_missing_labels;
         self.unknown_counters += other.unknown_counters;
         self.unknown_histograms += other.unknown_histograms;
         self.agents_refused += other.agents_refused;
@@ -141,9 +138,10 @@ impl Cohorts {
         summary
     }
 
-    /// The state of a cohort, created if the series limit allows; `None` (counted in
-    /// `summary`, per report series) when it lacks a `transport` or `target` label or the
-    /// limit refuses a new cohort.
+    /// The state of a cohort, created if the series limit allows; `None` when the limit
+    /// refuses a new cohort (counted in `summary`, per report series) or, only in history a
+    /// store kept from before ingest refused series without them, when it lacks a `transport`
+    /// or `target` label (a committed series always has both: `SeriesLabels`).
     fn admit(
         &mut self,
         cohort: &Cohort,
@@ -151,7 +149,6 @@ impl Cohorts {
         summary: &mut FoldSummary,
     ) -> Option<&mut CohortState> {
         if !cohort.has_series_labels() {
-            summary.series_missing_labels += series;
             return None;
         }
         let admits_new = self.cohorts.len() < self.limits.max_cohorts();

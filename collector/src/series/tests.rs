@@ -2,8 +2,9 @@ use hdrhistogram::Histogram;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
-    decode_report, encode_report,
+    SeriesLabels, decode_report, encode_report,
 };
+use stallwatch_proto::{Repair, Role, Transport};
 
 use super::catalogue::{BUCKET_OFFSETS, BUCKET_SLOTS, COUNTERS, DELAY_BOUNDS_US, HISTOGRAMS};
 use super::cohort::CohortState;
@@ -65,22 +66,18 @@ fn hist(values: &[u64]) -> Histogram<u64> {
     h
 }
 
-/// A report series with `transport`/`target` (and a `probe`, and the `repair` an agent
-/// sends by default) label, counters, and histograms whose exact sums are the sums of their
-/// values.
+/// A viewer's report series with `transport`/`target` (and a `probe`, and the `repair` an
+/// agent sends by default) labels, counters, and histograms whose exact sums are the sums of
+/// their values.
 fn series(
     transport: &str,
     target: &str,
     counters: &[(&str, u64)],
     histograms: &[(&str, &[u64])],
 ) -> Series {
-    let repair = if transport.is_empty() { "" } else { default_repair(transport) };
-    let labels =
-        [("probe", "p1"), ("transport", transport), ("repair", repair), ("target", target)]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+    let transport: Transport = transport.parse().unwrap();
+    let repair = Repair::for_transport(transport, None);
+    let labels = SeriesLabels::new("p1", transport, repair, target, Role::Viewer);
     Series {
         labels,
         counters: counters.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
@@ -109,14 +106,10 @@ fn report(agent: &str, window_end_ms: u64, series: Vec<Series>) -> DecodedReport
     decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
 }
 
-/// The repair mode an agent sends on `transport` when its plan leaves it out.
-fn default_repair(transport: &str) -> &'static str {
-    if transport == "quic-stream" { "none" } else { "nack" }
-}
-
+/// The cohort of [`series`]`(transport, target, ..)` from an agent in `region`/`network_type`.
 fn key(region: &str, network_type: &str, transport: &str, target: &str) -> Cohort {
-    let cohort = Cohort::new(region, network_type, transport, target);
-    if transport.is_empty() { cohort } else { cohort.with_repair(default_repair(transport)) }
+    let repair = Repair::for_transport(transport.parse().unwrap(), None);
+    Cohort::new(region, network_type, transport, target).with_repair(repair.name())
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so tests need no `rand`.
@@ -242,7 +235,7 @@ fn series_accumulate_across_folds_and_merge_agents_and_probes() {
     cohorts.apply(&ingest.delta(FRA_4G, &report("a1", 10_000, vec![one(&[1_500, 3_000], 2)])));
     // Another agent, same certificate cohort: merged, no agent label.
     let mut other_probe = one(&[700], 5);
-    other_probe.labels.insert("probe".into(), "p2".into());
+    other_probe.labels.probe = "p2".into();
     cohorts
         .apply(&ingest.delta(FRA_4G, &report("a2", 20_000, vec![one(&[40_000], 1), other_probe])));
     // Same labels, another region: another cohort.
@@ -385,21 +378,15 @@ fn series_limit_refuses_new_cohorts_and_counts_them() {
 }
 
 #[test]
-fn series_without_cohort_labels_and_unknown_names_are_ignored_and_counted() {
+fn unknown_names_are_ignored_and_counted() {
+    // (Series without a transport or target label no longer reach the series: the decoder
+    // refuses them, proto's `SeriesLabels`.)
     let mut ingest = Ingest::new();
     let mut cohorts = Cohorts::default();
     let mut odd = series("udp", "r", &[("stalls", 1), ("warp_factor", 9)], &[("jitter_us", &[10])]);
     odd.histograms.insert("mystery_us".into(), HistogramData::from_histogram(&hist(&[5]), 5));
-    let summary = cohorts.apply(&ingest.delta(
-        FRA_4G,
-        &report(
-            "a1",
-            1,
-            vec![odd, series("", "r", &[("stalls", 1)], &[]), series("udp", "", &[], &[])],
-        ),
-    ));
+    let summary = cohorts.apply(&ingest.delta(FRA_4G, &report("a1", 1, vec![odd])));
     assert_eq!(summary.series_folded, 1);
-    assert_eq!(summary.series_missing_labels, 2);
     assert_eq!((summary.unknown_counters, summary.unknown_histograms), (1, 1));
     assert_eq!(cohorts.counter(&key("eu-fra", "4g", "udp", "r"), "stalls"), Some(1));
     assert_eq!(cohorts.totals(), summary);

@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{DecodedReport, ReportError, decode_report};
-use stallwatch_proto::{Repair, Transport};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -282,17 +281,22 @@ async fn decode(
     })
     .await
     .map_err(|_| stopping())?;
-    decoded.map_err(|e| {
+    decoded.map_err(decode_refusal)
+}
+
+/// The answer to a report [`decode_report`] refused.
+fn decode_refusal(e: ReportError) -> ApiError {
+    let (status, code) = match e {
+        // About the agent's labels and this collector, not the report: the agent keeps it
+        // and retries, as after the allow-lists' refusals ([`check_labels`]).
+        ReportError::Label { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "label-not-allowed"),
         // Caps on the whole report set it aside (413); a broken report is deleted (400).
-        let status = match e {
-            ReportError::TooLarge { .. }
-            | ReportError::HistogramMemory { .. }
-            | ReportError::InflatedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "malformed" };
-        ApiError::new(status, code, e.to_string()).with_metric(e.reason())
-    })
+        ReportError::TooLarge { .. }
+        | ReportError::HistogramMemory { .. }
+        | ReportError::InflatedTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+        _ => (StatusCode::BAD_REQUEST, "malformed"),
+    };
+    ApiError::new(status, code, e.to_string()).with_metric(e.reason())
 }
 
 /// Refuses a report carrying a counter or histogram the collector does not export (not in
@@ -331,15 +335,14 @@ fn check_layouts(decoded: &DecodedReport) -> Result<(), ApiError> {
         let Some((name, h)) = histograms.iter().find(|(_, h)| !h.is_stallwatch_layout()) else {
             continue;
         };
-        let labels: Vec<String> = series.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unstorable",
             format!(
-                "series {i} {{{}}}: histogram {name:?} has lowest discernible value {} and {} \
+                "series {i} {}: histogram {name:?} has lowest discernible value {} and {} \
                  significant figures; stallwatch's layout is lowest 1 and {} significant \
                  figures (hdr::new_histogram); nothing of the report was stored",
-                labels.join(", "),
+                series.labels,
                 h.low(),
                 h.sigfig(),
                 hdr::SIGNIFICANT_FIGURES
@@ -357,7 +360,10 @@ fn window_cap(config: &crate::config::Config) -> Duration {
     longest.saturating_mul(2).max(MIN_WINDOW_CAP)
 }
 
-/// Refuses a report whose cohort labels are outside the allow-lists, naming the value.
+/// Refuses a report whose cohort labels are outside the allow-lists, naming the value. The
+/// series' own labels were read by [`decode_report`], which refuses an unknown label, a
+/// missing one and a transport, repair or role outside its set (mapped to the same
+/// `label-not-allowed` answer in [`decode`]).
 fn check_labels(
     labels: &crate::config::Labels,
     agent: &VerifiedAgent,
@@ -379,19 +385,7 @@ fn check_labels(
         )));
     }
     for (i, series) in decoded.report.series.iter().enumerate() {
-        let transport = series.labels.get("transport").map(String::as_str).unwrap_or("");
-        if transport.parse::<Transport>().is_err() {
-            return Err(refuse(format!(
-                "series {i}: transport {transport:?} is not one of quic-stream, quic-datagram, udp"
-            )));
-        }
-        // Absent (an agent older than the label): the store's unlabelled rule applies.
-        if let Some(repair) = series.labels.get("repair")
-            && repair.parse::<Repair>().is_err()
-        {
-            return Err(refuse(format!("series {i}: repair {repair:?} is not one of nack, none")));
-        }
-        let target = series.labels.get("target").map(String::as_str).unwrap_or("");
+        let target = &series.labels.target;
         if !labels.allows_target(target) {
             return Err(refuse(format!("series {i}: target {target:?} is not in labels.targets")));
         }
@@ -470,8 +464,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use stallwatch_proto::report::{
-        HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series, encode_report,
+        HistogramData, LabelProblem, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
+        SeriesLabels, encode_report,
     };
+    use stallwatch_proto::{Repair, Role, Transport};
 
     use super::*;
 
@@ -482,10 +478,7 @@ mod tests {
                 .unwrap();
         h.record(1_234).unwrap();
         let series = Series {
-            labels: BTreeMap::from([
-                ("transport".to_owned(), "udp".to_owned()),
-                ("target".to_owned(), "relay-1".to_owned()),
-            ]),
+            labels: SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer),
             counters: BTreeMap::new(),
             histograms: BTreeMap::from([(
                 "jitter_us".to_owned(),
@@ -516,12 +509,39 @@ mod tests {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unstorable", Some("histogram_layout"))
             );
             for part in [
-                "series 0 {target=\"relay-1\", transport=\"udp\"}".to_owned(),
+                "series 0 {probe=\"p1\", repair=\"nack\", role=\"viewer\", target=\"relay-1\", \
+                 transport=\"udp\"}"
+                    .to_owned(),
                 "histogram \"jitter_us\"".to_owned(),
                 format!("lowest discernible value {low} and {sigfig} significant figures"),
             ] {
                 assert!(e.detail.contains(&part), "{part:?} not in {:?}", e.detail);
             }
         }
+    }
+
+    #[test]
+    fn label_refusals_from_the_decoder_are_label_not_allowed() {
+        let e = decode_refusal(ReportError::Label {
+            series: 3,
+            label: "transport".into(),
+            problem: LabelProblem::NotAllowed {
+                value: "quic".into(),
+                allowed: "one of quic-stream, quic-datagram, udp",
+            },
+        });
+        assert_eq!(
+            (e.status, e.code, e.metric_reason()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "label-not-allowed", "label_not_allowed")
+        );
+        assert!(
+            e.detail.starts_with("series 3 label \"transport\": value \"quic\""),
+            "{}",
+            e.detail
+        );
+        let e = decode_refusal(ReportError::TooLarge { len: 2, max: 1 });
+        assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "too-large"));
+        let e = decode_refusal(ReportError::SchemaVersion { found: 9 });
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed"));
     }
 }

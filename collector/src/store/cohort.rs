@@ -51,6 +51,7 @@ impl Cohort {
     }
 
     /// Whether both series labels are present; the exported series skip cohorts without.
+    /// Only history stored before ingest refused such series can lack them.
     pub fn has_series_labels(&self) -> bool {
         !self.transport.is_empty() && !self.target.is_empty()
     }

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hdrhistogram::Histogram;
+use stallwatch_proto::Role;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
-    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
+    DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, Series, SeriesLabels,
+    encode_report,
 };
 
 use super::*;
@@ -56,8 +58,9 @@ fn histogram(values: &[u64]) -> Histogram<u64> {
     h
 }
 
-/// A report with one series labelled `transport`/`target`, the given counters and
-/// histograms, for the 10 s window starting at `start_ms`.
+/// A report with one viewer series labelled `transport`/`target` and no `repair` (as from
+/// an agent older than the label), the given counters and histograms, for the 10 s window
+/// starting at `start_ms`.
 fn report(
     agent: &str,
     seq: u64,
@@ -75,10 +78,13 @@ fn report(
         data.insert(name.to_string(), d);
     }
     let series = Series {
-        labels: BTreeMap::from([
-            ("transport".to_string(), labels.0.to_string()),
-            ("target".to_string(), labels.1.to_string()),
-        ]),
+        labels: SeriesLabels {
+            probe: "p1".into(),
+            repair: None,
+            role: Role::Viewer,
+            target: labels.1.into(),
+            transport: labels.0.parse().unwrap(),
+        },
         counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
         histograms: data,
     };
@@ -231,17 +237,31 @@ fn reports_in_one_minute_merge_exactly() {
     let mut store = open(&dir.db());
     let a: Vec<u64> = (1..=500).map(|i| i * 37).collect();
     let b: Vec<u64> = (1..=700).map(|i| 5_000 + i * i).collect();
-    let r1 = report("a1", 1, T0, ("quic", "r1"), &[("packets", 10)], &[("jitter_us", &a)]);
-    let r2 = report("a2", 1, T0 + 30_000, ("quic", "r1"), &[("packets", 20)], &[("jitter_us", &b)]);
+    let r1 = report("a1", 1, T0, ("quic-datagram", "r1"), &[("packets", 10)], &[("jitter_us", &a)]);
+    let r2 = report(
+        "a2",
+        1,
+        T0 + 30_000,
+        ("quic-datagram", "r1"),
+        &[("packets", 20)],
+        &[("jitter_us", &b)],
+    );
     // Another minute, and another cohort in the same minute.
-    let r3 = report("a3", 1, T0 + 60_000, ("quic", "r1"), &[("packets", 40)], &[("jitter_us", &a)]);
+    let r3 = report(
+        "a3",
+        1,
+        T0 + 60_000,
+        ("quic-datagram", "r1"),
+        &[("packets", 40)],
+        &[("jitter_us", &a)],
+    );
     let r4 = report("a4", 1, T0, ("udp", "r1"), &[("packets", 80)], &[("jitter_us", &b)]);
     // In two batches, so the second merges with a stored row.
     commit(&mut store, &[item("a1", "eu", &r1)]).unwrap();
     commit(&mut store, &[item("a2", "eu", &r2), item("a3", "eu", &r3), item("a4", "eu", &r4)])
         .unwrap();
 
-    let quic = CohortFilter { transport: Some("quic".into()), ..CohortFilter::default() };
+    let quic = CohortFilter { transport: Some("quic-datagram".into()), ..CohortFilter::default() };
     let rows = store.rows(Resolution::Minute, T0..T0 + MINUTE_MS, &quic).unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
@@ -252,7 +272,7 @@ fn reports_in_one_minute_merge_exactly() {
         Cohort {
             region: "eu".into(),
             network_type: "4g".into(),
-            transport: "quic".into(),
+            transport: "quic-datagram".into(),
             repair: "unknown".into(),
             target: "r1".into()
         }
@@ -273,7 +293,7 @@ fn reports_in_one_minute_merge_exactly() {
     let all = store.rows(Resolution::Minute, T0..T0 + HOUR_MS, &CohortFilter::default()).unwrap();
     let keys: Vec<(u64, &str)> =
         all.iter().map(|r| (r.start_unix_ms - T0, r.cohort.transport.as_str())).collect();
-    assert_eq!(keys, [(0, "quic"), (0, "udp"), (60_000, "quic")]);
+    assert_eq!(keys, [(0, "quic-datagram"), (0, "udp"), (60_000, "quic-datagram")]);
     assert!(
         store.rows(Resolution::Minute, T0 + MINUTE_MS..T0 + MINUTE_MS, &quic).unwrap().is_empty()
     );
@@ -622,7 +642,7 @@ fn a_version_3_store_reads_its_cohorts_without_repair_by_the_unlabelled_rule() {
     let labelled = |seq, transport: &str, repair: Option<&str>, packets| {
         let mut r = report("a1", seq, T0, (transport, "relay-a"), &[("packets", packets)], &[]);
         if let Some(repair) = repair {
-            r.report.series[0].labels.insert("repair".into(), repair.into());
+            r.report.series[0].labels.repair = Some(repair.parse().unwrap());
         }
         r
     };
@@ -751,7 +771,7 @@ fn mixed_reports() -> Vec<(String, DecodedReport)> {
         let agent = format!("agent-{}", i % 6);
         let seq = i / 6;
         let start = T0 + (i % 8) * 10_000;
-        let labels = if i % 3 == 0 { ("udp", "r1") } else { ("quic", "r1") };
+        let labels = if i % 3 == 0 { ("udp", "r1") } else { ("quic-datagram", "r1") };
         let jitter: Vec<u64> = (0..200).map(|k| 100 + (k * 7919 + i * 131) % 40_000).collect();
         let latency: Vec<u64> = (0..50).map(|k| 20_000 + k * (i + 1) * 97).collect();
         let first_frame = [300_000 + i * 10_000];
@@ -823,7 +843,7 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
         for (_, r) in &reports {
             let s = &r.report.series[0];
             if minute_of(r.report.window_start_ms, r.report.window_end_ms) != row.start_unix_ms
-                || s.labels["transport"] != row.cohort.transport
+                || s.labels.transport.as_str() != row.cohort.transport
             {
                 continue;
             }

@@ -20,8 +20,9 @@ use rustls_pki_types::UnixTime;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::{
     DecodedReport, HistogramData, REPORT_SCHEMA_VERSION, Report, ReportLimits, Series,
-    decode_report, encode_report,
+    SeriesLabels, decode_report, encode_report,
 };
+use stallwatch_proto::{Repair, Role, Transport};
 use thiserror::Error;
 
 use super::incidents::IncidentFile;
@@ -321,23 +322,11 @@ fn agent_report(
     Ok((decoded, report_digest(&body)))
 }
 
-/// The repair mode an agent runs on `transport` when its plan leaves it out.
-fn default_repair(transport: &str) -> &'static str {
-    let transport = transport.parse().unwrap_or(stallwatch_proto::Transport::Udp);
-    stallwatch_proto::Repair::for_transport(transport, None).name()
-}
-
-fn viewer_series(a: &Attempt, target: &str, transport: &str) -> Series {
-    let labels = [
-        ("probe", format!("{target}-{transport}")),
-        ("transport", transport.into()),
-        ("repair", default_repair(transport).into()),
-        ("target", target.into()),
-        ("role", "viewer".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+fn viewer_series(a: &Attempt, target: &str, transport: Transport) -> Series {
+    // The repair mode an agent runs on `transport` when its plan leaves it out.
+    let repair = Repair::for_transport(transport, None);
+    let labels =
+        SeriesLabels::new(format!("{target}-{transport}"), transport, repair, target, Role::Viewer);
     let mut counters: BTreeMap<String, u64> = BTreeMap::from([("view_attempts".to_owned(), 1)]);
     let mut histograms = BTreeMap::new();
     if let Some(cause) = a.failure {

@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use stallwatch_proto::Transport;
+
 use super::rng::Rng;
 use crate::reports::incidents::{Incident, Level};
 use crate::reports::zone::Zone;
@@ -34,7 +36,7 @@ pub const PEAK_SHAPE: [f64; 24] = [
 pub const PEAK_HOURS: [u8; 3] = [20, 21, 22];
 
 /// Transports every agent probes.
-pub const TRANSPORTS: [&str; 3] = ["quic-stream", "quic-datagram", "udp"];
+pub const TRANSPORTS: [Transport; 3] = Transport::ALL;
 
 /// How long each attempt views, ms.
 pub const ATTEMPT_MS: u64 = 60_000;
@@ -164,7 +166,7 @@ pub struct AttemptKey<'a> {
     /// Relay probed.
     pub target: &'a str,
     /// Transport.
-    pub transport: &'a str,
+    pub transport: Transport,
     /// Start of the attempt (and of its report window), unix ms.
     pub start_ms: u64,
 }
@@ -336,7 +338,7 @@ pub fn attempt(s: &Scenario, key: &AttemptKey<'_>, zone: &Zone) -> Attempt {
     let slot = (t / s.interval_ms).to_le_bytes();
     let mut rng = Rng::for_parts(
         s.seed,
-        &[key.agent.as_bytes(), key.target.as_bytes(), key.transport.as_bytes(), &slot],
+        &[key.agent.as_bytes(), key.target.as_bytes(), key.transport.as_str().as_bytes(), &slot],
     );
     let region = key.region.name;
     let net = network(key.network_type);
@@ -380,7 +382,7 @@ pub fn attempt(s: &Scenario, key: &AttemptKey<'_>, zone: &Zone) -> Attempt {
     }
 
     // First frame: connect (and handshake), subscribe, first byte, then the keyframe.
-    let round_trips = if key.transport == "udp" { 2.5 } else { 3.0 };
+    let round_trips = if key.transport == Transport::Udp { 2.5 } else { 3.0 };
     let setup_ms = rtt_ms * round_trips * rng.lognormal(1.0, 0.15);
     let mut keyframe_ms = net.keyframe_ms * (1.0 + 0.6 * peak) * rng.lognormal(1.0, 0.3);
     if region == "eu" && key.target == "relay-fra-2" && t >= s.eu_gop_change() {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use stallwatch_proto::Repair;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::Series;
 
@@ -245,14 +246,11 @@ fn cohort_id(
     item: &IngestItem<'_>,
     series: &Series,
 ) -> Result<i64, StoreError> {
-    let label = |name: &str| series.labels.get(name).map_or("", String::as_str);
-    let transport = label("transport");
-    let repair = series
-        .labels
-        .get("repair")
-        .map_or_else(|| repair_when_unlabelled(transport), String::as_str);
+    let labels = &series.labels;
+    let transport = labels.transport.as_str();
+    let repair = labels.repair.map_or_else(|| repair_when_unlabelled(transport), Repair::name);
     let cohort =
-        Cohort::new(item.agent.region(), item.agent.network_type(), transport, label("target"))
+        Cohort::new(item.agent.region(), item.agent.network_type(), transport, &labels.target)
             .with_repair(repair);
     if let Some(id) = cache.get(&cohort) {
         return Ok(*id);
