@@ -15,9 +15,6 @@ pub use stallwatch_proto::catalogue::{
     Counter, CounterFamily, CounterUnit, Histogram, HistogramFamily, HistogramUnit,
 };
 
-/// A catalogue histogram, by its index in [`HISTOGRAMS`].
-pub type HistogramSpec = Histogram;
-
 /// Every report histogram, grouped by family in exposition order; a cohort's histograms are
 /// kept in this order.
 pub static HISTOGRAMS: [Histogram; Histogram::ALL.len()] = Histogram::ALL;

@@ -7,7 +7,7 @@ use stallwatch_proto::hdr;
 use crate::store::HistogramCounts;
 
 use super::catalogue::{
-    BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, HistogramSpec,
+    BUCKET_OFFSETS, BUCKET_SLOTS, COUNTER_COUNT, HISTOGRAM_COUNT, HISTOGRAMS, Histogram,
 };
 use super::native::{NativeBuckets, bucket_index, bucket_upper_bound};
 
@@ -151,7 +151,7 @@ fn native_threshold(k: i32, divisor: f64) -> Option<u64> {
 /// A read-only view of one cohort histogram.
 #[derive(Debug, Clone, Copy)]
 pub struct HistogramView<'a> {
-    spec: &'static HistogramSpec,
+    spec: &'static Histogram,
     buckets: &'a [u64],
     sum: u64,
     count: u64,
@@ -160,7 +160,7 @@ pub struct HistogramView<'a> {
 
 impl<'a> HistogramView<'a> {
     /// What this histogram is.
-    pub fn spec(&self) -> &'static HistogramSpec {
+    pub fn spec(&self) -> &'static Histogram {
         self.spec
     }
 
