@@ -3,8 +3,8 @@
 //! the store has made it durable.
 //!
 //! The one ingest path: admission (one report in flight per agent, a per-agent rate:
-//! [`Admission`]) -> decode ([`decode_report`], on the blocking pool behind a semaphore of
-//! [`decoders`] permits, never on the async workers) -> checks (identity, labels, the metric
+//! [`Admission`]) -> decode ([`decode_report`], behind a semaphore of [`decoders`] permits: on
+//! the async worker within a budget of about 1.5 ms, past it on the blocking pool) -> checks (identity, labels, the metric
 //! catalogue, the window) -> the writer thread, which owns the store: it takes every report waiting in its queue (up
 //! to [`MAX_BATCH`]) and commits them in one transaction, so concurrent agents share one
 //! fsync. The transaction admits each report through the ledger and builds the batch's
@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use stallwatch_proto::hdr;
-use stallwatch_proto::report::{DecodedReport, ReportError, decode_report};
+use stallwatch_proto::report::{DecodedReport, ReportError, ReportLimits, decode_report};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -261,26 +261,55 @@ fn admit<'a>(
     })
 }
 
-/// Reports decoded at once: one per core. Decoding is CPU-bound, so more would only queue
-/// inside the blocking pool, each holding its body.
+/// Reports decoded at once: one per core. Decoding is CPU-bound, so more would only queue,
+/// each holding its body.
 pub fn decoders() -> usize {
     thread::available_parallelism().map_or(2, usize::from).clamp(1, 8)
 }
 
-/// Decodes a report and digests its body on the blocking pool, at most [`decoders`] at once.
+/// Bodies up to this size are decoded on the async worker that read them: JSON-parsing them
+/// takes well under a millisecond.
+const INLINE_BODY_BYTES: usize = 256 << 10;
+/// What a report decoded on an async worker may inflate to, together. A real report inflates
+/// to some 15 KB; 1 MiB of inflation costs about 1.5 ms, so a bomb holds a worker no longer
+/// than that before it moves to the blocking pool.
+const INLINE_INFLATED_BYTES: usize = 1 << 20;
+
+/// Decodes a report and digests its body, at most [`decoders`] at once. An ordinary report is
+/// decoded on the async worker that read it: handing each report to the blocking pool and back
+/// cost about a sixth of the HTTPS ingest rate (BENCHMARKS.md). One that is large, or that
+/// inflates past [`INLINE_INFLATED_BYTES`], is decoded (again) on the blocking pool under the
+/// full limits, so no worker spends more than a couple of milliseconds on one report.
 async fn decode(
     decoders: &Arc<Semaphore>,
     bytes: axum::body::Bytes,
-    limits: stallwatch_proto::report::ReportLimits,
+    limits: ReportLimits,
 ) -> Result<(DecodedReport, [u8; 32]), ApiError> {
     let stopping = || ApiError::unavailable("store-unavailable", "the collector is shutting down");
     let permit = decoders.clone().acquire_owned().await.map_err(|_| stopping())?;
-    let decoded = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        decode_report(&bytes, &limits).map(|decoded| (decoded, report_digest(&bytes)))
-    })
-    .await
-    .map_err(|_| stopping())?;
+    let inline_limits = ReportLimits {
+        max_inflated_bytes: limits.max_inflated_bytes.min(INLINE_INFLATED_BYTES),
+        ..limits
+    };
+    let inline = (bytes.len() <= INLINE_BODY_BYTES)
+        .then(|| decode_report(&bytes, &inline_limits))
+        .filter(|result| {
+            // Over the inline budget only: the full limits may still allow it.
+            !matches!(result, Err(ReportError::InflatedTooLarge { .. }))
+                || inline_limits.max_inflated_bytes == limits.max_inflated_bytes
+        });
+    let decoded = match inline {
+        Some(result) => {
+            drop(permit);
+            result.map(|decoded| (decoded, report_digest(&bytes)))
+        }
+        None => tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            decode_report(&bytes, &limits).map(|decoded| (decoded, report_digest(&bytes)))
+        })
+        .await
+        .map_err(|_| stopping())?,
+    };
     decoded.map_err(decode_refusal)
 }
 
@@ -543,5 +572,71 @@ mod tests {
         assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "too-large"));
         let e = decode_refusal(ReportError::SchemaVersion { found: 9 });
         assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed"));
+    }
+
+    /// An HDR histogram of no values whose counts are `inflated` bytes of explicit zeros: it
+    /// deflates to a few hundred bytes.
+    fn zero_padded_histogram(inflated: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut v2 = Vec::with_capacity(inflated);
+        v2.extend_from_slice(&(hdr::V2_COOKIE_BASE | 0x10).to_be_bytes());
+        v2.extend_from_slice(&u32::try_from(inflated - hdr::V2_HEADER_LEN).unwrap().to_be_bytes());
+        v2.extend_from_slice(&0u32.to_be_bytes());
+        v2.extend_from_slice(&u32::from(hdr::SIGNIFICANT_FIGURES).to_be_bytes());
+        v2.extend_from_slice(&1u64.to_be_bytes());
+        v2.extend_from_slice(&hdr::HIGHEST_TRACKABLE_US.to_be_bytes());
+        v2.extend_from_slice(&1.0f64.to_bits().to_be_bytes());
+        v2.resize(inflated, 0);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&v2).unwrap();
+        let compressed = z.finish().unwrap();
+        let mut out = (hdr::V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes().to_vec();
+        out.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&compressed);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_report_past_the_inline_budget_is_decoded_under_the_full_limits() {
+        // Five histograms of 256 KiB of zeros: 1.25 MiB inflated, past what a worker decodes
+        // (1 MiB) but within the report's limit (8 MiB).
+        let zeros = zero_padded_histogram(256 << 10);
+        let names = stallwatch_proto::catalogue::Histogram::ALL[..5].iter();
+        let report = Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            agent: "a1".into(),
+            agent_version: "0.1.0".into(),
+            seq: 1,
+            window_start_ms: 1,
+            window_end_ms: 10_001,
+            plan_revision: 1,
+            spool_depth: 0,
+            series: vec![Series {
+                labels: SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "r", Role::Viewer),
+                counters: BTreeMap::new(),
+                histograms: names
+                    .map(|h| {
+                        let data = HistogramData { hdr: zeros.clone(), sum: 0, count: 0 };
+                        (h.report_name().to_owned(), data)
+                    })
+                    .collect(),
+            }],
+        };
+        let body = encode_report(&report);
+        assert!(body.len() <= INLINE_BODY_BYTES, "small enough to be tried on the worker");
+        let on_a_worker =
+            ReportLimits { max_inflated_bytes: INLINE_INFLATED_BYTES, ..ReportLimits::default() };
+        assert!(matches!(
+            decode_report(&body, &on_a_worker),
+            Err(ReportError::InflatedTooLarge { .. })
+        ));
+        let decoders = Arc::new(Semaphore::new(1));
+        let (decoded, _) =
+            decode(&decoders, body.clone().into(), ReportLimits::default()).await.unwrap();
+        assert_eq!(decoded.histograms[0].len(), 5);
+        // Under a report limit as small as the worker's budget it is refused, as before.
+        let e = decode(&decoders, body.into(), on_a_worker).await.unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "too-large"));
+        assert_eq!(decoders.available_permits(), 1, "every permit is given back");
     }
 }
