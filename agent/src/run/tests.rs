@@ -222,7 +222,7 @@ fn plan(revision: u64) -> Plan {
 
 /// A fresh directory for one test, removed when the test ends (pass or fail).
 fn test_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("sw-run-").tempdir().unwrap()
+    stallwatch_tests::scratch_dir("run")
 }
 
 fn settings(dir: &Path, port: u16) -> Settings {
