@@ -125,8 +125,8 @@ fn main() {
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
 
-    let dir = std::env::temp_dir().join(format!("stallwatch-bench-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = stallwatch_tests::scratch_dir("bench-http");
+    let dir = scratch.path();
     let regions = ["eu", "us"];
     let nets = ["wifi", "4g", "fiber"];
     let spec = FleetSpec {
@@ -144,7 +144,7 @@ fn main() {
         metrics: "127.0.0.1:0".into(),
     };
     let now = time::OffsetDateTime::now_utc();
-    let files = write_fleet(&dir, &spec, now).expect("fleet files");
+    let files = write_fleet(dir, &spec, now).expect("fleet files");
     let ca = Ca::load(&files.ca_dir).expect("CA");
     let validity = Validity::days_from(now, 1).expect("validity");
     let creds: Vec<_> = (0..agents)
@@ -273,5 +273,4 @@ fn main() {
     );
     server_rt.block_on(running.stop());
     drop(client_rt);
-    let _ = std::fs::remove_dir_all(&dir);
 }

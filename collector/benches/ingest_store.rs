@@ -134,9 +134,8 @@ impl Fleet {
 
 /// Ingests `reports` reports in batches of `batch`; returns reports/s.
 fn run(ca: &Ca, fleet: &Fleet, reports: usize, batch: usize) -> f64 {
-    let dir = std::env::temp_dir().join(format!("stallwatch-bench-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = stallwatch_tests::scratch_dir("bench-store");
+    let dir = scratch.path();
     let db = dir.join("history.sqlite");
     let mut store = SqliteStore::open(&db).expect("open store");
     store.set_synchronous_full(sync_full()).expect("pragma");
@@ -190,7 +189,7 @@ fn run(ca: &Ca, fleet: &Fleet, reports: usize, batch: usize) -> f64 {
     }
     let elapsed = start.elapsed();
     assert_eq!(stored, (batches * batch) as u64, "every report is new");
-    let db_bytes: u64 = std::fs::read_dir(&dir)
+    let db_bytes: u64 = std::fs::read_dir(dir)
         .expect("read dir")
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
@@ -215,7 +214,6 @@ fn run(ca: &Ca, fleet: &Fleet, reports: usize, batch: usize) -> f64 {
         cached_bytes as f64 / (1024.0 * 1024.0),
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     rate
 }
 
@@ -293,9 +291,8 @@ fn components() {
 /// (`SeriesStore::apply`), as `server::ingest` does.
 /// Returns end-to-end reports/s.
 fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
-    let dir = std::env::temp_dir().join(format!("stallwatch-bench-pipe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = stallwatch_tests::scratch_dir("bench-pipe");
+    let dir = scratch.path();
     let mut store = SqliteStore::open(dir.join("history.sqlite")).expect("open store");
     store.set_synchronous_full(sync_full()).expect("pragma");
     let series = SeriesStore::default();
@@ -391,7 +388,6 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
         elapsed,
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     rate
 }
 

@@ -98,19 +98,18 @@ fn report(names: &[&'static str]) -> DecodedReport {
 
 /// The production path's history store and agents: a temp dir with a CA and a database.
 struct History {
-    dir: std::path::PathBuf,
     ca: Ca,
     store: SqliteStore,
+    /// Holds the CA and the store's file; last, so the store closes before it goes.
+    _dir: tempfile::TempDir,
 }
 
 impl History {
     fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("stallwatch-bench-render-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let ca = Ca::init(&dir.join("ca"), now(), true).unwrap();
-        let store = SqliteStore::open(dir.join("history.sqlite")).unwrap();
-        History { dir, ca, store }
+        let dir = stallwatch_tests::scratch_dir("bench-render");
+        let ca = Ca::init(&dir.path().join("ca"), now(), true).unwrap();
+        let store = SqliteStore::open(dir.path().join("history.sqlite")).unwrap();
+        History { ca, store, _dir: dir }
     }
 
     fn agent(&self, name: &str, region: &str, network_type: &str) -> VerifiedAgent {
@@ -130,12 +129,6 @@ impl History {
             })
             .collect();
         self.store.commit(&items).unwrap().delta
-    }
-}
-
-impl Drop for History {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -16,7 +16,7 @@ mod pki {
 
     /// A scratch directory, removed on drop.
     fn scratch() -> TempDir {
-        tempfile::Builder::new().prefix("stallwatch-pki-").tempdir().unwrap()
+        stallwatch_tests::scratch_dir("pki")
     }
 
     fn now() -> OffsetDateTime {

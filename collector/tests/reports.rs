@@ -36,8 +36,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("sw-reports-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // Kept: a static is never dropped, so a TempDir here would not clean up either; the
+        // name says which test left it.
+        let dir = stallwatch_tests::scratch_dir("reports-test").keep();
         let scenario = Scenario { seed: 42, end_ms: END_MS, days: 3, interval_ms: INTERVAL_MS };
         let options = SeedOptions { scenario: scenario.clone(), regions: vec!["sea".into()] };
         let seeded = seed::seed(&dir, &options, |_| {}).expect("seed history");

@@ -38,13 +38,14 @@ struct Collector {
     history: SqliteStore,
     series: SeriesStore,
     telemetry: Telemetry,
+    /// Holds `dir`; last, so the store closes before it goes.
+    _scratch: tempfile::TempDir,
 }
 
 impl Collector {
     fn new(tag: &str, limits: SeriesLimits) -> Self {
-        let dir = std::env::temp_dir().join(format!("stallwatch-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = stallwatch_tests::scratch_dir(tag);
+        let dir = scratch.path().to_path_buf();
         let ca = Ca::init(&dir.join("ca"), Self::now(), false).unwrap();
         let history = SqliteStore::open(dir.join("history.sqlite")).unwrap();
         let series = SeriesStore::new(limits);
@@ -55,6 +56,7 @@ impl Collector {
             history,
             series,
             telemetry: Telemetry::default(),
+            _scratch: scratch,
         }
     }
 
@@ -102,12 +104,6 @@ impl Collector {
 
     fn render_prometheus_text(&self) -> String {
         self.series.render_prometheus_text(&self.telemetry)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -17,8 +17,8 @@ async fn a_sighup_during_the_restore_is_applied_once_serving() {
     // installed its handler only after the restore: the signal is then lost instead, and the
     // assertion below says so.
     let _ours = signal(SignalKind::hangup()).expect("SIGHUP listener");
-    let dir = std::env::temp_dir().join(format!("sw-startup-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = stallwatch_tests::scratch_dir("startup-test");
+    let dir = scratch.path();
     let spec = FleetSpec {
         relay_agent: "relay-sg-1".into(),
         relay_region: "sea".into(),
@@ -30,7 +30,7 @@ async fn a_sighup_during_the_restore_is_applied_once_serving() {
         ingest: "127.0.0.1:0".into(),
         metrics: "127.0.0.1:0".into(),
     };
-    let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let files = write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
     let before = config::load(&files.config).unwrap().plans_revision();
 
     let (restoring_tx, restoring_rx) = std::sync::mpsc::channel();
@@ -86,5 +86,4 @@ async fn a_sighup_during_the_restore_is_applied_once_serving() {
     drop(shared);
     stop_tx.send(()).unwrap();
     run.await.unwrap().expect("run ends cleanly");
-    let _ = std::fs::remove_dir_all(&dir);
 }

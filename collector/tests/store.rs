@@ -131,9 +131,9 @@ fn store_acknowledged_reports_survive_kill_9() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("stallwatch-store-kill9-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Declared before the children: their guards kill and reap them before it goes.
+    let scratch = stallwatch_tests::scratch_dir("store-kill9");
+    let dir = scratch.path();
     let db = dir.join("history.sqlite");
     let exe = std::env::current_exe().unwrap();
 
@@ -231,5 +231,4 @@ fn store_acknowledged_reports_survive_kill_9() {
         assert_eq!(agent.reports, per_agent[agent.name.as_str()], "{}", agent.name);
     }
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -405,6 +405,27 @@ pub enum PlanError {
         /// Probe name.
         probe: String,
     },
+    /// A stream profile outside [`PROFILE_NAMES`]: the agent could not send or view it.
+    #[error("probe {probe:?}: unknown profile {profile:?}, expected one of {}", PROFILE_NAMES.join(", "))]
+    UnknownProfile {
+        /// Probe name.
+        probe: String,
+        /// The profile asked for.
+        profile: String,
+    },
+    /// An emulation preset outside [`EMULATION_PRESETS`] and its aliases that is not custom
+    /// settings either (those hold a `=`, e.g. `delay=100ms,loss=1%`).
+    #[error(
+        "probe {probe:?}: unknown emulation preset {preset:?}, expected one of {} or custom \
+         settings such as \"delay=100ms,loss=1%\"",
+        EMULATION_PRESETS.iter().chain(EMULATION_PRESET_ALIASES).copied().collect::<Vec<_>>().join(", ")
+    )]
+    UnknownEmulationPreset {
+        /// Probe name.
+        probe: String,
+        /// The preset asked for.
+        preset: String,
+    },
     /// A publish or view stream name the relay would reject.
     #[error("probe {probe:?}: {source}")]
     StreamName {
@@ -418,7 +439,8 @@ pub enum PlanError {
 impl Plan {
     /// Checks what the schema cannot: positive durations, `every >= duration`,
     /// `start_offset < every`, unique probe names, valid stream names, no `nack` on
-    /// quic-stream.
+    /// quic-stream, known profiles and emulation presets (the collector checks its config
+    /// against the same lists, so both sides refuse the same names).
     pub fn validate(&self) -> Result<(), PlanError> {
         if self.report_interval.is_zero() {
             return Err(PlanError::ZeroReportInterval);
@@ -450,6 +472,22 @@ impl Plan {
             }
             if p.transport == Transport::QuicStream && p.repair == Some(Repair::Nack) {
                 return Err(PlanError::NackOnQuicStream { probe: p.name.clone() });
+            }
+            if !PROFILE_NAMES.contains(&p.profile.as_str()) {
+                return Err(PlanError::UnknownProfile {
+                    probe: p.name.clone(),
+                    profile: p.profile.clone(),
+                });
+            }
+            // Custom settings (`delay=100ms,...`) are parsed by the agent when it applies them.
+            if let Some(preset) = &p.emulate
+                && !preset.contains('=')
+                && !is_emulation_preset(preset)
+            {
+                return Err(PlanError::UnknownEmulationPreset {
+                    probe: p.name.clone(),
+                    preset: preset.clone(),
+                });
             }
             if let ProbeMode::Publish { stream } | ProbeMode::View { stream } = &p.mode {
                 validate_stream_name(stream)
@@ -497,7 +535,7 @@ mod tests {
             every: Duration::from_secs(60),
             duration: Duration::from_secs(20),
             start_offset: Duration::from_secs(5),
-            emulate: Some("lte".into()),
+            emulate: Some("chrome-slow-4g".into()),
             repair: Some(Repair::None),
             udp_credential: None,
         }
@@ -558,11 +596,46 @@ mod tests {
     }
 
     #[test]
+    fn unknown_profiles_and_emulation_presets_are_refused_naming_probe_value_and_choices() {
+        let plan = |profile: &str, emulate: &str| {
+            format!(
+                r#"{{"revision": 1, "probes": [{{"name": "p", "target": "t", "address": "h:1",
+                "transport": "udp", "profile": "{profile}", "mode": {{"kind": "loopback"}},
+                "every": "1s", "duration": "1s", "emulate": {emulate}}}]}}"#
+            )
+        };
+        for profile in PROFILE_NAMES {
+            assert!(decode_plan(plan(profile, "null").as_bytes(), MAX).is_ok(), "{profile}");
+        }
+        let e = decode_plan(plan("4k60", "null").as_bytes(), MAX).unwrap_err();
+        assert_eq!(e, PlanError::UnknownProfile { probe: "p".into(), profile: "4k60".into() });
+        let text = e.to_string();
+        assert!(text.contains("\"p\"") && text.contains("\"4k60\""), "{text}");
+        assert!(PROFILE_NAMES.iter().all(|n| text.contains(n)), "{text}");
+
+        // Presets and aliases in any case, and custom settings, pass.
+        for preset in EMULATION_PRESETS.iter().chain(EMULATION_PRESET_ALIASES) {
+            let quoted = format!("\"{}\"", preset.to_ascii_uppercase());
+            assert!(decode_plan(plan("audio", &quoted).as_bytes(), MAX).is_ok(), "{preset}");
+        }
+        let custom = plan("audio", r#""delay=100ms,loss=1%""#);
+        assert!(decode_plan(custom.as_bytes(), MAX).is_ok());
+        let e = decode_plan(plan("audio", r#""lte""#).as_bytes(), MAX).unwrap_err();
+        assert_eq!(
+            e,
+            PlanError::UnknownEmulationPreset { probe: "p".into(), preset: "lte".into() }
+        );
+        let text = e.to_string();
+        assert!(text.contains("\"p\"") && text.contains("\"lte\""), "{text}");
+        assert!(EMULATION_PRESETS.iter().all(|n| text.contains(n)), "{text}");
+    }
+
+    #[test]
     fn repair_is_parsed_and_nack_on_quic_stream_is_refused() {
         let plan = |transport: &str, repair: &str| {
             format!(
                 r#"{{"revision": 1, "probes": [{{"name": "p", "target": "t", "address": "h:1",
-                "transport": "{transport}", "profile": "x", "mode": {{"kind": "loopback"}},
+                "transport": "{transport}", "profile": "audio", "mode": {{"kind": "loopback"}},
                 "every": "1s", "duration": "1s", "repair": "{repair}"}}]}}"#
             )
         };

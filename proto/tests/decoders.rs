@@ -165,7 +165,7 @@ fn sample_plan() -> Plan {
                 every: Duration::from_secs(60),
                 duration: Duration::from_secs(20),
                 start_offset: Duration::from_millis(1500),
-                emulate: Some("lte".into()),
+                emulate: Some("3g".into()),
                 repair: None,
                 udp_credential: None,
             },
@@ -540,7 +540,17 @@ mod round_trips {
                 stream_name().prop_map(|stream| ProbeMode::View { stream }),
             ],
             (1u64..1 << 40, 0u64..1 << 40, any::<u64>()),
-            proptest::option::of("[a-z]{1,8}"),
+            // Only names the plan accepts: a preset or alias, or custom settings (`=`).
+            proptest::option::of(prop_oneof![
+                proptest::sample::select(
+                    stallwatch_proto::plan::EMULATION_PRESETS
+                        .iter()
+                        .chain(stallwatch_proto::plan::EMULATION_PRESET_ALIASES)
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                ),
+                "delay=[0-9]{1,3}ms",
+            ]),
             proptest::option::of(proptest::sample::select(
                 stallwatch_proto::plan::Repair::ALL.to_vec(),
             )),

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use stallwatch_tests::binary;
-use stallwatch_tests::load_tolerant;
+use stallwatch_tests::{load_tolerant, scratch_dir};
 
 fn agent() -> Command {
     Command::new(binary("stallwatch-agent"))
@@ -41,12 +41,11 @@ fn collector_run_names_the_config_problem() {
     let out = collector().args(["run", "--config", "/nonexistent/c.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(66), "unreadable config exits 66");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/c.toml"));
-    let dir = std::env::temp_dir().join(format!("stallwatch-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = scratch_dir("cli");
+    let dir = scratch.path();
     let config = dir.join("c.toml");
     std::fs::write(&config, "[labels]\nregions = [\"sea\"]\n[tls]\nca = 3\n").unwrap();
     let out = collector().arg("run").arg("--config").arg(&config).output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(64), "invalid config exits 64");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("c.toml:4") && stderr.contains("tls.ca"), "{stderr}");
@@ -111,8 +110,8 @@ fn the_deploy_examples_are_valid() {
 /// naming the bad token; and the agent's flags take the config files' syntax.
 #[test]
 fn both_binaries_locate_a_bad_config_duration_alike() {
-    let dir = std::env::temp_dir().join(format!("stallwatch-cli-durations-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = scratch_dir("cli-durations");
+    let dir = scratch.path();
     let agent_toml = dir.join("agent.toml");
     std::fs::write(
         &agent_toml,
@@ -123,7 +122,6 @@ fn both_binaries_locate_a_bad_config_duration_alike() {
     std::fs::write(&collector_toml, "\n[storage]\nraw_retention = \"1h30\"\n").unwrap();
     let agent_out = agent().arg("check-config").arg(&agent_toml).output().unwrap();
     let collector_out = collector().arg("validate").arg(&collector_toml).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let problem = r#"invalid duration "1h30": "30" has no unit (use d, h, m, s, ms, us or ns)"#;
     for (out, want) in [
         (agent_out, format!("{}:3:13: plan_wait: {problem}", agent_toml.display())),

@@ -12,20 +12,19 @@ use stallwatch_proto::report::{
 };
 use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::fleet::{CollectorProcess, curl, mtls, post_report};
-use stallwatch_tests::load_tolerant;
+use stallwatch_tests::{load_tolerant, scratch_dir};
 
 /// A fleet directory under the temp dir, removed on drop.
 struct Fleet {
     files: FleetFiles,
+    /// Holds `files.dir`; removed on drop.
+    _scratch: tempfile::TempDir,
 }
 
 impl Fleet {
     fn new(tag: &str) -> Fleet {
-        let dir = std::env::temp_dir().join(format!(
-            "stallwatch-e2e-{tag}-{}-{}",
-            std::process::id(),
-            unix_ms()
-        ));
+        let scratch = scratch_dir(&format!("e2e-{tag}"));
+        let dir = scratch.path();
         let spec = FleetSpec {
             relay_agent: "relay-sea-1".into(),
             relay_region: "sea".into(),
@@ -40,8 +39,8 @@ impl Fleet {
             ingest: "127.0.0.1:0".into(),
             metrics: "127.0.0.1:0".into(),
         };
-        let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
-        Fleet { files }
+        let files = write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+        Fleet { files, _scratch: scratch }
     }
 
     fn bundle(&self, name: &str) -> PathBuf {
@@ -57,12 +56,6 @@ impl Fleet {
         args.push(url.into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         curl(&args, None)
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.files.dir);
     }
 }
 
@@ -133,17 +126,16 @@ fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     assert!(plan.contains("sea-4g-1-udp"), "{plan}");
 
     // A certificate from another CA: the TLS handshake is refused, and logged.
-    let other = std::env::temp_dir().join(format!("stallwatch-e2e-otherca-{}", std::process::id()));
-    let other_ca = Ca::init(&other, time::OffsetDateTime::now_utc(), true).unwrap();
+    let other = scratch_dir("e2e-otherca");
+    let other_ca = Ca::init(other.path(), time::OffsetDateTime::now_utc(), true).unwrap();
     let id = AgentIdentity::new("sea-4g-1", "sea", "4g").unwrap();
-    let stranger = other.join("stranger.pem");
+    let stranger = other.path().join("stranger.pem");
     other_ca
         .issue_agent(&id, Validity::days_from(time::OffsetDateTime::now_utc(), 1).unwrap())
         .unwrap()
         .write_bundle(&stranger)
         .unwrap();
     let (status, _) = fleet.curl_as(&stranger, &collector.url("/api/v1/plan"));
-    let _ = std::fs::remove_dir_all(&other);
     assert_eq!(status, 0, "another CA's certificate must not get an HTTP answer");
 
     // An expired certificate from the right CA: refused at the handshake too.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use stallwatch_collector::demo::{DEGRADING_REGION, TROUBLED_COHORT};
 use stallwatch_tests::demo::{DemoProcess, first_complete_summary};
 use stallwatch_tests::fleet::wait_until;
-use stallwatch_tests::load_tolerant;
+use stallwatch_tests::{load_tolerant, scratch_dir};
 
 use crate::{dashboards, webui};
 
@@ -34,10 +34,9 @@ const COHORTS: usize = 15;
 #[test]
 fn demo_with_a_duration_stops_by_itself_leaving_nothing_behind() {
     let _tolerant = load_tolerant();
-    let dir =
-        std::env::temp_dir().join(format!("stallwatch-e2e-demo-short-{}", std::process::id()));
+    let scratch = scratch_dir("e2e-demo-short");
+    let dir = scratch.path().join("demo");
     let report = dir.with_extension("html");
-    let _ = std::fs::remove_file(&report);
     let mut demo =
         DemoProcess::start(&dir, &["--duration", "3s", "--report", report.to_str().unwrap()]);
     let code = demo.wait(Duration::from_secs(60));
@@ -48,15 +47,14 @@ fn demo_with_a_duration_stops_by_itself_leaving_nothing_behind() {
     let html = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(html.starts_with("<!doctype html>") && html.contains("me"), "{stdout}");
     assert!(stdout.contains(&format!("report      {}", report.display())), "{stdout}");
-    let _ = std::fs::remove_file(&report);
     assert_nothing_left(&dir);
 }
 
-/// No agent, relay or collector mentions the demo directory any more; removes it.
+/// No agent, relay or collector mentions the demo directory any more (its scratch directory
+/// goes when the test drops it).
 fn assert_nothing_left(dir: &std::path::Path) {
     let left = processes_mentioning(&dir.display().to_string());
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An `alert +SECONDS  CHANGE  SUMMARY` line of the demo: when, the severity it reached, the
@@ -117,11 +115,11 @@ fn alert_lines(stdout: &str) -> Vec<AlertLine<'_>> {
 fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_and_stops_on_ctrl_c()
 {
     let _tolerant = load_tolerant();
-    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-demo-{}", std::process::id()));
+    let scratch = scratch_dir("e2e-demo");
+    let dir = scratch.path().join("demo");
     // Prometheus and Alertmanager files: beside the demo's directory, which must be left
     // without processes mentioning it.
     let peers = dir.with_extension("peers");
-    let _ = std::fs::remove_dir_all(&peers);
     let alertmanager = dashboards::start_alertmanager(&peers.join("alertmanager"));
     let alertmanager_url = format!("http://{}", alertmanager.addr);
     // --duration only bounds a run whose P1 never comes.
@@ -183,7 +181,6 @@ fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_an
     let html = std::fs::read_to_string(dir.join("report-me.html")).unwrap_or_default();
     assert!(html.contains("StallwatchLoss"), "no loss incident in the report:\n{stdout}");
     assert_nothing_left(&dir);
-    let _ = std::fs::remove_dir_all(&peers);
 }
 
 /// Issue 11's last demo point in full: over a 5-minute run the healthy cohorts raise nothing.
@@ -197,8 +194,8 @@ fn demo_shows_every_cohort_feeds_the_dashboards_and_web_ui_then_a_p2_and_a_p1_an
 #[ignore = "5 minutes: scripts/test runs it on its own after the suite"]
 fn over_five_minutes_the_healthy_regions_raise_nothing() {
     let _tolerant = load_tolerant();
-    let dir =
-        std::env::temp_dir().join(format!("stallwatch-e2e-demo-quiet-{}", std::process::id()));
+    let scratch = scratch_dir("e2e-demo-quiet");
+    let dir = scratch.path().join("demo");
     let mut demo = DemoProcess::start(&dir, &["--duration", "5m"]);
     let code = demo.wait(Duration::from_secs(420));
     let stdout = demo.stdout();

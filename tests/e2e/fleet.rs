@@ -16,11 +16,13 @@ use stallwatch_proto::report::{ReportLimits, decode_report};
 use stallwatch_tests::fleet::{
     AgentProcess, CollectorProcess, Deadline, PrometheusProcess, free_tcp_port, wait_until,
 };
-use stallwatch_tests::load_tolerant;
+use stallwatch_tests::{load_tolerant, scratch_dir};
 
 struct TestFleet {
     spec: FleetSpec,
     files: FleetFiles,
+    /// Holds `files.dir`: removed on drop, kept when a test fails.
+    scratch: tempfile::TempDir,
 }
 
 impl TestFleet {
@@ -31,8 +33,8 @@ impl TestFleet {
         duration: &'static str,
         report_interval: &'static str,
     ) -> Self {
-        let dir = std::env::temp_dir().join(format!("stallwatch-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = scratch_dir(&format!("e2e-{tag}"));
+        let dir = scratch.path();
         let spec = FleetSpec {
             relay_agent: "relay-sea-1".into(),
             relay_region: "sea".into(),
@@ -45,8 +47,8 @@ impl TestFleet {
             ingest: format!("127.0.0.1:{}", free_tcp_port()),
             metrics: format!("127.0.0.1:{}", free_tcp_port()),
         };
-        let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
-        TestFleet { spec, files }
+        let files = write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+        TestFleet { spec, files, scratch }
     }
 
     fn start_agents(&self, collector: &CollectorProcess) -> Vec<AgentProcess> {
@@ -82,9 +84,8 @@ impl TestFleet {
 
 impl Drop for TestFleet {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.files.dir);
-        } else {
+        if std::thread::panicking() {
+            self.scratch.disable_cleanup(true);
             eprintln!("fleet files kept for inspection: {}", self.files.dir.display());
         }
     }

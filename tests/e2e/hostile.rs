@@ -21,8 +21,8 @@ use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::fleet::{
     AgentProcess, CollectorProcess, free_tcp_port, post_report, wait_until,
 };
-use stallwatch_tests::load_tolerant;
 use stallwatch_tests::rng::Rng;
+use stallwatch_tests::{load_tolerant, scratch_dir};
 
 /// The honest agent (probes the relay, really runs in the last test), and the hostile one
 /// (a valid certificate in another region, driven by this test).
@@ -31,12 +31,14 @@ const HOSTILE: &str = "latam-wifi-1";
 
 struct Fleet {
     files: FleetFiles,
+    /// Holds `files.dir`; removed on drop.
+    _scratch: tempfile::TempDir,
 }
 
 impl Fleet {
     fn new(tag: &str, report_interval: &'static str) -> Fleet {
-        let dir = std::env::temp_dir().join(format!("stallwatch-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = scratch_dir(&format!("e2e-{tag}"));
+        let dir = scratch.path();
         let spec = FleetSpec {
             relay_agent: "relay-sea-1".into(),
             relay_region: "sea".into(),
@@ -51,8 +53,8 @@ impl Fleet {
             ingest: format!("127.0.0.1:{}", free_tcp_port()),
             metrics: format!("127.0.0.1:{}", free_tcp_port()),
         };
-        let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
-        Fleet { files }
+        let files = write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+        Fleet { files, _scratch: scratch }
     }
 
     fn bundle(&self, name: &str) -> PathBuf {
@@ -69,12 +71,6 @@ impl Fleet {
 
     fn store(&self) -> PathBuf {
         self.files.dir.join("collector.db")
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.files.dir);
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use stallwatch_measure::Time;
 use stallwatch_measure::link::{LinkConfig, Outage};
 use stallwatch_measure::sim::{self, SimConfig};
-use stallwatch_tests::{RelayProcess, heavy, probe_json, run_agent};
+use stallwatch_tests::{RelayProcess, heavy, probe_json, run_agent, scratch_dir};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -345,9 +345,8 @@ fn a_plan_run_relay_serves_a_probe_with_a_fleet_bundle_and_its_udp_credential() 
     use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, free_relay_port, write_fleet};
     use stallwatch_tests::fleet::{AgentProcess, CollectorProcess, curl, mtls, wait_until};
 
-    let dir =
-        std::env::temp_dir().join(format!("stallwatch-e2e-fleetprobe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = scratch_dir("e2e-fleetprobe");
+    let dir = scratch.path();
     let spec = FleetSpec {
         relay_agent: "relay-sea-1".into(),
         relay_region: "sea".into(),
@@ -362,7 +361,7 @@ fn a_plan_run_relay_serves_a_probe_with_a_fleet_bundle_and_its_udp_credential() 
         ingest: "127.0.0.1:0".into(),
         metrics: "127.0.0.1:0".into(),
     };
-    let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let files = write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
     let bundle = |name: &str| {
         let path = &files.bundles.iter().find(|(n, _)| n == name).unwrap().1;
         path.display().to_string()
@@ -370,7 +369,7 @@ fn a_plan_run_relay_serves_a_probe_with_a_fleet_bundle_and_its_udp_credential() 
     let collector = CollectorProcess::start(&files.config);
     // Only the relay agent runs: the probes here are the hand-run ones.
     let relay_agent = AgentProcess::start(
-        &dir,
+        dir,
         "relay-sea-1",
         &files.bundles[0].1,
         &format!("https://{}", collector.ingest),
@@ -471,5 +470,4 @@ fn a_plan_run_relay_serves_a_probe_with_a_fleet_bundle_and_its_udp_credential() 
     assert!(still["errors"].as_array().unwrap().is_empty(), "{still:#}");
     drop(relay_agent);
     drop(collector);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stallwatch_proto::control::{CONTROL_VERSION, Control, Role, StartAt};
 use stallwatch_tests::rng::Rng;
-use stallwatch_tests::{RelayProcess, heavy, probe_json};
+use stallwatch_tests::{RelayProcess, heavy, probe_json, scratch_dir};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// Junk datagrams sent in all (the bound of the run).
@@ -92,8 +92,8 @@ fn logged_malformed(log: &str) -> u64 {
 #[test]
 fn junk_at_a_relays_udp_port_is_counted_and_honest_probes_lose_nothing() {
     let _serial = heavy();
-    let dir = std::env::temp_dir().join(format!("stallwatch-relay-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = scratch_dir("relay-hostile");
+    let dir = scratch.path();
     let log_path = dir.join("relay.log");
     let mut relay = RelayProcess::start_logging(&[], Some(&log_path));
     let probe = |transport: &str| {
@@ -150,5 +150,4 @@ fn junk_at_a_relays_udp_port_is_counted_and_honest_probes_lose_nothing() {
     // Loopback may drop some junk under load, so a share, not all; and hardly more than was
     // sent (a few stragglers after the honest sessions end, e.g. a resent goodbye).
     assert!(malformed >= JUNK as u64 / 2 && malformed <= JUNK as u64 + 16, "malformed={malformed}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,6 +29,7 @@ use stallwatch_collector::demo::fleet::{
 use stallwatch_tests::fleet::{
     AlertmanagerProcess, CollectorProcess, curl, free_tcp_port, post_report, wait_until,
 };
+use stallwatch_tests::scratch_dir;
 
 #[allow(clippy::disallowed_methods, reason = "the test stamps reports with the wall clock")]
 fn unix_ms() -> u64 {
@@ -180,11 +181,12 @@ ends_at_after = "1m"
 "#;
 
 /// A fleet's files (CA, bundles, collector config) with one probing agent, `sea-4g-1`, and
-/// fixed ports so a restarted collector is where it was; removed on drop unless a test failed.
-struct Files(FleetFiles);
+/// fixed ports so a restarted collector is where it was, in `scratch` (with whatever else the
+/// test put there); removed on drop unless a test failed.
+struct Files(FleetFiles, tempfile::TempDir);
 
 impl Files {
-    fn new(dir: &Path) -> Files {
+    fn new(scratch: tempfile::TempDir) -> Files {
         let spec = FleetSpec {
             relay_agent: "relay-sea-1".into(),
             relay_region: "sea".into(),
@@ -196,15 +198,15 @@ impl Files {
             ingest: format!("127.0.0.1:{}", free_tcp_port()),
             metrics: format!("127.0.0.1:{}", free_tcp_port()),
         };
-        Files(write_fleet(dir, &spec, time::OffsetDateTime::now_utc()).unwrap())
+        let fleet = write_fleet(scratch.path(), &spec, time::OffsetDateTime::now_utc()).unwrap();
+        Files(fleet, scratch)
     }
 }
 
 impl Drop for Files {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0.dir);
-        } else {
+        if std::thread::panicking() {
+            self.1.disable_cleanup(true);
             eprintln!("alert test files kept: {}", self.0.dir.display());
         }
     }
@@ -214,13 +216,12 @@ impl Drop for Files {
 fn a_p1_reaches_alertmanager_survives_a_restart_unrepeated_and_resolves() {
     // Idle, no lock (module doc).
     let receiver = Receiver::start();
-    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-alerts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = scratch_dir("e2e-alerts");
     let am = AlertmanagerProcess::start(
-        &dir.join("alertmanager"),
+        &scratch.path().join("alertmanager"),
         &shipped_config_for_test(receiver.addr),
     );
-    let files = Files::new(&dir);
+    let files = Files::new(scratch);
     let mut config = std::fs::read_to_string(&files.0.config).unwrap();
     config.push_str(ALERTS);
     config.push_str(&format!(
@@ -469,10 +470,9 @@ impl Drop for NativePrometheus {
 #[test]
 fn alert_metrics_reach_a_native_histogram_prometheus_through_protobuf() {
     // Idle, no lock (module doc).
-    let dir =
-        std::env::temp_dir().join(format!("stallwatch-e2e-alert-metrics-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let files = Files::new(&dir);
+    let scratch = scratch_dir("e2e-alert-metrics");
+    let dir = scratch.path().to_path_buf();
+    let files = Files::new(scratch);
     let mut config = std::fs::read_to_string(&files.0.config).unwrap();
     config.push_str("\n[alerts]\nevaluate_every = \"1s\"\n");
     std::fs::write(&files.0.config, config).unwrap();

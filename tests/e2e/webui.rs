@@ -11,6 +11,7 @@ use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
 use stallwatch_tests::cdp::{self, Browser};
 use stallwatch_tests::demo::DemoProcess;
 use stallwatch_tests::fleet::{CollectorProcess, curl, wait_until};
+use stallwatch_tests::scratch_dir;
 
 /// Chromium, or `None` (test skipped) where it is not installed outside CI.
 fn chromium() -> Option<PathBuf> {
@@ -39,9 +40,8 @@ fn get_json(url: &str) -> Value {
 /// starts (`demo.rs`); skipped, saying so, where Chromium is not installed outside CI.
 pub(crate) fn every_ui_page_renders_in_chromium_loading_nothing_from_elsewhere(demo: &DemoProcess) {
     let Some(chromium) = chromium() else { return };
-    let shots =
-        std::env::temp_dir().join(format!("stallwatch-e2e-webui-shots-{}", std::process::id()));
-    std::fs::create_dir_all(&shots).unwrap();
+    // Kept after the test: the screenshots are for a person to look at (path printed below).
+    let shots = scratch_dir("e2e-webui-shots").keep();
     let base = format!("http://{}", demo.metrics);
 
     // Ready when every agent has reported and the store has minute rows for nine cohorts.
@@ -155,9 +155,9 @@ pub(crate) fn every_ui_page_renders_in_chromium_loading_nothing_from_elsewhere(d
 }
 
 /// A collector with `[web]` settings `web` (TOML lines), on loopback.
-fn collector_with(tag: &str, web: &str) -> (CollectorProcess, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-web-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// The scratch directory holds its fleet files; stop the collector before dropping it.
+fn collector_with(tag: &str, web: &str) -> (CollectorProcess, tempfile::TempDir) {
+    let scratch = scratch_dir(&format!("e2e-web-{tag}"));
     let spec = FleetSpec {
         relay_agent: "relay-sea-1".into(),
         relay_region: "sea".into(),
@@ -169,11 +169,11 @@ fn collector_with(tag: &str, web: &str) -> (CollectorProcess, PathBuf) {
         ingest: "127.0.0.1:0".into(),
         metrics: "127.0.0.1:0".into(),
     };
-    let files = write_fleet(&dir, &spec, time::OffsetDateTime::now_utc()).unwrap();
+    let files = write_fleet(scratch.path(), &spec, time::OffsetDateTime::now_utc()).unwrap();
     let mut config = std::fs::read_to_string(&files.config).unwrap();
     config.push_str(&format!("\n[web]\n{web}\n"));
     std::fs::write(&files.config, config).unwrap();
-    (CollectorProcess::start(&files.config), dir)
+    (CollectorProcess::start(&files.config), scratch)
 }
 
 fn request(c: &CollectorProcess, args: &[&str], path: &str) -> (u16, String) {
@@ -186,9 +186,8 @@ fn request(c: &CollectorProcess, args: &[&str], path: &str) -> (u16, String) {
 #[test]
 fn the_web_listener_refuses_foreign_hosts_unauthenticated_api_calls_and_bare_posts() {
     const TOKEN: &str = "a-web-token-for-the-test-0123";
-    let dir =
-        std::env::temp_dir().join(format!("stallwatch-e2e-web-secret-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = scratch_dir("e2e-web-secret");
+    let dir = scratch.path();
     let token_file = dir.join("web.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let web = format!(
@@ -234,14 +233,13 @@ fn the_web_listener_refuses_foreign_hosts_unauthenticated_api_calls_and_bare_pos
     // Bound to loopback: no warning about exposure.
     assert!(!c.log().contains("reachable from other hosts"), "{}", c.log());
     drop(c);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&fleet_dir);
+    drop(fleet_dir);
 }
 
 #[test]
 fn a_token_file_that_is_missing_or_too_short_stops_the_start_naming_the_field() {
-    let dir = std::env::temp_dir().join(format!("stallwatch-e2e-web-short-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = scratch_dir("e2e-web-short");
+    let dir = scratch.path();
     let short = dir.join("short.token");
     std::fs::write(&short, "abc\n").unwrap();
     let spec = FleetSpec {
@@ -274,5 +272,4 @@ fn a_token_file_that_is_missing_or_too_short_stops_the_start_naming_the_field() 
         assert_eq!(code, Some(64), "{stderr}");
         assert!(stderr.contains("web.token_file") && stderr.contains(needle), "{stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

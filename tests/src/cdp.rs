@@ -38,7 +38,7 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium at `binary` with a fresh profile and opens a blank page.
     pub fn start(binary: &Path) -> Browser {
-        let profile = tempfile::Builder::new().prefix("sw-chromium-").tempdir().unwrap();
+        let profile = crate::scratch_dir("chromium");
         let mut child = Command::new(binary)
             .args([
                 "--headless",

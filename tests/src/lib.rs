@@ -1,4 +1,5 @@
-//! Helpers for the end-to-end tests in `e2e/`: find (building if needed) the real binaries.
+//! Helpers for the end-to-end tests in `e2e/` (and the crates' own tests): find (building if
+//! needed) the real binaries, scratch directories, fleets.
 // Test harness code times the processes it runs; the sans-IO rule is for the product crates.
 #![allow(clippy::disallowed_methods, reason = "test harness deadlines read the clock")]
 
@@ -11,6 +12,16 @@ pub mod rng;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+
+/// A fresh scratch directory named `stallwatch-<tag>-XXXXXX` under the system temp dir, so
+/// someone debugging can tell which test left files; removed when dropped, even if the test
+/// panics, and never shared by two runs. Hold it for as long as a process may write there.
+pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("stallwatch-{tag}-"))
+        .tempdir()
+        .expect("create a scratch directory")
+}
 
 /// Path of a workspace binary (`stallwatch-agent` or `stallwatch-collector`), built once per
 /// test run with the same cargo and profile as the tests, so the tests never run a stale one.

@@ -20,7 +20,7 @@ use super::*;
 
 /// A scratch directory, removed when the test ends (pass or fail).
 fn temp_dir() -> TempDir {
-    tempfile::Builder::new().prefix("stallwatch-report-").tempdir().unwrap()
+    stallwatch_tests::scratch_dir("report")
 }
 
 const BIG: u64 = 1 << 30;

@@ -222,7 +222,7 @@ fn plan(revision: u64) -> Plan {
 
 /// A fresh directory for one test, removed when the test ends (pass or fail).
 fn test_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("sw-run-").tempdir().unwrap()
+    stallwatch_tests::scratch_dir("run")
 }
 
 fn settings(dir: &Path, port: u16) -> Settings {
@@ -315,6 +315,61 @@ async fn the_agent_follows_plans_and_backfills_reports_in_order_after_an_outage(
     }
     assert!(s.agents.iter().all(|a| a == "edge-test-1"));
     drop(s);
+    server_task.abort();
+}
+
+/// A plan naming a profile the agent does not know (`decode_plan` refuses it) is not applied:
+/// the agent keeps its previous plan, saved and polled for, and takes the next good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_with_an_unknown_profile_is_refused_and_the_previous_plan_kept() {
+    use stallwatch_proto::plan::{ProbeMode, ProbePlan, Transport};
+    let (pem, issuer, ca_pem) = make_bundle("edge-test-1");
+    let tmp = test_dir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("agent.pem"), &pem).unwrap();
+    let state = Arc::new(Mutex::new(State { plan: Some(plan(1)), ..State::default() }));
+    let (port, server_task) = fake_collector(&issuer, &ca_pem, state.clone()).await;
+    let (stop, agent) = start_agent(settings(dir, port));
+    wait_for("a poll with revision 1", || {
+        state.lock().unwrap().plan_gets.iter().any(|e| e.as_deref() == Some("\"1\""))
+    })
+    .await;
+
+    let probe = ProbePlan {
+        name: "p".into(),
+        target: "t".into(),
+        address: "127.0.0.1:9".into(),
+        transport: Transport::Udp,
+        profile: "4k60".into(),
+        mode: ProbeMode::Loopback,
+        every: Duration::from_secs(10),
+        duration: Duration::from_secs(5),
+        start_offset: Duration::ZERO,
+        emulate: None,
+        repair: None,
+        udp_credential: None,
+    };
+    let refused = Plan { probes: vec![probe], ..plan(2) };
+    let gets_before = state.lock().unwrap().plan_gets.len();
+    state.lock().unwrap().plan = Some(refused);
+    // Fetched (the answer to a poll for revision 1), refused, asked for again, still as 1.
+    wait_for("two more plan requests", || state.lock().unwrap().plan_gets.len() >= gets_before + 2)
+        .await;
+    {
+        let s = state.lock().unwrap();
+        let after = &s.plan_gets[gets_before..];
+        assert!(after.iter().all(|e| e.as_deref() == Some("\"1\"")), "{after:?}");
+    }
+    let saved = std::fs::read(dir.join("state/plan.json")).unwrap();
+    assert_eq!(saved, encode_plan(&plan(1)), "the saved plan is still revision 1");
+
+    // The next good plan is taken.
+    state.lock().unwrap().plan = Some(plan(3));
+    wait_for("a poll with revision 3", || {
+        state.lock().unwrap().plan_gets.iter().any(|e| e.as_deref() == Some("\"3\""))
+    })
+    .await;
+    stop_agent(stop, agent).await;
     server_task.abort();
 }
 

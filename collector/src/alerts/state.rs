@@ -135,7 +135,7 @@ mod tests {
     use super::*;
 
     fn dir() -> tempfile::TempDir {
-        tempfile::Builder::new().prefix("stallwatch-alert-state-").tempdir().unwrap()
+        stallwatch_tests::scratch_dir("alert-state")
     }
 
     #[test]

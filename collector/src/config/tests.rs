@@ -753,7 +753,7 @@ fn plans_revision_follows_plan_edits_only() {
 
 /// A scratch directory, removed when the test ends (pass or fail).
 fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("stallwatch-config-").tempdir().unwrap()
+    stallwatch_tests::scratch_dir("config")
 }
 
 #[test]

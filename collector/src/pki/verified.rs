@@ -109,7 +109,9 @@ pub(crate) fn test_agent(name: &str, region: &str, network_type: &str) -> &'stat
         OnceLock::new();
     let now = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("a valid time");
     let ca = CA.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("stallwatch-test-ca-{}", std::process::id()));
+        // Kept: issuing writes to the CA's directory for as long as the (never dropped) static
+        // lives; a fresh name per run, so a stale CA of a reused process id cannot collide.
+        let dir = stallwatch_tests::scratch_dir("test-ca").keep();
         Ca::init(&dir, now, true).expect("test CA")
     });
     let identity = AgentIdentity::new(name, region, network_type).expect("a valid identity");

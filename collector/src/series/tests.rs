@@ -20,22 +20,17 @@ const SEA_WIFI: Who = ("us-sea", "wifi");
 /// (with a fresh sequence number, received in call order, from an agent with a verified
 /// certificate), and the series get the committed delta.
 struct Ingest {
-    dir: std::path::PathBuf,
     store: SqliteStore,
     received: u64,
+    /// Holds the store's file; last, so the store closes before it goes.
+    _dir: tempfile::TempDir,
 }
 
 impl Ingest {
     fn new() -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("stallwatch-series-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(dir.join("history.sqlite")).unwrap();
-        Ingest { dir, store, received: 1_700_000_000_000 }
+        let dir = stallwatch_tests::scratch_dir("series");
+        let store = SqliteStore::open(dir.path().join("history.sqlite")).unwrap();
+        Ingest { store, received: 1_700_000_000_000, _dir: dir }
     }
 
     /// Commits `report` from agent `report.agent` of `who`; the delta.
@@ -49,12 +44,6 @@ impl Ingest {
         let committed = self.store.commit(&[item]).unwrap();
         assert_eq!(committed.outcomes, [Outcome::Stored]);
         committed.delta
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

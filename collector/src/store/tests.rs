@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hdrhistogram::Histogram;
 use stallwatch_proto::Role;
@@ -21,28 +20,20 @@ fn digest_of(report: &DecodedReport) -> [u8; 32] {
 
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
 
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+/// A scratch directory for stores, removed on drop (even when the test panics).
+struct StoreDir(tempfile::TempDir);
 
-impl TempDir {
+impl StoreDir {
     fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir()
-            .join(format!("stallwatch-store-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        StoreDir(stallwatch_tests::scratch_dir(&format!("store-{name}")))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn db(&self) -> PathBuf {
-        self.0.join("history.sqlite")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.path().join("history.sqlite")
     }
 }
 
@@ -158,7 +149,7 @@ fn totals(
 
 #[test]
 fn duplicate_report_is_counted_once() {
-    let dir = TempDir::new("dedup");
+    let dir = StoreDir::new("dedup");
     let mut store = open(&dir.db());
     let r = simple("a1", 7, T0);
     assert_eq!(commit(&mut store, &[item("a1", "eu", &r)]).unwrap(), [Outcome::Stored]);
@@ -182,7 +173,7 @@ fn duplicate_report_is_counted_once() {
 /// conflict: not stored, not counted, and the first report stays as it was.
 #[test]
 fn a_reused_seq_with_another_body_is_a_conflict() {
-    let dir = TempDir::new("conflict");
+    let dir = StoreDir::new("conflict");
     let mut store = open(&dir.db());
     let first = simple("a1", 7, T0);
     let reused = simple("a1", 7, T0 + 60_000);
@@ -205,7 +196,7 @@ fn a_reused_seq_with_another_body_is_a_conflict() {
 
 #[test]
 fn group_commit_of_100_reports_in_one_call() {
-    let dir = TempDir::new("group");
+    let dir = StoreDir::new("group");
     let mut store = open(&dir.db());
     let names: Vec<String> = (0..100).map(|i| format!("agent{i:03}")).collect();
     let reports: Vec<DecodedReport> =
@@ -233,7 +224,7 @@ fn group_commit_of_100_reports_in_one_call() {
 
 #[test]
 fn reports_in_one_minute_merge_exactly() {
-    let dir = TempDir::new("merge");
+    let dir = StoreDir::new("merge");
     let mut store = open(&dir.db());
     let a: Vec<u64> = (1..=500).map(|i| i * 37).collect();
     let b: Vec<u64> = (1..=700).map(|i| 5_000 + i * i).collect();
@@ -303,7 +294,7 @@ fn reports_in_one_minute_merge_exactly() {
 
 #[test]
 fn downsample_to_hours_keeps_totals_exact() {
-    let dir = TempDir::new("downsample");
+    let dir = StoreDir::new("downsample");
     let mut store = open(&dir.db());
     let mut reports = Vec::new();
     // Three hours of minutes, two cohorts, a few histograms each.
@@ -378,7 +369,7 @@ fn downsample_to_hours_keeps_totals_exact() {
 
 #[test]
 fn retention_deletes_old_rows_and_ledger_entries() {
-    let dir = TempDir::new("retain");
+    let dir = StoreDir::new("retain");
     let mut store = open(&dir.db());
     let reports: Vec<DecodedReport> = (0..4).map(|h| simple("a1", h, T0 + h * HOUR_MS)).collect();
     let items: Vec<IngestItem<'_>> = reports
@@ -427,7 +418,7 @@ fn retention_deletes_old_rows_and_ledger_entries() {
 
 #[test]
 fn reopening_finds_everything() {
-    let dir = TempDir::new("reopen");
+    let dir = StoreDir::new("reopen");
     let r = simple("a1", 42, T0);
     {
         let mut store = open(&dir.db());
@@ -469,7 +460,7 @@ fn reopening_finds_everything() {
 
 #[test]
 fn a_newer_schema_is_refused() {
-    let dir = TempDir::new("schema");
+    let dir = StoreDir::new("schema");
     drop(open(&dir.db()));
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
     conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
@@ -557,7 +548,7 @@ fn each_schema_version_differs_from_the_last() {
 /// receive time they kept, and its rows are as they were.
 #[test]
 fn a_version_1_store_is_migrated_to_the_newest() {
-    let dir = TempDir::new("migrate-1");
+    let dir = StoreDir::new("migrate-1");
     {
         let mut store = open(&dir.db());
         let old = simple("a1", 7, T0);
@@ -589,7 +580,7 @@ fn a_version_1_store_is_migrated_to_the_newest() {
 /// duplicates, and its agents start from the receive time they kept.
 #[test]
 fn a_version_2_store_is_migrated_to_the_newest() {
-    let dir = TempDir::new("migrate-2");
+    let dir = StoreDir::new("migrate-2");
     let (first, second) = (simple("a1", 7, T0), simple("a1", 8, T0));
     {
         let mut store = open(&dir.db());
@@ -627,7 +618,7 @@ fn a_version_2_store_is_migrated_to_the_newest() {
 /// upgraded) still add to the old ones. A restart's replay gives the series the same cohorts.
 #[test]
 fn a_version_3_store_reads_its_cohorts_without_repair_by_the_unlabelled_rule() {
-    let dir = TempDir::new("migrate-3");
+    let dir = StoreDir::new("migrate-3");
     let quic = report("a1", 1, T0, ("quic-stream", "relay-a"), &[("packets", 10)], &[]);
     let udp = report("a1", 2, T0, ("udp", "relay-a"), &[("packets", 20)], &[]);
     {
@@ -687,7 +678,7 @@ fn a_version_3_store_reads_its_cohorts_without_repair_by_the_unlabelled_rule() {
 
 #[test]
 fn agent_registry_shows_the_latest_report() {
-    let dir = TempDir::new("agents");
+    let dir = StoreDir::new("agents");
     let mut store = open(&dir.db());
     let mut newer = simple("a1", 9, T0);
     newer.report.agent_version = "0.2.0".into();
@@ -712,7 +703,7 @@ fn agent_registry_shows_the_latest_report() {
 
 #[test]
 fn values_the_store_cannot_hold_reject_only_their_report() {
-    let dir = TempDir::new("reject");
+    let dir = StoreDir::new("reject");
     let mut store = open(&dir.db());
     let bad = report("a1", 1, T0, ("udp", "r"), &[("packets", MAX_REPORT_VALUE + 1)], &[]);
     let mut inconsistent = simple("a1", 2, T0);
@@ -740,7 +731,7 @@ fn values_the_store_cannot_hold_reject_only_their_report() {
 
 #[test]
 fn counters_saturate_instead_of_wrapping() {
-    let dir = TempDir::new("saturate");
+    let dir = StoreDir::new("saturate");
     let mut store = open(&dir.db());
     let reports: Vec<DecodedReport> = (0..3)
         .map(|s| report("a1", s, T0, ("udp", "r"), &[("bytes", MAX_REPORT_VALUE)], &[]))
@@ -804,11 +795,11 @@ fn all_minutes(store: &SqliteStore) -> Vec<CohortRow> {
 
 #[test]
 fn a_batch_stores_exactly_what_one_by_one_commits_store() {
-    let dir = TempDir::new("batch-vs-single");
+    let dir = StoreDir::new("batch-vs-single");
     let reports = mixed_reports();
 
     // One batch, with a duplicate of an earlier report inside it.
-    let mut batched = open(&dir.0.join("batched.sqlite"));
+    let mut batched = open(&dir.path().join("batched.sqlite"));
     let mut batch = items(&reports);
     batch.push(batch[5]);
     let outcomes = commit(&mut batched, &batch).unwrap();
@@ -817,12 +808,12 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
 
     // One report per batch, with the row cache on and off, and a restart half way (a cold
     // cache that must read the rows back).
-    let mut single = open(&dir.0.join("single.sqlite"));
-    let mut uncached = open(&dir.0.join("uncached.sqlite"));
+    let mut single = open(&dir.path().join("single.sqlite"));
+    let mut uncached = open(&dir.path().join("uncached.sqlite"));
     uncached.set_row_cache_limit(0);
     for (n, it) in items(&reports).into_iter().enumerate() {
         if n == reports.len() / 2 {
-            single = open(&dir.0.join("single.sqlite"));
+            single = open(&dir.path().join("single.sqlite"));
         }
         assert_eq!(commit(&mut single, &[it]).unwrap(), [Outcome::Stored]);
         assert_eq!(commit(&mut uncached, &[it]).unwrap(), [Outcome::Stored]);
@@ -870,7 +861,7 @@ fn a_batch_stores_exactly_what_one_by_one_commits_store() {
 
 #[test]
 fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
-    let dir = TempDir::new("failed-batch");
+    let dir = StoreDir::new("failed-batch");
     let reports = mixed_reports();
     let (first, second) = reports.split_at(12);
     let mut store = open(&dir.db());
@@ -899,7 +890,7 @@ fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
     // Resent after the fault clears: counted once, the same as a clean run.
     store.conn_for_tests().execute_batch("DROP TRIGGER fail").unwrap();
     commit(&mut store, &items(second)).unwrap();
-    let mut clean = open(&dir.0.join("clean.sqlite"));
+    let mut clean = open(&dir.path().join("clean.sqlite"));
     commit(&mut clean, &items(first)).unwrap();
     commit(&mut clean, &items(second)).unwrap();
     assert_eq!(all_minutes(&store), all_minutes(&clean));
@@ -907,21 +898,21 @@ fn a_failed_batch_leaves_no_trace_and_drops_the_row_cache() {
 
 #[test]
 fn a_write_from_another_connection_invalidates_the_row_cache() {
-    let dir = TempDir::new("two-writers");
+    let dir = StoreDir::new("two-writers");
     let reports = mixed_reports();
     let mut a = open(&dir.db());
     let mut b = open(&dir.db());
     commit(&mut a, &items(&reports[..8])).unwrap();
     commit(&mut b, &items(&reports[8..16])).unwrap();
     commit(&mut a, &items(&reports[16..])).unwrap();
-    let mut clean = open(&dir.0.join("clean.sqlite"));
+    let mut clean = open(&dir.path().join("clean.sqlite"));
     commit(&mut clean, &items(&reports)).unwrap();
     assert_eq!(all_minutes(&a), all_minutes(&clean));
 }
 
 #[test]
 fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
-    let dir = TempDir::new("maintain-cache");
+    let dir = StoreDir::new("maintain-cache");
     let mut store = open(&dir.db());
     let r1 = simple("a1", 1, T0);
     let r2 = simple("a1", 2, T0 + 10_000);
@@ -945,7 +936,7 @@ fn maintenance_on_the_ingest_connection_drops_the_row_cache() {
 
 #[test]
 fn an_agent_with_a_wrong_clock_does_not_push_the_row_cache_away() {
-    let dir = TempDir::new("clock");
+    let dir = StoreDir::new("clock");
     let mut store = open(&dir.db());
     let far = simple("a9", 1, T0 + 240 * HOUR_MS);
     let now = simple("a1", 1, T0);

@@ -322,7 +322,7 @@ mod tests {
             external_url: None,
             runbook_template: "https://r.example/{runbook}.md".into(),
         };
-        let dir = tempfile::Builder::new().prefix("stallwatch-delivery-").tempdir().unwrap();
+        let dir = stallwatch_tests::scratch_dir("delivery");
         (ServiceShared::for_test(state, delivery, dir.path().join("state.json")), dir)
     }
 
