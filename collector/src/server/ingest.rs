@@ -506,15 +506,14 @@ mod tests {
             hdrhistogram::Histogram::<u64>::new_with_bounds(low, hdr::HIGHEST_TRACKABLE_US, sigfig)
                 .unwrap();
         h.record(1_234).unwrap();
-        let series = Series {
-            labels: SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer),
-            counters: BTreeMap::new(),
-            histograms: BTreeMap::from([(
-                "jitter_us".to_owned(),
-                HistogramData::from_histogram(&h, 1_234),
-            )]),
-        };
-        let report = Report {
+        let histograms = [("jitter_us".to_owned(), HistogramData::from_histogram(&h, 1_234))];
+        decode_report(&encode_report(&report(histograms.into())), &ReportLimits::default()).unwrap()
+    }
+
+    /// Agent `a1`'s report of one 10 s window: one series of `relay-1` with these histograms.
+    fn report(histograms: BTreeMap<String, HistogramData>) -> Report {
+        let labels = SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "relay-1", Role::Viewer);
+        Report {
             schema_version: REPORT_SCHEMA_VERSION,
             agent: "a1".into(),
             agent_version: "0.1.0".into(),
@@ -523,9 +522,8 @@ mod tests {
             window_end_ms: 10_001,
             plan_revision: 1,
             spool_depth: 0,
-            series: vec![series],
-        };
-        decode_report(&encode_report(&report), &ReportLimits::default()).unwrap()
+            series: vec![Series { labels, counters: BTreeMap::new(), histograms }],
+        }
     }
 
     #[test]
@@ -602,26 +600,14 @@ mod tests {
         // (1 MiB) but within the report's limit (8 MiB).
         let zeros = zero_padded_histogram(256 << 10);
         let names = stallwatch_proto::catalogue::Histogram::ALL[..5].iter();
-        let report = Report {
-            schema_version: REPORT_SCHEMA_VERSION,
-            agent: "a1".into(),
-            agent_version: "0.1.0".into(),
-            seq: 1,
-            window_start_ms: 1,
-            window_end_ms: 10_001,
-            plan_revision: 1,
-            spool_depth: 0,
-            series: vec![Series {
-                labels: SeriesLabels::new("p1", Transport::Udp, Repair::Nack, "r", Role::Viewer),
-                counters: BTreeMap::new(),
-                histograms: names
-                    .map(|h| {
-                        let data = HistogramData { hdr: zeros.clone(), sum: 0, count: 0 };
-                        (h.report_name().to_owned(), data)
-                    })
-                    .collect(),
-            }],
-        };
+        let report = report(
+            names
+                .map(|h| {
+                    let data = HistogramData { hdr: zeros.clone(), sum: 0, count: 0 };
+                    (h.report_name().to_owned(), data)
+                })
+                .collect(),
+        );
         let body = encode_report(&report);
         assert!(body.len() <= INLINE_BODY_BYTES, "small enough to be tried on the worker");
         let on_a_worker =

@@ -93,7 +93,7 @@ pub struct Shared {
     writer: mpsc::Sender<ingest::Job>,
     /// Who may send a report now (one in flight per agent, a per-agent rate).
     admission: admission::Admission,
-    /// Permits to decode a report on the blocking pool ([`ingest::decoders`]).
+    /// Permits to decode a report, on an async worker or the blocking pool ([`ingest::decoders`]).
     decoders: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     alerts: Option<AlertsHandle>,
