@@ -142,7 +142,11 @@ impl HistogramData {
     /// # Panics
     /// As [`hdr::encode`]: only if one bucket holds more than `i64::MAX` counts.
     pub fn from_histogram(h: &Histogram<u64>, sum: u64) -> Self {
-        HistogramData { hdr: hdr::encode(h), sum, count: h.len() }
+        let mut bytes = Vec::new();
+        hdr::Encoder::with_level(hdr::REPORT_DEFLATE_LEVEL)
+            .encode_into(h, &mut bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        HistogramData { hdr: bytes, sum, count: h.len() }
     }
 }
 

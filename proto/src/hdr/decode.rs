@@ -298,6 +298,9 @@ pub(super) fn inflate_with(
     max: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), HdrError> {
+    if copy_stored_blocks(compressed, max, out) {
+        return Ok(());
+    }
     decompress.reset(true);
     let limit = max.saturating_add(1);
     out.clear();
@@ -336,6 +339,51 @@ pub(super) fn inflate_with(
         return Err(HdrError::TrailingCompressed { extra: compressed.len() - used });
     }
     Ok(())
+}
+
+/// Copies out the data of a zlib stream made only of stored (uncompressed) DEFLATE blocks, as
+/// agents write their histograms (see [`REPORT_DEFLATE_LEVEL`]), without running inflate: a
+/// byte copy and a checksum instead of a Huffman decoder. Returns `false`, with `out` in any
+/// state, for anything else, which the caller then inflates: compressed blocks, and every
+/// malformed stream, so errors come from the one inflate path. When it returns `true`, inflate
+/// would have produced the same bytes: a valid header without dictionary, stored blocks with
+/// matching length complements up to the final one, at most `max` bytes, the Adler-32 of the
+/// data, and nothing after it.
+pub(super) fn copy_stored_blocks(compressed: &[u8], max: usize, out: &mut Vec<u8>) -> bool {
+    let [cmf, flg, blocks @ ..] = compressed else { return false };
+    let mut rest = blocks;
+    // Deflate with a window of at most 32 KiB, header check bits, no preset dictionary.
+    if cmf & 0x0f != 8 || cmf >> 4 > 7 || (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 != 0 {
+        return false;
+    }
+    if flg & 0x20 != 0 {
+        return false;
+    }
+    out.clear();
+    loop {
+        // Every block starts on a byte boundary: the previous one was stored too. BFINAL is
+        // bit 0, BTYPE bits 1-2 (00: stored); the other five bits are padding inflate skips.
+        let [header, l0, l1, n0, n1, after @ ..] = rest else { return false };
+        if header & 0b110 != 0 {
+            return false;
+        }
+        let len = u16::from_le_bytes([*l0, *l1]);
+        if len != !u16::from_le_bytes([*n0, *n1]) {
+            return false;
+        }
+        let Some((data, after)) = after.split_at_checked(usize::from(len)) else { return false };
+        if out.len() + data.len() > max {
+            return false;
+        }
+        out.extend_from_slice(data);
+        rest = after;
+        if header & 1 == 1 {
+            break;
+        }
+    }
+    let mut adler = simd_adler32::Adler32::new();
+    adler.write(out);
+    rest == adler.finish().to_be_bytes()
 }
 
 /// Checks the uncompressed V2 header against the bytes present and `limits`.

@@ -35,6 +35,9 @@ pub fn try_encode(h: &Histogram<u64>) -> Result<Vec<u8>, HdrEncodeError> {
 /// The DEFLATE level [`encode`] uses (zlib's default).
 pub const DEFAULT_DEFLATE_LEVEL: u32 = 6;
 
+/// The DEFLATE level of the histograms in agents' reports: 0, stored blocks.
+pub const REPORT_DEFLATE_LEVEL: u32 = 0;
+
 /// A reusable V2+DEFLATE encoder: keeps the uncompressed buffer and the DEFLATE state
 /// between histograms, so encoding many (the collector's stored rows) allocates nothing after
 /// the first. Output is the same format as [`encode`], readable by any HDR implementation.
