@@ -127,7 +127,8 @@ impl TryFrom<RawReport> for Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistogramData {
-    /// V2+DEFLATE encoding ([`hdr::encode`]); base64 (standard alphabet, padded) in JSON.
+    /// V2+DEFLATE encoding at any level (agents send stored blocks,
+    /// [`HistogramData::from_histogram`]); base64 (standard alphabet, padded) in JSON.
     #[serde(with = "base64_bytes")]
     pub hdr: Vec<u8>,
     /// Exact sum of the recorded values, µs.
@@ -137,24 +138,27 @@ pub struct HistogramData {
 }
 
 impl HistogramData {
-    /// Encodes `h`, taking the count from it; `sum` is the exact sum the caller kept.
+    /// Encodes `h` as agents send it (stored blocks, [`hdr::REPORT_DEFLATE_LEVEL`]), taking
+    /// the count from it; `sum` is the exact sum the caller kept.
     ///
     /// # Panics
     /// As [`hdr::encode`]: only if one bucket holds more than `i64::MAX` counts.
     pub fn from_histogram(h: &Histogram<u64>, sum: u64) -> Self {
-        let mut bytes = Vec::new();
-        hdr::Encoder::with_level(hdr::REPORT_DEFLATE_LEVEL)
-            .encode_into(h, &mut bytes)
-            .unwrap_or_else(|e| panic!("{e}"));
-        HistogramData { hdr: bytes, sum, count: h.len() }
+        let mut hdr = Vec::new();
+        if let Err(e) = hdr::Encoder::with_level(hdr::REPORT_DEFLATE_LEVEL).encode_into(h, &mut hdr)
+        {
+            panic!("{e}");
+        }
+        HistogramData { hdr, sum, count: h.len() }
     }
 }
 
 /// Default cap on an encoded report.
 pub const DEFAULT_MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// Smallest cap on an encoded report a collector may be configured with
-/// (`ingest.max_report_bytes`): a report with a few histograms must fit.
-pub const MIN_REPORT_BYTES_CAP: usize = 16 << 10;
+/// (`ingest.max_report_bytes`): a report with a few series must fit (one series of 8
+/// histograms of a 2 Mbit/s stream is about 17 KB as agents send it, stored blocks in base64).
+pub const MIN_REPORT_BYTES_CAP: usize = 64 << 10;
 /// Largest cap on an encoded report a collector may be configured with: more would let one
 /// agent make the collector buffer and decode very large bodies.
 pub const MAX_REPORT_BYTES_CAP: usize = 16 << 20;

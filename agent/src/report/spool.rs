@@ -13,8 +13,9 @@ use tracing::{debug, warn};
 
 /// Default spool directory (`--spool-dir`).
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/stallwatch/spool";
-/// Default cap on the spool's total size: 256 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Default cap on the spool's total size: 512 MiB, a day of reports of about 3 series each
+/// (17 KB a series, its histograms in stored blocks).
+pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// Default cap on the number of spooled reports: one day at the default 10 s interval.
 pub const DEFAULT_MAX_REPORTS: usize = 24 * 60 * 6;
 /// Most files kept in `corrupt/`; further corrupt files are deleted (still counted and logged),

@@ -59,7 +59,7 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolSection {
-    /// Most bytes of spooled reports (default 256 MiB).
+    /// Most bytes of spooled reports (default 512 MiB).
     pub max_bytes: Option<u64>,
     /// Most spooled reports (default 8640: a day at 10 s).
     pub max_reports: Option<u64>,

@@ -79,7 +79,7 @@ pub struct RunArgs {
     # relay_cert = \"/etc/stallwatch/relay.pem\"   # instead of the bundle's (--relay-host)\n  \
     # relay_key = \"/etc/stallwatch/relay.key\"\n  \
     [spool]\n  \
-    max_bytes = 268435456                   # 256 MiB\n  \
+    max_bytes = 536870912                   # 512 MiB\n  \
     max_reports = 8640                      # a day at 10 s\n\n\
     Exit codes: 0 valid, 64 invalid (FILE:LINE:COLUMN: FIELD: problem), 66 unreadable.")]
 pub struct CheckConfigArgs {

@@ -107,7 +107,7 @@ pub const MAX_REPORT_BYTES: ByteSize = ByteSize(report::MAX_REPORT_BYTES_CAP as 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
-    /// Largest accepted report body: bytes, or a size such as `"1MiB"` (16KiB to 16MiB).
+    /// Largest accepted report body: bytes, or a size such as `"1MiB"` (64KiB to 16MiB).
     pub max_report_bytes: ByteSize,
     /// Reports stamped further than this in the future are refused: the agent's clock is wrong.
     #[serde(with = "stallwatch_proto::duration::serde_human")]

@@ -412,7 +412,7 @@ fn max_report_bytes_must_be_in_range() {
         &err(&text),
         line_of(&text, "64MiB", 0),
         "ingest.max_report_bytes",
-        "64MiB is out of range (16KiB to 16MiB)",
+        "64MiB is out of range (64KiB to 16MiB)",
     );
     let text = format!("{BASE}\n[ingest]\nmax_report_bytes = 100\n");
     assert_problem(

@@ -291,7 +291,7 @@ pub(super) fn inflate_capped(
 }
 
 /// Inflates into `out` (cleared first, its capacity reused), producing at most `max + 1`
-/// bytes.
+/// bytes; a stream of stored blocks is copied out instead ([`copy_stored_blocks`]).
 pub(super) fn inflate_with(
     decompress: &mut Decompress,
     compressed: &[u8],
@@ -301,6 +301,16 @@ pub(super) fn inflate_with(
     if copy_stored_blocks(compressed, max, out) {
         return Ok(());
     }
+    inflate_any(decompress, compressed, max, out)
+}
+
+/// [`inflate_with`] without the stored-block copy: every zlib stream goes through inflate.
+pub(super) fn inflate_any(
+    decompress: &mut Decompress,
+    compressed: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), HdrError> {
     decompress.reset(true);
     let limit = max.saturating_add(1);
     out.clear();
@@ -342,13 +352,14 @@ pub(super) fn inflate_with(
 }
 
 /// Copies out the data of a zlib stream made only of stored (uncompressed) DEFLATE blocks, as
-/// agents write their histograms (see [`REPORT_DEFLATE_LEVEL`]), without running inflate: a
-/// byte copy and a checksum instead of a Huffman decoder. Returns `false`, with `out` in any
-/// state, for anything else, which the caller then inflates: compressed blocks, and every
-/// malformed stream, so errors come from the one inflate path. When it returns `true`, inflate
-/// would have produced the same bytes: a valid header without dictionary, stored blocks with
-/// matching length complements up to the final one, at most `max` bytes, the Adler-32 of the
-/// data, and nothing after it.
+/// agents and the store write histograms ([`REPORT_DEFLATE_LEVEL`]), without running inflate:
+/// a copy and a checksum instead of a Huffman decoder, a third of the time of decoding the
+/// same histogram at level 6. Returns `false`, with `out` in any state, for anything else,
+/// which the caller then inflates: compressed blocks and every malformed stream, so refusals
+/// and their errors come from the one inflate path. It returns `true` only where inflate
+/// produces the same bytes: a valid header without a preset dictionary, stored blocks whose
+/// lengths match their complements up to the final one, at most `max` bytes, their Adler-32,
+/// and nothing after it.
 pub(super) fn copy_stored_blocks(compressed: &[u8], max: usize, out: &mut Vec<u8>) -> bool {
     let [cmf, flg, blocks @ ..] = compressed else { return false };
     let mut rest = blocks;

@@ -35,7 +35,14 @@ pub fn try_encode(h: &Histogram<u64>) -> Result<Vec<u8>, HdrEncodeError> {
 /// The DEFLATE level [`encode`] uses (zlib's default).
 pub const DEFAULT_DEFLATE_LEVEL: u32 = 6;
 
-/// The DEFLATE level of the histograms in agents' reports: 0, stored blocks.
+/// The DEFLATE level of the histograms in agents' reports ([`HistogramData::from_histogram`]):
+/// 0, stored blocks. Still V2+DEFLATE, read by every HDR implementation, and the collector
+/// copies stored blocks out without running inflate ([`decode_sparse`]): decoding a report's
+/// histograms takes about a third of the CPU it took at level 6, for 2.4 times the histogram
+/// bytes (BENCHMARKS.md, "Stored histograms on the wire"). The varint counts deflate only about
+/// 2:1, so nearly every DEFLATE symbol is a literal and inflating them cost more than parsing.
+///
+/// [`HistogramData::from_histogram`]: crate::report::HistogramData::from_histogram
 pub const REPORT_DEFLATE_LEVEL: u32 = 0;
 
 /// A reusable V2+DEFLATE encoder: keeps the uncompressed buffer and the DEFLATE state
@@ -44,9 +51,9 @@ pub const REPORT_DEFLATE_LEVEL: u32 = 0;
 pub struct Encoder {
     pub(super) v2: V2Serializer,
     pub(super) raw: Vec<u8>,
-    pub(super) deflate: Compress,
-    /// 0: the zlib stream is written by hand as stored blocks (see [`write_stored_zlib`]).
-    pub(super) level: u32,
+    /// `None` at level 0: the zlib stream is written by hand as stored blocks (see
+    /// [`write_stored_zlib`]), and a compressor's tables would only cost memory.
+    pub(super) deflate: Option<Compress>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -72,8 +79,7 @@ impl Encoder {
         Encoder {
             v2: V2Serializer::new(),
             raw: Vec::new(),
-            deflate: Compress::new(Compression::new(level.min(9)), true),
-            level: level.min(9),
+            deflate: (level > 0).then(|| Compress::new(Compression::new(level.min(9)), true)),
         }
     }
 
@@ -154,25 +160,21 @@ impl Encoder {
         out.clear();
         out.extend_from_slice(&(V2_COMPRESSED_COOKIE_BASE | 0x10).to_be_bytes());
         out.extend_from_slice(&[0; 4]);
-        if self.level == 0 {
-            write_stored_zlib(&self.raw, out);
-            let body = u32::try_from(out.len() - COMPRESSED_PREFIX_LEN)
-                .map_err(|_| HdrEncodeError::Other("compressed histogram over 4 GiB".into()))?;
-            out[4..COMPRESSED_PREFIX_LEN].copy_from_slice(&body.to_be_bytes());
-            return Ok(());
-        }
-        self.deflate.reset();
-        loop {
-            let consumed = usize::try_from(self.deflate.total_in()).unwrap_or(usize::MAX);
-            let input = self.raw.get(consumed..).unwrap_or_default();
-            out.reserve(input.len() / 2 + 64);
-            let status = self
-                .deflate
-                .compress_vec(input, out, FlushCompress::Finish)
-                .map_err(|e| HdrEncodeError::Other(e.to_string()))?;
-            if status == Status::StreamEnd {
-                break;
+        if let Some(deflate) = self.deflate.as_mut() {
+            deflate.reset();
+            loop {
+                let consumed = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX);
+                let input = self.raw.get(consumed..).unwrap_or_default();
+                out.reserve(input.len() / 2 + 64);
+                let status = deflate
+                    .compress_vec(input, out, FlushCompress::Finish)
+                    .map_err(|e| HdrEncodeError::Other(e.to_string()))?;
+                if status == Status::StreamEnd {
+                    break;
+                }
             }
+        } else {
+            write_stored_zlib(&self.raw, out);
         }
         let body = u32::try_from(out.len() - COMPRESSED_PREFIX_LEN)
             .map_err(|_| HdrEncodeError::Other("compressed histogram over 4 GiB".into()))?;

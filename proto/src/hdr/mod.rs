@@ -79,10 +79,13 @@ pub const HIGHEST_STORABLE_US: u64 = (1 << 37) - 1;
 /// indexes `0..STALLWATCH_SLOTS` hold every value up to [`HIGHEST_STORABLE_US`].
 pub const STALLWATCH_SLOTS: usize = 28_672;
 
-/// Default cap on the compressed size of one histogram.
-pub const DEFAULT_MAX_ENCODED_BYTES: usize = 64 * 1024;
-/// Default cap on the inflated (uncompressed V2) size of one histogram.
+/// Default cap on the inflated (uncompressed V2) size of one histogram: more than any
+/// histogram of stallwatch's layout takes (28,672 slots of at most 9-byte varints).
 pub const DEFAULT_MAX_DECODED_BYTES: usize = 256 * 1024;
+/// Default cap on the encoded size of one histogram, prefix included: whatever
+/// [`DEFAULT_MAX_DECODED_BYTES`] lets through also fits as stored blocks, as agents send it
+/// (5 bytes of header per 64 KiB block, 6 of zlib header and checksum, the 8-byte prefix).
+pub const DEFAULT_MAX_ENCODED_BYTES: usize = DEFAULT_MAX_DECODED_BYTES + 64;
 /// Default cap on a histogram's highest trackable value.
 pub const DEFAULT_MAX_HIGHEST_TRACKABLE: u64 = HIGHEST_TRACKABLE_US;
 /// Default cap on a histogram's significant figures.

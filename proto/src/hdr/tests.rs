@@ -63,6 +63,90 @@ fn stored_zlib_streams_inflate_to_their_input() {
     assert_eq!(decode(&out, &HdrLimits::default()).unwrap(), h);
 }
 
+/// What inflate makes of `stream` under `max`, without the stored-block copy.
+fn inflated_by_zlib(stream: &[u8], max: usize) -> Result<Vec<u8>, HdrError> {
+    let mut out = Vec::new();
+    inflate_any(&mut Decompress::new(true), stream, max, &mut out).map(|()| out)
+}
+
+#[test]
+fn stored_blocks_are_copied_only_where_inflate_gives_the_same_bytes() {
+    let (mut copied, mut fell_back) = (0, 0);
+    // Empty, one block, a full block, and three blocks.
+    for len in [0usize, 300, 65_535, 140_000] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut stream = Vec::new();
+        write_stored_zlib(&data, &mut stream);
+        let mut out = Vec::new();
+        assert!(copy_stored_blocks(&stream, len, &mut out), "{len} bytes");
+        assert_eq!(out, data, "{len} bytes");
+        if len > 0 {
+            assert!(!copy_stored_blocks(&stream, len - 1, &mut out), "over the cap: inflate's");
+        }
+        // Every byte of the headers, of the checksum and of the data around block boundaries,
+        // each changed three ways; and every cut.
+        let block_starts: Vec<usize> = (0..len.div_ceil(65_535)).map(|b| 2 + b * 65_540).collect();
+        let positions = (0..stream.len()).filter(|&p| {
+            p < 8
+                || p + 8 > stream.len()
+                || block_starts.iter().any(|&b| p.abs_diff(b) < 8 || p.abs_diff(b + 65_540) < 8)
+        });
+        for p in positions {
+            for flip in [0x01, 0x20, 0xff] {
+                let mut changed = stream.clone();
+                changed[p] ^= flip;
+                if copy_stored_blocks(&changed, len, &mut out) {
+                    copied += 1;
+                    assert_eq!(
+                        inflated_by_zlib(&changed, len).as_ref(),
+                        Ok(&out),
+                        "byte {p} ^ {flip:#x}"
+                    );
+                } else {
+                    fell_back += 1;
+                }
+            }
+        }
+        for cut in (0..stream.len()).filter(|&c| c < 16 || c + 16 > stream.len()) {
+            assert!(!copy_stored_blocks(&stream[..cut], len, &mut out), "{len} bytes cut at {cut}");
+            assert!(inflated_by_zlib(&stream[..cut], len).is_err(), "{len} bytes cut at {cut}");
+        }
+    }
+    // Changed padding bits of a block header are copied (inflate skips them too); the rest falls
+    // back to inflate, which refuses nearly all of it.
+    assert!(copied > 0 && fell_back > 10 * copied, "copied {copied}, fell back {fell_back}");
+    // A compressed stream is inflated, not copied.
+    let compressed = encode(&sample());
+    let mut out = Vec::new();
+    assert!(!copy_stored_blocks(&compressed[COMPRESSED_PREFIX_LEN..], 1 << 20, &mut out));
+    assert_eq!(decode(&compressed, &HdrLimits::default()).unwrap(), sample());
+}
+
+#[test]
+fn agents_histograms_are_stored_blocks_every_hdr_decoder_reads() {
+    let h = sample();
+    let data = crate::report::HistogramData::from_histogram(&h, 0);
+    let stream = &data.hdr[COMPRESSED_PREFIX_LEN..];
+    assert_eq!(stream[2] & 0b110, 0, "the first block is stored");
+    let mut inflated = Vec::new();
+    assert!(copy_stored_blocks(stream, DEFAULT_MAX_DECODED_BYTES, &mut inflated));
+    let theirs: Histogram<u64> = Deserializer::new().deserialize(&mut data.hdr.as_slice()).unwrap();
+    assert_eq!(theirs, h);
+    assert_eq!(decode(&data.hdr, &HdrLimits::default()).unwrap(), h);
+}
+
+#[test]
+fn the_largest_histogram_fits_the_default_limits_as_stored_blocks() {
+    // Every slot of stallwatch's layout holding 2^40: six-byte varints, 168 KiB of counts.
+    let counts = vec![1u64 << 40; STALLWATCH_SLOTS];
+    let mut encoded = Vec::new();
+    Encoder::with_level(0).encode_counts_into(&counts, &mut encoded).unwrap();
+    assert!(encoded.len() > 128 << 10, "{} bytes", encoded.len());
+    let sparse = decode_sparse(&encoded, &HdrLimits::default()).unwrap();
+    assert_eq!(sparse.len(), (1u64 << 40) * STALLWATCH_SLOTS as u64);
+    assert_eq!(sparse.last_index(), Some(STALLWATCH_SLOTS as u64 - 1));
+}
+
 #[test]
 fn sparse_from_stallwatch_counts_equals_decoding_the_encoded_counts() {
     let mut huge = sample();
