@@ -9,6 +9,7 @@
 //! STALLWATCH_BENCH_REPORTS=61440 STALLWATCH_BENCH_BATCHES=64,256,512 cargo bench -p stallwatch-collector --bench ingest_store
 //! STALLWATCH_BENCH_PIPELINE_ONLY=1 STALLWATCH_BENCH_DECODERS=2 cargo bench -p stallwatch-collector --bench ingest_store
 //! STALLWATCH_BENCH_COHORTS=72 (only that fleet shape; 72 or 4)
+//! STALLWATCH_BENCH_DEFLATE_LEVEL=6 (histograms as agents sent them before stored blocks)
 //! ```
 //!
 //! A report is one series of 8 histograms and 30 counters, shaped like 10 s of a 2 Mbit/s
@@ -70,6 +71,12 @@ fn histogram(rng: &mut Rng, samples: usize, lo: u64, hi: u64) -> (Histogram<u64>
     (h, sum)
 }
 
+/// `STALLWATCH_BENCH_DEFLATE_LEVEL`: the DEFLATE level of the reports' histograms when not
+/// what agents send ([`hdr::REPORT_DEFLATE_LEVEL`]); 6 is what agents sent before.
+fn agent_deflate_level() -> Option<u32> {
+    std::env::var("STALLWATCH_BENCH_DEFLATE_LEVEL").ok().map(|v| v.parse().expect("a level, 0-9"))
+}
+
 fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedReport {
     let shapes: [(&str, usize, u64, u64); 8] = [
         ("jitter_us", PACKETS, 200, 20_000),
@@ -85,7 +92,11 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
     let mut data = BTreeMap::new();
     for (name, samples, lo, hi) in shapes {
         let (h, sum) = histogram(rng, samples, lo, hi);
-        let d = HistogramData::from_histogram(&h, sum);
+        let mut d = HistogramData::from_histogram(&h, sum);
+        if let Some(level) = agent_deflate_level() {
+            d.hdr.clear();
+            hdr::Encoder::with_level(level).encode_into(&h, &mut d.hdr).expect("encodes");
+        }
         decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
         data.insert(name.to_string(), d);
     }
@@ -252,6 +263,21 @@ fn components() {
         jitter.bucket_count(),
         time(n, || hdr::decode_sparse(&jitter_bytes, &limits.hdr).expect("decodes")),
         time(n, || hdr::decode(&jitter_bytes, &limits.hdr).expect("decodes")),
+    );
+    // The same report as agents sent it before stored blocks (DEFLATE level 6).
+    let mut deflated = report.report.clone();
+    for h in deflated.series.iter_mut().flat_map(|s| s.histograms.values_mut()) {
+        let decoded = hdr::decode(&h.hdr, &limits.hdr).expect("decodes");
+        h.hdr = hdr::encode(&decoded);
+    }
+    let deflated_body = encode_report(&deflated);
+    let deflated_jitter = deflated.series[0].histograms["jitter_us"].hdr.clone();
+    println!(
+        "the same report at DEFLATE level 6: decode_report {:.1?} ({} B JSON); its jitter: \
+         decode sparse {:.1?}",
+        time(n, || decode_report(&deflated_body, &limits).expect("decodes")),
+        deflated_body.len(),
+        time(n, || hdr::decode_sparse(&deflated_jitter, &limits.hdr).expect("decodes")),
     );
     // The store's row: a plain counts array of the stallwatch layout.
     let mut counts = vec![0u64; hdr::STALLWATCH_SLOTS];
