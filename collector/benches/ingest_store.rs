@@ -33,7 +33,7 @@ use stallwatch_collector::pki::{AgentIdentity, VerifiedAgent};
 use stallwatch_collector::series::SeriesStore;
 use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
-    HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
+    Delta, HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
 };
 use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
@@ -332,8 +332,8 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let (mut commit_time, mut fold_time, mut batches, mut stored) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
     let (start, cpu_start) = (Instant::now(), process_cpu());
-    // As the server's writer hands each report back with its answer, so the request task
-    // frees it: the writer returns each batch's reports to the threads that decoded them.
+    // As the server hands each report back with its answer, so the request task frees it:
+    // the fold thread returns each batch's reports to the threads that decoded them.
     let (returns, returned): (Vec<_>, Vec<_>) =
         (0..decoders).map(|_| std::sync::mpsc::channel::<Vec<DecodedReport>>()).unzip();
     std::thread::scope(|scope| {
@@ -357,6 +357,27 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
             });
         }
         drop(tx);
+        // As the server's `series-fold` thread: folds each committed batch into the series
+        // while the writer commits the next, then hands the reports back.
+        let (folds, to_fold) = std::sync::mpsc::sync_channel::<(Delta, Vec<(usize, DecodedReport)>)>(1);
+        let series = &series;
+        let folder = scope.spawn(move || {
+            let mut fold_time = Duration::ZERO;
+            for (delta, mut batch) in to_fold {
+                let t = Instant::now();
+                series.apply(&delta);
+                fold_time += t.elapsed();
+                let mut back: Vec<Vec<DecodedReport>> = vec![Vec::new(); decoders];
+                for (n, report) in batch.drain(..) {
+                    back[n % decoders].push(report);
+                }
+                for (to, reports) in returns.iter().zip(back) {
+                    // A decoder that has finished is gone; then this thread frees them.
+                    let _ = to.send(reports);
+                }
+            }
+            fold_time
+        });
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Ok(first) = rx.recv() {
             batch.push(first);
@@ -378,30 +399,23 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
                 .collect();
             let committed = store.commit(&items).expect("commit");
             drop(items);
-            let committed_at = Instant::now();
-            commit_time += committed_at - t;
+            commit_time += t.elapsed();
             stored += committed.outcomes.iter().filter(|o| **o == Outcome::Stored).count() as u64;
-            series.apply(&committed.delta);
-            fold_time += committed_at.elapsed();
             batches += 1;
-            let mut back: Vec<Vec<DecodedReport>> = vec![Vec::new(); decoders];
-            for (n, report) in batch.drain(..) {
-                back[n % decoders].push(report);
-            }
-            for (to, reports) in returns.iter().zip(back) {
-                // A decoder that has finished is gone; then the writer frees them.
-                let _ = to.send(reports);
-            }
+            let done = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+            folds.send((committed.delta, done)).expect("the fold thread runs");
         }
+        drop(folds);
+        fold_time = folder.join().expect("the fold thread ends");
     });
     let elapsed = start.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_start);
     assert_eq!(stored, reports as u64, "every report is new");
     let rate = stored as f64 / elapsed.as_secs_f64();
     println!(
-        "pipeline  {:>2} cohorts, {decoders} decoder thread(s) + 1 writer: {rate:>6.0} reports/s \
-         ({:>6.0} histograms/s) end to end; CPU {:.0} us per report ({:.2} cores busy); writer \
-         per report: commit {:>5.1} us, fold {:>5.1} us; {:.0} reports per batch on average; \
+        "pipeline  {:>2} cohorts, {decoders} decoder thread(s) + writer + fold: {rate:>6.0} \
+         reports/s ({:>6.0} histograms/s) end to end; CPU {:.0} us per report ({:.2} cores \
+         busy); per report: commit {:>5.1} us, fold {:>5.1} us; {:.0} reports per batch on average; \
          {} reports in {:.2?}",
         fleet.cohorts(),
         rate * 8.0,
