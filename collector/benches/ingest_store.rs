@@ -359,7 +359,8 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
         drop(tx);
         // As the server's `series-fold` thread: folds each committed batch into the series
         // while the writer commits the next, then hands the reports back.
-        let (folds, to_fold) = std::sync::mpsc::sync_channel::<(Delta, Vec<(usize, DecodedReport)>)>(1);
+        let (folds, to_fold) =
+            std::sync::mpsc::sync_channel::<(Delta, Vec<(usize, DecodedReport)>)>(1);
         let series = &series;
         let folder = scope.spawn(move || {
             let mut fold_time = Duration::ZERO;
