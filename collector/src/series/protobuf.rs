@@ -118,12 +118,30 @@ fn label(buf: &mut Vec<u8>, name: &str, value: &str) {
     });
 }
 
-fn cohort_labels(buf: &mut Vec<u8>, key: &Cohort, extra: &[(&str, &str)]) {
+/// The encoded labels of every cohort, in [`Cohorts::states`] order: each of a cohort's
+/// dozens of series copies its block in one go rather than encoding ten strings again.
+fn cohort_label_blocks(cohorts: &Cohorts) -> Vec<Vec<u8>> {
+    cohorts
+        .states()
+        .map(|(key, _)| {
+            let mut block = Vec::with_capacity(128);
+            cohort_labels(&mut block, key);
+            block
+        })
+        .collect()
+}
+
+fn cohort_labels(buf: &mut Vec<u8>, key: &Cohort) {
     label(buf, "region", &key.region);
     label(buf, "network_type", &key.network_type);
     label(buf, "transport", &key.transport);
     label(buf, "repair", &key.repair);
     label(buf, "target", &key.target);
+}
+
+/// A series' labels: its cohort's (`block`, from [`cohort_label_blocks`]), then `extra`.
+fn series_labels(buf: &mut Vec<u8>, block: &[u8], extra: &[(&str, &str)]) {
+    buf.extend_from_slice(block);
     for &(name, value) in extra {
         label(buf, name, value);
     }
@@ -221,8 +239,9 @@ fn histogram(
 pub(crate) fn encode(cohorts: &Cohorts, own: &OwnTotals, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
     encode_own_metrics(&mut out, own);
-    encode_histograms(&mut out, cohorts);
-    encode_counters(&mut out, cohorts);
+    let label_blocks = cohort_label_blocks(cohorts);
+    encode_histograms(&mut out, cohorts, &label_blocks);
+    encode_counters(&mut out, cohorts, &label_blocks);
     encode_agents(&mut out, cohorts);
     encode_store_metrics(&mut out, cohorts);
     out
@@ -255,7 +274,7 @@ fn encode_own_metrics(out: &mut Vec<u8>, own: &OwnTotals) {
     });
 }
 
-fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
+fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts, label_blocks: &[Vec<u8>]) {
     let mut scratch = Scratch::default();
     for family_spec in Histogram::families() {
         let members = histogram_members(family_spec);
@@ -265,14 +284,14 @@ fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
         let name = family_spec.exported_name();
         family(out, &name, family_spec.help, HISTOGRAM, |f| {
             let mut written = 0;
-            for (key, state) in cohorts.states() {
+            for ((_, state), block) in cohorts.states().zip(label_blocks) {
                 for &i in &members {
                     let h = state.histogram(i);
                     if h.count() == 0 {
                         continue;
                     }
                     written += metric(f, |m| {
-                        cohort_labels(m, key, Histogram::ALL[i].labels());
+                        series_labels(m, block, Histogram::ALL[i].labels());
                         let classic = upper.iter().copied().zip(h.bucket_counts().iter().copied());
                         histogram(m, h.count(), h.sum_base(), classic, Some((&h, &mut scratch)));
                     });
@@ -283,7 +302,7 @@ fn encode_histograms(out: &mut Vec<u8>, cohorts: &Cohorts) {
     }
 }
 
-fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
+fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts, label_blocks: &[Vec<u8>]) {
     if cohorts.is_empty() {
         return;
     }
@@ -292,7 +311,7 @@ fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
         let name = family_spec.exported_name();
         family(out, &name, family_spec.help, COUNTER, |f| {
             let mut written = 0;
-            for (key, state) in cohorts.states() {
+            for ((_, state), block) in cohorts.states().zip(label_blocks) {
                 for &i in &members {
                     let value = state.counter(i);
                     let value = match family_spec.unit {
@@ -300,7 +319,7 @@ fn encode_counters(out: &mut Vec<u8>, cohorts: &Cohorts) {
                         CounterUnit::Count | CounterUnit::Bytes => value as f64,
                     };
                     written += metric(f, |m| {
-                        cohort_labels(m, key, Counter::ALL[i].labels());
+                        series_labels(m, block, Counter::ALL[i].labels());
                         counter(m, value);
                     });
                 }
