@@ -43,6 +43,8 @@ const POOL: usize = 16;
 /// The client runtime's thread name, so a profile (`perf report --sort comm`) and the CPU
 /// figures tell the clients' share from the server's.
 const CLIENT: &str = "bench-client";
+/// Each report's request timeout.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the timed phase may run.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -102,11 +104,13 @@ fn client(cred: &stallwatch_collector::pki::AgentCredential) -> reqwest::Client 
         .with_client_auth_cert(vec![cred.cert.clone()], cred.key.clone_key().into())
         .expect("client certificate");
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Built as the agent builds its collector client (`agent/src/run/client.rs`), so the server
+    // sees the same requests; the agent's 15 s report timeout is longer here for a loaded host.
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(5))
         .no_proxy()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("stallwatch-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("client")
 }
@@ -208,6 +212,7 @@ fn main() {
                 match client
                     .post(&url)
                     .header("content-type", "application/json")
+                    .timeout(REPORT_TIMEOUT)
                     .body(body)
                     .send()
                     .await
