@@ -10,9 +10,11 @@
 //! STALLWATCH_BENCH_HTTP_AGENTS=200 STALLWATCH_BENCH_HTTP_REPORTS=8000 cargo bench -p stallwatch-collector --bench ingest_http
 //! ```
 //!
-//! The clients share the machine's cores with the server, and TLS, HTTP and JSON encoding
-//! of the answers cost the server more than the store does, so this figure is lower than
-//! `ingest_store`'s pipeline figure. Bounded: at most `STALLWATCH_BENCH_HTTP_REPORTS`
+//! The clients share the machine's cores with the server, TLS and HTTP cost the server on top
+//! of decoding and the store, and each agent's one report in flight keeps the writer's batches
+//! small, so this figure is lower than `ingest_store`'s pipeline figure. It also prints the
+//! process's CPU per report, and the server's apart from the clients' threads: on a shared
+//! machine that moves less than the rate. Bounded: at most `STALLWATCH_BENCH_HTTP_REPORTS`
 //! reports and 120 s.
 
 #![allow(
