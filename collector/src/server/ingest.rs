@@ -534,6 +534,16 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_answer_has_the_bytes_agents_parse() {
+        for (result, seq) in [("stored", 7), ("duplicate", u64::MAX)] {
+            let answer = serde_json::to_string(&Accepted { result, seq }).unwrap();
+            assert_eq!(answer, format!(r#"{{"result":"{result}","seq":{seq}}}"#));
+            let before = serde_json::json!({"result": result, "seq": seq});
+            assert_eq!(answer, before.to_string(), "the same bytes as the json! answer");
+        }
+    }
+
+    #[test]
     fn histograms_in_another_layout_are_refused_naming_the_series() {
         assert!(check_layouts(&report_with_layout(1, hdr::SIGNIFICANT_FIGURES)).is_ok());
         for (low, sigfig) in [(1, 2), (10, hdr::SIGNIFICANT_FIGURES), (1000, 2)] {
