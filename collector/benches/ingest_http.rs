@@ -10,9 +10,11 @@
 //! STALLWATCH_BENCH_HTTP_AGENTS=200 STALLWATCH_BENCH_HTTP_REPORTS=8000 cargo bench -p stallwatch-collector --bench ingest_http
 //! ```
 //!
-//! The clients share the machine's cores with the server, and TLS, HTTP and JSON encoding
-//! of the answers cost the server more than the store does, so this figure is lower than
-//! `ingest_store`'s pipeline figure. Bounded: at most `STALLWATCH_BENCH_HTTP_REPORTS`
+//! The clients share the machine's cores with the server, TLS and HTTP cost the server on top
+//! of decoding and the store, and each agent's one report in flight keeps the writer's batches
+//! small, so this figure is lower than `ingest_store`'s pipeline figure. It also prints the
+//! process's CPU per report, and the server's apart from the clients' threads: on a shared
+//! machine that moves less than the rate. Bounded: at most `STALLWATCH_BENCH_HTTP_REPORTS`
 //! reports and 120 s.
 
 #![allow(
@@ -40,6 +42,11 @@ use stallwatch_tests::rng::Rng;
 const PACKETS: usize = 2_670;
 /// Distinct series bodies; reports reuse them under their own agent and sequence number.
 const POOL: usize = 16;
+/// The client runtime's thread name, so a profile (`perf report --sort comm`) and the CPU
+/// figures tell the clients' share from the server's.
+const CLIENT: &str = "bench-client";
+/// Each report's request timeout.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the timed phase may run.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -99,11 +106,13 @@ fn client(cred: &stallwatch_collector::pki::AgentCredential) -> reqwest::Client 
         .with_client_auth_cert(vec![cred.cert.clone()], cred.key.clone_key().into())
         .expect("client certificate");
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Built as the agent builds its collector client (`agent/src/run/client.rs`), so the server
+    // sees the same requests; the agent's 15 s report timeout is longer here for a loaded host.
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(5))
         .no_proxy()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("stallwatch-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("client")
 }
@@ -189,16 +198,14 @@ fn main() {
         .expect("collector starts");
     let url = format!("https://127.0.0.1:{}/api/v1/reports", running.ingest_addr.port());
 
-    // Named, so a profile tells the clients' share of the CPU from the server's
-    // (`perf report --sort comm`).
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("bench-client")
+        .thread_name(CLIENT)
         .enable_all()
         .build()
         .expect("rt");
     let tally = Arc::new(Tally::default());
-    let (warm, timed) = client_rt.block_on(async {
+    let (warm, timed, cpu, client_cpu) = client_rt.block_on(async {
         let clients: Vec<reqwest::Client> = creds.iter().map(client).collect();
         let url = url.clone();
         let post = move |client: reqwest::Client, body: Vec<u8>, tally: Arc<Tally>| {
@@ -207,6 +214,7 @@ fn main() {
                 match client
                     .post(&url)
                     .header("content-type", "application/json")
+                    .timeout(REPORT_TIMEOUT)
                     .body(body)
                     .send()
                     .await
@@ -242,6 +250,7 @@ fn main() {
         assert_eq!(warm_ok, agents as u64, "every agent's first report is stored");
 
         // Timed: every agent sends the rest of its reports, one at a time.
+        let cpu_start = (stallwatch_tests::process_cpu(), stallwatch_tests::threads_cpu(CLIENT));
         let start = Instant::now();
         let deadline = start + DEADLINE;
         let mut set = tokio::task::JoinSet::new();
@@ -258,10 +267,14 @@ fn main() {
             });
         }
         while set.join_next().await.is_some() {}
-        (warm, start.elapsed())
+        let elapsed = start.elapsed();
+        let cpu = stallwatch_tests::process_cpu().saturating_sub(cpu_start.0);
+        let client_cpu = stallwatch_tests::threads_cpu(CLIENT).saturating_sub(cpu_start.1);
+        (warm, elapsed, cpu, client_cpu)
     });
     let ok = tally.ok.load(Ordering::Relaxed);
     let rate = ok as f64 / timed.as_secs_f64();
+    let per_report = |cpu: Duration| cpu.as_secs_f64() * 1e6 / ok.max(1) as f64;
     println!(
         "ingest over HTTPS (mTLS, keep-alive): {agents} concurrent agents, {rate:.0} reports/s \
          ({:.0} histograms/s) end to end; {ok} answers 200, {} other, {} failed in {timed:.2?}; \
@@ -270,6 +283,15 @@ fn main() {
         rate * 8.0,
         tally.other.load(Ordering::Relaxed),
         tally.errors.load(Ordering::Relaxed),
+    );
+    // CPU time moves less than wall time when other work shares the machine.
+    println!(
+        "CPU per report: {:.0} us ({:.2} cores busy): server {:.0} us, clients ({CLIENT} \
+         threads) {:.0} us",
+        per_report(cpu),
+        cpu.as_secs_f64() / timed.as_secs_f64(),
+        per_report(cpu.saturating_sub(client_cpu)),
+        per_report(client_cpu),
     );
     server_rt.block_on(running.stop());
     drop(client_rt);

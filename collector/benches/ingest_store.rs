@@ -331,7 +331,7 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, DecodedReport)>(QUEUE_DEPTH);
     let (mut commit_time, mut fold_time, mut batches, mut stored) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
-    let (start, cpu_start) = (Instant::now(), process_cpu());
+    let (start, cpu_start) = (Instant::now(), stallwatch_tests::process_cpu());
     // As the server hands each report back with its answer, so the request task frees it:
     // the fold thread returns each batch's reports to the threads that decoded them.
     let (returns, returned): (Vec<_>, Vec<_>) =
@@ -410,7 +410,7 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
         fold_time = folder.join().expect("the fold thread ends");
     });
     let elapsed = start.elapsed();
-    let cpu = process_cpu().saturating_sub(cpu_start);
+    let cpu = stallwatch_tests::process_cpu().saturating_sub(cpu_start);
     assert_eq!(stored, reports as u64, "every report is new");
     let rate = stored as f64 / elapsed.as_secs_f64();
     println!(
@@ -430,18 +430,6 @@ fn pipeline(ca: &Ca, fleet: &Fleet, reports: usize, decoders: usize) -> f64 {
     );
     drop(store);
     rate
-}
-
-/// CPU time this process has used (user + system, all threads), from `/proc/self/stat`, in
-/// clock ticks of 10 ms: shows whether a run kept both cores busy.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at `state`; utime and
-    // stime are the 14th and 15th fields of the line.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 =
-        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
 }
 
 /// `STALLWATCH_BENCH_SYNC_FULL=1` measures with `synchronous=FULL`, as the collector runs;

@@ -23,6 +23,43 @@ pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
         .expect("create a scratch directory")
 }
 
+/// CPU time this process has used (user + system, all threads), from `/proc/self/stat`, in
+/// clock ticks of 10 ms: the benches divide it by the work done, which a loaded machine
+/// changes less than wall time (`ingest_store`, `ingest_http`).
+pub fn process_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at `state`; utime and
+    // stime are the 14th and 15th fields of the line.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+/// [`process_cpu`] of this process's live threads whose name starts with `prefix` (a bench's
+/// client runtime, say), so a bench can tell their share from the rest. Threads that have
+/// ended are not counted.
+pub fn threads_cpu(prefix: &str) -> std::time::Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return std::time::Duration::ZERO;
+    };
+    let ticks: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            name.starts_with(prefix).then(|| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+        })
+        .sum();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
 /// Path of a workspace binary (`stallwatch-agent` or `stallwatch-collector`), built once per
 /// test run with the same cargo and profile as the tests, so the tests never run a stale one.
 pub fn binary(name: &str) -> PathBuf {

@@ -110,7 +110,7 @@ impl Shared {
     /// The identity of a connected agent, refusing certificates without a stallwatch identity
     /// and revoked ones. The revocation list is re-read when its file changes, so `ca revoke`
     /// takes effect on the next request without a reload.
-    fn check_peer(&self, peer: &Peer) -> Result<VerifiedAgent, ApiError> {
+    fn check_peer(&self, peer: &Peer) -> Result<Arc<VerifiedAgent>, ApiError> {
         let identity = peer.identity.clone().map_err(|e| {
             ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -102,14 +102,15 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<ServerConfig,
 
 /// Who is on the other end of an ingest connection: the address, and the identity from the
 /// certificate rustls verified (an error if the certificate has no valid stallwatch identity).
+/// Read once per connection; axum clones it into every request, so it is shared, not copied.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// Remote address.
     pub addr: SocketAddr,
     /// Identity from the certificate's SAN URI.
-    pub identity: Result<VerifiedAgent, String>,
+    pub identity: Result<Arc<VerifiedAgent>, Arc<str>>,
     /// Certificate serial (lowercase hex), checked against the revocation list per request.
-    pub serial: String,
+    pub serial: Arc<str>,
 }
 
 /// The TLS listener: accepted, handshaken connections.
@@ -201,8 +202,10 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
         let cert = conn.peer_certificates().and_then(|chain| chain.first());
         Peer {
             addr,
-            identity: VerifiedAgent::from_handshake(conn).map_err(|e| e.to_string()),
-            serial: cert.and_then(|cert| certificate_serial(cert).ok()).unwrap_or_default(),
+            identity: VerifiedAgent::from_handshake(conn)
+                .map(Arc::new)
+                .map_err(|e| e.to_string().into()),
+            serial: cert.and_then(|cert| certificate_serial(cert).ok()).unwrap_or_default().into(),
         }
     }
 }
