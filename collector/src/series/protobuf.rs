@@ -75,8 +75,8 @@ fn message<R>(buf: &mut Vec<u8>, field: Option<u32>, body: impl FnOnce(&mut Vec<
 /// [`message`] with room for a `reserve`-byte length: the length's varint is written in
 /// place when it takes that many bytes, and the body moved once otherwise (the length stays
 /// minimal, so the bytes do not depend on the guess). Metrics and histograms run to a few
-/// hundred bytes and families to megabytes: reserving for that saves moving every body and
-/// allocating a prefix per message (a fifth of the protobuf render).
+/// hundred bytes and families to megabytes: reserving for that saves moving those bodies and
+/// allocating their prefixes (too little to show in the render bench on its own).
 fn message_sized<R>(
     buf: &mut Vec<u8>,
     field: Option<u32>,
