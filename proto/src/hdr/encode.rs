@@ -39,8 +39,9 @@ pub const DEFAULT_DEFLATE_LEVEL: u32 = 6;
 /// 0, stored blocks. Still V2+DEFLATE, read by every HDR implementation, and the collector
 /// copies stored blocks out without running inflate ([`decode_sparse`]): decoding a report's
 /// histograms takes about a third of the CPU it took at level 6, for 2.4 times the histogram
-/// bytes (BENCHMARKS.md, "Stored histograms on the wire"). The varint counts deflate only about
-/// 2:1, so nearly every DEFLATE symbol is a literal and inflating them cost more than parsing.
+/// bytes (BENCHMARKS.md, "Stored histograms, a fold thread, and the targets again"). The
+/// varint counts deflate only about 2:1, so nearly every DEFLATE symbol is a literal and
+/// inflating them cost more than parsing them.
 ///
 /// [`HistogramData::from_histogram`]: crate::report::HistogramData::from_histogram
 pub const REPORT_DEFLATE_LEVEL: u32 = 0;
