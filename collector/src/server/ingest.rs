@@ -115,7 +115,7 @@ async fn ingest(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-encoding",
-            "send reports without Content-Encoding: their histograms are already compressed",
+            "send reports without Content-Encoding: the collector caps and decodes the body as sent",
         ));
     }
     let live = shared.live();
