@@ -22,6 +22,10 @@
     reason = "a benchmark reads the clock to time itself and to date its reports"
 )]
 
+/// The collector binary's allocator, so this measures what runs.
+#[global_allocator]
+static ALLOCATOR: stallwatch_collector::Allocator = stallwatch_collector::Allocator;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

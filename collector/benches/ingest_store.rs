@@ -25,6 +25,10 @@
     reason = "a benchmark reads the clock to time itself; it is not collector code"
 )]
 
+/// The collector binary's allocator, so this measures what runs.
+#[global_allocator]
+static ALLOCATOR: stallwatch_collector::Allocator = stallwatch_collector::Allocator;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stallwatch_collector::{config, demo, pki, reports, server};
 
+#[global_allocator]
+static ALLOCATOR: stallwatch_collector::Allocator = stallwatch_collector::Allocator;
+
 /// Exit code for input the operator must fix (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit code for an input file that cannot be read (sysexits EX_NOINPUT).
