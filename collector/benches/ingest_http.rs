@@ -26,6 +26,8 @@
 #[global_allocator]
 static ALLOCATOR: stallwatch_collector::Allocator = stallwatch_collector::Allocator;
 
+mod shared;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +35,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use stallwatch_collector::demo::fleet::{FleetAgent, FleetSpec, write_fleet};
 use stallwatch_collector::pki::{AgentIdentity, Ca, Validity};
-use stallwatch_proto::catalogue::Counter;
-use stallwatch_proto::hdr;
 use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
     HistogramData, REPORT_SCHEMA_VERSION, Report, Series, encode_report,
@@ -42,8 +42,6 @@ use stallwatch_proto::report::{
 use stallwatch_proto::{Role, Transport};
 use stallwatch_tests::rng::Rng;
 
-/// Packets in 10 s of a 2 Mbit/s 720p30 stream.
-const PACKETS: usize = 2_670;
 /// Distinct series bodies; reports reuse them under their own agent and sequence number.
 const POOL: usize = 16;
 /// The client runtime's thread name, so a profile (`perf report --sort comm`) and the CPU
@@ -56,31 +54,12 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// One series shaped like `ingest_store`'s: 8 histograms (4 with 2,670 samples), 30 counters.
 fn series(rng: &mut Rng, i: usize) -> Series {
-    let shapes: [(&str, usize, u64, u64); 8] = [
-        ("jitter_us", PACKETS, 200, 20_000),
-        ("pdv_us", PACKETS, 100, 50_000),
-        ("ipdv_us", PACKETS, 50, 20_000),
-        ("latency_us", PACKETS, 20_000, 80_000),
-        ("first_frame_us", 1, 300_000, 900_000),
-        ("stall_duration_us", 2, 500_000, 2_000_000),
-        ("reorder_distance_packets", 5, 1, 10),
-        ("burst_length_packets", 10, 1, 30),
-    ];
     let mut histograms = BTreeMap::new();
-    for (name, samples, lo, hi) in shapes {
-        let mut h = hdr::new_histogram();
-        let mut sum = 0;
-        for _ in 0..samples {
-            let v = rng.log_uniform(lo, hi);
-            h.record(v).expect("in range");
-            sum += v;
-        }
+    for (name, samples, lo, hi) in shared::SHAPES {
+        let (h, sum) = shared::histogram(rng, samples, lo, hi);
         histograms.insert(name.to_string(), HistogramData::from_histogram(&h, sum));
     }
-    let counters = Counter::ALL[..30]
-        .iter()
-        .map(|c| (c.report_name().to_owned(), rng.next_u64() % 10_000))
-        .collect();
+    let counters = shared::counters(rng);
     let labels = SeriesLabels {
         probe: "view".into(),
         repair: None,

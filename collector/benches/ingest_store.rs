@@ -29,6 +29,8 @@
 #[global_allocator]
 static ALLOCATOR: stallwatch_collector::Allocator = stallwatch_collector::Allocator;
 
+mod shared;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -39,7 +41,6 @@ use stallwatch_collector::server::{MAX_BATCH, QUEUE_DEPTH};
 use stallwatch_collector::store::{
     Delta, HistoryStore, IngestItem, Outcome, ROW_DEFLATE_LEVEL, STORED_HDR_LIMITS, SqliteStore,
 };
-use stallwatch_proto::catalogue::Counter;
 use stallwatch_proto::hdr;
 use stallwatch_proto::report::SeriesLabels;
 use stallwatch_proto::report::{
@@ -58,22 +59,9 @@ fn digest_of(report: &DecodedReport) -> [u8; 32] {
 }
 
 const AGENTS: usize = 3_000;
-/// Packets in 10 s of a 2 Mbit/s 720p30 stream.
-const PACKETS: usize = 2_670;
 /// Distinct report bodies; items reuse them under different agents and sequence numbers.
 const POOL: usize = 16;
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
-
-fn histogram(rng: &mut Rng, samples: usize, lo: u64, hi: u64) -> (Histogram<u64>, u64) {
-    let mut h = hdr::new_histogram();
-    let mut sum = 0;
-    for _ in 0..samples {
-        let v = rng.log_uniform(lo, hi);
-        h.record(v).expect("in range");
-        sum += v;
-    }
-    (h, sum)
-}
 
 /// `STALLWATCH_BENCH_DEFLATE_LEVEL`: the DEFLATE level of the reports' histograms when not
 /// what agents send ([`hdr::REPORT_DEFLATE_LEVEL`]); 6 is what agents sent before.
@@ -82,20 +70,10 @@ fn agent_deflate_level() -> Option<u32> {
 }
 
 fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedReport {
-    let shapes: [(&str, usize, u64, u64); 8] = [
-        ("jitter_us", PACKETS, 200, 20_000),
-        ("pdv_us", PACKETS, 100, 50_000),
-        ("ipdv_us", PACKETS, 50, 20_000),
-        ("latency_us", PACKETS, 20_000, 80_000),
-        ("first_frame_us", 1, 300_000, 900_000),
-        ("stall_duration_us", 2, 500_000, 2_000_000),
-        ("reorder_distance_packets", 5, 1, 10),
-        ("burst_length_packets", 10, 1, 30),
-    ];
     let mut decoded = BTreeMap::new();
     let mut data = BTreeMap::new();
-    for (name, samples, lo, hi) in shapes {
-        let (h, sum) = histogram(rng, samples, lo, hi);
+    for (name, samples, lo, hi) in shared::SHAPES {
+        let (h, sum) = shared::histogram(rng, samples, lo, hi);
         let mut d = HistogramData::from_histogram(&h, sum);
         if let Some(level) = agent_deflate_level() {
             d.hdr.clear();
@@ -104,10 +82,7 @@ fn pool_report(rng: &mut Rng, i: usize, transport_targets: usize) -> DecodedRepo
         decoded.insert(name.to_string(), hdr::decode_sparse(&d.hdr, &Default::default()).unwrap());
         data.insert(name.to_string(), d);
     }
-    let counters = Counter::ALL[..30]
-        .iter()
-        .map(|c| (c.report_name().to_owned(), rng.next_u64() % 10_000))
-        .collect();
+    let counters = shared::counters(rng);
     // Transport x target combinations (3 transports x up to 4 targets).
     let combo = i % transport_targets;
     let labels = SeriesLabels {
