@@ -108,6 +108,7 @@ struct Tally {
 }
 
 fn main() {
+    stallwatch_collector::keep_off_huge_pages();
     let agents = env("STALLWATCH_BENCH_HTTP_AGENTS", 200).max(1);
     let reports = env("STALLWATCH_BENCH_HTTP_REPORTS", 6_000).max(agents);
     let per_agent = reports / agents;

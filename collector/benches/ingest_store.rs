@@ -474,6 +474,7 @@ fn fleet_agents(ca: &Ca, fleet: &Fleet) -> Vec<VerifiedAgent> {
 }
 
 fn main() {
+    stallwatch_collector::keep_off_huge_pages();
     println!("synchronous={}", if sync_full() { "FULL" } else { "NORMAL" });
     println!(
         "{} cores; load average {}",

@@ -73,6 +73,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    stallwatch_collector::keep_off_huge_pages();
     match Cli::parse().command {
         Command::Ca(args) => match pki::main(args) {
             Ok(()) => ExitCode::SUCCESS,

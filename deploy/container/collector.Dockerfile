@@ -21,16 +21,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim AS tools
 COPY --from=build /out/bin/stallwatch-collector /usr/local/bin/stallwatch-collector
-# The allocator (mimalloc) stays off transparent huge pages even on hosts where they are
-# "always" on (docs/deploy.md, "The collector").
-ENV MIMALLOC_ALLOW_THP=0
 ENTRYPOINT ["/usr/local/bin/stallwatch-collector"]
 
 # The default target: glibc and libgcc only, no shell, running as uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/bin/stallwatch-collector /usr/local/bin/stallwatch-collector
 COPY --from=build --chown=65532:65532 /out/state /var/lib/stallwatch
-ENV MIMALLOC_ALLOW_THP=0
 # The history store (SQLite): keep it on a volume.
 VOLUME ["/var/lib/stallwatch"]
 USER 65532:65532

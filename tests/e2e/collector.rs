@@ -112,6 +112,19 @@ fn sample(exposition: &str, prefix: &str) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+/// The collector keeps itself off transparent huge pages whatever the host's setting
+/// (`keep_off_huge_pages`, first in `main`): with them, its allocator made ingest a fifth slower
+/// (BENCHMARKS.md, "mimalloc, without transparent huge pages").
+#[test]
+fn the_collector_runs_without_transparent_huge_pages() {
+    let fleet = Fleet::new("thp");
+    let mut collector = CollectorProcess::start(&fleet.files.config);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid())).unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+    assert_eq!(collector.stop(), Some(0), "clean stop:\n{}", collector.log());
+}
+
 #[test]
 fn ingest_refuses_wrong_certificates_and_reports_and_counts_resends_once() {
     let _tolerant = load_tolerant();
