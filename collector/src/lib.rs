@@ -20,11 +20,11 @@ pub mod web;
 
 /// The collector's global allocator: mimalloc, built not to ask for transparent huge pages (and
 /// [`keep_off_huge_pages`] keeps the kernel from giving them). Its binary and the benches that
-/// run the server (`ingest_http`, `ingest_store`) install this type,
-/// so the benches measure what runs. Over HTTPS, glibc's malloc cost about a quarter of the
-/// server's CPU per report (buffers are freed on other threads than the ones that allocated
-/// them). With huge pages mimalloc gained little: memory it had returned to the kernel came back
-/// as fresh 2 MiB pages to zero (BENCHMARKS.md, "mimalloc, without transparent huge pages").
+/// run the server (`ingest_http`, `ingest_store`) install this type, so the benches measure what
+/// runs. Over HTTPS, glibc's malloc cost about a quarter of the server's CPU per report (buffers
+/// are freed on other threads than the ones that allocated them). With huge pages mimalloc
+/// gained little: memory it had returned to the kernel came back as fresh 2 MiB pages to zero
+/// (BENCHMARKS.md, "mimalloc, without transparent huge pages").
 pub use mimalloc::MiMalloc as Allocator;
 
 /// Keeps this process off transparent huge pages, whatever the host's setting (`always` gives
