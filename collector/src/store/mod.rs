@@ -23,8 +23,8 @@
 //! labels: `region` and `network_type` come from the agent's verified certificate
 //! ([`VerifiedAgent`]), never from the report; `transport`, `repair` and `target` from the
 //! series labels (`""` when absent; a missing `repair` reads as
-//! [`repair_when_unlabelled`](cohort::repair_when_unlabelled)). Other series labels are not part of the cohort: their series
-//! merge.
+//! [`cohort::repair_when_unlabelled`]). Other series labels are not part of the cohort: their
+//! series merge.
 //!
 //! Maintenance folds minutes older than an age into hourly rows ([`HistoryStore::downsample`]),
 //! deletes rows past retention ([`HistoryStore::retain`]) and prunes the ledger
